@@ -1,0 +1,47 @@
+//! Calling a peer service: a lazily connected channel, and requests that carry the caller's identity
+//! as an internal token together with the current request id and trace context.
+
+use std::time::Duration;
+
+use tonic::{metadata::MetadataValue, transport::Channel};
+
+use crate::{
+    auth::{Caller, InternalTokens},
+    context::{RequestContext, REQUEST_ID_HEADER, TRACEPARENT_HEADER},
+};
+
+/// A channel that connects on first use and reconnects by itself, so services can start in any order.
+pub fn channel(url: &str) -> anyhow::Result<Channel> {
+    Ok(tonic::transport::Endpoint::from_shared(url.to_owned())?
+        .connect_timeout(Duration::from_secs(5))
+        .tcp_nodelay(true)
+        .http2_keep_alive_interval(Duration::from_secs(30))
+        .connect_lazy())
+}
+
+/// Wraps `message` for a call made on behalf of `caller`.
+pub fn request<T>(message: T, tokens: &InternalTokens, caller: &Caller) -> tonic::Request<T> {
+    let ctx = RequestContext::current().map_or_else(RequestContext::new_root, |c| c.child());
+    request_in_context(message, tokens, caller, &ctx)
+}
+
+/// As [`request`], with an explicit context (the edge, which is where contexts start).
+pub fn request_in_context<T>(
+    message: T,
+    tokens: &InternalTokens,
+    caller: &Caller,
+    ctx: &RequestContext,
+) -> tonic::Request<T> {
+    let mut req = tonic::Request::new(message);
+    let md = req.metadata_mut();
+    if let Ok(v) = MetadataValue::try_from(format!("Bearer {}", tokens.mint(caller))) {
+        md.insert("authorization", v);
+    }
+    if let Ok(v) = MetadataValue::try_from(ctx.request_id.as_str()) {
+        md.insert(REQUEST_ID_HEADER, v);
+    }
+    if let Ok(v) = MetadataValue::try_from(ctx.traceparent.as_str()) {
+        md.insert(TRACEPARENT_HEADER, v);
+    }
+    req
+}

@@ -1,0 +1,61 @@
+//! Each service owns one PostgreSQL database and runs only its own migrations in it.
+
+use std::{str::FromStr, time::Duration};
+
+use anyhow::Context as _;
+use secrecy::ExposeSecret;
+use sqlx::{
+    migrate::Migrator,
+    postgres::{PgConnectOptions, PgPoolOptions},
+    ConnectOptions, Connection, PgConnection, PgPool,
+};
+
+use crate::config::DatabaseConfig;
+
+pub async fn connect(config: &DatabaseConfig) -> anyhow::Result<PgPool> {
+    let options = PgConnectOptions::from_str(config.url.expose_secret())
+        .context("DATABASE_URL is not a valid PostgreSQL URL")?
+        // Statement logging would put query parameters (possibly PHI) in the logs.
+        .disable_statement_logging();
+    PgPoolOptions::new()
+        .max_connections(config.max_connections)
+        .acquire_timeout(Duration::from_secs(10))
+        .connect_with(options)
+        .await
+        .context("cannot connect to DATABASE_URL")
+}
+
+/// Creates the URL's database when it does not exist yet (the dev launcher and tests use this; in
+/// production the databases are provisioned).
+pub async fn create_database_if_missing(url: &str) -> anyhow::Result<()> {
+    let options = PgConnectOptions::from_str(url).context("not a valid PostgreSQL URL")?;
+    let name = options.get_database().context("the URL names no database")?.to_owned();
+    let mut admin = PgConnection::connect_with(&options.clone().database("postgres").disable_statement_logging())
+        .await
+        .context("cannot connect to the server's `postgres` database")?;
+    let exists: bool = sqlx::query_scalar("select exists(select 1 from pg_database where datname = $1)")
+        .bind(&name)
+        .fetch_one(&mut admin)
+        .await?;
+    if !exists {
+        let sql = format!("create database {}", quote_ident(&name));
+        if let Err(e) = sqlx::query(&sql).execute(&mut admin).await {
+            // Two starters racing: the loser finds it created.
+            let code = e.as_database_error().and_then(|d| d.code().map(|c| c.into_owned()));
+            if code.as_deref() != Some("42P04") && code.as_deref() != Some("23505") {
+                return Err(e).context("cannot create the database");
+            }
+        }
+    }
+    admin.close().await.ok();
+    Ok(())
+}
+
+pub async fn migrate(pool: &PgPool, migrator: &Migrator) -> anyhow::Result<()> {
+    migrator.run(pool).await.context("migrations failed")
+}
+
+/// Quotes an identifier for the few statements (CREATE/DROP DATABASE) that cannot take parameters.
+pub fn quote_ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}

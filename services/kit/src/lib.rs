@@ -1,0 +1,25 @@
+//! era-kit: what every mesh service shares, so that each service crate holds only its own domain.
+//!
+//! - [`config`]: the clap blocks every binary flattens (database, secrets, logging) and their validation.
+//! - [`telemetry`]: logs as text or JSON.
+//! - [`auth`]: the internal token the edge mints, `ADMIN_SECRET`, and the caller identity handlers read.
+//! - [`context`]: request id and trace context carried from the edge through every hop.
+//! - [`server`]: the gRPC bootstrap (health, reflection, auth, graceful shutdown).
+//! - [`client`]: channels to peers that forward identity and context.
+//! - [`db`]: pool, database creation and migrations.
+//! - [`error`]: building `tonic::Status` with field violations and stable reason codes.
+//! - [`cli`]: the `serve` / `migrate` / `healthcheck` entry point every service `main` calls.
+
+pub mod auth;
+pub mod cli;
+pub mod client;
+pub mod config;
+pub mod context;
+pub mod db;
+pub mod error;
+pub mod server;
+pub mod telemetry;
+#[cfg(feature = "testing")]
+pub mod testing;
+
+pub use secrecy::{ExposeSecret, SecretString};

@@ -1,0 +1,3 @@
+fn main() -> std::process::ExitCode {
+    era_kit::cli::main::<era_payments::Binary>()
+}

@@ -1,0 +1,70 @@
+use era_kit::auth::Caller;
+use era_proto::pharmacy_routing::v1::{ApproveTaskRequest, GetRoutingMatrixRequest};
+use tonic::Code;
+use tonic_health::pb::{health_check_response::ServingStatus, health_client::HealthClient, HealthCheckRequest};
+
+use crate::Routing;
+
+#[tokio::test]
+async fn calls_without_credentials_are_refused_but_health_answers() {
+    let routing = Routing::spawn().await;
+    let status = routing
+        .client
+        .clone()
+        .get_routing_matrix(tonic::Request::new(GetRoutingMatrixRequest {}))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::Unauthenticated);
+
+    let mut wrong = tonic::Request::new(GetRoutingMatrixRequest {});
+    wrong
+        .metadata_mut()
+        .insert("authorization", "Bearer not-the-secret".parse().unwrap());
+    assert_eq!(
+        routing
+            .client
+            .clone()
+            .get_routing_matrix(wrong)
+            .await
+            .unwrap_err()
+            .code(),
+        Code::Unauthenticated
+    );
+
+    let mut health = HealthClient::new(routing.channel.clone());
+    for service in ["", "era.pharmacy_routing.v1.PharmacyRoutingService"] {
+        let resp = health
+            .check(HealthCheckRequest {
+                service: service.into(),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(resp.status, ServingStatus::Serving as i32, "{service:?}");
+    }
+}
+
+#[tokio::test]
+async fn a_patient_token_cannot_read_the_matrix() {
+    let routing = Routing::spawn().await;
+    let req = routing.as_caller(GetRoutingMatrixRequest {}, &Caller::patient("pat-1"));
+    assert_eq!(
+        routing.client.clone().get_routing_matrix(req).await.unwrap_err().code(),
+        Code::PermissionDenied
+    );
+    let req = routing.as_caller(GetRoutingMatrixRequest {}, &Caller::admin("ops@clinic.example"));
+    assert!(routing.client.clone().get_routing_matrix(req).await.is_ok());
+}
+
+#[tokio::test]
+async fn rpcs_of_later_issues_say_so() {
+    let routing = Routing::spawn().await;
+    let status = routing
+        .client
+        .clone()
+        .approve_task(routing.admin(ApproveTaskRequest::default()))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::Unimplemented);
+    assert!(status.message().contains("issue 6"), "{}", status.message());
+}

@@ -1,0 +1,66 @@
+//! The routing service over real gRPC on a loopback port, against its own throwaway database.
+
+mod auth;
+mod decide;
+mod matrix;
+
+use era_kit::{
+    auth::{Caller, InternalTokens},
+    config::AuthConfig,
+    testing::{self, TestDb},
+};
+use era_proto::pharmacy_routing::v1::pharmacy_routing_service_client::PharmacyRoutingServiceClient;
+use tokio::sync::oneshot;
+use tonic::{transport::Channel, Code, Status};
+
+pub(crate) struct Routing {
+    pub(crate) client: PharmacyRoutingServiceClient<Channel>,
+    pub(crate) channel: Channel,
+    pub(crate) db: TestDb,
+    auth: AuthConfig,
+    _stop: oneshot::Sender<()>,
+}
+
+impl Routing {
+    pub(crate) async fn spawn() -> Self {
+        let db = TestDb::new(&era_pharmacy_routing::MIGRATOR).await;
+        let (listener, addr) = testing::listener().await;
+        let config = testing::service_config(&db);
+        let auth = config.auth.clone();
+        let (stop, stopped) = oneshot::channel::<()>();
+        tokio::spawn(era_pharmacy_routing::run(config, listener, db.pool.clone(), async {
+            let _ = stopped.await;
+        }));
+        let channel = era_kit::client::channel(&format!("http://{addr}")).unwrap();
+        Self {
+            client: PharmacyRoutingServiceClient::new(channel.clone()),
+            channel,
+            db,
+            auth,
+            _stop: stop,
+        }
+    }
+
+    /// A request carrying `ADMIN_SECRET`, as jobs and operators send it.
+    pub(crate) fn admin<T>(&self, message: T) -> tonic::Request<T> {
+        let mut req = tonic::Request::new(message);
+        let secret = era_kit::ExposeSecret::expose_secret(&self.auth.admin_secret).to_owned();
+        req.metadata_mut()
+            .insert("authorization", format!("Bearer {secret}").parse().unwrap());
+        req
+    }
+
+    /// A request as the edge forwards it for `caller`.
+    pub(crate) fn as_caller<T>(&self, message: T, caller: &Caller) -> tonic::Request<T> {
+        era_kit::client::request(message, &InternalTokens::new(&self.auth.internal_token_secret), caller)
+    }
+}
+
+/// The field names of an INVALID_ARGUMENT's violations.
+pub(crate) fn bad_fields(status: &Status) -> Vec<String> {
+    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+    era_kit::error::violations_of(status)
+        .into_iter()
+        .map(|v| v.field)
+        .collect()
+}

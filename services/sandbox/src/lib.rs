@@ -1,0 +1,129 @@
+//! era-sandbox: one HTTP server that speaks each external vendor's wire format under its own path
+//! prefix, keeps its state in memory, and records every effect in a ledger that tests read. Faults
+//! (an error status, latency, a dropped connection) can be injected for the next N calls to a route.
+//!
+//! Vendors are filled in by the issues that integrate them; until then a prefix answers 404 in a
+//! JSON body that says the route is not simulated yet.
+
+use std::{future::Future, sync::Arc};
+
+use axum::{
+    extract::{Request, State},
+    middleware::{self, Next},
+    response::{IntoResponse, Response},
+    routing::get,
+    Json, Router,
+};
+use http::StatusCode;
+use tokio::net::TcpListener;
+
+mod control;
+mod serve;
+pub mod state;
+
+pub use serve::serve;
+pub use state::{Fault, FaultAction, LedgerEntry, Sandbox};
+
+/// The vendors and the path prefix each is served under (ARCHITECTURE.md's table).
+pub const VENDORS: &[(&str, &str)] = &[
+    ("canvas", "/canvas"),
+    ("canvas-fhir", "/canvas-fhir"),
+    ("stripe", "/stripe"),
+    ("zoom", "/zoom"),
+    ("sendgrid", "/sendgrid"),
+    ("twilio", "/twilio"),
+    ("hubspot", "/hubspot"),
+    ("fedex", "/fedex"),
+    ("pioneerrx", "/pioneerrx"),
+    ("boothwyn", "/boothwyn"),
+    ("strive", "/strive"),
+];
+
+/// The whole sandbox: vendors under their prefixes behind the ledger and fault layer, and the
+/// `/_sandbox` control routes.
+pub fn app(sandbox: Sandbox) -> Router {
+    let mut vendors = Router::new();
+    for (vendor, prefix) in VENDORS {
+        vendors = vendors.nest(prefix, vendor_router(vendor));
+    }
+    let vendors = vendors.layer(middleware::from_fn_with_state(sandbox.clone(), record_and_inject));
+    Router::new()
+        .merge(vendors)
+        .nest("/_sandbox", control::router())
+        .route(
+            "/",
+            get(|| async { Json(serde_json::json!({ "sandbox": "era", "control": "/_sandbox" })) }),
+        )
+        .with_state(sandbox)
+}
+
+/// A vendor's routes. No vendor is simulated yet, so every path falls through to "not simulated".
+fn vendor_router(vendor: &'static str) -> Router<Sandbox> {
+    Router::new().fallback(move |req: Request| async move {
+        let body = serde_json::json!({
+            "error": {
+                "type": "not_simulated",
+                "message": format!("{vendor}: {} {} is not simulated yet", req.method(), req.uri().path()),
+            }
+        });
+        (StatusCode::NOT_FOUND, Json(body))
+    })
+}
+
+/// Counts every vendor call in the ledger and applies the first matching injected fault.
+async fn record_and_inject(State(sandbox): State<Sandbox>, req: Request, next: Next) -> Response {
+    let method = req.method().as_str().to_owned();
+    let path = req.uri().path().to_owned();
+    let fault = sandbox.take_fault(&method, &path);
+    let kill = req.extensions().get::<serve::ConnectionKill>().cloned();
+
+    if let Some(ms) = fault.as_ref().and_then(|f| f.latency_ms) {
+        tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+    }
+    let action = fault.as_ref().and_then(|f| f.action.clone());
+    let response = match action {
+        Some(FaultAction::Status { status, body }) => {
+            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            let body = body.unwrap_or_else(|| serde_json::json!({ "error": { "message": "injected fault" } }));
+            (status, Json(body)).into_response()
+        }
+        Some(FaultAction::DropBefore) => {
+            sandbox.record(&method, &path, None, Some("drop_before"));
+            return drop_connection(kill).await;
+        }
+        Some(FaultAction::DropAfter) => {
+            // The vendor does its work (and commits its effect); the caller never hears back.
+            let response = next.run(req).await;
+            sandbox.record(&method, &path, Some(response.status().as_u16()), Some("drop_after"));
+            return drop_connection(kill).await;
+        }
+        None => next.run(req).await,
+    };
+    let injected = fault.map(|f| f.describe());
+    sandbox.record(&method, &path, Some(response.status().as_u16()), injected.as_deref());
+    response
+}
+
+/// Closes the client's connection without a response.
+async fn drop_connection(kill: Option<serve::ConnectionKill>) -> Response {
+    match kill {
+        Some(kill) => {
+            kill.fire();
+            std::future::pending::<Response>().await
+        }
+        // Served without the sandbox's own accept loop (a router test): the nearest thing.
+        None => StatusCode::BAD_GATEWAY.into_response(),
+    }
+}
+
+/// Serves the sandbox on `listener` until `shutdown` resolves.
+pub async fn run(
+    sandbox: Sandbox,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    serve(listener, app(sandbox), shutdown).await
+}
+
+/// Shared handle type for vendor modules.
+pub type Shared<T> = Arc<std::sync::Mutex<T>>;

@@ -1,0 +1,156 @@
+//! The sandbox's memory: the ledger of every call and effect, and the faults waiting to fire.
+
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use chrono::{SecondsFormat, Utc};
+use serde::{Deserialize, Serialize};
+
+/// One call to a vendor route, or one effect a vendor recorded.
+#[derive(Clone, Debug, Serialize)]
+pub struct LedgerEntry {
+    pub seq: u64,
+    pub at: String,
+    pub vendor: String,
+    pub method: String,
+    pub path: String,
+    /// `None` when the connection was dropped before any response.
+    pub status: Option<u16>,
+    /// The fault that shaped this call, if any.
+    pub fault: Option<String>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case", tag = "kind")]
+pub enum FaultAction {
+    /// Answer with this status (and body) instead of calling the vendor.
+    Status {
+        status: u16,
+        body: Option<serde_json::Value>,
+    },
+    /// Close the connection without calling the vendor.
+    DropBefore,
+    /// Call the vendor, so its effect happens, then close the connection without answering.
+    DropAfter,
+}
+
+/// A fault for the next `times` calls whose path starts with `path` (and whose method matches, if set).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Fault {
+    #[serde(default)]
+    pub method: Option<String>,
+    pub path: String,
+    #[serde(default = "one")]
+    pub times: u32,
+    #[serde(default)]
+    pub latency_ms: Option<u64>,
+    #[serde(default)]
+    pub action: Option<FaultAction>,
+}
+
+fn one() -> u32 {
+    1
+}
+
+impl Fault {
+    fn matches(&self, method: &str, path: &str) -> bool {
+        self.times > 0
+            && path.starts_with(&self.path)
+            && self.method.as_deref().is_none_or(|m| m.eq_ignore_ascii_case(method))
+    }
+
+    pub fn describe(&self) -> String {
+        let mut parts = Vec::new();
+        if let Some(ms) = self.latency_ms {
+            parts.push(format!("latency {ms} ms"));
+        }
+        match &self.action {
+            Some(FaultAction::Status { status, .. }) => parts.push(format!("status {status}")),
+            Some(FaultAction::DropBefore) => parts.push("drop_before".into()),
+            Some(FaultAction::DropAfter) => parts.push("drop_after".into()),
+            None => {}
+        }
+        parts.join(", ")
+    }
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    next_seq: u64,
+    ledger: Vec<LedgerEntry>,
+    faults: Vec<Fault>,
+}
+
+/// Cloneable handle on the sandbox's state.
+#[derive(Clone, Debug, Default)]
+pub struct Sandbox {
+    inner: Arc<Mutex<Inner>>,
+}
+
+impl Sandbox {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // A panic elsewhere must not take the sandbox down with it.
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Forgets every call, effect and fault.
+    pub fn reset(&self) {
+        *self.lock() = Inner::default();
+    }
+
+    pub fn add_fault(&self, fault: Fault) {
+        self.lock().faults.push(fault);
+    }
+
+    pub fn faults(&self) -> Vec<Fault> {
+        self.lock().faults.clone()
+    }
+
+    pub fn clear_faults(&self) {
+        self.lock().faults.clear();
+    }
+
+    /// Takes one use of the first fault matching this call.
+    pub fn take_fault(&self, method: &str, path: &str) -> Option<Fault> {
+        let mut inner = self.lock();
+        let i = inner.faults.iter().position(|f| f.matches(method, path))?;
+        let fault = inner.faults[i].clone();
+        inner.faults[i].times -= 1;
+        if inner.faults[i].times == 0 {
+            inner.faults.remove(i);
+        }
+        Some(fault)
+    }
+
+    pub fn record(&self, method: &str, path: &str, status: Option<u16>, fault: Option<&str>) {
+        let vendor = crate::VENDORS
+            .iter()
+            .find(|(_, prefix)| path == *prefix || path.starts_with(&format!("{prefix}/")))
+            .map_or("unknown", |(v, _)| v);
+        let mut inner = self.lock();
+        inner.next_seq += 1;
+        let entry = LedgerEntry {
+            seq: inner.next_seq,
+            at: Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true),
+            vendor: vendor.to_owned(),
+            method: method.to_owned(),
+            path: path.to_owned(),
+            status,
+            fault: fault.filter(|f| !f.is_empty()).map(str::to_owned),
+        };
+        inner.ledger.push(entry);
+    }
+
+    /// Ledger entries after `since`, optionally for one vendor.
+    pub fn ledger(&self, vendor: Option<&str>, since: u64) -> Vec<LedgerEntry> {
+        self.lock()
+            .ledger
+            .iter()
+            .filter(|e| e.seq > since && vendor.is_none_or(|v| e.vendor == v))
+            .cloned()
+            .collect()
+    }
+}
