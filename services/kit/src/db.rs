@@ -59,3 +59,55 @@ pub async fn migrate(pool: &PgPool, migrator: &Migrator) -> anyhow::Result<()> {
 pub fn quote_ident(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
 }
+
+/// Calls `reload` whenever `channel` is notified (`pg_notify`) and every `every` in case a
+/// notification was missed while the listening connection was down, for as long as `owner` lives.
+/// In-memory caches (the routing matrix, revoked tokens) stay in step across replicas this way.
+pub fn spawn_change_listener<T, F, Fut>(
+    pool: PgPool,
+    channel: &'static str,
+    every: Duration,
+    owner: std::sync::Weak<T>,
+    reload: F,
+) where
+    T: Send + Sync + 'static,
+    F: Fn(std::sync::Arc<T>) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send,
+{
+    tokio::spawn(async move {
+        let mut listener = match sqlx::postgres::PgListener::connect_with(&pool).await {
+            Ok(mut l) => match l.listen(channel).await {
+                Ok(()) => Some(l),
+                Err(e) => {
+                    tracing::warn!(error = %e, channel, "cannot listen for changes; polling only");
+                    None
+                }
+            },
+            Err(e) => {
+                tracing::warn!(error = %e, channel, "cannot listen for changes; polling only");
+                None
+            }
+        };
+        let mut tick = tokio::time::interval(every);
+        tick.tick().await;
+        loop {
+            let notified = async {
+                match listener.as_mut() {
+                    Some(l) => {
+                        if l.recv().await.is_err() {
+                            // Reconnects on the next recv; meanwhile the tick covers us.
+                            tokio::time::sleep(Duration::from_secs(1)).await;
+                        }
+                    }
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                () = notified => {},
+                _ = tick.tick() => {},
+            }
+            let Some(owner) = owner.upgrade() else { return };
+            reload(owner).await;
+        }
+    });
+}

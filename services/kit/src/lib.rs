@@ -23,3 +23,4 @@ pub mod telemetry;
 pub mod testing;
 
 pub use secrecy::{ExposeSecret, SecretString};
+pub use tonic_health as health;

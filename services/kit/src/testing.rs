@@ -63,22 +63,27 @@ impl TestDb {
 
 impl Drop for TestDb {
     fn drop(&mut self) {
-        let name = self.name.clone();
-        // Drop runs outside async; a short-lived runtime on its own thread does the cleanup.
-        let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .ok()?;
-            rt.block_on(async {
-                let options = PgConnectOptions::from_str(&server_url()).ok()?.database("postgres");
-                let mut conn = PgConnection::connect_with(&options).await.ok()?;
-                let sql = format!("drop database if exists {} with (force)", quote_ident(&name));
-                sqlx::query(&sql).execute(&mut conn).await.ok()
-            })
-        })
-        .join();
+        drop_database_blocking(&self.name);
     }
+}
+
+/// Drops database `name` on the test server, closing its connections; usable from `Drop`.
+pub fn drop_database_blocking(name: &str) {
+    let name = name.to_owned();
+    // Drop runs outside async; a short-lived runtime on its own thread does the cleanup.
+    let _ = std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .ok()?;
+        rt.block_on(async {
+            let options = PgConnectOptions::from_str(&server_url()).ok()?.database("postgres");
+            let mut conn = PgConnection::connect_with(&options).await.ok()?;
+            let sql = format!("drop database if exists {} with (force)", quote_ident(&name));
+            sqlx::query(&sql).execute(&mut conn).await.ok()
+        })
+    })
+    .join();
 }
 
 /// The URL of database `name` on the test server.

@@ -10,7 +10,7 @@ use std::{
 
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
-use sqlx::{postgres::PgListener, PgPool};
+use sqlx::PgPool;
 
 use crate::{
     domain::{Candidate, PrescriberChoice, StateFacts},
@@ -248,8 +248,22 @@ impl Matrix {
             current: Arc::new(RwLock::new(Arc::new(Snapshot::load(&pool).await?))),
             pool,
         };
-        let watcher = matrix.clone();
-        tokio::spawn(async move { watcher.watch().await });
+        let reload_pool = matrix.pool.clone();
+        era_kit::db::spawn_change_listener(
+            matrix.pool.clone(),
+            CHANGED_CHANNEL,
+            RELOAD_EVERY,
+            Arc::downgrade(&matrix.current),
+            move |current| {
+                let pool = reload_pool.clone();
+                async move {
+                    match Snapshot::load(&pool).await {
+                        Ok(fresh) => *current.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(fresh),
+                        Err(e) => tracing::warn!(error = %e, "routing matrix reload failed; keeping the previous one"),
+                    }
+                }
+            },
+        );
         Ok(matrix)
     }
 
@@ -265,46 +279,6 @@ impl Matrix {
         let fresh = Arc::new(Snapshot::load(&self.pool).await?);
         *self.current.write().unwrap_or_else(|e| e.into_inner()) = fresh;
         Ok(())
-    }
-
-    async fn watch(self) {
-        let mut listener = match PgListener::connect_with(&self.pool).await {
-            Ok(mut l) => match l.listen(CHANGED_CHANNEL).await {
-                Ok(()) => Some(l),
-                Err(e) => {
-                    tracing::warn!(error = %e, "cannot listen for routing changes; reloading every 30 s");
-                    None
-                }
-            },
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot listen for routing changes; reloading every 30 s");
-                None
-            }
-        };
-        let mut tick = tokio::time::interval(RELOAD_EVERY);
-        tick.tick().await;
-        loop {
-            // Stop once the service (and its pool) is gone.
-            if self.pool.is_closed() || Arc::strong_count(&self.current) == 1 {
-                return;
-            }
-            let notified = async {
-                match listener.as_mut() {
-                    Some(l) => l.recv().await.is_ok(),
-                    None => std::future::pending().await,
-                }
-            };
-            tokio::select! {
-                _ = notified => {},
-                _ = tick.tick() => {},
-            }
-            if Arc::strong_count(&self.current) == 1 {
-                return;
-            }
-            if let Err(e) = self.reload().await {
-                tracing::warn!(error = %e, "routing matrix reload failed; keeping the previous one");
-            }
-        }
     }
 }
 

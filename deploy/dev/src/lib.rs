@@ -1,0 +1,352 @@
+//! The whole mesh in one process: the vendor sandbox, the five services and the edge, each on its
+//! own socket and talking real gRPC over loopback, each with its own database on one PostgreSQL
+//! server. `era-dev` runs it on the standard ports; tests and the benchmark run it on port 0.
+
+pub mod postgres;
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+
+use anyhow::Context as _;
+use era_kit::{
+    config::{AuthConfig, DatabaseConfig, LoggingConfig, ServiceConfig},
+    SecretString,
+};
+use secrecy::ExposeSecret;
+use sqlx::PgPool;
+use tokio::{net::TcpListener, sync::watch, task::JoinSet};
+
+/// Listening ports; 0 picks a free one.
+#[derive(Clone, Copy, Debug)]
+pub struct Ports {
+    pub edge: u16,
+    pub sandbox: u16,
+    pub canvas: u16,
+    pub payments: u16,
+    pub pharmacy_routing: u16,
+    pub scheduling: u16,
+    pub notifications: u16,
+}
+
+impl Ports {
+    /// ARCHITECTURE.md's ports.
+    pub const STANDARD: Ports = Ports {
+        edge: 8080,
+        sandbox: 8090,
+        canvas: 50051,
+        payments: 50052,
+        pharmacy_routing: 50053,
+        scheduling: 50054,
+        notifications: 50055,
+    };
+    pub const ANY: Ports = Ports {
+        edge: 0,
+        sandbox: 0,
+        canvas: 0,
+        payments: 0,
+        pharmacy_routing: 0,
+        scheduling: 0,
+        notifications: 0,
+    };
+}
+
+/// The mesh's secrets. Missing ones are generated.
+#[derive(Clone)]
+pub struct Secrets {
+    pub admin_secret: SecretString,
+    pub admin_jwt_secret: SecretString,
+    pub patient_jwt_secret: SecretString,
+    pub internal_token_secret: SecretString,
+}
+
+impl std::fmt::Debug for Secrets {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secrets { .. }")
+    }
+}
+
+/// 32 random bytes as hex.
+pub fn random_secret() -> SecretString {
+    let bytes: [u8; 32] = rand::random();
+    SecretString::from(hex::encode(bytes))
+}
+
+impl Secrets {
+    pub fn generate() -> Self {
+        Self {
+            admin_secret: random_secret(),
+            admin_jwt_secret: random_secret(),
+            patient_jwt_secret: random_secret(),
+            internal_token_secret: random_secret(),
+        }
+    }
+
+    /// Each secret from its environment variable when set, generated otherwise. Returns the names
+    /// of the generated ones.
+    pub fn from_env_or_generate() -> (Self, Vec<&'static str>) {
+        let mut generated = Vec::new();
+        let mut take = |var: &'static str| match std::env::var(var) {
+            Ok(v) if !v.is_empty() => SecretString::from(v),
+            _ => {
+                generated.push(var);
+                random_secret()
+            }
+        };
+        let admin_secret = take("ADMIN_SECRET");
+        let admin_jwt_secret = match std::env::var("CANVAS_AUTH_SECRET") {
+            Ok(v) if !v.is_empty() && std::env::var("ADMIN_JWT_SECRET").is_err() => SecretString::from(v),
+            _ => take("ADMIN_JWT_SECRET"),
+        };
+        let patient_jwt_secret = take("PATIENT_JWT_SECRET");
+        let internal_token_secret = take("INTERNAL_TOKEN_SECRET");
+        (
+            Self {
+                admin_secret,
+                admin_jwt_secret,
+                patient_jwt_secret,
+                internal_token_secret,
+            },
+            generated,
+        )
+    }
+
+    fn auth(&self) -> AuthConfig {
+        AuthConfig {
+            admin_secret: self.admin_secret.clone(),
+            internal_token_secret: self.internal_token_secret.clone(),
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct MeshOptions {
+    pub host: IpAddr,
+    pub ports: Ports,
+    /// A PostgreSQL server URL (any database path) where the mesh may create its databases.
+    pub server_url: String,
+    /// Database names are `<prefix>_<service>`, e.g. `era_canvas`.
+    pub database_prefix: String,
+    pub secrets: Secrets,
+    pub logging: LoggingConfig,
+    pub cors_allowed_origins: Vec<String>,
+}
+
+impl MeshOptions {
+    pub fn new(server_url: impl Into<String>, secrets: Secrets) -> Self {
+        Self {
+            host: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            ports: Ports::STANDARD,
+            server_url: server_url.into(),
+            database_prefix: "era".into(),
+            secrets,
+            logging: LoggingConfig::default(),
+            cors_allowed_origins: Vec::new(),
+        }
+    }
+}
+
+/// A running mesh.
+#[derive(Debug)]
+pub struct Mesh {
+    pub edge_url: String,
+    pub sandbox_url: String,
+    /// `(binary name, gRPC URL)` of each service.
+    pub services: Vec<(&'static str, String)>,
+    /// Every database the mesh uses.
+    pub databases: Vec<String>,
+    pub secrets: Secrets,
+    /// One stop switch per component, so a test can take a single service down.
+    stops: Vec<(&'static str, watch::Sender<bool>)>,
+    tasks: JoinSet<(&'static str, anyhow::Result<()>)>,
+}
+
+/// The URL of database `name` on the server of `server_url`.
+pub fn database_url(server_url: &str, name: &str) -> anyhow::Result<String> {
+    let mut url: reqwest::Url = server_url.parse().context("not a valid PostgreSQL URL")?;
+    url.set_path(&format!("/{name}"));
+    Ok(url.to_string())
+}
+
+async fn database(options: &MeshOptions, service: &str) -> anyhow::Result<(DatabaseConfig, PgPool, String)> {
+    let name = format!("{}_{}", options.database_prefix, service.replace('-', "_"));
+    let url = database_url(&options.server_url, &name)?;
+    era_kit::db::create_database_if_missing(&url)
+        .await
+        .with_context(|| format!("database {name}"))?;
+    let config = DatabaseConfig::new(url);
+    let pool = era_kit::db::connect(&config)
+        .await
+        .with_context(|| format!("database {name}"))?;
+    Ok((config, pool, name))
+}
+
+async fn bind(host: IpAddr, port: u16, what: &str) -> anyhow::Result<(TcpListener, SocketAddr)> {
+    let listener = TcpListener::bind((host, port))
+        .await
+        .with_context(|| format!("cannot listen on {host}:{port} for {what}"))?;
+    let addr = listener.local_addr()?;
+    Ok((listener, addr))
+}
+
+impl Mesh {
+    pub async fn start(options: MeshOptions) -> anyhow::Result<Mesh> {
+        let mut stops = Vec::new();
+        let mut stopped = |name: &'static str| {
+            let (stop, mut rx) = watch::channel(false);
+            stops.push((name, stop));
+            async move {
+                let _ = rx.wait_for(|s| *s).await;
+            }
+        };
+        let mut tasks = JoinSet::new();
+        let mut services = Vec::new();
+        let mut databases = Vec::new();
+        let host = options.host;
+
+        let (listener, addr) = bind(host, options.ports.sandbox, "era-sandbox").await?;
+        tasks.spawn({
+            let stopped = stopped("era-sandbox");
+            async move {
+                (
+                    "era-sandbox",
+                    era_sandbox::run(era_sandbox::Sandbox::new(), listener, stopped).await,
+                )
+            }
+        });
+        let sandbox_url = format!("http://{addr}");
+
+        macro_rules! service {
+            ($krate:ident, $name:literal, $db:literal, $port:expr) => {{
+                let (database, pool, db_name) = database(&options, $db).await?;
+                era_kit::db::migrate(&pool, &$krate::MIGRATOR)
+                    .await
+                    .with_context(|| format!("migrating {}", $name))?;
+                databases.push(db_name);
+                let (listener, addr) = bind(host, $port, $name).await?;
+                let config = ServiceConfig {
+                    listen_addr: Some(addr),
+                    database,
+                    auth: options.secrets.auth(),
+                    logging: options.logging.clone(),
+                };
+                let stopped = stopped($name);
+                tasks.spawn(async move { ($name, $krate::run(config, listener, pool, stopped).await) });
+                services.push(($name, format!("http://{addr}")));
+                format!("http://{addr}")
+            }};
+        }
+        let canvas = service!(era_canvas, "era-canvas", "canvas", options.ports.canvas);
+        let payments = service!(era_payments, "era-payments", "payments", options.ports.payments);
+        let pharmacy_routing = service!(
+            era_pharmacy_routing,
+            "era-pharmacy-routing",
+            "pharmacy-routing",
+            options.ports.pharmacy_routing
+        );
+        let scheduling = service!(era_scheduling, "era-scheduling", "scheduling", options.ports.scheduling);
+        let notifications = service!(
+            era_notifications,
+            "era-notifications",
+            "notifications",
+            options.ports.notifications
+        );
+
+        let (database, pool, db_name) = database(&options, "edge").await?;
+        era_kit::db::migrate(&pool, &era_edge::MIGRATOR)
+            .await
+            .context("migrating era-edge")?;
+        databases.push(db_name);
+        let (listener, addr) = bind(host, options.ports.edge, "era-edge").await?;
+        let config = era_edge::Config {
+            listen_addr: addr,
+            database,
+            auth: options.secrets.auth(),
+            secrets: era_edge::config::EdgeSecrets {
+                admin_jwt_secret: Some(options.secrets.admin_jwt_secret.clone()),
+                canvas_auth_secret: None,
+                patient_jwt_secret: options.secrets.patient_jwt_secret.clone(),
+            },
+            peers: era_edge::config::Peers {
+                canvas,
+                payments,
+                pharmacy_routing,
+                scheduling,
+                notifications,
+            },
+            cors_allowed_origins: options.cors_allowed_origins.clone(),
+            max_body_bytes: era_edge::config::DEFAULT_MAX_BODY_BYTES,
+            logging: options.logging.clone(),
+        };
+        config.validate()?;
+        let stopped_edge = stopped("era-edge");
+        tasks.spawn(async move { ("era-edge", era_edge::run(config, listener, pool, stopped_edge).await) });
+
+        Ok(Mesh {
+            edge_url: format!("http://{addr}"),
+            sandbox_url,
+            services,
+            databases,
+            secrets: options.secrets,
+            stops,
+            tasks,
+        })
+    }
+
+    /// Waits until the edge reports every service SERVING.
+    pub async fn wait_ready(&self, timeout: std::time::Duration) -> anyhow::Result<()> {
+        let client = reqwest::Client::new();
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let ready = client
+                .get(format!("{}/readyz", self.edge_url))
+                .send()
+                .await
+                .map(|r| r.status().is_success());
+            if matches!(ready, Ok(true)) {
+                return Ok(());
+            }
+            if tokio::time::Instant::now() > deadline {
+                anyhow::bail!("the mesh was not ready within {timeout:?}");
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Resolves when any component stops on its own (a crash), naming it.
+    pub async fn exited(&mut self) -> (&'static str, anyhow::Result<()>) {
+        match self.tasks.join_next().await {
+            Some(Ok(result)) => result,
+            Some(Err(e)) => ("a component", Err(anyhow::anyhow!("panicked: {e}"))),
+            None => ("the mesh", Ok(())),
+        }
+    }
+
+    /// Asks every component to stop and waits for calls in flight to finish.
+    pub async fn shutdown(mut self) {
+        for (_, stop) in &self.stops {
+            let _ = stop.send(true);
+        }
+        while self.tasks.join_next().await.is_some() {}
+    }
+
+    /// Stops one service (as a crash or a deploy would) and waits until it no longer reports SERVING.
+    pub async fn shutdown_service(&self, name: &str) {
+        if let Some((_, stop)) = self.stops.iter().find(|(n, _)| *n == name) {
+            let _ = stop.send(true);
+        }
+        let Some(url) = self.service_url(name) else { return };
+        for _ in 0..200 {
+            if !matches!(era_kit::server::check_health(url, "").await, Ok(true)) {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+        }
+    }
+
+    pub fn admin_secret(&self) -> &str {
+        self.secrets.admin_secret.expose_secret()
+    }
+
+    pub fn service_url(&self, name: &str) -> Option<&str> {
+        self.services.iter().find(|(n, _)| *n == name).map(|(_, u)| u.as_str())
+    }
+}

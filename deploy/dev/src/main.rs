@@ -1,0 +1,100 @@
+//! `era-dev`: the whole mesh on the standard ports, with the sandbox in place of every vendor.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use era_dev::{postgres::LocalCluster, Mesh, MeshOptions, Secrets};
+use era_kit::{config::LoggingConfig, ExposeSecret};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "era-dev",
+    about = "Run the whole Era mesh locally against the vendor sandbox"
+)]
+struct Cli {
+    /// A PostgreSQL server where era-dev may create one database per service. Unset: era-dev runs
+    /// its own cluster under `.era/` from the installed PostgreSQL.
+    #[arg(long, env = "DATABASE_URL")]
+    database_url: Option<String>,
+    /// Where the dev cluster lives when DATABASE_URL is unset.
+    #[arg(long, env = "ERA_DEV_DIR", default_value = ".era")]
+    dir: std::path::PathBuf,
+    /// Browser origins allowed to call the edge, comma-separated.
+    #[arg(long, env = "CORS_ALLOWED_ORIGINS", value_delimiter = ',', default_value = "")]
+    cors_allowed_origins: Vec<String>,
+    #[command(flatten)]
+    logging: LoggingConfig,
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    era_kit::telemetry::init(&cli.logging);
+    match run(cli).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("era-dev: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+#[expect(
+    clippy::print_stdout,
+    reason = "the launcher's output is for the person who started it"
+)]
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let (cluster, server_url) = match cli.database_url {
+        Some(url) => (None, url),
+        None => {
+            let (cluster, url) = LocalCluster::start(&cli.dir.join("postgres"))?;
+            println!("PostgreSQL   {url} (data in {})", cli.dir.join("postgres").display());
+            (Some(cluster), url)
+        }
+    };
+    let (secrets, generated) = Secrets::from_env_or_generate();
+    let mut options = MeshOptions::new(server_url, secrets);
+    options.logging = cli.logging.clone();
+    options.cors_allowed_origins = cli.cors_allowed_origins.clone();
+    let mut mesh = Mesh::start(options).await?;
+    mesh.wait_ready(std::time::Duration::from_secs(30)).await?;
+
+    println!("edge         {}   (docs {}/docs)", mesh.edge_url, mesh.edge_url);
+    println!(
+        "sandbox      {}   (ledger {}/_sandbox/ledger)",
+        mesh.sandbox_url, mesh.sandbox_url
+    );
+    for (name, url) in &mesh.services {
+        println!("{name:<21}{url}");
+    }
+    println!("databases    {}", mesh.databases.join(", "));
+    let s = &mesh.secrets;
+    for (var, value) in [
+        ("ADMIN_SECRET", &s.admin_secret),
+        ("ADMIN_JWT_SECRET", &s.admin_jwt_secret),
+        ("PATIENT_JWT_SECRET", &s.patient_jwt_secret),
+        ("INTERNAL_TOKEN_SECRET", &s.internal_token_secret),
+    ] {
+        let origin = if generated.contains(&var) {
+            "generated"
+        } else {
+            "from the environment"
+        };
+        println!("{var}={}   ({origin})", value.expose_secret());
+    }
+    println!(
+        "try: curl -H \"Authorization: Bearer $ADMIN_SECRET\" {}/api/admin/routing/GA?medication=semaglutide",
+        mesh.edge_url
+    );
+    println!("era-dev ready: edge {} (Ctrl-C to stop)", mesh.edge_url);
+
+    let outcome = tokio::select! {
+        () = era_kit::server::shutdown_signal() => Ok(()),
+        (name, result) = mesh.exited() => Err(anyhow::anyhow!("{name} stopped: {:?}", result.err())),
+    };
+    mesh.shutdown().await;
+    if let Some(cluster) = cluster {
+        cluster.stop()?;
+    }
+    outcome
+}

@@ -1,0 +1,152 @@
+//! The edge's configuration, from the environment, validated at start.
+
+use std::net::SocketAddr;
+
+use era_kit::config::{require_secret, AuthConfig, ConfigError, DatabaseConfig, LoggingConfig};
+use secrecy::{ExposeSecret, SecretString};
+
+pub const DEFAULT_LISTEN_ADDR: &str = "127.0.0.1:8080";
+/// Bodies larger than this get 413. Intake forms and plugin calls are far smaller.
+pub const DEFAULT_MAX_BODY_BYTES: usize = 1024 * 1024;
+
+#[derive(Clone, Debug, clap::Args)]
+pub struct Config {
+    /// Socket the HTTP server listens on.
+    #[arg(long, env = "LISTEN_ADDR", default_value = DEFAULT_LISTEN_ADDR)]
+    pub listen_addr: SocketAddr,
+    #[command(flatten)]
+    pub database: DatabaseConfig,
+    #[command(flatten)]
+    pub auth: AuthConfig,
+    #[command(flatten)]
+    pub secrets: EdgeSecrets,
+    #[command(flatten)]
+    pub peers: Peers,
+    /// Origins the browser portals are served from, comma-separated (e.g.
+    /// `https://admin.example.com,https://patient.example.com`). Empty: no cross-origin access.
+    #[arg(long, env = "CORS_ALLOWED_ORIGINS", value_delimiter = ',', default_value = "")]
+    pub cors_allowed_origins: Vec<String>,
+    /// Largest request body accepted, in bytes.
+    #[arg(long, env = "MAX_BODY_BYTES", default_value_t = DEFAULT_MAX_BODY_BYTES)]
+    pub max_body_bytes: usize,
+    #[command(flatten)]
+    pub logging: LoggingConfig,
+}
+
+#[derive(Clone, clap::Args)]
+pub struct EdgeSecrets {
+    /// Signs admin JWTs and verifies the Canvas plugin's HMAC signatures.
+    #[arg(long, env = "ADMIN_JWT_SECRET", hide_env_values = true)]
+    pub admin_jwt_secret: Option<SecretString>,
+    /// The Canvas plugin's name for the same secret as ADMIN_JWT_SECRET; either may be set.
+    #[arg(long, env = "CANVAS_AUTH_SECRET", hide_env_values = true)]
+    pub canvas_auth_secret: Option<SecretString>,
+    /// Signs patient JWTs (a different key, so no patient token can ever pass as an admin's).
+    #[arg(long, env = "PATIENT_JWT_SECRET", hide_env_values = true)]
+    pub patient_jwt_secret: SecretString,
+}
+
+impl std::fmt::Debug for EdgeSecrets {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("EdgeSecrets { .. }")
+    }
+}
+
+impl EdgeSecrets {
+    /// The admin JWT / Canvas HMAC secret, from whichever variable holds it.
+    pub fn admin_jwt(&self) -> Result<&SecretString, ConfigError> {
+        match (&self.admin_jwt_secret, &self.canvas_auth_secret) {
+            (Some(a), Some(c)) if a.expose_secret() != c.expose_secret() => Err(ConfigError::new(
+                "CANVAS_AUTH_SECRET",
+                "differs from ADMIN_JWT_SECRET; they are one secret, set one of them or both to the same value",
+            )),
+            (Some(a), _) => Ok(a),
+            (None, Some(c)) => Ok(c),
+            (None, None) => Err(ConfigError::new(
+                "ADMIN_JWT_SECRET",
+                "is required (or set CANVAS_AUTH_SECRET)",
+            )),
+        }
+    }
+}
+
+/// Where the services are.
+#[derive(Clone, Debug, clap::Args)]
+pub struct Peers {
+    #[arg(long, env = "CANVAS_GRPC_URL", default_value = "http://127.0.0.1:50051")]
+    pub canvas: String,
+    #[arg(long, env = "PAYMENTS_GRPC_URL", default_value = "http://127.0.0.1:50052")]
+    pub payments: String,
+    #[arg(long, env = "PHARMACY_ROUTING_GRPC_URL", default_value = "http://127.0.0.1:50053")]
+    pub pharmacy_routing: String,
+    #[arg(long, env = "SCHEDULING_GRPC_URL", default_value = "http://127.0.0.1:50054")]
+    pub scheduling: String,
+    #[arg(long, env = "NOTIFICATIONS_GRPC_URL", default_value = "http://127.0.0.1:50055")]
+    pub notifications: String,
+}
+
+impl Peers {
+    /// Each peer with its variable name and the gRPC service it must report SERVING.
+    pub fn all(&self) -> [(&'static str, &str, &'static str); 5] {
+        [
+            ("CANVAS_GRPC_URL", &self.canvas, "era.canvas.v1.CanvasService"),
+            ("PAYMENTS_GRPC_URL", &self.payments, "era.payments.v1.PaymentsService"),
+            (
+                "PHARMACY_ROUTING_GRPC_URL",
+                &self.pharmacy_routing,
+                "era.pharmacy_routing.v1.PharmacyRoutingService",
+            ),
+            (
+                "SCHEDULING_GRPC_URL",
+                &self.scheduling,
+                "era.scheduling.v1.SchedulingService",
+            ),
+            (
+                "NOTIFICATIONS_GRPC_URL",
+                &self.notifications,
+                "era.notifications.v1.NotificationsService",
+            ),
+        ]
+    }
+}
+
+impl Config {
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.database.validate()?;
+        self.auth.validate()?;
+        let admin_jwt = self.secrets.admin_jwt()?;
+        let var = if self.secrets.admin_jwt_secret.is_some() {
+            "ADMIN_JWT_SECRET"
+        } else {
+            "CANVAS_AUTH_SECRET"
+        };
+        require_secret(var, admin_jwt)?;
+        require_secret("PATIENT_JWT_SECRET", &self.secrets.patient_jwt_secret)?;
+        if self.secrets.patient_jwt_secret.expose_secret() == admin_jwt.expose_secret() {
+            return Err(ConfigError::new(
+                "PATIENT_JWT_SECRET",
+                "must differ from ADMIN_JWT_SECRET",
+            ));
+        }
+        for (var, url, _) in self.peers.all() {
+            if !(url.starts_with("http://") || url.starts_with("https://")) || url.parse::<http::Uri>().is_err() {
+                return Err(ConfigError::new(var, "must be an http:// or https:// URL"));
+            }
+        }
+        for origin in self.cors_allowed_origins.iter().filter(|o| !o.trim().is_empty()) {
+            let ok = (origin.starts_with("https://") || origin.starts_with("http://"))
+                && origin.parse::<http::HeaderValue>().is_ok()
+                && !origin.ends_with('/');
+            if !ok {
+                return Err(ConfigError::new(
+                    "CORS_ALLOWED_ORIGINS",
+                    format!("{origin:?} is not an origin like https://admin.example.com"),
+                ));
+            }
+        }
+        if self.max_body_bytes < 1024 {
+            return Err(ConfigError::new("MAX_BODY_BYTES", "must be at least 1024"));
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,257 @@
+//! The one error body of the REST API, `{"error":{"code","message","fields"?}}`, and the one table
+//! from gRPC status to HTTP status.
+
+use axum::{
+    extract::rejection::{BytesRejection, JsonRejection, PathRejection, QueryRejection},
+    http::{header, StatusCode},
+    response::{IntoResponse, Response},
+    Json,
+};
+use serde::Serialize;
+use tonic::Code;
+use utoipa::ToSchema;
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct FieldError {
+    /// The field as the caller named it, e.g. `routes[0].pharmacyId`.
+    pub field: String,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ErrorDetail {
+    /// Stable snake_case code to branch on, e.g. `state_excluded`, `invalid_argument`.
+    pub code: String,
+    /// For people. Never holds PHI, upstream bodies or internals.
+    pub message: String,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub fields: Vec<FieldError>,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+/// An error on its way to the client.
+#[derive(Debug, Clone)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub detail: ErrorDetail,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: &str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            detail: ErrorDetail {
+                code: code.into(),
+                message: message.into(),
+                fields: Vec::new(),
+            },
+        }
+    }
+
+    pub fn unauthorized(code: &str, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, code, message)
+    }
+
+    pub fn forbidden(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::FORBIDDEN, "forbidden", message)
+    }
+
+    pub fn invalid(fields: Vec<FieldError>) -> Self {
+        let message = fields
+            .iter()
+            .map(|f| format!("{}: {}", f.field, f.reason))
+            .collect::<Vec<_>>()
+            .join("; ");
+        let mut err = Self::new(StatusCode::BAD_REQUEST, "invalid_argument", message);
+        err.detail.fields = fields;
+        err
+    }
+
+    pub fn field(field: &str, reason: impl Into<String>) -> Self {
+        Self::invalid(vec![FieldError {
+            field: field.into(),
+            reason: reason.into(),
+        }])
+    }
+
+    pub fn internal(err: &anyhow::Error) -> Self {
+        tracing::error!(error = format!("{err:#}"), "internal error");
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal_error", "internal error")
+    }
+}
+
+/// The HTTP status and default code for each gRPC code. No wildcard: every code is decided here.
+pub fn http_status(code: Code) -> (StatusCode, &'static str) {
+    match code {
+        Code::Ok => (StatusCode::OK, "ok"),
+        Code::InvalidArgument | Code::OutOfRange => (StatusCode::BAD_REQUEST, "invalid_argument"),
+        Code::FailedPrecondition => (StatusCode::UNPROCESSABLE_ENTITY, "failed_precondition"),
+        Code::NotFound => (StatusCode::NOT_FOUND, "not_found"),
+        Code::AlreadyExists => (StatusCode::CONFLICT, "already_exists"),
+        Code::Aborted => (StatusCode::CONFLICT, "conflict"),
+        Code::Unauthenticated => (StatusCode::UNAUTHORIZED, "unauthenticated"),
+        Code::PermissionDenied => (StatusCode::FORBIDDEN, "forbidden"),
+        Code::ResourceExhausted => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
+        Code::Unimplemented => (StatusCode::NOT_IMPLEMENTED, "not_implemented"),
+        Code::Unavailable | Code::Cancelled => (StatusCode::SERVICE_UNAVAILABLE, "service_unavailable"),
+        Code::DeadlineExceeded => (StatusCode::GATEWAY_TIMEOUT, "timeout"),
+        Code::Internal | Code::Unknown | Code::DataLoss => (StatusCode::INTERNAL_SERVER_ERROR, "internal_error"),
+    }
+}
+
+/// Proto field paths (`routes[0].pharmacy_id`) in the REST API's lowerCamelCase.
+fn camel_path(field: &str) -> String {
+    let mut out = String::with_capacity(field.len());
+    let mut upper = false;
+    for c in field.chars() {
+        if c == '_' {
+            upper = true;
+        } else if upper {
+            out.extend(c.to_uppercase());
+            upper = false;
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+impl From<tonic::Status> for ApiError {
+    fn from(status: tonic::Status) -> Self {
+        let (http, default_code) = http_status(status.code());
+        if http.is_server_error() && status.code() != Code::Unimplemented {
+            // The service logged the cause; the client learns only the class of failure.
+            tracing::warn!(code = ?status.code(), "service call failed");
+            let message = match status.code() {
+                Code::Unavailable | Code::Cancelled => "a service is unavailable; try again",
+                Code::DeadlineExceeded => "a service did not answer in time",
+                _ => "internal error",
+            };
+            return Self::new(http, default_code, message);
+        }
+        let code = era_kit::error::reason_of(&status).map_or_else(|| default_code.to_owned(), |r| r.to_lowercase());
+        let fields = era_kit::error::violations_of(&status)
+            .into_iter()
+            .map(|v| FieldError {
+                field: camel_path(&v.field),
+                reason: v.reason,
+            })
+            .collect();
+        Self {
+            status: http,
+            detail: ErrorDetail {
+                code,
+                message: status.message().to_owned(),
+                fields,
+            },
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut response = (self.status, Json(ErrorBody { error: self.detail })).into_response();
+        if self.status == StatusCode::UNAUTHORIZED {
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, http::HeaderValue::from_static("Bearer"));
+        }
+        response
+    }
+}
+
+/// Body and parameter rejections become the same error body. Their text is axum's, which names the
+/// problem but never echoes the input.
+fn rejection(status: StatusCode, text: String) -> ApiError {
+    match status {
+        StatusCode::PAYLOAD_TOO_LARGE => ApiError::new(status, "payload_too_large", "the request body is too large"),
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => {
+            ApiError::new(status, "unsupported_media_type", "send the body as application/json")
+        }
+        _ => ApiError::new(StatusCode::BAD_REQUEST, "invalid_request", text),
+    }
+}
+
+impl From<JsonRejection> for ApiError {
+    fn from(r: JsonRejection) -> Self {
+        rejection(r.status(), r.body_text())
+    }
+}
+
+impl From<BytesRejection> for ApiError {
+    fn from(r: BytesRejection) -> Self {
+        rejection(r.status(), r.body_text())
+    }
+}
+
+impl From<QueryRejection> for ApiError {
+    fn from(r: QueryRejection) -> Self {
+        rejection(r.status(), r.body_text())
+    }
+}
+
+impl From<PathRejection> for ApiError {
+    fn from(r: PathRejection) -> Self {
+        rejection(r.status(), r.body_text())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use era_kit::error::{invalid_argument, with_reason, FieldViolation};
+
+    use super::*;
+
+    #[test]
+    fn every_grpc_code_has_its_http_status() {
+        let table = [
+            (Code::InvalidArgument, 400),
+            (Code::OutOfRange, 400),
+            (Code::FailedPrecondition, 422),
+            (Code::NotFound, 404),
+            (Code::AlreadyExists, 409),
+            (Code::Aborted, 409),
+            (Code::Unauthenticated, 401),
+            (Code::PermissionDenied, 403),
+            (Code::ResourceExhausted, 429),
+            (Code::Unimplemented, 501),
+            (Code::Unavailable, 503),
+            (Code::Cancelled, 503),
+            (Code::DeadlineExceeded, 504),
+            (Code::Internal, 500),
+            (Code::Unknown, 500),
+            (Code::DataLoss, 500),
+        ];
+        for (code, http) in table {
+            assert_eq!(
+                ApiError::from(tonic::Status::new(code, "m")).status.as_u16(),
+                http,
+                "{code:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn reasons_and_fields_carry_over_and_internals_do_not() {
+        let e = ApiError::from(with_reason(
+            Code::FailedPrecondition,
+            "STATE_EXCLUDED",
+            "TX is excluded",
+        ));
+        assert_eq!(
+            (e.detail.code.as_str(), e.detail.message.as_str()),
+            ("state_excluded", "TX is excluded")
+        );
+        let e = ApiError::from(invalid_argument(&[FieldViolation::new(
+            "routes[0].pharmacy_id",
+            "unknown",
+        )]));
+        assert_eq!(e.detail.fields[0].field, "routes[0].pharmacyId");
+        let e = ApiError::from(tonic::Status::internal("relation \"x\" does not exist"));
+        assert_eq!(e.detail.message, "internal error");
+    }
+}

@@ -1,0 +1,48 @@
+//! The OpenAPI 3.1 document, assembled from the handlers' annotations.
+
+use utoipa::{
+    openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme},
+    Modify, OpenApi,
+};
+
+use crate::{error, routes};
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "Era integration mesh", description = "The REST edge of the clinic's integration mesh."),
+    paths(
+        routes::canvas_login,
+        routes::logout,
+        routes::routing_matrix,
+        routes::decide_route,
+        routes::update_state_routing,
+        routes::routing_audit,
+        routes::medications,
+        routes::healthz,
+        routes::readyz,
+        routes::metrics,
+        routes::openapi,
+    ),
+    components(schemas(error::ErrorBody, error::ErrorDetail, error::FieldError)),
+    modifiers(&Security),
+)]
+pub struct ApiDoc;
+
+struct Security;
+
+impl Modify for Security {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        let bearer = |desc: &str| {
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some(desc))
+                    .build(),
+            )
+        };
+        components.add_security_scheme("admin_secret", bearer("ADMIN_SECRET, server-to-server"));
+        components.add_security_scheme("admin_jwt", bearer("admin JWT (HS256, aud era-admin, 24 h)"));
+        components.add_security_scheme("patient_jwt", bearer("patient JWT (HS256, aud era-patient, 4 h)"));
+    }
+}

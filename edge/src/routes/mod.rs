@@ -1,0 +1,112 @@
+//! The REST surface: one module per area, merged here behind the shared layers.
+
+pub mod auth;
+pub mod ops;
+pub mod routing;
+
+use axum::{
+    extract::{DefaultBodyLimit, Request},
+    http::{header, HeaderName, HeaderValue, Method, StatusCode},
+    middleware::{self, Next},
+    response::{IntoResponse, Response},
+    Router,
+};
+use era_kit::context::{RequestContext, REQUEST_ID_HEADER};
+use tower_http::cors::{AllowOrigin, CorsLayer};
+use tracing::Instrument;
+
+use crate::{error::ApiError, AppState};
+
+pub use self::{auth::*, ops::*, routing::*};
+
+/// The whole edge.
+pub fn router(state: AppState) -> Router {
+    let body_limit = state.config.max_body_bytes;
+    let cors = cors(&state.config.cors_allowed_origins);
+    Router::new()
+        .merge(auth::router())
+        .merge(routing::router())
+        .merge(ops::router())
+        .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route") })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "this route does not take that method",
+            )
+        })
+        .layer(middleware::from_fn_with_state(state.clone(), crate::metrics::track))
+        .layer(DefaultBodyLimit::max(body_limit))
+        .layer(cors)
+        .layer(middleware::from_fn(request_context))
+        .with_state(state)
+}
+
+fn cors(origins: &[String]) -> CorsLayer {
+    let origins: Vec<HeaderValue> = origins
+        .iter()
+        .filter(|o| !o.trim().is_empty())
+        .filter_map(|o| o.trim().parse().ok())
+        .collect();
+    CorsLayer::new()
+        .allow_origin(AllowOrigin::list(origins))
+        .allow_methods([Method::GET, Method::POST, Method::PUT, Method::PATCH, Method::DELETE])
+        .allow_headers([
+            header::AUTHORIZATION,
+            header::CONTENT_TYPE,
+            HeaderName::from_static("idempotency-key"),
+            HeaderName::from_static(REQUEST_ID_HEADER),
+        ])
+        .expose_headers([HeaderName::from_static(REQUEST_ID_HEADER)])
+        .max_age(std::time::Duration::from_secs(600))
+}
+
+/// Gives every request an id (the caller's, when well formed) and a trace, logs it by route and
+/// status only, and echoes the id in `x-request-id`.
+async fn request_context(req: Request, next: Next) -> Response {
+    let ctx = RequestContext::from_headers(req.headers());
+    let span = tracing::info_span!(
+        "http",
+        method = %req.method(),
+        request_id = %ctx.request_id,
+        trace_id = %ctx.trace_id(),
+        status = tracing::field::Empty,
+    );
+    let request_id = HeaderValue::from_str(&ctx.request_id).ok();
+    let started = std::time::Instant::now();
+    let mut response = ctx.scope(next.run(req)).instrument(span.clone()).await;
+    span.record("status", response.status().as_u16());
+    span.in_scope(|| tracing::info!(elapsed_ms = started.elapsed().as_millis() as u64, "request"));
+    if let Some(id) = request_id {
+        response.headers_mut().insert(REQUEST_ID_HEADER, id);
+    }
+    response
+}
+
+/// Builds the gRPC request for a call made on behalf of `caller`.
+pub(crate) fn grpc<T>(state: &AppState, caller: &era_kit::auth::Caller, message: T) -> tonic::Request<T> {
+    era_kit::client::request(message, &state.internal, caller)
+}
+
+/// A JSON body whose rejections use the API's error body.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ApiJson<T>(pub T);
+
+impl<T, S> axum::extract::FromRequest<S> for ApiJson<T>
+where
+    axum::Json<T>: axum::extract::FromRequest<S, Rejection = axum::extract::rejection::JsonRejection>,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        let axum::Json(value) = axum::Json::<T>::from_request(req, state).await?;
+        Ok(Self(value))
+    }
+}
+
+impl<T: serde::Serialize> IntoResponse for ApiJson<T> {
+    fn into_response(self) -> Response {
+        axum::Json(self.0).into_response()
+    }
+}

@@ -1,0 +1,96 @@
+//! Operations: liveness, readiness, metrics, the OpenAPI document and its docs page.
+
+use std::time::Duration;
+
+use axum::{
+    extract::State,
+    http::{header, StatusCode},
+    response::{Html, IntoResponse},
+    routing::get,
+    Json, Router,
+};
+use era_kit::health::pb::{health_check_response::ServingStatus, health_client::HealthClient, HealthCheckRequest};
+use serde::Serialize;
+use utoipa::{OpenApi, ToSchema};
+
+use crate::AppState;
+
+pub(super) fn router() -> Router<AppState> {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .route("/openapi.json", get(openapi))
+        .route("/docs", get(docs))
+}
+
+/// Liveness: the process answers.
+#[utoipa::path(get, path = "/healthz", tag = "ops", responses((status = 200, description = "alive")))]
+pub async fn healthz() -> Json<serde_json::Value> {
+    Json(serde_json::json!({ "status": "ok" }))
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Readiness {
+    /// `ready` when every service reports SERVING.
+    pub status: String,
+    /// Each service's gRPC health: `SERVING`, `NOT_SERVING` or `UNREACHABLE`.
+    #[schema(value_type = Object)]
+    pub services: std::collections::BTreeMap<String, String>,
+}
+
+/// Readiness: 200 only when every service reports SERVING.
+#[utoipa::path(
+    get, path = "/readyz", tag = "ops",
+    responses((status = 200, body = Readiness), (status = 503, body = Readiness))
+)]
+pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
+    let checks = state.clients.health.iter().map(|(service, channel)| {
+        let mut client = HealthClient::new(channel.clone());
+        async move {
+            let ask = client.check(HealthCheckRequest {
+                service: (*service).to_owned(),
+            });
+            let status = match tokio::time::timeout(Duration::from_secs(2), ask).await {
+                Ok(Ok(resp)) if resp.get_ref().status == ServingStatus::Serving as i32 => "SERVING",
+                Ok(Ok(_)) => "NOT_SERVING",
+                _ => "UNREACHABLE",
+            };
+            ((*service).to_owned(), status.to_owned())
+        }
+    });
+    let services: std::collections::BTreeMap<_, _> = futures::future::join_all(checks).await.into_iter().collect();
+    let ready = services.values().all(|s| s == "SERVING");
+    let code = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (
+        code,
+        Json(Readiness {
+            status: if ready { "ready" } else { "not_ready" }.into(),
+            services,
+        }),
+    )
+}
+
+/// Prometheus text format.
+#[utoipa::path(get, path = "/metrics", tag = "ops", responses((status = 200, description = "Prometheus metrics")))]
+pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        state.metrics.render(),
+    )
+}
+
+/// This API as OpenAPI 3.1, generated from the handlers.
+#[utoipa::path(get, path = "/openapi.json", tag = "ops", responses((status = 200, description = "OpenAPI 3.1")))]
+pub async fn openapi() -> Json<utoipa::openapi::OpenApi> {
+    Json(crate::openapi::ApiDoc::openapi())
+}
+
+/// A page listing every route from `/openapi.json`, with no assets fetched from elsewhere.
+pub async fn docs() -> Html<&'static str> {
+    Html(include_str!("docs.html"))
+}

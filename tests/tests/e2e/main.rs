@@ -1,0 +1,5 @@
+//! End-to-end suites over the whole mesh (TestMesh): REST -> edge auth -> gRPC -> PostgreSQL.
+
+mod auth;
+mod ops;
+mod routing;

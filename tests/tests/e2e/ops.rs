@@ -1,0 +1,107 @@
+//! The edge's operational surface and shared behaviour: request ids, limits, CORS, errors.
+
+use era_tests::{error_code, TestMesh};
+use serde_json::Value;
+
+#[tokio::test]
+async fn health_readiness_metrics_and_docs_answer() {
+    let mesh = TestMesh::start().await;
+    assert_eq!(mesh.get("/healthz", None).await.status(), 200);
+    let ready: Value = mesh.get("/readyz", None).await.json().await.unwrap();
+    assert_eq!(ready["status"], "ready");
+    assert_eq!(ready["services"].as_object().unwrap().len(), 5);
+
+    mesh.get("/api/admin/routing/GA", Some(&mesh.admin_secret())).await;
+    let metrics = mesh.get("/metrics", None).await.text().await.unwrap();
+    assert!(
+        metrics.contains(r#"route="/api/admin/routing/{state}",status="200"} 1"#),
+        "{metrics}"
+    );
+    assert!(!metrics.contains("/GA"), "path values must not become labels");
+
+    let doc: Value = mesh.get("/openapi.json", None).await.json().await.unwrap();
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3.1"));
+    for path in [
+        "/api/admin/routing",
+        "/api/admin/routing/{state}",
+        "/api/auth/canvas",
+        "/api/auth/logout",
+    ] {
+        assert!(
+            doc["paths"].get(path).is_some(),
+            "{path} missing from the OpenAPI document"
+        );
+    }
+    let docs = mesh.get("/docs", None).await;
+    assert_eq!(docs.status(), 200);
+    assert!(docs.text().await.unwrap().contains("/openapi.json"));
+}
+
+#[tokio::test]
+async fn readiness_fails_when_a_service_is_down() {
+    let mesh = TestMesh::start().await;
+    mesh.mesh.shutdown_service("era-scheduling").await;
+    let resp = mesh.get("/readyz", None).await;
+    assert_eq!(resp.status(), 503);
+    let ready: Value = resp.json().await.unwrap();
+    assert_ne!(ready["services"]["era.scheduling.v1.SchedulingService"], "SERVING");
+    assert_eq!(ready["services"]["era.canvas.v1.CanvasService"], "SERVING");
+}
+
+#[tokio::test]
+async fn every_response_carries_a_request_id_and_errors_share_one_shape() {
+    let mesh = TestMesh::start().await;
+    let resp = mesh
+        .http
+        .get(mesh.url("/healthz"))
+        .header("x-request-id", "req-abc-123")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.headers()["x-request-id"], "req-abc-123");
+    let resp = mesh.get("/nowhere", None).await;
+    assert!(!resp.headers()["x-request-id"].is_empty());
+    assert_eq!(error_code(resp, 404).await, "not_found");
+
+    let big = "x".repeat(1024 * 1024 + 1);
+    let resp = mesh
+        .http
+        .put(mesh.url("/api/admin/routing/WY"))
+        .bearer_auth(mesh.admin_secret())
+        .header("content-type", "application/json")
+        .body(big)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(error_code(resp, 413).await, "payload_too_large");
+
+    let resp = mesh
+        .http
+        .put(mesh.url("/api/admin/routing/WY"))
+        .bearer_auth(mesh.admin_secret())
+        .header("content-type", "application/json")
+        .body("{not json")
+        .send()
+        .await
+        .unwrap();
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "invalid_request");
+    assert!(!body.to_string().contains("not json"), "input must not be echoed");
+}
+
+#[tokio::test]
+async fn cors_allows_only_configured_origins() {
+    let mesh = TestMesh::start_with(|o| o.cors_allowed_origins = vec!["https://admin.example.com".into()]).await;
+    let preflight = |origin: &'static str| {
+        mesh.http
+            .request(reqwest::Method::OPTIONS, mesh.url("/api/admin/routing"))
+            .header("origin", origin)
+            .header("access-control-request-method", "GET")
+            .header("access-control-request-headers", "authorization")
+            .send()
+    };
+    let ok = preflight("https://admin.example.com").await.unwrap();
+    assert_eq!(ok.headers()["access-control-allow-origin"], "https://admin.example.com");
+    let other = preflight("https://evil.example.com").await.unwrap();
+    assert!(other.headers().get("access-control-allow-origin").is_none());
+}
