@@ -28,7 +28,7 @@ impl ConfigError {
 #[derive(Clone, clap::Args)]
 pub struct DatabaseConfig {
     /// PostgreSQL URL of this service's own database (one database per service).
-    #[arg(long = "database-url", env = "DATABASE_URL")]
+    #[arg(long = "database-url", env = "DATABASE_URL", value_name = "DATABASE_URL")]
     pub url: SecretString,
     /// Connections kept in the pool.
     #[arg(long, env = "DATABASE_MAX_CONNECTIONS", default_value_t = 10)]

@@ -268,10 +268,15 @@ fn decide(s: &Snapshot, raw_state: &str, raw_medication: &str) -> Result<pb::Dec
     let state = facts.code.clone();
     let fills = medication.map(|m| (m.row.id.as_str(), m.pharmacy_ids.as_slice()));
     let d = domain::decide(&facts, fills, Utc::now().date_naive())?;
+    // Only the licence the decision rests on, not the prescriber's whole list.
+    let prescriber = prescriber(s, &d.prescriber.id).map(|mut p| {
+        p.licences.retain(|l| l.state == state);
+        p
+    });
     Ok(pb::DecideRouteResponse {
         state,
         pharmacy: s.pharmacies.get(&d.route.pharmacy_id).map(pharmacy),
-        prescriber: prescriber(s, &d.prescriber.id),
+        prescriber,
         reason: match d.reason {
             Reason::Primary => pb::DecisionReason::PrimaryRoute,
             Reason::FallbackPharmacy => pb::DecisionReason::FallbackPharmacy,

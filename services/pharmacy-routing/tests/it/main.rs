@@ -1,6 +1,7 @@
 //! The routing service over real gRPC on a loopback port, against its own throwaway database.
 
 mod auth;
+mod cli;
 mod decide;
 mod matrix;
 
