@@ -164,16 +164,44 @@ impl IntoResponse for ApiError {
     }
 }
 
-/// Body and parameter rejections become the same error body. Their text is axum's, which names the
-/// problem but never echoes the input.
+/// Body and parameter rejections become the same error body. Their text is axum's and serde's, which
+/// names the field and the problem but may quote the offending value (`invalid type: string "…"`):
+/// values are cut out, since a wrongly typed field of an intake form can be a name or a birth date.
 fn rejection(status: StatusCode, text: String) -> ApiError {
     match status {
         StatusCode::PAYLOAD_TOO_LARGE => ApiError::new(status, "payload_too_large", "the request body is too large"),
         StatusCode::UNSUPPORTED_MEDIA_TYPE => {
             ApiError::new(status, "unsupported_media_type", "send the body as application/json")
         }
-        _ => ApiError::new(StatusCode::BAD_REQUEST, "invalid_request", text),
+        _ => ApiError::new(StatusCode::BAD_REQUEST, "invalid_request", without_values(&text)),
     }
+}
+
+/// Drops every quoted literal from a deserializer message except the field names of
+/// `unknown field` / `missing field`, which are the caller's own keys or ours.
+fn without_values(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(start) = rest.find(['"', '`']) {
+        out.push_str(&rest[..start]);
+        let quote = rest.as_bytes()[start] as char;
+        let Some(len) = rest[start + 1..].find(quote) else {
+            // An unterminated quote: whatever follows may be the value.
+            return out;
+        };
+        let literal = &rest[start..start + len + 2];
+        let names_a_field = out.ends_with("unknown field ") || out.ends_with("missing field ");
+        // Literals after "expected" list what we accept (our own field names and types).
+        let is_expectation = out.rfind("expected") > out.rfind("invalid");
+        out.push_str(if names_a_field || is_expectation {
+            literal
+        } else {
+            "(value)"
+        });
+        rest = &rest[start + len + 2..];
+    }
+    out.push_str(rest);
+    out
 }
 
 impl From<JsonRejection> for ApiError {
@@ -205,6 +233,21 @@ mod tests {
     use era_kit::error::{invalid_argument, with_reason, FieldViolation};
 
     use super::*;
+
+    #[test]
+    fn rejection_messages_keep_field_names_but_drop_values() {
+        let text = "Failed to deserialize the JSON body into the target type: routes[0].priority: invalid type: \
+                    string \"Jane Doe\", expected i32 at line 1 column 60";
+        let cleaned = without_values(text);
+        assert!(!cleaned.contains("Jane"), "{cleaned}");
+        assert!(
+            cleaned.contains("routes[0].priority: invalid type: string (value), expected i32"),
+            "{cleaned}"
+        );
+        let text = "unknown field `updatedBy`, expected one of `excluded`, `routes`, `note`";
+        assert_eq!(without_values(text), text);
+        assert!(!without_values("invalid value: integer `19800101`, expected u8").contains("1980"));
+    }
 
     #[test]
     fn every_grpc_code_has_its_http_status() {

@@ -2,6 +2,7 @@
 
 pub mod auth;
 pub mod ops;
+mod pending;
 pub mod routing;
 
 use axum::{
@@ -27,6 +28,7 @@ pub fn router(state: AppState) -> Router {
         .merge(auth::router())
         .merge(routing::router())
         .merge(ops::router())
+        .merge(pending::router())
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(

@@ -211,3 +211,29 @@ async fn hmac_signatures_hold_for_300_seconds_either_way_and_only_once() {
     let body: serde_json::Value = resp.json().await.unwrap();
     assert_eq!(body["error"]["fields"][0]["field"], "staffId");
 }
+
+#[tokio::test]
+async fn every_admin_prefix_requires_admin() {
+    let mesh = TestMesh::start().await;
+    let patient = mesh.patient_tokens().issue("pat-1").token;
+    for path in [
+        "/api/admin/routing",
+        "/api/admin/medications",
+        "/api/tasks",
+        "/api/task-action",
+        "/api/rx-queue/tasks",
+    ] {
+        assert_eq!(
+            error_code(mesh.get(path, None).await, 401).await,
+            "missing_credentials",
+            "{path}"
+        );
+        assert_eq!(
+            error_code(mesh.get(path, Some(&patient)).await, 403).await,
+            "forbidden",
+            "{path}"
+        );
+        let status = mesh.get(path, Some(&mesh.admin_secret())).await.status().as_u16();
+        assert!(status == 200 || status == 501, "{path}: {status}");
+    }
+}

@@ -105,3 +105,26 @@ async fn cors_allows_only_configured_origins() {
     let other = preflight("https://evil.example.com").await.unwrap();
     assert!(other.headers().get("access-control-allow-origin").is_none());
 }
+
+#[tokio::test]
+async fn a_wrongly_typed_field_is_named_without_echoing_its_value() {
+    let mesh = TestMesh::start().await;
+    let resp = mesh
+        .http
+        .put(mesh.url("/api/admin/routing/WY"))
+        .bearer_auth(mesh.admin_secret())
+        .json(&serde_json::json!({
+            "routes": [{ "pharmacyId": "strive", "prescriberId": "neelima-singh", "priority": "Jane Doe 1980-01-01" }]
+        }))
+        .send()
+        .await
+        .unwrap();
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "invalid_request");
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(message.contains("routes[0].priority"), "{message}");
+    assert!(
+        !body.to_string().contains("Jane") && !body.to_string().contains("1980"),
+        "{body}"
+    );
+}
