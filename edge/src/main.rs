@@ -5,6 +5,10 @@ use std::process::ExitCode;
 use clap::{CommandFactory, FromArgMatches, Parser};
 use era_edge::Config;
 
+// glibc's allocator spends a large share of each small request consolidating blocks.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Debug, Parser)]
 #[command(name = "era-edge", about = "The REST edge of the Era integration mesh")]
 struct Cli {

@@ -6,6 +6,10 @@ use clap::Parser;
 use era_dev::{postgres::LocalCluster, Mesh, MeshOptions, Secrets};
 use era_kit::{config::LoggingConfig, ExposeSecret};
 
+// glibc's allocator spends a large share of each small request consolidating blocks.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Debug, Parser)]
 #[command(
     name = "era-dev",

@@ -164,10 +164,21 @@ impl GrpcServer {
         tonic::transport::Server::builder()
             .layer(MeshLayer::new(self.auth))
             .add_routes(routes)
-            .serve_with_incoming_shutdown(TcpListenerStream::new(listener), draining)
+            .serve_with_incoming_shutdown(nodelay(listener), draining)
             .await?;
         Ok(())
     }
+}
+
+/// Accepted connections with Nagle's algorithm off: tonic sets this only on listeners it binds
+/// itself, and without it small responses wait for delayed ACKs (tens of milliseconds at p99).
+fn nodelay(listener: TcpListener) -> impl futures::Stream<Item = std::io::Result<tokio::net::TcpStream>> {
+    use futures::StreamExt;
+    TcpListenerStream::new(listener).map(|conn| {
+        let conn = conn?;
+        conn.set_nodelay(true)?;
+        Ok(conn)
+    })
 }
 
 /// Resolves on SIGINT or SIGTERM.

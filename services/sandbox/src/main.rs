@@ -5,6 +5,10 @@ use std::{net::SocketAddr, process::ExitCode};
 use clap::Parser;
 use era_kit::config::LoggingConfig;
 
+// glibc's allocator spends a large share of each small request consolidating blocks.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Debug, Parser)]
 #[command(name = "era-sandbox", about = "Simulators of the mesh's external vendors")]
 struct Config {
