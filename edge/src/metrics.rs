@@ -2,7 +2,7 @@
 //! ids and other PHI in paths never become label values).
 
 use std::{
-    collections::BTreeMap,
+    collections::{BTreeMap, HashMap},
     fmt::Write,
     sync::Mutex,
     time::{Duration, Instant},
@@ -10,6 +10,7 @@ use std::{
 
 use axum::{
     extract::{MatchedPath, Request, State},
+    http::Method,
     middleware::Next,
     response::Response,
 };
@@ -18,23 +19,42 @@ use crate::AppState;
 
 const BUCKETS: [f64; 11] = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5];
 
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 struct Series {
     count: u64,
     sum: f64,
     buckets: [u64; BUCKETS.len()],
 }
 
+impl Series {
+    fn add(&mut self, other: &Series) {
+        self.count += other.count;
+        self.sum += other.sum;
+        for (a, b) in self.buckets.iter_mut().zip(other.buckets) {
+            *a += b;
+        }
+    }
+}
+
+/// One route's series by method and status.
+type RouteSeries = HashMap<(Method, u16), Series>;
+
+/// Route -> (method, status) -> series. Nested so that recording looks a route up by `&str` and
+/// allocates only for its first request.
 #[derive(Debug, Default)]
 pub struct Metrics {
-    series: Mutex<BTreeMap<(String, String, u16), Series>>,
+    series: Mutex<HashMap<String, RouteSeries>>,
 }
 
 impl Metrics {
-    fn observe(&self, method: &str, route: &str, status: u16, elapsed: Duration) {
+    fn observe(&self, method: Method, route: &str, status: u16, elapsed: Duration) {
         let secs = elapsed.as_secs_f64();
         let mut series = self.series.lock().unwrap_or_else(|e| e.into_inner());
-        let s = series.entry((method.to_owned(), route.to_owned(), status)).or_default();
+        if !series.contains_key(route) {
+            series.insert(route.to_owned(), HashMap::new());
+        }
+        let s = series.get_mut(route).map(|r| r.entry((method, status)).or_default());
+        let Some(s) = s else { return };
         s.count += 1;
         s.sum += secs;
         for (i, le) in BUCKETS.iter().enumerate() {
@@ -45,11 +65,21 @@ impl Metrics {
     }
 
     pub fn render(&self) -> String {
-        let series = self.series.lock().unwrap_or_else(|e| e.into_inner());
+        // Sorted copies, so the output is stable and the lock is held briefly.
+        let sorted: BTreeMap<(String, String, u16), Series> = {
+            let series = self.series.lock().unwrap_or_else(|e| e.into_inner());
+            series
+                .iter()
+                .flat_map(|(route, by)| {
+                    by.iter()
+                        .map(move |((m, status), s)| ((route.clone(), m.to_string(), *status), s.clone()))
+                })
+                .collect()
+        };
         let mut out = String::new();
         out.push_str("# HELP era_edge_http_requests_total Requests answered, by method, route and status.\n");
         out.push_str("# TYPE era_edge_http_requests_total counter\n");
-        for ((method, route, status), s) in series.iter() {
+        for ((route, method, status), s) in &sorted {
             let _ = writeln!(
                 out,
                 "era_edge_http_requests_total{{method=\"{method}\",route=\"{route}\",status=\"{status}\"}} {}",
@@ -59,13 +89,8 @@ impl Metrics {
         out.push_str("# HELP era_edge_http_request_duration_seconds Time to answer, by method and route.\n");
         out.push_str("# TYPE era_edge_http_request_duration_seconds histogram\n");
         let mut by_route: BTreeMap<(&str, &str), Series> = BTreeMap::new();
-        for ((method, route, _), s) in series.iter() {
-            let agg = by_route.entry((method, route)).or_default();
-            agg.count += s.count;
-            agg.sum += s.sum;
-            for (a, b) in agg.buckets.iter_mut().zip(s.buckets) {
-                *a += b;
-            }
+        for ((route, method, _), s) in &sorted {
+            by_route.entry((method, route)).or_default().add(s);
         }
         for ((method, route), s) in by_route {
             let labels = format!("method=\"{method}\",route=\"{route}\"");
@@ -93,15 +118,12 @@ impl Metrics {
 
 pub(crate) async fn track(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let started = Instant::now();
-    let method = req.method().as_str().to_owned();
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or("unmatched", |p| p.as_str())
-        .to_owned();
+    let method = req.method().clone();
+    let route = req.extensions().get::<MatchedPath>().cloned();
     let response = next.run(req).await;
+    let route = route.as_ref().map_or("unmatched", MatchedPath::as_str);
     state
         .metrics
-        .observe(&method, &route, response.status().as_u16(), started.elapsed());
+        .observe(method, route, response.status().as_u16(), started.elapsed());
     response
 }

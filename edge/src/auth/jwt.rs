@@ -34,6 +34,8 @@ pub struct TokenKind {
     encoding: EncodingKey,
     decoding: DecodingKey,
     validation: Validation,
+    /// Tokens already verified, until their `exp`: every admin request presents its token again.
+    verified: std::sync::Arc<era_kit::cache::ExpiringCache<String, Claims>>,
 }
 
 impl std::fmt::Debug for TokenKind {
@@ -73,6 +75,7 @@ impl TokenKind {
             encoding: EncodingKey::from_secret(key),
             decoding: DecodingKey::from_secret(key),
             validation,
+            verified: Default::default(),
         }
     }
 
@@ -108,11 +111,19 @@ impl TokenKind {
     /// The claims of a valid token of this kind. Also refuses tokens that claim to live longer than
     /// this kind may (a leaked key aside, we never issue such a token).
     pub fn verify(&self, token: &str) -> Option<Claims> {
+        let now = Utc::now().timestamp();
+        if let Some(claims) = self.verified.get(token, now) {
+            return Some(claims);
+        }
         let claims = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
             .ok()?
             .claims;
-        let lifetime_ok = claims.exp - claims.iat <= self.ttl_secs && claims.iat <= Utc::now().timestamp() + 60;
-        (lifetime_ok && !claims.sub.is_empty() && !claims.jti.is_empty()).then_some(claims)
+        let lifetime_ok = claims.exp - claims.iat <= self.ttl_secs && claims.iat <= now + 60;
+        if !lifetime_ok || claims.sub.is_empty() || claims.jti.is_empty() {
+            return None;
+        }
+        self.verified.insert(token.to_owned(), claims.clone(), claims.exp);
+        Some(claims)
     }
 }
 

@@ -2,7 +2,10 @@
 //! internal token naming the caller; jobs and operators may use `ADMIN_SECRET` directly. Services
 //! read the resulting [`Caller`] from the request and still check object-level access themselves.
 
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::{
+    sync::Arc,
+    time::{SystemTime, UNIX_EPOCH},
+};
 
 use http::HeaderMap;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
@@ -11,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use subtle::ConstantTimeEq;
 use tonic::Status;
 
-use crate::config::AuthConfig;
+use crate::{cache::ExpiringCache, config::AuthConfig};
 
 pub const INTERNAL_ISSUER: &str = "era-edge";
 pub const INTERNAL_AUDIENCE: &str = "era-internal";
@@ -20,7 +23,7 @@ pub const INTERNAL_TOKEN_TTL_SECS: i64 = 60;
 /// The subject recorded for calls made with `ADMIN_SECRET`.
 pub const ADMIN_SECRET_SUBJECT: &str = "admin-secret";
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
     Admin,
@@ -102,12 +105,19 @@ struct InternalClaims {
     exp: i64,
 }
 
-/// Mints and verifies the internal tokens (HS256, `aud=era-internal`).
+/// Role, subject and patient id: what a minted token says.
+type CallerKey = (Role, String, Option<String>);
+
+/// Mints and verifies the internal tokens (HS256, `aud=era-internal`). A caller's token is minted
+/// once and reused for half its life, and a verified token is remembered until it expires: both
+/// would otherwise cost a signature and JSON work on every call.
 #[derive(Clone)]
 pub struct InternalTokens {
     encoding: EncodingKey,
     decoding: DecodingKey,
     validation: Validation,
+    minted: Arc<ExpiringCache<CallerKey, String>>,
+    verified: Arc<ExpiringCache<String, Caller>>,
 }
 
 impl std::fmt::Debug for InternalTokens {
@@ -128,11 +138,25 @@ impl InternalTokens {
             encoding: EncodingKey::from_secret(key),
             decoding: DecodingKey::from_secret(key),
             validation,
+            minted: Arc::default(),
+            verified: Arc::default(),
         }
     }
 
     pub fn mint(&self, caller: &Caller) -> String {
-        let iat = unix_now();
+        let now = unix_now();
+        let key = (caller.role, caller.subject.clone(), caller.patient_id.clone());
+        if let Some(token) = self.minted.get(&key, now) {
+            return token;
+        }
+        let token = self.sign(caller, now);
+        // Reused while at least half of its minute remains, so a call never carries a nearly expired token.
+        self.minted
+            .insert(key, token.clone(), now + INTERNAL_TOKEN_TTL_SECS / 2);
+        token
+    }
+
+    fn sign(&self, caller: &Caller, iat: i64) -> String {
         let claims = InternalClaims {
             iss: INTERNAL_ISSUER.into(),
             aud: INTERNAL_AUDIENCE.into(),
@@ -147,17 +171,23 @@ impl InternalTokens {
     }
 
     pub fn verify(&self, token: &str) -> Option<Caller> {
+        let now = unix_now();
+        if let Some(caller) = self.verified.get(token, now) {
+            return Some(caller);
+        }
         let claims = jsonwebtoken::decode::<InternalClaims>(token, &self.decoding, &self.validation)
             .ok()?
             .claims;
         if claims.role == Role::Patient && claims.pid.is_none() {
             return None;
         }
-        Some(Caller {
+        let caller = Caller {
             role: claims.role,
             subject: claims.sub,
             patient_id: claims.pid,
-        })
+        };
+        self.verified.insert(token.to_owned(), caller.clone(), claims.exp);
+        Some(caller)
     }
 }
 
@@ -245,6 +275,19 @@ mod tests {
         assert!(auth.authenticate(&HeaderMap::new()).is_err());
         let other = InternalTokens::new(&SecretString::from("x".repeat(40))).mint(&patient);
         assert!(auth.authenticate(&headers(&other)).is_err());
+    }
+
+    #[test]
+    fn minted_tokens_are_reused_per_caller_and_verification_is_remembered_per_token() {
+        let tokens = InternalTokens::new(&SecretString::from("i".repeat(40)));
+        let a = tokens.mint(&Caller::patient("pat-1"));
+        assert_eq!(tokens.mint(&Caller::patient("pat-1")), a);
+        assert_ne!(tokens.mint(&Caller::patient("pat-2")), a);
+        assert_eq!(tokens.verify(&a), Some(Caller::patient("pat-1")));
+        assert_eq!(tokens.verify(&a), Some(Caller::patient("pat-1")));
+        // Another key's verifier never sees this one's cache.
+        let other = InternalTokens::new(&SecretString::from("x".repeat(40)));
+        assert_eq!(other.verify(&a), None);
     }
 
     #[test]

@@ -97,9 +97,16 @@ fn new_traceparent(trace_id: &str) -> String {
 }
 
 fn random_hex(bytes: usize) -> String {
-    let mut buf = vec![0u8; bytes];
-    rand::thread_rng().fill_bytes(&mut buf);
-    buf.iter().map(|b| format!("{b:02x}")).collect()
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut buf = [0u8; 16];
+    let buf = &mut buf[..bytes.min(16)];
+    rand::thread_rng().fill_bytes(buf);
+    let mut out = String::with_capacity(buf.len() * 2);
+    for b in buf.iter() {
+        out.push(DIGITS[usize::from(b >> 4)] as char);
+        out.push(DIGITS[usize::from(b & 0x0f)] as char);
+    }
+    out
 }
 
 #[cfg(test)]

@@ -3,6 +3,7 @@
 //! - [`config`]: the clap blocks every binary flattens (database, secrets, logging) and their validation.
 //! - [`telemetry`]: logs as text or JSON.
 //! - [`auth`]: the internal token the edge mints, `ADMIN_SECRET`, and the caller identity handlers read.
+//! - [`cache`]: a bounded expiring map for token work repeated on every request.
 //! - [`context`]: request id and trace context carried from the edge through every hop.
 //! - [`server`]: the gRPC bootstrap (health, reflection, auth, graceful shutdown).
 //! - [`client`]: channels to peers that forward identity and context.
@@ -11,6 +12,7 @@
 //! - [`cli`]: the `serve` / `migrate` / `healthcheck` entry point every service `main` calls.
 
 pub mod auth;
+pub mod cache;
 pub mod cli;
 pub mod client;
 pub mod config;

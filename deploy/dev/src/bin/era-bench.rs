@@ -34,7 +34,7 @@ struct Cli {
     /// Requests in flight at all times.
     #[arg(long, default_value_t = 64)]
     concurrency: usize,
-    /// Measured seconds per scenario (after a warm-up of a quarter of that).
+    /// Measured seconds per scenario, in 5 interleaved rounds (each after a warm-up of a quarter of it).
     #[arg(long, default_value_t = 10)]
     seconds: u64,
     /// Run only the scenarios whose name contains this (for profiling one path); no ratios then.
@@ -45,6 +45,9 @@ struct Cli {
 // glibc's allocator spends a large share of each request consolidating small blocks.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// Each scenario's time is split into this many rounds, interleaved with the others'.
+const ROUNDS: u32 = 5;
 
 const STATES: [&str; 8] = ["GA", "NY", "FL", "WY", "CO", "WA", "DC", "ME"];
 
@@ -71,14 +74,39 @@ struct Outcome {
 
 type Call = Arc<dyn Fn(usize) -> BoxFuture<'static, bool> + Send + Sync>;
 
-/// Runs `call` from `concurrency` workers for warm-up plus `seconds`, counting only the measured part.
-async fn measure(name: &'static str, call: Call, concurrency: usize, seconds: u64) -> Outcome {
-    let warmup = Duration::from_millis(seconds * 250);
-    let started = Instant::now();
-    let measure_from = started + warmup;
-    let until = measure_from + Duration::from_secs(seconds);
+/// One scenario's samples so far.
+#[derive(Default)]
+struct Samples {
+    latencies: Vec<Duration>,
+    errors: usize,
+    measured: Duration,
+}
+
+impl Samples {
+    fn outcome(mut self, name: &'static str) -> Outcome {
+        self.latencies.sort();
+        let all = &self.latencies;
+        let pick = |q: f64| {
+            all.get(((all.len() as f64 * q) as usize).min(all.len().saturating_sub(1)))
+                .copied()
+        };
+        Outcome {
+            name,
+            requests: all.len(),
+            errors: self.errors,
+            per_sec: all.len() as f64 / self.measured.as_secs_f64(),
+            p50: pick(0.50).unwrap_or_default(),
+            p99: pick(0.99).unwrap_or_default(),
+        }
+    }
+}
+
+/// Runs `call` from `concurrency` workers for `warmup` plus `span`, adding the measured part to `into`.
+async fn measure(call: &Call, concurrency: usize, warmup: Duration, span: Duration, into: &mut Samples) {
+    let measure_from = Instant::now() + warmup;
+    let until = measure_from + span;
     let workers = (0..concurrency).map(|w| {
-        let call = Arc::clone(&call);
+        let call = Arc::clone(call);
         tokio::spawn(async move {
             let (mut latencies, mut errors, mut i) = (Vec::new(), 0usize, w);
             loop {
@@ -96,26 +124,12 @@ async fn measure(name: &'static str, call: Call, concurrency: usize, seconds: u6
             (latencies, errors)
         })
     });
-    let mut all = Vec::new();
-    let mut errors = 0;
     for w in futures::future::join_all(workers).await {
         let (l, e) = w.expect("a worker panicked");
-        all.extend(l);
-        errors += e;
+        into.latencies.extend(l);
+        into.errors += e;
     }
-    all.sort();
-    let pick = |q: f64| {
-        all.get(((all.len() as f64 * q) as usize).min(all.len().saturating_sub(1)))
-            .copied()
-    };
-    Outcome {
-        name,
-        requests: all.len(),
-        errors,
-        per_sec: all.len() as f64 / seconds as f64,
-        p50: pick(0.50).unwrap_or_default(),
-        p99: pick(0.99).unwrap_or_default(),
-    }
+    into.measured += span;
 }
 
 #[tokio::main]
@@ -174,25 +188,24 @@ async fn main() -> anyhow::Result<()> {
         Box::pin(async move { c.decide_route(req).await.is_ok() })
     });
 
-    let http = reqwest::Client::builder()
-        .pool_max_idle_per_host(cli.concurrency)
-        .build()?;
+    // Like wrk: one keep-alive HTTP/1.1 connection per request in flight, so the load generator
+    // costs as little as it can and the figures are the edge's.
+    let edge_addr = mesh.edge_url.trim_start_matches("http://").to_owned();
+    let conns = Arc::new(Http1Pool::connect(&edge_addr, cli.concurrency).await?);
     let jwt = era_edge::auth::jwt::TokenKind::admin(&mesh.secrets.admin_jwt_secret)
         .issue("bench@clinic.example")
         .token;
-    let floor_http = http.clone();
-    let healthz = format!("{}/healthz", mesh.edge_url);
-    let floor: Call = Arc::new(move |_| {
-        let req = floor_http.get(&healthz);
-        Box::pin(async move { matches!(req.send().await, Ok(r) if r.status().is_success()) })
-    });
-    let edge_url = mesh.edge_url.clone();
-    let edge: Call = Arc::new(move |i| {
-        let req = http
-            .get(format!("{edge_url}/api/admin/routing/{}", STATES[i % STATES.len()]))
-            .bearer_auth(&jwt);
-        Box::pin(async move { matches!(req.send().await, Ok(r) if r.status().is_success()) })
-    });
+    let floor: Call = {
+        let conns = Arc::clone(&conns);
+        Arc::new(move |i| Box::pin(Arc::clone(&conns).get(i, "/healthz".into(), None)))
+    };
+    let edge: Call = {
+        let bearer = format!("Bearer {jwt}");
+        Arc::new(move |i| {
+            let path = format!("/api/admin/routing/{}", STATES[i % STATES.len()]);
+            Box::pin(Arc::clone(&conns).get(i, path, Some(bearer.clone())))
+        })
+    };
 
     println!(
         "era-bench: {} in flight, {} s per scenario after warm-up, {} cores",
@@ -200,25 +213,36 @@ async fn main() -> anyhow::Result<()> {
         cli.seconds,
         cores()
     );
-    let mut results = Vec::new();
-    for (name, call) in [
+    let scenarios: Vec<(&'static str, Call)> = [
         ("tonic echo", echo),
         ("routing over gRPC", grpc),
         ("routing through the edge", edge),
         ("edge /healthz", floor),
-    ] {
-        if cli.only.as_ref().is_some_and(|only| !name.contains(only.as_str())) {
-            continue;
+    ]
+    .into_iter()
+    .filter(|(name, _)| cli.only.as_ref().is_none_or(|only| name.contains(only.as_str())))
+    .collect();
+    // Rounds interleave the scenarios so that drift in the machine's speed (other tenants, clock
+    // changes) falls on all of them alike and the ratios stay comparable.
+    let span = Duration::from_secs(cli.seconds).div_f64(ROUNDS as f64);
+    let mut samples: Vec<Samples> = scenarios.iter().map(|_| Samples::default()).collect();
+    for _ in 0..ROUNDS {
+        for ((_, call), into) in scenarios.iter().zip(samples.iter_mut()) {
+            measure(call, cli.concurrency, span / 4, span, into).await;
         }
-        results.push(measure(name, call, cli.concurrency, cli.seconds).await);
     }
+    let results: Vec<Outcome> = scenarios
+        .iter()
+        .zip(samples)
+        .map(|((name, _), s)| s.outcome(name))
+        .collect();
     println!(
-        "{:<26} {:>10} {:>9} {:>10} {:>10} {:>7}",
+        "{:<32} {:>10} {:>9} {:>10} {:>10} {:>7}",
         "scenario", "requests", "req/s", "p50 ms", "p99 ms", "errors"
     );
     for r in &results {
         println!(
-            "{:<26} {:>10} {:>9.0} {:>10.2} {:>10.2} {:>7}",
+            "{:<32} {:>10} {:>9.0} {:>10.2} {:>10.2} {:>7}",
             r.name,
             r.requests,
             r.per_sec,
@@ -247,6 +271,45 @@ async fn main() -> anyhow::Result<()> {
         c.stop()?;
     }
     Ok(())
+}
+
+/// One HTTP/1.1 connection per worker; request `i` of worker `w` always has `i % n == w`.
+struct Http1Pool {
+    host: String,
+    conns: Vec<tokio::sync::Mutex<hyper::client::conn::http1::SendRequest<http_body_util::Empty<bytes::Bytes>>>>,
+}
+
+impl Http1Pool {
+    async fn connect(addr: &str, n: usize) -> anyhow::Result<Self> {
+        let mut conns = Vec::with_capacity(n);
+        for _ in 0..n {
+            let stream = tokio::net::TcpStream::connect(addr).await?;
+            stream.set_nodelay(true)?;
+            let (send, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await?;
+            tokio::spawn(conn);
+            conns.push(tokio::sync::Mutex::new(send));
+        }
+        Ok(Self {
+            host: addr.to_owned(),
+            conns,
+        })
+    }
+
+    async fn get(self: Arc<Self>, i: usize, path: String, authorization: Option<String>) -> bool {
+        use http_body_util::BodyExt;
+        let mut send = self.conns[i % self.conns.len()].lock().await;
+        let mut req = http::Request::get(path).header(http::header::HOST, &self.host);
+        if let Some(value) = authorization {
+            req = req.header(http::header::AUTHORIZATION, value);
+        }
+        let Ok(req) = req.body(http_body_util::Empty::new()) else {
+            return false;
+        };
+        match send.send_request(req).await {
+            Ok(resp) => resp.status().is_success() && resp.into_body().collect().await.is_ok(),
+            Err(_) => false,
+        }
+    }
 }
 
 fn cores() -> usize {
