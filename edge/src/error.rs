@@ -122,6 +122,12 @@ fn camel_path(field: &str) -> String {
 
 impl From<tonic::Status> for ApiError {
     fn from(status: tonic::Status) -> Self {
+        if status.code() == Code::Unauthenticated {
+            // The edge authenticated the caller already: a service refusing the edge's own token
+            // means the two disagree on INTERNAL_TOKEN_SECRET, not that the user must log in again.
+            tracing::error!("a service refused the edge's internal token; check INTERNAL_TOKEN_SECRET");
+            return Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal_error", "internal error");
+        }
         let (http, default_code) = http_status(status.code());
         if http.is_server_error() && status.code() != Code::Unimplemented {
             // The service logged the cause; the client learns only the class of failure.
@@ -258,7 +264,7 @@ mod tests {
             (Code::NotFound, 404),
             (Code::AlreadyExists, 409),
             (Code::Aborted, 409),
-            (Code::Unauthenticated, 401),
+            (Code::Unauthenticated, 500),
             (Code::PermissionDenied, 403),
             (Code::ResourceExhausted, 429),
             (Code::Unimplemented, 501),

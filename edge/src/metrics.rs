@@ -37,7 +37,7 @@ impl Series {
 }
 
 /// One route's series by method and status.
-type RouteSeries = HashMap<(Method, u16), Series>;
+type RouteSeries = HashMap<(&'static str, u16), Series>;
 
 /// Route -> (method, status) -> series. Nested so that recording looks a route up by `&str` and
 /// allocates only for its first request.
@@ -47,7 +47,7 @@ pub struct Metrics {
 }
 
 impl Metrics {
-    fn observe(&self, method: Method, route: &str, status: u16, elapsed: Duration) {
+    fn observe(&self, method: &'static str, route: &str, status: u16, elapsed: Duration) {
         let secs = elapsed.as_secs_f64();
         let mut series = self.series.lock().unwrap_or_else(|e| e.into_inner());
         if !series.contains_key(route) {
@@ -116,9 +116,23 @@ impl Metrics {
     }
 }
 
+/// Any method outside HTTP's standard set is counted as `OTHER`, so callers cannot mint label values.
+fn method_label(method: &Method) -> &'static str {
+    match *method {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::PATCH => "PATCH",
+        Method::DELETE => "DELETE",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        _ => "OTHER",
+    }
+}
+
 pub(crate) async fn track(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let started = Instant::now();
-    let method = req.method().clone();
+    let method = method_label(req.method());
     let route = req.extensions().get::<MatchedPath>().cloned();
     let response = next.run(req).await;
     let route = route.as_ref().map_or("unmatched", MatchedPath::as_str);

@@ -32,6 +32,8 @@ async fn own_record(
 
 struct Fixture {
     app: Router,
+    state: AppState,
+    config: Config,
     admin_secret: String,
     patient_tokens: TokenKind,
     admin_tokens: TokenKind,
@@ -64,10 +66,14 @@ async fn fixture() -> Fixture {
         logging: LoggingConfig::default(),
     };
     config.validate().unwrap();
-    let state = AppState::new(config, db.pool.clone()).await.unwrap();
-    let app = Router::new().route("/patients/{id}", get(own_record)).with_state(state);
+    let state = AppState::new(config.clone(), db.pool.clone()).await.unwrap();
+    let app = Router::new()
+        .route("/patients/{id}", get(own_record))
+        .with_state(state.clone());
     Fixture {
         app,
+        state,
+        config,
         admin_secret: auth.admin_secret.expose_secret().to_owned(),
         patient_tokens: TokenKind::patient(&patient_jwt),
         admin_tokens: TokenKind::admin(&admin_jwt),
@@ -111,6 +117,37 @@ async fn a_patient_reads_only_their_own_records() {
         status(&f.app, "/patients/pat-1", &expired).await,
         StatusCode::UNAUTHORIZED
     );
+}
+
+#[tokio::test]
+async fn a_logout_on_one_edge_replica_reaches_the_others() {
+    let f = fixture().await;
+    let other = AppState::new(f.config.clone(), f._db.pool.clone()).await.unwrap();
+    let issued = f.admin_tokens.issue("ops@clinic.example");
+    assert!(other.authenticate_admin(&issued.token).is_ok());
+    let until = chrono::DateTime::from_timestamp(issued.claims.exp, 0).unwrap();
+    f.state
+        .revocations
+        .revoke(&issued.claims.jti, &issued.claims.sub, until)
+        .await
+        .unwrap();
+    let mut refused = false;
+    for _ in 0..100 {
+        if other.authenticate_admin(&issued.token).is_err() {
+            refused = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(refused, "the other replica never learned of the logout");
+}
+
+#[tokio::test]
+async fn no_session_may_act_as_the_admin_secret() {
+    let f = fixture().await;
+    let token = f.admin_tokens.issue(era_kit::auth::ADMIN_SECRET_SUBJECT).token;
+    assert_eq!(status(&f.app, "/patients/pat-1", &token).await, StatusCode::FORBIDDEN);
+    assert!(f.state.authenticate_admin(&token).is_err());
 }
 
 #[tokio::test]

@@ -12,7 +12,7 @@ pub const PATIENT_AUDIENCE: &str = "era-patient";
 pub const ADMIN_TTL_SECS: i64 = 24 * 60 * 60;
 pub const PATIENT_TTL_SECS: i64 = 4 * 60 * 60;
 /// Clock skew tolerated on `exp` and `nbf`.
-const LEEWAY_SECS: u64 = 30;
+pub const LEEWAY_SECS: u64 = 30;
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Claims {

@@ -24,7 +24,12 @@ impl AppState {
         if constant_time_eq(token.as_bytes(), self.admin_secret.expose_secret().as_bytes()) {
             return Ok(Caller::admin(ADMIN_SECRET_SUBJECT));
         }
-        if let Some(claims) = self.admin_tokens.verify(token) {
+        // The secret's identity is reserved: no session may act (and be audited) as it.
+        if let Some(claims) = self
+            .admin_tokens
+            .verify(token)
+            .filter(|c| c.sub != ADMIN_SECRET_SUBJECT)
+        {
             if self.revocations.is_revoked(&claims.jti) {
                 return Err(ApiError::unauthorized(
                     "token_revoked",

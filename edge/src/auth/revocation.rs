@@ -30,7 +30,8 @@ async fn load(pool: &PgPool) -> sqlx::Result<HashSet<String>> {
 
 impl Revocations {
     pub async fn start(pool: PgPool) -> anyhow::Result<Self> {
-        let revoked = Arc::new(RwLock::new(load(&pool).await?));
+        // Listen first, load second: a logout committed in between is then still noticed.
+        let revoked = Arc::new(RwLock::new(HashSet::new()));
         let reload_pool = pool.clone();
         era_kit::db::spawn_change_listener(
             pool.clone(),
@@ -46,7 +47,9 @@ impl Revocations {
                     }
                 }
             },
-        );
+        )
+        .await;
+        *revoked.write().unwrap_or_else(|e| e.into_inner()) = load(&pool).await?;
         Ok(Self { pool, revoked })
     }
 

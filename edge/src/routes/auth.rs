@@ -82,7 +82,9 @@ pub async fn canvas_login(
     )
 )]
 pub async fn logout(State(state): State<AppState>, AdminSession(claims): AdminSession) -> Result<StatusCode, ApiError> {
-    let expires_at = chrono::DateTime::from_timestamp(claims.exp, 0).unwrap_or_else(chrono::Utc::now);
+    // Kept past `exp` for the leeway, during which verification would still accept the token.
+    let until = claims.exp + crate::auth::jwt::LEEWAY_SECS as i64;
+    let expires_at = chrono::DateTime::from_timestamp(until, 0).unwrap_or_else(chrono::Utc::now);
     state.revocations.revoke(&claims.jti, &claims.sub, expires_at).await?;
     tracing::info!(subject = %claims.sub, "admin session revoked");
     Ok(StatusCode::NO_CONTENT)

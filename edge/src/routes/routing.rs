@@ -1,7 +1,10 @@
 //! `/api/admin/routing`: the routing matrix, one state's decision, and audited changes.
 
 use axum::{
-    extract::{Path, Query, State},
+    extract::{
+        rejection::{PathRejection, QueryRejection},
+        Path, Query, State,
+    },
     routing::get,
     Router,
 };
@@ -221,10 +224,10 @@ pub struct RouteDecision {
 pub async fn decide_route(
     State(state): State<AppState>,
     Admin(caller): Admin,
-    Path(code): Path<String>,
-    query: Result<Query<DecideQuery>, axum::extract::rejection::QueryRejection>,
+    code: Result<Path<String>, PathRejection>,
+    query: Result<Query<DecideQuery>, QueryRejection>,
 ) -> Result<ApiJson<RouteDecision>, ApiError> {
-    let Query(query) = query?;
+    let (Path(code), Query(query)) = (code?, query?);
     let req = pb::DecideRouteRequest {
         state: code,
         medication: query.medication.unwrap_or_default(),
@@ -291,9 +294,10 @@ pub struct UpdatedStateRouting {
 pub async fn update_state_routing(
     State(state): State<AppState>,
     Admin(caller): Admin,
-    Path(code): Path<String>,
+    code: Result<Path<String>, PathRejection>,
     ApiJson(body): ApiJson<UpdateStateRouting>,
 ) -> Result<ApiJson<UpdatedStateRouting>, ApiError> {
+    let Path(code) = code?;
     let req = pb::UpdateStateRoutingRequest {
         state: code,
         excluded: body.excluded,
@@ -365,7 +369,7 @@ pub struct AuditPage {
 pub async fn routing_audit(
     State(state): State<AppState>,
     Admin(caller): Admin,
-    query: Result<Query<AuditQuery>, axum::extract::rejection::QueryRejection>,
+    query: Result<Query<AuditQuery>, QueryRejection>,
 ) -> Result<ApiJson<AuditPage>, ApiError> {
     let Query(q) = query?;
     let req = pb::ListRoutingAuditRequest {

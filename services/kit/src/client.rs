@@ -10,10 +10,15 @@ use crate::{
     context::{RequestContext, REQUEST_ID_HEADER, TRACEPARENT_HEADER},
 };
 
+/// How long one call may take before the caller gives up (DEADLINE_EXCEEDED, HTTP 504 at the edge).
+pub const CALL_DEADLINE: Duration = Duration::from_secs(10);
+
 /// A channel that connects on first use and reconnects by itself, so services can start in any order.
 pub fn channel(url: &str) -> anyhow::Result<Channel> {
     Ok(tonic::transport::Endpoint::from_shared(url.to_owned())?
         .connect_timeout(Duration::from_secs(5))
+        // Backstop; each call also carries its own deadline (CALL_DEADLINE) that the server enforces.
+        .timeout(CALL_DEADLINE + Duration::from_secs(5))
         .tcp_nodelay(true)
         .http2_keep_alive_interval(Duration::from_secs(30))
         .connect_lazy())
@@ -25,7 +30,7 @@ pub fn request<T>(message: T, tokens: &InternalTokens, caller: &Caller) -> tonic
     request_in_context(message, tokens, caller, &ctx)
 }
 
-/// As [`request`], with an explicit context (the edge, which is where contexts start).
+/// As [`request`], with an explicit context.
 pub fn request_in_context<T>(
     message: T,
     tokens: &InternalTokens,
@@ -33,6 +38,7 @@ pub fn request_in_context<T>(
     ctx: &RequestContext,
 ) -> tonic::Request<T> {
     let mut req = tonic::Request::new(message);
+    req.set_timeout(CALL_DEADLINE);
     let md = req.metadata_mut();
     if let Ok(v) = MetadataValue::try_from(format!("Bearer {}", tokens.mint(caller))) {
         md.insert("authorization", v);

@@ -63,7 +63,10 @@ pub fn quote_ident(name: &str) -> String {
 /// Calls `reload` whenever `channel` is notified (`pg_notify`) and every `every` in case a
 /// notification was missed while the listening connection was down, for as long as `owner` lives.
 /// In-memory caches (the routing matrix, revoked tokens) stay in step across replicas this way.
-pub fn spawn_change_listener<T, F, Fut>(
+///
+/// It returns once it is listening (or has failed to, and falls back to polling), so a caller that
+/// loads its cache afterwards misses no change made in between.
+pub async fn spawn_change_listener<T, F, Fut>(
     pool: PgPool,
     channel: &'static str,
     every: Duration,
@@ -74,36 +77,38 @@ pub fn spawn_change_listener<T, F, Fut>(
     F: Fn(std::sync::Arc<T>) -> Fut + Send + 'static,
     Fut: std::future::Future<Output = ()> + Send,
 {
+    let listen = move |pool: PgPool| async move {
+        let mut l = sqlx::postgres::PgListener::connect_with(&pool).await?;
+        l.listen(channel).await?;
+        Ok::<_, sqlx::Error>(l)
+    };
+    let mut listener = match listen(pool.clone()).await {
+        Ok(l) => Some(l),
+        Err(e) => {
+            tracing::warn!(error = %e, channel, "cannot listen for changes; polling meanwhile");
+            None
+        }
+    };
     tokio::spawn(async move {
-        let mut listener = match sqlx::postgres::PgListener::connect_with(&pool).await {
-            Ok(mut l) => match l.listen(channel).await {
-                Ok(()) => Some(l),
-                Err(e) => {
-                    tracing::warn!(error = %e, channel, "cannot listen for changes; polling only");
-                    None
-                }
-            },
-            Err(e) => {
-                tracing::warn!(error = %e, channel, "cannot listen for changes; polling only");
-                None
-            }
-        };
         let mut tick = tokio::time::interval(every);
         tick.tick().await;
         loop {
+            if listener.is_none() {
+                // (Re)connect; until it works, the tick is the only trigger.
+                match listen(pool.clone()).await {
+                    Ok(l) => listener = Some(l),
+                    Err(e) => tracing::warn!(error = %e, channel, "cannot listen for changes; polling meanwhile"),
+                }
+            }
             let notified = async {
                 match listener.as_mut() {
-                    Some(l) => {
-                        if l.recv().await.is_err() {
-                            // Reconnects on the next recv; meanwhile the tick covers us.
-                            tokio::time::sleep(Duration::from_secs(1)).await;
-                        }
-                    }
+                    // A dropped connection is re-established by PgListener on the next recv.
+                    Some(l) => l.recv().await.is_ok(),
                     None => std::future::pending().await,
                 }
             };
             tokio::select! {
-                () = notified => {},
+                ok = notified => if !ok { tokio::time::sleep(Duration::from_secs(1)).await },
                 _ = tick.tick() => {},
             }
             let Some(owner) = owner.upgrade() else { return };

@@ -93,14 +93,17 @@ impl PharmacyRoutingService for RoutingService {
         let matrix = self.matrix().await?;
         let update = parse_update(&matrix.snapshot(), &caller, req)?;
         let audit_id = store::update_state(matrix.pool(), &update).await?;
-        // This replica answers with the change at once; the others reload on the notification.
-        matrix.reload().await?;
-        let s = matrix.snapshot();
         tracing::info!(state = %update.state, audit_id, "state routing updated");
-        Ok(Response::new(pb::UpdateStateRoutingResponse {
-            routing: state_routing(&s, &update.state),
-            audit_id,
-        }))
+        // This replica answers with the change at once; the others reload on the notification. The
+        // change is committed either way, so a failed reload is logged, not reported as a failure.
+        let routing = match matrix.reload().await {
+            Ok(s) => state_routing(&s, &update.state),
+            Err(e) => {
+                tracing::warn!(error = %e, "reload after a routing update failed; answering from the update");
+                committed_routing(&matrix.snapshot(), &update)
+            }
+        };
+        Ok(Response::new(pb::UpdateStateRoutingResponse { routing, audit_id }))
     }
 
     async fn list_routing_audit(
@@ -444,21 +447,29 @@ fn state_routing(s: &Snapshot, code: &str) -> Option<pb::StateRouting> {
         state: st.code.clone(),
         state_name: st.name.clone(),
         excluded: st.excluded,
-        routes: s
-            .routes
-            .get(code)
-            .into_iter()
-            .flatten()
-            .map(|r| pb::Route {
-                pharmacy_id: r.pharmacy_id.clone(),
-                prescriber_id: r.prescriber_id.clone(),
-                active: r.active,
-                priority: r.priority,
-            })
-            .collect(),
+        routes: s.routes.get(code).into_iter().flatten().map(route).collect(),
         updated_at: Some(timestamp(st.updated_at)),
         updated_by: st.updated_by.clone(),
     })
+}
+
+/// A state's routing as `update` left it, for when the snapshot could not be reloaded.
+fn committed_routing(s: &Snapshot, update: &StateUpdate) -> Option<pb::StateRouting> {
+    let mut routing = state_routing(s, &update.state)?;
+    routing.excluded = update.excluded;
+    routing.routes = update.routes.iter().map(route).collect();
+    routing.updated_by = update.changed_by.clone();
+    routing.updated_at = Some(timestamp(Utc::now()));
+    Some(routing)
+}
+
+fn route(r: &RouteRow) -> pb::Route {
+    pb::Route {
+        pharmacy_id: r.pharmacy_id.clone(),
+        prescriber_id: r.prescriber_id.clone(),
+        active: r.active,
+        priority: r.priority,
+    }
 }
 
 fn medication(m: &store::Medication) -> pb::Medication {

@@ -17,7 +17,7 @@ use crate::{
     error::{Error, Result},
 };
 
-/// Replicas reload when this channel is notified (by [`update_state`]'s transaction).
+/// Replicas reload when this channel is notified (by the triggers of migration 0003).
 const CHANGED_CHANNEL: &str = "era_routing_changed";
 /// Safety net for a notification lost while the listening connection was down.
 const RELOAD_EVERY: Duration = Duration::from_secs(30);
@@ -32,6 +32,7 @@ pub struct StateRow {
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, sqlx::FromRow)]
+#[serde(rename_all = "camelCase")]
 pub struct RouteRow {
     pub state: String,
     pub pharmacy_id: String,
@@ -236,54 +237,71 @@ impl Snapshot {
 
 /// The current snapshot, shared by every request of this replica.
 #[derive(Clone, Debug)]
-pub struct Matrix {
+pub struct Matrix(Arc<MatrixInner>);
+
+#[derive(Debug)]
+pub struct MatrixInner {
     pool: PgPool,
-    current: Arc<RwLock<Arc<Snapshot>>>,
+    current: RwLock<Arc<Snapshot>>,
+    /// One load at a time, so a load that started earlier can never replace a later one.
+    loading: tokio::sync::Mutex<()>,
+}
+
+impl MatrixInner {
+    /// Reads the tables afresh, installs the result and returns it.
+    async fn reload(&self) -> Result<Arc<Snapshot>> {
+        let _one_at_a_time = self.loading.lock().await;
+        let fresh = Arc::new(Snapshot::load(&self.pool).await?);
+        *self.current.write().unwrap_or_else(|e| e.into_inner()) = Arc::clone(&fresh);
+        Ok(fresh)
+    }
 }
 
 impl Matrix {
-    /// Loads the snapshot and keeps it fresh: on every change notification and every 30 s.
+    /// Loads the snapshot and keeps it fresh: on every change notification (triggers on every table
+    /// it reads send one) and every 30 s, for as long as the service holds the matrix.
     pub async fn start(pool: PgPool) -> Result<Self> {
-        let matrix = Self {
-            current: Arc::new(RwLock::new(Arc::new(Snapshot::load(&pool).await?))),
+        // Listen first, load second: a change committed in between is then still noticed.
+        let current = RwLock::new(Arc::new(Snapshot::default()));
+        let matrix = Self(Arc::new(MatrixInner {
             pool,
-        };
-        let reload_pool = matrix.pool.clone();
+            current,
+            loading: Default::default(),
+        }));
         era_kit::db::spawn_change_listener(
-            matrix.pool.clone(),
+            matrix.0.pool.clone(),
             CHANGED_CHANNEL,
             RELOAD_EVERY,
-            Arc::downgrade(&matrix.current),
-            move |current| {
-                let pool = reload_pool.clone();
-                async move {
-                    match Snapshot::load(&pool).await {
-                        Ok(fresh) => *current.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(fresh),
-                        Err(e) => tracing::warn!(error = %e, "routing matrix reload failed; keeping the previous one"),
-                    }
+            Arc::downgrade(&matrix.0),
+            |inner| async move {
+                if let Err(e) = inner.reload().await {
+                    tracing::warn!(error = %e, "routing matrix reload failed; keeping the previous one");
                 }
             },
-        );
+        )
+        .await;
+        matrix.reload().await?;
         Ok(matrix)
     }
 
     pub fn snapshot(&self) -> Arc<Snapshot> {
-        Arc::clone(&self.current.read().unwrap_or_else(|e| e.into_inner()))
+        Arc::clone(&self.0.current.read().unwrap_or_else(|e| e.into_inner()))
     }
 
     pub fn pool(&self) -> &PgPool {
-        &self.pool
+        &self.0.pool
     }
 
-    pub async fn reload(&self) -> Result<()> {
-        let fresh = Arc::new(Snapshot::load(&self.pool).await?);
-        *self.current.write().unwrap_or_else(|e| e.into_inner()) = fresh;
-        Ok(())
+    /// Reads the tables afresh, installs the result and returns it.
+    pub async fn reload(&self) -> Result<Arc<Snapshot>> {
+        self.0.reload().await
     }
 }
 
 /// A state's routing as the audit trail records it.
+/// Written in the REST API's lowerCamelCase, since the edge hands it to admins as it is.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct StateSnapshot {
     pub excluded: bool,
     pub routes: Vec<RouteRow>,
@@ -297,7 +315,8 @@ pub struct StateUpdate {
     pub changed_by: String,
 }
 
-/// Replaces one state's routes in one transaction with its audit row, then notifies the replicas.
+/// Replaces one state's routes in one transaction with its audit row; the tables' triggers notify
+/// the replicas when it commits.
 pub async fn update_state(pool: &PgPool, update: &StateUpdate) -> Result<i64> {
     let mut tx = pool.begin().await?;
     let excluded: Option<bool> = sqlx::query_scalar("select excluded from jurisdictions where code = $1 for update")
@@ -352,11 +371,6 @@ pub async fn update_state(pool: &PgPool, update: &StateUpdate) -> Result<i64> {
     .bind(sqlx::types::Json(&after))
     .fetch_one(&mut *tx)
     .await?;
-    sqlx::query("select pg_notify($1, $2)")
-        .bind(CHANGED_CHANNEL)
-        .bind(&update.state)
-        .execute(&mut *tx)
-        .await?;
     tx.commit().await?;
     Ok(audit_id)
 }

@@ -151,14 +151,16 @@ async fn canvas_hmac_login_issues_a_session_that_logout_revokes() {
 async fn hmac_signatures_hold_for_300_seconds_either_way_and_only_once() {
     let mesh = TestMesh::start().await;
     let now = unix_now();
-    for (i, skew) in [300_i64, -300].into_iter().enumerate() {
+    // The exact ±300 / ±301 boundaries are unit-tested with a fixed clock (edge auth::hmac); here
+    // the margins leave room for the clock to tick between signing and checking.
+    for (i, skew) in [295_i64, -295].into_iter().enumerate() {
         let body = format!(r#"{{"staffId":"staff-{i}"}}"#);
         let resp = mesh
             .post_signed("/api/auth/canvas", &(now + skew).to_string(), &body)
             .await;
         assert_eq!(resp.status(), 200, "skew {skew}");
     }
-    for skew in [301_i64, -301] {
+    for skew in [305_i64, -305] {
         let resp = mesh
             .post_signed("/api/auth/canvas", &(now + skew).to_string(), r#"{"staffId":"s"}"#)
             .await;

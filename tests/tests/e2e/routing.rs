@@ -126,6 +126,6 @@ async fn an_admin_changes_a_route_and_the_audit_names_them() {
     assert_eq!(entry["id"], updated["auditId"]);
     assert_eq!(entry["changedBy"], "ops@clinic.example");
     assert_eq!(entry["note"], "Boothwyn paused");
-    assert_eq!(entry["before"]["routes"][0]["pharmacy_id"], "boothwyn");
-    assert_eq!(entry["after"]["routes"][0]["pharmacy_id"], "strive");
+    assert_eq!(entry["before"]["routes"][0]["pharmacyId"], "boothwyn");
+    assert_eq!(entry["after"]["routes"][0]["pharmacyId"], "strive");
 }

@@ -98,8 +98,8 @@ async fn an_update_changes_the_route_and_appends_an_audit_row_naming_who() {
     assert_eq!(entry.note, "Boothwyn paused intake");
     let before: serde_json::Value = serde_json::from_str(&entry.before_json).unwrap();
     let after: serde_json::Value = serde_json::from_str(&entry.after_json).unwrap();
-    assert_eq!(before["routes"][0]["pharmacy_id"], "boothwyn");
-    assert_eq!(after["routes"][0]["pharmacy_id"], "strive");
+    assert_eq!(before["routes"][0]["pharmacyId"], "boothwyn");
+    assert_eq!(after["routes"][0]["pharmacyId"], "strive");
     assert_eq!(after["routes"][1]["priority"], 5);
 
     // Excluding a state needs no routes; the decision then refuses it.
