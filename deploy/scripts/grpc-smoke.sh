@@ -30,10 +30,13 @@ declare -A services=(
 checks=0
 for port in "${!services[@]}"; do
   svc=${services[$port]}
-  grpcurl -plaintext "127.0.0.1:$port" list | grep -qx "$svc" || { echo "$svc not listed on $port" >&2; exit 1; }
+  # Outputs are captured before grep: `grep -q` closing the pipe early would fail the writer
+  # (SIGPIPE) and, with pipefail, the check.
+  listed=$(grpcurl -plaintext "127.0.0.1:$port" list)
+  grep -qx "$svc" <<<"$listed" || { echo "$svc not listed on $port: $listed" >&2; exit 1; }
   grpcurl -plaintext "127.0.0.1:$port" describe "$svc" >/dev/null
-  grpcurl -plaintext -d "{\"service\":\"$svc\"}" "127.0.0.1:$port" grpc.health.v1.Health/Check \
-    | grep -q '"SERVING"' || { echo "$svc is not SERVING" >&2; exit 1; }
+  health=$(grpcurl -plaintext -d "{\"service\":\"$svc\"}" "127.0.0.1:$port" grpc.health.v1.Health/Check)
+  grep -q '"SERVING"' <<<"$health" || { echo "$svc is not SERVING: $health" >&2; exit 1; }
   checks=$((checks + 3))
 done
 
@@ -42,11 +45,13 @@ if grpcurl -plaintext -d '{"state":"ga"}' 127.0.0.1:50053 \
     era.pharmacy_routing.v1.PharmacyRoutingService/DecideRoute >/dev/null 2>&1; then
   echo "DecideRoute answered without credentials" >&2; exit 1
 fi
-grpcurl -plaintext -H "authorization: Bearer $ADMIN_SECRET" -d '{"state":" ga ","medication":"semaglutide"}' \
-  127.0.0.1:50053 era.pharmacy_routing.v1.PharmacyRoutingService/DecideRoute | grep -q '"npi": "1982609764"' \
-  || { echo "DecideRoute gave the wrong prescriber" >&2; exit 1; }
-curl -fsS -H "Authorization: Bearer $ADMIN_SECRET" "http://127.0.0.1:8080/api/admin/routing/GA" \
-  | grep -q '"npi":"1982609764"' || { echo "the edge gave the wrong prescriber" >&2; exit 1; }
-curl -fsS http://127.0.0.1:8080/readyz | grep -q '"status":"ready"'
+decision=$(grpcurl -plaintext -H "authorization: Bearer $ADMIN_SECRET" \
+  -d '{"state":" ga ","medication":"semaglutide"}' \
+  127.0.0.1:50053 era.pharmacy_routing.v1.PharmacyRoutingService/DecideRoute)
+grep -q '"npi": "1982609764"' <<<"$decision" || { echo "DecideRoute gave: $decision" >&2; exit 1; }
+decision=$(curl -fsS -H "Authorization: Bearer $ADMIN_SECRET" "http://127.0.0.1:8080/api/admin/routing/GA")
+grep -q '"npi":"1982609764"' <<<"$decision" || { echo "the edge gave: $decision" >&2; exit 1; }
+ready=$(curl -fsS http://127.0.0.1:8080/readyz)
+grep -q '"status":"ready"' <<<"$ready" || { echo "not ready: $ready" >&2; exit 1; }
 checks=$((checks + 4))
 echo "grpc smoke: $checks passed, 0 failed"
