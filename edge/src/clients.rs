@@ -14,16 +14,20 @@ pub struct Clients {
 
 impl Clients {
     pub fn connect(peers: &Peers) -> anyhow::Result<Self> {
-        let mut health = Vec::new();
-        let mut routing = None;
-        for (_, url, service) in peers.all() {
-            let channel = era_kit::client::channel(url)?;
-            if url == peers.pharmacy_routing {
-                routing = Some(channel.clone());
-            }
-            health.push((service, channel));
-        }
-        let routing = routing.map_or_else(|| era_kit::client::channel(&peers.pharmacy_routing), Ok)?;
+        let routing = era_kit::client::channel(&peers.pharmacy_routing)?;
+        // Readiness asks over the same channels the calls use, so it checks the paths calls take.
+        let health = peers
+            .all()
+            .into_iter()
+            .map(|(_, url, service)| {
+                let channel = if url == peers.pharmacy_routing {
+                    routing.clone()
+                } else {
+                    era_kit::client::channel(url)?
+                };
+                Ok((service, channel))
+            })
+            .collect::<anyhow::Result<_>>()?;
         Ok(Self {
             routing: PharmacyRoutingServiceClient::new(routing),
             health,

@@ -203,7 +203,7 @@ pub async fn shutdown_signal() {
     }
 }
 
-/// Asks a gRPC server whether it is SERVING (the `healthcheck` subcommand and the edge's `/readyz`).
+/// Asks a gRPC server whether it is SERVING, over a fresh connection (the `healthcheck` subcommand).
 pub async fn check_health(url: &str, service: &str) -> anyhow::Result<bool> {
     let channel = tonic::transport::Endpoint::from_shared(url.to_owned())?
         .connect_timeout(std::time::Duration::from_secs(2))
