@@ -1,4 +1,4 @@
-//! `/_sandbox`: reset, the ledger, and fault injection.
+//! `/_sandbox`: reset, the ledger, fault injection, and per-vendor controls (`/_sandbox/canvas`).
 
 use std::collections::BTreeMap;
 
@@ -19,6 +19,7 @@ pub(crate) fn router() -> Router<Sandbox> {
         .route("/ledger", get(ledger))
         .route("/ledger/counts", get(counts))
         .route("/faults", get(list_faults).post(add_fault).delete(clear_faults))
+        .nest("/canvas", crate::canvas::control_router())
 }
 
 async fn reset(State(sandbox): State<Sandbox>) -> StatusCode {

@@ -3,7 +3,8 @@
 //! (an error status, latency, a dropped connection) can be injected for the next N calls to a route.
 //!
 //! Vendors are filled in by the issues that integrate them; until then a prefix answers 404 in a
-//! JSON body that says the route is not simulated yet.
+//! JSON body that says the route is not simulated yet. Simulated: Canvas (`/canvas` for OAuth,
+//! `/canvas-fhir` for FHIR R4; see [`canvas`]).
 
 use std::{future::Future, sync::Arc};
 
@@ -17,12 +18,13 @@ use axum::{
 use http::StatusCode;
 use tokio::net::TcpListener;
 
+pub mod canvas;
 mod control;
 mod serve;
 pub mod state;
 
 pub use serve::serve;
-pub use state::{Fault, FaultAction, LedgerEntry, Sandbox};
+pub use state::{Fault, FaultAction, LedgerEntry, Sandbox, SandboxConfig};
 
 /// The vendors and the path prefix each is served under (ARCHITECTURE.md's table).
 pub const VENDORS: &[(&str, &str)] = &[
@@ -57,9 +59,15 @@ pub fn app(sandbox: Sandbox) -> Router {
         .with_state(sandbox)
 }
 
-/// A vendor's routes. No vendor is simulated yet, so every path falls through to "not simulated".
+/// A vendor's routes; paths a simulator does not cover fall through to "not simulated".
 fn vendor_router(vendor: &'static str) -> Router<Sandbox> {
-    Router::new().fallback(move |req: Request| async move {
+    let routes = match vendor {
+        "canvas" => canvas::emr_router(),
+        // The FHIR API answers unknown routes itself, with an OperationOutcome as Canvas does.
+        "canvas-fhir" => return canvas::fhir_router(),
+        _ => Router::new(),
+    };
+    routes.fallback(move |req: Request| async move {
         let body = serde_json::json!({
             "error": {
                 "type": "not_simulated",

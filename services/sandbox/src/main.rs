@@ -15,6 +15,17 @@ struct Config {
     /// Socket the sandbox listens on.
     #[arg(long, env = "LISTEN_ADDR", default_value = "127.0.0.1:8090")]
     listen_addr: SocketAddr,
+    /// The OAuth client id Canvas's token endpoint accepts.
+    #[arg(long, env = "CANVAS_CLIENT_ID", default_value = "era-sandbox-canvas-client")]
+    canvas_client_id: String,
+    /// The matching client secret.
+    #[arg(
+        long,
+        env = "CANVAS_CLIENT_SECRET",
+        default_value = "era-sandbox-canvas-secret",
+        hide_env_values = true
+    )]
+    canvas_client_secret: String,
     #[command(flatten)]
     logging: LoggingConfig,
 }
@@ -31,13 +42,11 @@ async fn main() -> ExitCode {
         }
     };
     tracing::info!(addr = %config.listen_addr, "era-sandbox listening");
-    match era_sandbox::run(
-        era_sandbox::Sandbox::new(),
-        listener,
-        era_kit::server::shutdown_signal(),
-    )
-    .await
-    {
+    let sandbox = era_sandbox::Sandbox::with_config(era_sandbox::SandboxConfig {
+        canvas_client_id: config.canvas_client_id,
+        canvas_client_secret: config.canvas_client_secret,
+    });
+    match era_sandbox::run(sandbox, listener, era_kit::server::shutdown_signal()).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("era-sandbox: {e:#}");

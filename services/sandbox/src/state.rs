@@ -5,6 +5,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use chrono::{SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::canvas;
+
 /// One call to a vendor route, or one effect a vendor recorded.
 #[derive(Clone, Debug, Serialize)]
 pub struct LedgerEntry {
@@ -73,6 +75,23 @@ impl Fault {
     }
 }
 
+/// Credentials and settings the simulators check callers against.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SandboxConfig {
+    /// The OAuth client Canvas's token endpoint accepts.
+    pub canvas_client_id: String,
+    pub canvas_client_secret: String,
+}
+
+impl Default for SandboxConfig {
+    fn default() -> Self {
+        Self {
+            canvas_client_id: "era-sandbox-canvas-client".into(),
+            canvas_client_secret: "era-sandbox-canvas-secret".into(),
+        }
+    }
+}
+
 #[derive(Debug, Default)]
 struct Inner {
     next_seq: u64,
@@ -81,14 +100,35 @@ struct Inner {
 }
 
 /// Cloneable handle on the sandbox's state.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct Sandbox {
     inner: Arc<Mutex<Inner>>,
+    config: Arc<SandboxConfig>,
+    canvas: Arc<Mutex<canvas::State>>,
+}
+
+impl Default for Sandbox {
+    fn default() -> Self {
+        Self::with_config(SandboxConfig::default())
+    }
 }
 
 impl Sandbox {
+    /// A sandbox with the default credentials.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    pub fn with_config(config: SandboxConfig) -> Self {
+        Self {
+            inner: Arc::default(),
+            config: Arc::new(config),
+            canvas: Arc::new(Mutex::new(canvas::State::seeded())),
+        }
+    }
+
+    pub fn config(&self) -> &SandboxConfig {
+        &self.config
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
@@ -96,9 +136,15 @@ impl Sandbox {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Forgets every call, effect and fault.
+    pub(crate) fn canvas(&self) -> MutexGuard<'_, canvas::State> {
+        self.canvas.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Forgets every call, effect and fault, and puts every vendor back to its seed state (for
+    /// Canvas that also revokes every issued token).
     pub fn reset(&self) {
         *self.lock() = Inner::default();
+        *self.canvas() = canvas::State::seeded();
     }
 
     pub fn add_fault(&self, fault: Fault) {

@@ -54,7 +54,12 @@ async fn every_vendor_prefix_answers_and_is_counted() {
         let resp = sandbox.get(&format!("{prefix}/some/route")).await.unwrap();
         assert_eq!(resp.status(), 404, "{vendor}");
         let body: Value = resp.json().await.unwrap();
-        assert_eq!(body["error"]["type"], "not_simulated");
+        if *vendor == "canvas-fhir" {
+            // The FHIR simulator answers unknown routes as Canvas does, with an OperationOutcome.
+            assert_eq!(body["issue"][0]["code"], "not-found", "{vendor}");
+        } else {
+            assert_eq!(body["error"]["type"], "not_simulated", "{vendor}");
+        }
     }
     let ledger = sandbox.ledger().await;
     assert_eq!(ledger.len(), era_sandbox::VENDORS.len());
@@ -92,7 +97,8 @@ async fn a_status_fault_fires_for_the_next_n_calls_only() {
         assert_eq!(resp.status(), 503);
         assert_eq!(resp.json::<Value>().await.unwrap(), json!({ "issue": "down" }));
     }
-    assert_eq!(sandbox.get("/canvas-fhir/Patient").await.unwrap().status(), 404);
+    // The fault is spent: the call reaches the simulator, which wants a bearer token.
+    assert_eq!(sandbox.get("/canvas-fhir/Patient").await.unwrap().status(), 401);
     // Another route was never affected.
     assert_eq!(sandbox.get("/stripe/v1/customers").await.unwrap().status(), 404);
     let faults: Value = sandbox.get("/_sandbox/faults").await.unwrap().json().await.unwrap();
