@@ -1,165 +1,262 @@
-//! The CanvasService RPCs. Every one answers UNIMPLEMENTED, naming the issue that delivers it,
-//! until that issue replaces it with the real implementation.
+//! The CanvasService RPCs: who may call what, then the work in the modules named for it.
+//!
+//! Clinic staff (admins, services) may call everything. A patient caller may read their own
+//! patient, intake records, prescriptions, messages and appointments, and write to their own
+//! practitioner; asking about another patient answers NOT_FOUND, so existence does not leak.
 
+use era_kit::auth::{Caller, Role};
 use era_proto::canvas::v1::{self as pb, canvas_service_server::CanvasService};
 use tonic::{Request, Response, Status};
 
-const PENDING: &str = "arrives with issue 3 (canvas service)";
+use crate::{
+    app::{page_size, Shared},
+    chart,
+    error::Error,
+    patients, queue,
+    store::RecordFilter,
+};
 
-#[derive(Debug, Default)]
-pub(crate) struct Service;
+#[derive(Debug, Clone)]
+pub(crate) struct Service {
+    pub(crate) app: Shared,
+}
 
-fn pending(rpc: &str) -> Status {
-    Status::unimplemented(format!("{rpc} {PENDING}"))
+type Reply<T> = Result<Response<T>, Status>;
+
+fn caller<T>(req: &Request<T>) -> Result<Caller, Status> {
+    Caller::of(req).cloned()
+}
+
+fn staff<T>(req: &Request<T>) -> Result<(), Status> {
+    caller(req)?.require_staff()
+}
+
+/// Staff, or the patient themselves; another patient gets NOT_FOUND.
+fn staff_or_own<T>(req: &Request<T>, patient_id: &str) -> Result<Caller, Status> {
+    let caller = caller(req)?;
+    match caller.role {
+        Role::Admin | Role::Service => Ok(caller),
+        Role::Patient if caller.patient_id.as_deref() == Some(patient_id) && !patient_id.is_empty() => Ok(caller),
+        Role::Patient => Err(Error::Hidden.into()),
+    }
+}
+
+fn ok<T>(result: crate::error::Result<T>) -> Reply<T> {
+    result.map(Response::new).map_err(Status::from)
 }
 
 #[tonic::async_trait]
 impl CanvasService for Service {
-    async fn create_patient(
-        &self,
-        _: Request<pb::CreatePatientRequest>,
-    ) -> Result<Response<pb::CreatePatientResponse>, Status> {
-        Err(pending("CreatePatient"))
+    async fn create_patient(&self, req: Request<pb::CreatePatientRequest>) -> Reply<pb::CreatePatientResponse> {
+        staff(&req)?;
+        ok(patients::create_patient(&self.app, req.get_ref()).await)
     }
 
-    async fn get_patient(&self, _: Request<pb::GetPatientRequest>) -> Result<Response<pb::GetPatientResponse>, Status> {
-        Err(pending("GetPatient"))
+    async fn get_patient(&self, req: Request<pb::GetPatientRequest>) -> Reply<pb::GetPatientResponse> {
+        staff_or_own(&req, &req.get_ref().canvas_patient_id)?;
+        ok(patients::get_patient(&self.app, req.get_ref()).await)
     }
 
-    async fn search_patients(
-        &self,
-        _: Request<pb::SearchPatientsRequest>,
-    ) -> Result<Response<pb::SearchPatientsResponse>, Status> {
-        Err(pending("SearchPatients"))
+    async fn search_patients(&self, req: Request<pb::SearchPatientsRequest>) -> Reply<pb::SearchPatientsResponse> {
+        staff(&req)?;
+        ok(patients::search(&self.app, req.get_ref()).await)
     }
 
-    async fn submit_intake(
-        &self,
-        _: Request<pb::SubmitIntakeRequest>,
-    ) -> Result<Response<pb::SubmitIntakeResponse>, Status> {
-        Err(pending("SubmitIntake"))
+    async fn submit_intake(&self, req: Request<pb::SubmitIntakeRequest>) -> Reply<pb::SubmitIntakeResponse> {
+        // The public intake route reaches here as the edge's service identity.
+        staff(&req)?;
+        ok(patients::submit_intake(&self.app, req.into_inner()).await)
     }
 
     async fn store_intake_record(
         &self,
-        _: Request<pb::StoreIntakeRecordRequest>,
-    ) -> Result<Response<pb::StoreIntakeRecordResponse>, Status> {
-        Err(pending("StoreIntakeRecord"))
+        req: Request<pb::StoreIntakeRecordRequest>,
+    ) -> Reply<pb::StoreIntakeRecordResponse> {
+        staff(&req)?;
+        ok(patients::store_record(&self.app, req.get_ref()).await)
     }
 
-    async fn get_intake_record(
-        &self,
-        _: Request<pb::GetIntakeRecordRequest>,
-    ) -> Result<Response<pb::GetIntakeRecordResponse>, Status> {
-        Err(pending("GetIntakeRecord"))
+    async fn get_intake_record(&self, req: Request<pb::GetIntakeRecordRequest>) -> Reply<pb::GetIntakeRecordResponse> {
+        let who = caller(&req)?;
+        let id = patients::parse_record_id(&req.get_ref().id).map_err(Status::from)?;
+        let record = self
+            .app
+            .store
+            .get_record(id)
+            .await
+            .map_err(Status::from)?
+            .ok_or_else(|| Status::from(Error::not_found("intake record", id.to_string())))?;
+        if who.role == Role::Patient && who.patient_id.as_deref() != Some(record.canvas_patient_id.as_str()) {
+            return Err(Error::Hidden.into());
+        }
+        Ok(Response::new(pb::GetIntakeRecordResponse { record: Some(record) }))
     }
 
     async fn list_intake_records(
         &self,
-        _: Request<pb::ListIntakeRecordsRequest>,
-    ) -> Result<Response<pb::ListIntakeRecordsResponse>, Status> {
-        Err(pending("ListIntakeRecords"))
+        req: Request<pb::ListIntakeRecordsRequest>,
+    ) -> Reply<pb::ListIntakeRecordsResponse> {
+        let who = caller(&req)?;
+        let r = req.get_ref();
+        if who.role == Role::Patient {
+            // A patient lists their own records only, and must say so.
+            staff_or_own(&req, &r.canvas_patient_id)?;
+        }
+        if r.canvas_patient_id.is_empty()
+            && r.email.trim().is_empty()
+            && r.submitted_from.is_none()
+            && r.submitted_to.is_none()
+        {
+            return Err(Error::field("canvas_patient_id", "give a patient id, an email or a date range").into());
+        }
+        let page = r.page.clone().unwrap_or_default();
+        let limit = page_size(page.page_size, 20);
+        let filter = RecordFilter {
+            canvas_patient_id: (!r.canvas_patient_id.is_empty()).then(|| r.canvas_patient_id.clone()),
+            email: (!r.email.trim().is_empty()).then(|| r.email.clone()),
+            from: r.submitted_from.as_ref().and_then(crate::convert::from_timestamp),
+            to: r.submitted_to.as_ref().and_then(crate::convert::from_timestamp),
+            before: patients::record_cursor(&page.page_token).map_err(Status::from)?,
+            limit: i64::from(limit) + 1,
+        };
+        let mut records = self.app.store.list_records(&filter).await.map_err(Status::from)?;
+        let more = records.len() > limit as usize;
+        records.truncate(limit as usize);
+        let next = if more {
+            records.last().map(patients::record_token).unwrap_or_default()
+        } else {
+            String::new()
+        };
+        Ok(Response::new(pb::ListIntakeRecordsResponse {
+            records,
+            page: Some(era_proto::common::v1::PageResponse { next_page_token: next }),
+        }))
     }
 
     async fn list_rx_review_tasks(
         &self,
-        _: Request<pb::ListRxReviewTasksRequest>,
-    ) -> Result<Response<pb::ListRxReviewTasksResponse>, Status> {
-        Err(pending("ListRxReviewTasks"))
+        req: Request<pb::ListRxReviewTasksRequest>,
+    ) -> Reply<pb::ListRxReviewTasksResponse> {
+        staff(&req)?;
+        ok(queue::list_tasks(&self.app, req.get_ref()).await)
     }
 
-    async fn get_rx_review_task(
-        &self,
-        _: Request<pb::GetRxReviewTaskRequest>,
-    ) -> Result<Response<pb::GetRxReviewTaskResponse>, Status> {
-        Err(pending("GetRxReviewTask"))
+    async fn get_rx_review_task(&self, req: Request<pb::GetRxReviewTaskRequest>) -> Reply<pb::GetRxReviewTaskResponse> {
+        staff(&req)?;
+        ok(queue::get_task(&self.app, &req.get_ref().task_id).await)
     }
 
     async fn update_task_status(
         &self,
-        _: Request<pb::UpdateTaskStatusRequest>,
-    ) -> Result<Response<pb::UpdateTaskStatusResponse>, Status> {
-        Err(pending("UpdateTaskStatus"))
+        req: Request<pb::UpdateTaskStatusRequest>,
+    ) -> Reply<pb::UpdateTaskStatusResponse> {
+        staff(&req)?;
+        ok(queue::update_status(&self.app, req.get_ref()).await)
     }
 
-    async fn add_task_note(
-        &self,
-        _: Request<pb::AddTaskNoteRequest>,
-    ) -> Result<Response<pb::AddTaskNoteResponse>, Status> {
-        Err(pending("AddTaskNote"))
+    async fn add_task_note(&self, req: Request<pb::AddTaskNoteRequest>) -> Reply<pb::AddTaskNoteResponse> {
+        staff(&req)?;
+        ok(queue::add_note(&self.app, req.get_ref()).await)
     }
 
-    async fn create_hp_note(
-        &self,
-        _: Request<pb::CreateHpNoteRequest>,
-    ) -> Result<Response<pb::CreateHpNoteResponse>, Status> {
-        Err(pending("CreateHpNote"))
+    async fn create_hp_note(&self, req: Request<pb::CreateHpNoteRequest>) -> Reply<pb::CreateHpNoteResponse> {
+        staff(&req)?;
+        ok(queue::create_hp_note(&self.app, req.get_ref()).await)
     }
 
     async fn list_practitioners(
         &self,
-        _: Request<pb::ListPractitionersRequest>,
-    ) -> Result<Response<pb::ListPractitionersResponse>, Status> {
-        Err(pending("ListPractitioners"))
+        req: Request<pb::ListPractitionersRequest>,
+    ) -> Reply<pb::ListPractitionersResponse> {
+        staff(&req)?;
+        ok(queue::list_practitioners(&self.app, req.get_ref()).await)
     }
 
     async fn list_prescriptions(
         &self,
-        _: Request<pb::ListPrescriptionsRequest>,
-    ) -> Result<Response<pb::ListPrescriptionsResponse>, Status> {
-        Err(pending("ListPrescriptions"))
+        req: Request<pb::ListPrescriptionsRequest>,
+    ) -> Reply<pb::ListPrescriptionsResponse> {
+        staff_or_own(&req, &req.get_ref().canvas_patient_id)?;
+        ok(patients::list_prescriptions(&self.app, req.get_ref()).await)
     }
 
     async fn list_communications(
         &self,
-        _: Request<pb::ListCommunicationsRequest>,
-    ) -> Result<Response<pb::ListCommunicationsResponse>, Status> {
-        Err(pending("ListCommunications"))
+        req: Request<pb::ListCommunicationsRequest>,
+    ) -> Reply<pb::ListCommunicationsResponse> {
+        staff_or_own(&req, &req.get_ref().canvas_patient_id)?;
+        ok(chart::list_communications(&self.app, req.get_ref()).await)
     }
 
     async fn create_communication(
         &self,
-        _: Request<pb::CreateCommunicationRequest>,
-    ) -> Result<Response<pb::CreateCommunicationResponse>, Status> {
-        Err(pending("CreateCommunication"))
+        req: Request<pb::CreateCommunicationRequest>,
+    ) -> Reply<pb::CreateCommunicationResponse> {
+        let who = staff_or_own(&req, &req.get_ref().canvas_patient_id)?;
+        if who.role == Role::Patient
+            && req.get_ref().direction != pb::CommunicationDirection::PatientToPractitioner as i32
+        {
+            return Err(Status::permission_denied(
+                "a patient may only write to their practitioner",
+            ));
+        }
+        ok(chart::create_communication(&self.app, req.get_ref()).await)
     }
 
-    async fn list_schedules(
-        &self,
-        _: Request<pb::ListSchedulesRequest>,
-    ) -> Result<Response<pb::ListSchedulesResponse>, Status> {
-        Err(pending("ListSchedules"))
+    async fn list_schedules(&self, req: Request<pb::ListSchedulesRequest>) -> Reply<pb::ListSchedulesResponse> {
+        staff(&req)?;
+        ok(chart::list_schedules(&self.app, req.get_ref()).await)
     }
 
-    async fn list_slots(&self, _: Request<pb::ListSlotsRequest>) -> Result<Response<pb::ListSlotsResponse>, Status> {
-        Err(pending("ListSlots"))
+    async fn list_slots(&self, req: Request<pb::ListSlotsRequest>) -> Reply<pb::ListSlotsResponse> {
+        staff(&req)?;
+        ok(chart::list_slots(&self.app, req.get_ref()).await)
     }
 
     async fn create_appointment(
         &self,
-        _: Request<pb::CreateAppointmentRequest>,
-    ) -> Result<Response<pb::CreateAppointmentResponse>, Status> {
-        Err(pending("CreateAppointment"))
+        req: Request<pb::CreateAppointmentRequest>,
+    ) -> Reply<pb::CreateAppointmentResponse> {
+        staff(&req)?;
+        ok(chart::create_appointment(&self.app, req.get_ref()).await)
     }
 
-    async fn get_appointment(
-        &self,
-        _: Request<pb::GetAppointmentRequest>,
-    ) -> Result<Response<pb::GetAppointmentResponse>, Status> {
-        Err(pending("GetAppointment"))
+    async fn get_appointment(&self, req: Request<pb::GetAppointmentRequest>) -> Reply<pb::GetAppointmentResponse> {
+        let who = caller(&req)?;
+        let appointment = chart::get_appointment(&self.app, &req.get_ref().id)
+            .await
+            .map_err(Status::from)?;
+        if who.role == Role::Patient && who.patient_id.as_deref() != Some(appointment.canvas_patient_id.as_str()) {
+            return Err(Error::Hidden.into());
+        }
+        Ok(Response::new(pb::GetAppointmentResponse {
+            appointment: Some(appointment),
+        }))
     }
 
     async fn update_appointment(
         &self,
-        _: Request<pb::UpdateAppointmentRequest>,
-    ) -> Result<Response<pb::UpdateAppointmentResponse>, Status> {
-        Err(pending("UpdateAppointment"))
+        req: Request<pb::UpdateAppointmentRequest>,
+    ) -> Reply<pb::UpdateAppointmentResponse> {
+        staff(&req)?;
+        let appointment = chart::update_appointment(&self.app, req.get_ref())
+            .await
+            .map_err(Status::from)?;
+        Ok(Response::new(pb::UpdateAppointmentResponse {
+            appointment: Some(appointment),
+        }))
     }
 
     async fn cancel_appointment(
         &self,
-        _: Request<pb::CancelAppointmentRequest>,
-    ) -> Result<Response<pb::CancelAppointmentResponse>, Status> {
-        Err(pending("CancelAppointment"))
+        req: Request<pb::CancelAppointmentRequest>,
+    ) -> Reply<pb::CancelAppointmentResponse> {
+        staff(&req)?;
+        let appointment = chart::cancel_appointment(&self.app, req.get_ref())
+            .await
+            .map_err(Status::from)?;
+        Ok(Response::new(pb::CancelAppointmentResponse {
+            appointment: Some(appointment),
+        }))
     }
 }

@@ -1,33 +1,48 @@
-//! era-canvas: Canvas Medical (FHIR): patients, the Rx queue, intake records, practitioners, prescriptions, communications, schedules.
+//! era-canvas: the mesh's only door to Canvas Medical (FHIR): patients and the public intake flow,
+//! immutable encrypted intake records, the "Rx Review" queue with its H&P package, practitioners,
+//! prescriptions, patient-practitioner messages, schedules, slots and appointments.
 
-use std::net::SocketAddr;
+use std::{net::SocketAddr, sync::Arc};
 
 use era_kit::{
     auth::Authenticator,
     cli::{BoxFuture, ServiceBinary},
-    config::ServiceConfig,
+    config::ConfigError,
     server::GrpcServer,
 };
 use era_proto::canvas::v1::canvas_service_server::CanvasServiceServer;
 use sqlx::{migrate::Migrator, PgPool};
 use tokio::net::TcpListener;
 
+mod app;
+mod chart;
+pub mod config;
+pub mod convert;
+mod error;
+pub mod fhir;
 mod grpc;
+mod patients;
+mod pdf;
+mod queue;
+pub mod records;
+pub mod store;
+
+pub use config::Config;
+pub use error::Error;
 
 pub static MIGRATOR: Migrator = sqlx::migrate!("../../migrations/canvas");
-
-/// The service has no settings of its own yet.
-pub type Config = ServiceConfig;
 
 /// Serves the service on `listener` until `shutdown` resolves. The database must be migrated.
 pub async fn run(
     config: Config,
     listener: TcpListener,
-    _pool: PgPool,
+    pool: PgPool,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    GrpcServer::new(Authenticator::new(&config.auth))
-        .add_service(CanvasServiceServer::new(grpc::Service))
+    let keys = config.records.keyring().map_err(|e| anyhow::anyhow!("{e}"))?;
+    let app = Arc::new(app::App::new(&config, store::Store::new(pool, keys))?);
+    GrpcServer::new(Authenticator::new(&config.service.auth))
+        .add_service(CanvasServiceServer::new(grpc::Service { app }))
         .serve(listener, shutdown)
         .await
 }
@@ -43,6 +58,10 @@ impl ServiceBinary for Binary {
 
     fn migrator() -> &'static Migrator {
         &MIGRATOR
+    }
+
+    fn validate(config: &Config) -> Result<(), ConfigError> {
+        config.validate()
     }
 
     fn run(

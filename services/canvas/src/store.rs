@@ -1,0 +1,425 @@
+//! The service's own tables: encrypted intake records, the intake flow's progress, and idempotent
+//! Canvas writes. Every transaction runs as `era_canvas_service`, a role that owns nothing and may
+//! only read and insert intake records (see migrations/canvas/0002).
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+use era_proto::canvas::v1 as pb;
+use prost::Message as _;
+use sqlx::{PgPool, Postgres, Row as _, Transaction};
+use uuid::Uuid;
+
+use crate::{
+    error::{Error, Result},
+    records::{Keyring, OpenError, Sealed},
+};
+
+/// How long a call waits for another call holding the same idempotency key.
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// The role every query runs as.
+pub const SERVICE_ROLE: &str = "era_canvas_service";
+
+#[derive(Clone, Debug)]
+pub struct Store {
+    pool: PgPool,
+    keys: Keyring,
+}
+
+/// A record to write.
+#[derive(Debug)]
+pub struct NewRecord<'a> {
+    pub submission_id: &'a str,
+    pub canvas_patient_id: &'a str,
+    pub submission: &'a pb::IntakeSubmission,
+    pub raw_json: &'a str,
+    pub submitted_at: DateTime<Utc>,
+}
+
+/// Filters of ListIntakeRecords.
+#[derive(Debug, Default)]
+pub struct RecordFilter {
+    pub canvas_patient_id: Option<String>,
+    pub email: Option<String>,
+    pub from: Option<DateTime<Utc>>,
+    pub to: Option<DateTime<Utc>>,
+    /// Keyset position: records strictly older than this (submitted_at, id).
+    pub before: Option<(DateTime<Utc>, Uuid)>,
+    pub limit: i64,
+}
+
+/// Progress of one intake submission.
+#[derive(Debug, Default, Clone)]
+pub struct Submission {
+    pub request_mac: String,
+    pub canvas_patient_id: Option<String>,
+    pub record_id: Option<Uuid>,
+    pub questionnaire_response_id: Option<String>,
+    pub task_id: Option<String>,
+    pub completed: bool,
+}
+
+/// What an idempotent write found when it started.
+#[derive(Debug)]
+pub enum WriteState {
+    /// First time: go ahead.
+    New,
+    /// An earlier attempt stopped after starting: Canvas may or may not have the resource.
+    Unfinished,
+    /// Done before: its resource id and result.
+    Done {
+        resource_id: String,
+        result: serde_json::Value,
+    },
+}
+
+/// Holds a transaction-scoped advisory lock on a key; dropping it releases the lock.
+pub struct KeyLock(#[allow(dead_code)] Transaction<'static, Postgres>);
+
+impl std::fmt::Debug for KeyLock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("KeyLock")
+    }
+}
+
+impl Store {
+    pub fn new(pool: PgPool, keys: Keyring) -> Self {
+        Self { pool, keys }
+    }
+
+    pub fn keys(&self) -> &Keyring {
+        &self.keys
+    }
+
+    async fn begin(&self) -> Result<Transaction<'static, Postgres>> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(&format!("set local role {SERVICE_ROLE}"))
+            .execute(&mut *tx)
+            .await?;
+        Ok(tx)
+    }
+
+    /// Serialises work on one idempotency key across calls and replicas. The lock lives in a
+    /// transaction, so a crashed holder releases it with its connection. Waiters poll instead of
+    /// blocking in PostgreSQL: a blocked waiter would hold a pooled connection, and enough of them
+    /// would starve the holder of the connections it needs to finish.
+    pub async fn lock_key(&self, key: &str) -> Result<KeyLock> {
+        let deadline = tokio::time::Instant::now() + LOCK_WAIT;
+        loop {
+            let mut tx = self.begin().await?;
+            let got: bool = sqlx::query_scalar("select pg_try_advisory_xact_lock(hashtextextended($1, 0))")
+                .bind(key)
+                .fetch_one(&mut *tx)
+                .await?;
+            if got {
+                return Ok(KeyLock(tx));
+            }
+            tx.rollback().await?;
+            if tokio::time::Instant::now() >= deadline {
+                return Err(Error::Precondition(
+                    "REQUEST_IN_PROGRESS",
+                    "another request with this key is still in progress; retry shortly".into(),
+                ));
+            }
+            let pause = rand::Rng::gen_range(&mut rand::thread_rng(), 20..60);
+            tokio::time::sleep(std::time::Duration::from_millis(pause)).await;
+        }
+    }
+
+    /// A keyed fingerprint of a request, to tell a retry from a different request under the same key.
+    pub fn fingerprint(&self, kind: &str, canonical: &[u8]) -> String {
+        self.keys.blind_index(kind, &hex::encode(canonical))
+    }
+
+    // ---- intake records ----
+
+    /// Inserts a record; the same submission id again returns the stored one (`true`), or
+    /// IDEMPOTENCY_KEY_REUSED when its content differs.
+    pub async fn insert_record(&self, new: NewRecord<'_>) -> Result<(pb::IntakeRecord, bool)> {
+        let content = content_bytes(new.submission, new.raw_json);
+        let content_mac = self.fingerprint(
+            "intake-content",
+            &canonical_submission(new.canvas_patient_id, new.submission, new.raw_json),
+        );
+        let demographics = new.submission.demographics.clone().unwrap_or_default();
+        let id = Uuid::new_v4();
+        let sealed = self.keys.seal(id, &content)?;
+        let mut tx = self.begin().await?;
+        let inserted = sqlx::query(
+            "insert into intake_records (id, submission_id, canvas_patient_id, email_index, birth_date_index, \
+             content_mac, submitted_at, key_version, nonce, ciphertext) \
+             values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) on conflict (submission_id) do nothing",
+        )
+        .bind(id)
+        .bind(new.submission_id)
+        .bind(new.canvas_patient_id)
+        .bind(self.keys.blind_index("email", &demographics.email))
+        .bind(self.keys.blind_index("birth_date", &demographics.birth_date))
+        .bind(&content_mac)
+        .bind(new.submitted_at)
+        .bind(sealed.key_version as i32)
+        .bind(&sealed.nonce)
+        .bind(&sealed.ciphertext)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected()
+            == 1;
+        let row = sqlx::query(&format!("{RECORD_SELECT} where submission_id = $1"))
+            .bind(new.submission_id)
+            .fetch_one(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        let stored_mac: String = row.try_get("content_mac")?;
+        if !inserted && stored_mac != content_mac {
+            return Err(Error::KeyReused("submission_id"));
+        }
+        Ok((self.open_row(&row)?, !inserted))
+    }
+
+    pub async fn get_record(&self, id: Uuid) -> Result<Option<pb::IntakeRecord>> {
+        let mut tx = self.begin().await?;
+        let row = sqlx::query(&format!("{RECORD_SELECT} where id = $1"))
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        row.map(|r| self.open_row(&r)).transpose()
+    }
+
+    pub async fn list_records(&self, f: &RecordFilter) -> Result<Vec<pb::IntakeRecord>> {
+        let email_index = f.email.as_deref().map(|e| self.keys.blind_index("email", e));
+        let (before_at, before_id) = f.before.map_or((None, None), |(t, i)| (Some(t), Some(i)));
+        let mut tx = self.begin().await?;
+        let rows = sqlx::query(&format!(
+            "{RECORD_SELECT} where ($1::text is null or canvas_patient_id = $1) \
+             and ($2::text is null or email_index = $2) \
+             and ($3::timestamptz is null or submitted_at >= $3) \
+             and ($4::timestamptz is null or submitted_at < $4) \
+             and ($5::timestamptz is null or (submitted_at, id) < ($5, $6)) \
+             order by submitted_at desc, id desc limit $7"
+        ))
+        .bind(&f.canvas_patient_id)
+        .bind(email_index)
+        .bind(f.from)
+        .bind(f.to)
+        .bind(before_at)
+        .bind(before_id)
+        .bind(f.limit)
+        .fetch_all(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        rows.iter().map(|r| self.open_row(r)).collect()
+    }
+
+    /// The newest record of each of these patients.
+    pub async fn latest_records(&self, patient_ids: &[String]) -> Result<HashMap<String, pb::IntakeRecord>> {
+        if patient_ids.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let mut tx = self.begin().await?;
+        let rows = sqlx::query(&format!(
+            "select distinct on (canvas_patient_id) * from ({RECORD_SELECT} where canvas_patient_id = any($1)) r \
+             order by canvas_patient_id, submitted_at desc, id desc"
+        ))
+        .bind(patient_ids)
+        .fetch_all(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        let mut out = HashMap::new();
+        for row in &rows {
+            // One unreadable record must not hide the others' queue entries.
+            match self.open_row(row) {
+                Ok(r) => {
+                    out.insert(r.canvas_patient_id.clone(), r);
+                }
+                Err(e) => tracing::error!(error = %e, "intake record cannot be opened"),
+            }
+        }
+        Ok(out)
+    }
+
+    /// Canvas patient ids whose intake matched this email or date of birth (blind index lookups).
+    pub async fn patients_matching(&self, email: Option<&str>, birth_date: Option<&str>) -> Result<Vec<String>> {
+        let email_index = email.map(|e| self.keys.blind_index("email", e));
+        let dob_index = birth_date.map(|d| self.keys.blind_index("birth_date", d));
+        let mut tx = self.begin().await?;
+        let ids: Vec<String> = sqlx::query_scalar(
+            "select canvas_patient_id from intake_records \
+             where ($1::text is null or email_index = $1) and ($2::text is null or birth_date_index = $2) \
+             group by canvas_patient_id order by max(submitted_at) desc limit 100",
+        )
+        .bind(email_index)
+        .bind(dob_index)
+        .fetch_all(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(ids)
+    }
+
+    fn open_row(&self, row: &sqlx::postgres::PgRow) -> Result<pb::IntakeRecord> {
+        let id: Uuid = row.try_get("id")?;
+        let version: i32 = row.try_get("key_version")?;
+        let sealed = Sealed {
+            key_version: u32::try_from(version).unwrap_or(0),
+            nonce: row.try_get("nonce")?,
+            ciphertext: row.try_get("ciphertext")?,
+        };
+        let plain = self.keys.open(id, &sealed).map_err(|e| match e {
+            OpenError::UnknownKey { .. } | OpenError::Integrity { .. } => Error::RecordIntegrity(id),
+        })?;
+        let content = pb::IntakeRecord::decode(plain.as_slice()).map_err(|_| Error::RecordIntegrity(id))?;
+        let submitted_at: DateTime<Utc> = row.try_get("submitted_at")?;
+        let created_at: DateTime<Utc> = row.try_get("created_at")?;
+        Ok(pb::IntakeRecord {
+            id: id.to_string(),
+            canvas_patient_id: row.try_get("canvas_patient_id")?,
+            submission_id: row.try_get("submission_id")?,
+            submission: content.submission,
+            raw_json: content.raw_json,
+            submitted_at: Some(crate::convert::timestamp(submitted_at)),
+            key_version: version,
+            created_at: Some(crate::convert::timestamp(created_at)),
+        })
+    }
+
+    // ---- the intake flow ----
+
+    /// The submission's progress, creating its row on first sight. IDEMPOTENCY_KEY_REUSED when the
+    /// id was used for a different submission.
+    pub async fn submission(&self, submission_id: &str, request_mac: &str) -> Result<Submission> {
+        let mut tx = self.begin().await?;
+        sqlx::query(
+            "insert into intake_submissions (submission_id, request_mac) values ($1, $2) on conflict do nothing",
+        )
+        .bind(submission_id)
+        .bind(request_mac)
+        .execute(&mut *tx)
+        .await?;
+        let row = sqlx::query(
+            "select request_mac, canvas_patient_id, record_id, questionnaire_response_id, task_id, completed_at \
+             from intake_submissions where submission_id = $1",
+        )
+        .bind(submission_id)
+        .fetch_one(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        let stored: String = row.try_get("request_mac")?;
+        if stored != request_mac {
+            return Err(Error::KeyReused("submission_id"));
+        }
+        Ok(Submission {
+            request_mac: stored,
+            canvas_patient_id: row.try_get("canvas_patient_id")?,
+            record_id: row.try_get("record_id")?,
+            questionnaire_response_id: row.try_get("questionnaire_response_id")?,
+            task_id: row.try_get("task_id")?,
+            completed: row.try_get::<Option<DateTime<Utc>>, _>("completed_at")?.is_some(),
+        })
+    }
+
+    /// Records one finished step of a submission.
+    pub async fn save_submission(&self, submission_id: &str, s: &Submission) -> Result<()> {
+        let mut tx = self.begin().await?;
+        sqlx::query(
+            "update intake_submissions set canvas_patient_id = $2, record_id = $3, questionnaire_response_id = $4, \
+             task_id = $5, completed_at = case when $6 then coalesce(completed_at, now()) end \
+             where submission_id = $1",
+        )
+        .bind(submission_id)
+        .bind(&s.canvas_patient_id)
+        .bind(s.record_id)
+        .bind(&s.questionnaire_response_id)
+        .bind(&s.task_id)
+        .bind(s.completed)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    // ---- idempotent writes ----
+
+    /// Starts (or finds) the write under `key`. IDEMPOTENCY_KEY_REUSED when the key came with other
+    /// parameters.
+    pub async fn begin_write(&self, key: &str, kind: &str, request_mac: &str) -> Result<WriteState> {
+        let mut tx = self.begin().await?;
+        let inserted = sqlx::query(
+            "insert into canvas_writes (idempotency_key, kind, request_mac) values ($1, $2, $3) on conflict do nothing",
+        )
+        .bind(key)
+        .bind(kind)
+        .bind(request_mac)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected()
+            == 1;
+        let row =
+            sqlx::query("select kind, request_mac, resource_id, result from canvas_writes where idempotency_key = $1")
+                .bind(key)
+                .fetch_one(&mut *tx)
+                .await?;
+        tx.commit().await?;
+        let stored_kind: String = row.try_get("kind")?;
+        let stored_mac: String = row.try_get("request_mac")?;
+        if stored_kind != kind || stored_mac != request_mac {
+            return Err(Error::KeyReused("idempotency_key"));
+        }
+        if inserted {
+            return Ok(WriteState::New);
+        }
+        let resource_id: Option<String> = row.try_get("resource_id")?;
+        let result: Option<serde_json::Value> = row.try_get("result")?;
+        Ok(match (resource_id, result) {
+            (Some(resource_id), Some(result)) => WriteState::Done { resource_id, result },
+            _ => WriteState::Unfinished,
+        })
+    }
+
+    pub async fn finish_write(&self, key: &str, resource_id: &str, result: &serde_json::Value) -> Result<()> {
+        let mut tx = self.begin().await?;
+        sqlx::query(
+            "update canvas_writes set resource_id = $2, result = $3, completed_at = now() where idempotency_key = $1",
+        )
+        .bind(key)
+        .bind(resource_id)
+        .bind(result)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+}
+
+const RECORD_SELECT: &str = "select id, submission_id, canvas_patient_id, content_mac, submitted_at, key_version, \
+                             nonce, ciphertext, created_at from intake_records";
+
+/// What is encrypted: the submission and the raw JSON, as protobuf.
+fn content_bytes(submission: &pb::IntakeSubmission, raw_json: &str) -> Vec<u8> {
+    pb::IntakeRecord {
+        submission: Some(submission.clone()),
+        raw_json: raw_json.to_owned(),
+        ..Default::default()
+    }
+    .encode_to_vec()
+}
+
+/// A byte string equal for equal submissions: protobuf with the metadata map (whose encoding order
+/// is not fixed) taken out and appended sorted.
+pub fn canonical_submission(patient: &str, submission: &pb::IntakeSubmission, raw_json: &str) -> Vec<u8> {
+    let mut without_map = submission.clone();
+    let mut metadata: Vec<_> = std::mem::take(&mut without_map.metadata).into_iter().collect();
+    metadata.sort();
+    let mut out = Vec::new();
+    for part in [patient.as_bytes(), &without_map.encode_to_vec(), raw_json.as_bytes()] {
+        out.extend_from_slice(&(part.len() as u64).to_be_bytes());
+        out.extend_from_slice(part);
+    }
+    for (k, v) in metadata {
+        for part in [k.as_bytes(), v.as_bytes()] {
+            out.extend_from_slice(&(part.len() as u64).to_be_bytes());
+            out.extend_from_slice(part);
+        }
+    }
+    out
+}
