@@ -88,6 +88,89 @@ impl TestMesh {
     }
 }
 
+/// The sandbox's ledger and faults, as tests drive them.
+impl TestMesh {
+    pub fn sandbox_url(&self, path: &str) -> String {
+        format!("{}{path}", self.mesh.sandbox_url)
+    }
+
+    /// The newest ledger sequence number, to count calls made after it.
+    pub async fn ledger_mark(&self) -> u64 {
+        let v: serde_json::Value = self
+            .http
+            .get(self.sandbox_url("/_sandbox/ledger"))
+            .send()
+            .await
+            .expect("the sandbox answers")
+            .json()
+            .await
+            .expect("ledger JSON");
+        v["entries"]
+            .as_array()
+            .and_then(|e| e.last())
+            .and_then(|e| e["seq"].as_u64())
+            .unwrap_or(0)
+    }
+
+    /// Calls to `vendor` since `mark`, per `METHOD path`.
+    pub async fn ledger_counts(&self, vendor: &str, mark: u64) -> std::collections::BTreeMap<String, u64> {
+        self.http
+            .get(self.sandbox_url(&format!("/_sandbox/ledger/counts?vendor={vendor}&since={mark}")))
+            .send()
+            .await
+            .expect("the sandbox answers")
+            .json()
+            .await
+            .expect("counts JSON")
+    }
+
+    /// Injects a fault (the sandbox's JSON shape: path, method, times, latency_ms, action).
+    pub async fn fault(&self, fault: serde_json::Value) {
+        let resp = self
+            .http
+            .post(self.sandbox_url("/_sandbox/faults"))
+            .json(&fault)
+            .send()
+            .await
+            .expect("the sandbox answers");
+        assert_eq!(resp.status().as_u16(), 201, "fault accepted");
+    }
+
+    /// POSTs to a sandbox control route.
+    pub async fn sandbox_post(&self, path: &str) -> reqwest::Response {
+        self.http
+            .post(self.sandbox_url(path))
+            .send()
+            .await
+            .expect("the sandbox answers")
+    }
+
+    /// A gRPC request carrying `ADMIN_SECRET`, as jobs and operators send it.
+    pub fn admin_request<T>(&self, message: T) -> tonic::Request<T> {
+        let mut req = tonic::Request::new(message);
+        let value = format!("Bearer {}", self.admin_secret());
+        req.metadata_mut()
+            .insert("authorization", value.parse().expect("ASCII secret"));
+        req
+    }
+
+    /// A gRPC request as the edge forwards it for `caller`.
+    pub fn request_as<T>(&self, message: T, caller: &era_kit::auth::Caller) -> tonic::Request<T> {
+        let tokens = era_kit::auth::InternalTokens::new(&self.mesh.secrets.internal_token_secret);
+        era_kit::client::request(message, &tokens, caller)
+    }
+
+    /// A client of the canvas service.
+    pub fn canvas(
+        &self,
+    ) -> era_proto::canvas::v1::canvas_service_client::CanvasServiceClient<tonic::transport::Channel> {
+        let url = self.mesh.service_url("era-canvas").expect("canvas runs");
+        era_proto::canvas::v1::canvas_service_client::CanvasServiceClient::new(
+            era_kit::client::channel(url).expect("a valid URL"),
+        )
+    }
+}
+
 impl Drop for TestMesh {
     fn drop(&mut self) {
         for name in &self.mesh.databases {

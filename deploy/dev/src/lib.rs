@@ -56,12 +56,26 @@ pub struct Secrets {
     pub admin_jwt_secret: SecretString,
     pub patient_jwt_secret: SecretString,
     pub internal_token_secret: SecretString,
+    /// `RECORDS_KEYS`: versioned AES-256 keys of the intake records (`1:<base64>`).
+    pub records_keys: SecretString,
+    pub records_active_key: u32,
+    pub blind_index_key: SecretString,
+    /// The OAuth client the canvas service uses and the sandbox accepts.
+    pub canvas_client_id: String,
+    pub canvas_client_secret: SecretString,
 }
 
 impl std::fmt::Debug for Secrets {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("Secrets { .. }")
     }
+}
+
+/// `1:<32 random bytes, base64>`, the shape of `RECORDS_KEYS`.
+pub fn random_records_key() -> SecretString {
+    use base64::Engine as _;
+    let bytes: [u8; 32] = rand::random();
+    SecretString::from(format!("1:{}", base64::engine::general_purpose::STANDARD.encode(bytes)))
 }
 
 /// 32 random bytes as hex.
@@ -77,6 +91,11 @@ impl Secrets {
             admin_jwt_secret: random_secret(),
             patient_jwt_secret: random_secret(),
             internal_token_secret: random_secret(),
+            records_keys: random_records_key(),
+            records_active_key: 1,
+            blind_index_key: random_secret(),
+            canvas_client_id: "era-dev-canvas".into(),
+            canvas_client_secret: random_secret(),
         }
     }
 
@@ -98,12 +117,36 @@ impl Secrets {
         };
         let patient_jwt_secret = take("PATIENT_JWT_SECRET");
         let internal_token_secret = take("INTERNAL_TOKEN_SECRET");
+        let blind_index_key = take("BLIND_INDEX_KEY");
+        let canvas_client_secret = take("CANVAS_CLIENT_SECRET");
+        let (records_keys, records_active_key) = match std::env::var("RECORDS_KEYS") {
+            Ok(v) if !v.is_empty() => (
+                SecretString::from(v),
+                std::env::var("RECORDS_ACTIVE_KEY")
+                    .ok()
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(1),
+            ),
+            _ => {
+                generated.push("RECORDS_KEYS");
+                (random_records_key(), 1)
+            }
+        };
+        let canvas_client_id = std::env::var("CANVAS_CLIENT_ID")
+            .ok()
+            .filter(|v| !v.is_empty())
+            .unwrap_or_else(|| "era-dev-canvas".into());
         (
             Self {
                 admin_secret,
                 admin_jwt_secret,
                 patient_jwt_secret,
                 internal_token_secret,
+                records_keys,
+                records_active_key,
+                blind_index_key,
+                canvas_client_id,
+                canvas_client_secret,
             },
             generated,
         )
@@ -203,45 +246,71 @@ impl Mesh {
         let host = options.host;
 
         let (listener, addr) = bind(host, options.ports.sandbox, "era-sandbox").await?;
+        let sandbox_config = era_sandbox::SandboxConfig {
+            canvas_client_id: options.secrets.canvas_client_id.clone(),
+            canvas_client_secret: options.secrets.canvas_client_secret.expose_secret().to_owned(),
+        };
         tasks.spawn({
             let stopped = stopped("era-sandbox");
             async move {
                 (
                     "era-sandbox",
-                    era_sandbox::run(era_sandbox::Sandbox::new(), listener, stopped).await,
+                    era_sandbox::run(era_sandbox::Sandbox::with_config(sandbox_config), listener, stopped).await,
                 )
             }
         });
         let sandbox_url = format!("http://{addr}");
 
         macro_rules! service {
-            ($krate:ident, $name:literal, $db:literal, $port:expr) => {{
+            ($krate:ident, $name:literal, $db:literal, $port:expr) => {
+                service!($krate, $name, $db, $port, |service: ServiceConfig| service)
+            };
+            ($krate:ident, $name:literal, $db:literal, $port:expr, $config:expr) => {{
                 let (database, pool, db_name) = database(&options, $db).await?;
                 era_kit::db::migrate(&pool, &$krate::MIGRATOR)
                     .await
                     .with_context(|| format!("migrating {}", $name))?;
                 databases.push(db_name);
                 let (listener, addr) = bind(host, $port, $name).await?;
-                let config = ServiceConfig {
+                let config = ($config)(ServiceConfig {
                     listen_addr: Some(addr),
                     database,
                     auth: options.secrets.auth(),
                     logging: options.logging.clone(),
-                };
+                });
                 let stopped = stopped($name);
                 tasks.spawn(async move { ($name, $krate::run(config, listener, pool, stopped).await) });
                 services.push(($name, format!("http://{addr}")));
                 format!("http://{addr}")
             }};
         }
-        let canvas = service!(era_canvas, "era-canvas", "canvas", options.ports.canvas);
-        let payments = service!(era_payments, "era-payments", "payments", options.ports.payments);
+        // pharmacy-routing first: canvas needs its URL.
         let pharmacy_routing = service!(
             era_pharmacy_routing,
             "era-pharmacy-routing",
             "pharmacy-routing",
             options.ports.pharmacy_routing
         );
+        let canvas_config = |service: ServiceConfig| era_canvas::Config {
+            service,
+            canvas: era_canvas::config::CanvasConfig {
+                base_url: format!("{sandbox_url}/canvas"),
+                fhir_url: format!("{sandbox_url}/canvas-fhir"),
+                client_id: options.secrets.canvas_client_id.clone(),
+                client_secret: options.secrets.canvas_client_secret.clone(),
+                timeout_secs: 10,
+                read_attempts: 3,
+                intake_questionnaire_id: era_sandbox::canvas::seed::INTAKE_QUESTIONNAIRE_ID.to_owned(),
+            },
+            records: era_canvas::config::RecordsConfig {
+                keys: options.secrets.records_keys.clone(),
+                active_key: options.secrets.records_active_key,
+                blind_index_key: options.secrets.blind_index_key.clone(),
+            },
+            pharmacy_routing_grpc_url: pharmacy_routing.clone(),
+        };
+        let canvas = service!(era_canvas, "era-canvas", "canvas", options.ports.canvas, canvas_config);
+        let payments = service!(era_payments, "era-payments", "payments", options.ports.payments);
         let scheduling = service!(era_scheduling, "era-scheduling", "scheduling", options.ports.scheduling);
         let notifications = service!(
             era_notifications,

@@ -78,6 +78,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         ("ADMIN_JWT_SECRET", &s.admin_jwt_secret),
         ("PATIENT_JWT_SECRET", &s.patient_jwt_secret),
         ("INTERNAL_TOKEN_SECRET", &s.internal_token_secret),
+        ("CANVAS_CLIENT_SECRET", &s.canvas_client_secret),
+        ("BLIND_INDEX_KEY", &s.blind_index_key),
+        ("RECORDS_KEYS", &s.records_keys),
     ] {
         let origin = if generated.contains(&var) {
             "generated"
@@ -90,6 +93,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         "try: curl -H \"Authorization: Bearer $ADMIN_SECRET\" {}/api/admin/routing/GA?medication=semaglutide",
         mesh.edge_url
     );
+    if let Some(canvas) = mesh.service_url("era-canvas") {
+        println!(
+            "try: grpcurl -plaintext -H \"authorization: Bearer $ADMIN_SECRET\" -d '{{\"page\":{{\"pageSize\":5}}}}' {} era.canvas.v1.CanvasService/ListRxReviewTasks",
+            canvas.trim_start_matches("http://")
+        );
+    }
     println!("era-dev ready: edge {} (Ctrl-C to stop)", mesh.edge_url);
 
     let outcome = tokio::select! {

@@ -1,0 +1,590 @@
+//! The canvas service against the Canvas sandbox over real HTTP: the Rx queue's request budget, the
+//! H&P package, idempotent intake, immutable encrypted records, and Canvas misbehaving (expired
+//! tokens, 429, 500, lost answers, outages).
+
+use era_proto::{
+    canvas::v1::{self as pb},
+    common::v1::{Address, PageRequest},
+};
+use era_sandbox::canvas::seed;
+use era_tests::TestMesh;
+use serde_json::{json, Value};
+use tonic::Code;
+
+fn demographics(tag: &str, state: &str) -> pb::IntakeDemographics {
+    pb::IntakeDemographics {
+        given_name: format!("Canary{tag}"),
+        family_name: format!("Patientson{tag}"),
+        preferred_name: String::new(),
+        birth_date: "1984-03-09".into(),
+        gender: pb::Gender::Female as i32,
+        birth_sex: pb::BirthSex::Female as i32,
+        email: format!("canary.{tag}@example.test"),
+        phone: "+15555550123".into(),
+        address: Some(Address {
+            lines: vec!["12 Canary Row".into()],
+            city: "Atlanta".into(),
+            state: state.into(),
+            postal_code: "30301".into(),
+            country: "US".into(),
+        }),
+    }
+}
+
+fn submission(tag: &str, state: &str) -> pb::SubmitIntakeRequest {
+    pb::SubmitIntakeRequest {
+        submission_id: uuid::Uuid::new_v4().to_string(),
+        submission: Some(pb::IntakeSubmission {
+            demographics: Some(demographics(tag, state)),
+            medication: "semaglutide".into(),
+            questionnaire_id: String::new(),
+            answers: vec![
+                pb::QuestionnaireAnswer {
+                    link_id: "medication".into(),
+                    question: "Which medication are you requesting?".into(),
+                    answers: vec!["semaglutide".into()],
+                },
+                pb::QuestionnaireAnswer {
+                    link_id: "weight_lb".into(),
+                    question: "Weight (lb)".into(),
+                    answers: vec!["212".into()],
+                },
+            ],
+            metadata: [("plan".to_owned(), "monthly".to_owned())].into(),
+        }),
+        raw_json: r#"{"source":"test"}"#.into(),
+        submitted_at: None,
+    }
+}
+
+/// Calls to Canvas (token and FHIR) since `mark`.
+async fn canvas_calls(mesh: &TestMesh, mark: u64) -> (u64, std::collections::BTreeMap<String, u64>) {
+    let mut all = mesh.ledger_counts("canvas-fhir", mark).await;
+    all.extend(mesh.ledger_counts("canvas", mark).await);
+    (all.values().sum(), all)
+}
+
+/// A token for writing to the sandbox directly, as a test fixture would.
+async fn sandbox_token(mesh: &TestMesh) -> String {
+    let s = &mesh.mesh.secrets;
+    let resp: Value = mesh
+        .http
+        .post(mesh.sandbox_url("/canvas/auth/token/"))
+        .form(&[
+            ("grant_type", "client_credentials"),
+            ("client_id", s.canvas_client_id.as_str()),
+            (
+                "client_secret",
+                secrecy::ExposeSecret::expose_secret(&s.canvas_client_secret),
+            ),
+        ])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    resp["access_token"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn a_queue_page_of_fifty_costs_at_most_five_canvas_requests() {
+    let mesh = TestMesh::start().await;
+    // The seed has fewer than fifty open reviews: add some for seeded patients so the page is full.
+    let token = sandbox_token(&mesh).await;
+    let seeded = mesh
+        .canvas()
+        .list_rx_review_tasks(mesh.admin_request(pb::ListRxReviewTasksRequest {
+            page: Some(PageRequest {
+                page_size: 100,
+                page_token: String::new(),
+            }),
+            ..Default::default()
+        }))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(seeded.tasks.len() >= 20, "the demo clinic has at least 20 open reviews");
+    for (i, task) in seeded.tasks.iter().cycle().take(60 - seeded.tasks.len()).enumerate() {
+        let resp = mesh
+            .http
+            .post(mesh.sandbox_url("/canvas-fhir/Task"))
+            .bearer_auth(&token)
+            .json(&json!({
+                "resourceType": "Task", "status": "requested", "intent": "unknown",
+                "description": format!("Rx Review (extra {i})"),
+                "for": { "reference": format!("Patient/{}", task.canvas_patient_id) },
+                "requester": { "reference": format!("Practitioner/{}", seed::ALI_NOLAN_ID) },
+                "owner": { "reference": format!("Practitioner/{}", seed::ALI_NOLAN_ID) },
+                "input": [{ "type": { "text": "label" }, "valueString": "Rx Review" }],
+            }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 201);
+    }
+
+    let mark = mesh.ledger_mark().await;
+    let page = mesh
+        .canvas()
+        .list_rx_review_tasks(mesh.admin_request(pb::ListRxReviewTasksRequest {
+            page: Some(PageRequest {
+                page_size: 50,
+                page_token: String::new(),
+            }),
+            ..Default::default()
+        }))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(page.tasks.len(), 50);
+    assert!(page.total_size >= 60);
+    assert!(!page.page.unwrap().next_page_token.is_empty());
+    for task in &page.tasks {
+        let patient = task.patient.as_ref().expect("each task carries its patient");
+        assert_eq!(patient.id, task.canvas_patient_id);
+        assert!(!patient.family_name.is_empty() && !patient.birth_date.is_empty());
+        assert!(
+            ["semaglutide", "tirzepatide"].contains(&task.medication.as_str()),
+            "{}",
+            task.medication
+        );
+        assert!(!task.intake_summary.as_ref().unwrap().highlights.is_empty());
+        assert!(task.labels.contains(&"Rx Review".to_owned()));
+    }
+    let (total, per_route) = canvas_calls(&mesh, mark).await;
+    assert!(total <= 5, "a page of 50 cost {total} Canvas requests: {per_route:?}");
+    assert_eq!(per_route.get("GET /canvas-fhir/Task"), Some(&1), "{per_route:?}");
+
+    // The practitioner filter narrows the queue to that prescriber's tasks.
+    let singh = mesh
+        .canvas()
+        .list_rx_review_tasks(mesh.admin_request(pb::ListRxReviewTasksRequest {
+            practitioner_id: seed::NEELIMA_SINGH_ID.into(),
+            ..Default::default()
+        }))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(!singh.tasks.is_empty());
+    assert!(singh
+        .tasks
+        .iter()
+        .all(|t| t.owner_practitioner_id == seed::NEELIMA_SINGH_ID));
+}
+
+#[tokio::test]
+async fn a_task_opens_with_its_whole_hp_package() {
+    let mesh = TestMesh::start().await;
+    let mut canvas = mesh.canvas();
+    let list = canvas
+        .list_rx_review_tasks(mesh.admin_request(pb::ListRxReviewTasksRequest::default()))
+        .await
+        .unwrap()
+        .into_inner();
+    let first = &list.tasks[0];
+    let detail = canvas
+        .get_rx_review_task(mesh.admin_request(pb::GetRxReviewTaskRequest {
+            task_id: first.id.clone(),
+        }))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(detail.task.as_ref().unwrap().id, first.id);
+    assert_eq!(detail.patient.as_ref().unwrap().id, first.canvas_patient_id);
+    assert!(!detail.questionnaire_responses.is_empty());
+    assert!(!detail.conditions.is_empty());
+    assert!(
+        detail.observations.iter().any(|o| o.code == "29463-7"),
+        "body weight is among the vitals"
+    );
+    assert!(detail
+        .assigned_practitioners
+        .iter()
+        .any(|p| p.id == first.owner_practitioner_id && p.npi.len() == 10));
+    assert!(
+        !detail.dosage_options.is_empty(),
+        "dosage options come from pharmacy-routing"
+    );
+    assert!(detail.dosage_options.iter().all(|d| d.medication == first.medication));
+
+    let missing = canvas
+        .get_rx_review_task(mesh.admin_request(pb::GetRxReviewTaskRequest {
+            task_id: "0".repeat(32),
+        }))
+        .await
+        .unwrap_err();
+    assert_eq!(missing.code(), Code::NotFound);
+    let bad = canvas
+        .get_rx_review_task(mesh.admin_request(pb::GetRxReviewTaskRequest {
+            task_id: "../Patient".into(),
+        }))
+        .await
+        .unwrap_err();
+    assert_eq!(bad.code(), Code::InvalidArgument);
+
+    let practitioners = canvas
+        .list_practitioners(mesh.admin_request(pb::ListPractitionersRequest::default()))
+        .await
+        .unwrap()
+        .into_inner()
+        .practitioners;
+    let npis: Vec<_> = practitioners.iter().map(|p| p.npi.as_str()).collect();
+    assert!(npis.contains(&"1982609764") && npis.contains(&"1164633533"), "{npis:?}");
+}
+
+#[tokio::test]
+async fn intake_twice_or_at_once_yields_one_patient_one_record_one_task() {
+    let mesh = TestMesh::start().await;
+    let req = submission("Once", "GA");
+    let mark = mesh.ledger_mark().await;
+    let first = mesh
+        .canvas()
+        .submit_intake(mesh.admin_request(req.clone()))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(!first.existing);
+    let again = mesh
+        .canvas()
+        .submit_intake(mesh.admin_request(req.clone()))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(again.existing);
+    assert_eq!(
+        (&again.canvas_patient_id, &again.record_id, &again.task_id),
+        (&first.canvas_patient_id, &first.record_id, &first.task_id)
+    );
+
+    // Ten at once with another submission id.
+    let concurrent = submission("AtOnce", "CO");
+    let calls = (0..10).map(|_| {
+        let mut client = mesh.canvas();
+        let req = mesh.admin_request(concurrent.clone());
+        async move { client.submit_intake(req).await.map(|r| r.into_inner()) }
+    });
+    let results: Vec<_> = futures::future::join_all(calls).await;
+    let ok: Vec<_> = results.into_iter().map(|r| r.expect("every call succeeds")).collect();
+    assert!(ok
+        .iter()
+        .all(|r| r.task_id == ok[0].task_id && r.canvas_patient_id == ok[0].canvas_patient_id));
+    assert_eq!(ok.iter().filter(|r| !r.existing).count(), 1);
+
+    let (_, calls) = canvas_calls(&mesh, mark).await;
+    assert_eq!(calls.get("POST /canvas-fhir/Patient"), Some(&2), "{calls:?}");
+    assert_eq!(calls.get("POST /canvas-fhir/Task"), Some(&2), "{calls:?}");
+    assert_eq!(
+        calls.get("POST /canvas-fhir/QuestionnaireResponse"),
+        Some(&2),
+        "{calls:?}"
+    );
+
+    // A different submission under a used id is refused, and changes nothing.
+    let mut changed = req.clone();
+    changed.submission.as_mut().unwrap().medication = "tirzepatide".into();
+    let err = mesh
+        .canvas()
+        .submit_intake(mesh.admin_request(changed))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::FailedPrecondition);
+    assert_eq!(
+        era_kit::error::reason_of(&err).as_deref(),
+        Some("IDEMPOTENCY_KEY_REUSED")
+    );
+
+    // The task is in the queue with the intake's medication, assigned by the state's prescriber.
+    let queue = mesh
+        .canvas()
+        .list_rx_review_tasks(mesh.admin_request(pb::ListRxReviewTasksRequest {
+            canvas_patient_id: first.canvas_patient_id.clone(),
+            ..Default::default()
+        }))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(queue.tasks.len(), 1);
+    let task = &queue.tasks[0];
+    assert_eq!(task.id, first.task_id);
+    assert_eq!(task.medication, "semaglutide");
+    assert_eq!(task.owner_practitioner_id, seed::ALI_NOLAN_ID, "GA is a GMP state");
+    assert_eq!(task.intake_summary.as_ref().unwrap().record_id, first.record_id);
+
+    // The record reads back whole; search finds the patient by email through the blind index too.
+    let record = mesh
+        .canvas()
+        .get_intake_record(mesh.admin_request(pb::GetIntakeRecordRequest {
+            id: first.record_id.clone(),
+        }))
+        .await
+        .unwrap()
+        .into_inner()
+        .record
+        .unwrap();
+    assert_eq!(
+        record
+            .submission
+            .as_ref()
+            .unwrap()
+            .demographics
+            .as_ref()
+            .unwrap()
+            .given_name,
+        "CanaryOnce"
+    );
+    assert_eq!(record.raw_json, r#"{"source":"test"}"#);
+    let by_email = mesh
+        .canvas()
+        .list_intake_records(mesh.admin_request(pb::ListIntakeRecordsRequest {
+            email: "CANARY.once@example.test ".into(),
+            ..Default::default()
+        }))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(by_email.records.len(), 1);
+    let found = mesh
+        .canvas()
+        .search_patients(mesh.admin_request(pb::SearchPatientsRequest {
+            query: "canary.once@example.test".into(),
+            ..Default::default()
+        }))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(found.patients.iter().any(|p| p.id == first.canvas_patient_id));
+}
+
+#[tokio::test]
+async fn intake_is_validated_and_excluded_states_are_refused_before_any_write() {
+    let mesh = TestMesh::start().await;
+    let mark = mesh.ledger_mark().await;
+    let mut bad = submission("Bad", "GA");
+    bad.submission_id = "not-a-uuid".into();
+    {
+        let d = bad.submission.as_mut().unwrap().demographics.as_mut().unwrap();
+        d.birth_date = "2999-01-01".into();
+        d.email = "nope".into();
+        d.birth_sex = 0;
+    }
+    let err = mesh.canvas().submit_intake(mesh.admin_request(bad)).await.unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    let fields: Vec<_> = era_kit::error::violations_of(&err)
+        .into_iter()
+        .map(|v| v.field)
+        .collect();
+    for f in [
+        "submission_id",
+        "submission.demographics.birth_date",
+        "submission.demographics.email",
+        "submission.demographics.birth_sex",
+    ] {
+        assert!(fields.contains(&f.to_owned()), "{f} in {fields:?}");
+    }
+    assert!(!err.message().contains("nope"), "values are not echoed");
+
+    let err = mesh
+        .canvas()
+        .submit_intake(mesh.admin_request(submission("Texas", "TX")))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::FailedPrecondition);
+    assert_eq!(era_kit::error::reason_of(&err).as_deref(), Some("STATE_EXCLUDED"));
+    let (_, calls) = canvas_calls(&mesh, mark).await;
+    assert!(
+        calls.keys().all(|k| !k.starts_with("POST /canvas-fhir")),
+        "nothing written: {calls:?}"
+    );
+}
+
+#[tokio::test]
+async fn intake_records_are_encrypted_and_the_database_refuses_to_change_them() {
+    let mesh = TestMesh::start().await;
+    let done = mesh
+        .canvas()
+        .submit_intake(mesh.admin_request(submission("Vault", "NY")))
+        .await
+        .unwrap()
+        .into_inner();
+    let db = mesh.mesh.databases.iter().find(|d| d.ends_with("_canvas")).unwrap();
+    let pool = sqlx::PgPool::connect(&era_kit::testing::database_url(db))
+        .await
+        .unwrap();
+
+    let ciphertext: Vec<u8> = sqlx::query_scalar("select ciphertext from intake_records where id = $1::uuid")
+        .bind(&done.record_id)
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert!(!String::from_utf8_lossy(&ciphertext).contains("CanaryVault"));
+
+    for sql in [
+        "update intake_records set canvas_patient_id = 'x'",
+        "delete from intake_records",
+        "truncate intake_records cascade",
+    ] {
+        assert!(sqlx::query(sql).execute(&pool).await.is_err(), "{sql} refused");
+        let mut tx = pool.begin().await.unwrap();
+        sqlx::query("set local session_replication_role = replica")
+            .execute(&mut *tx)
+            .await
+            .unwrap();
+        assert!(
+            sqlx::query(sql).execute(&mut *tx).await.is_err(),
+            "{sql} refused under replica"
+        );
+        tx.rollback().await.unwrap();
+        let mut tx = pool.begin().await.unwrap();
+        sqlx::query("set local role era_canvas_service")
+            .execute(&mut *tx)
+            .await
+            .unwrap();
+        let err = sqlx::query(sql).execute(&mut *tx).await.unwrap_err();
+        assert_eq!(
+            err.as_database_error().and_then(|e| e.code()).as_deref(),
+            Some("42501"),
+            "{sql}"
+        );
+        tx.rollback().await.unwrap();
+    }
+    let owner: String = sqlx::query_scalar("select tableowner::text from pg_tables where tablename = 'intake_records'")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_ne!(owner, "era_canvas_service");
+
+    // Someone with the owner's rights flips a byte: reading it is a clear integrity error.
+    let mut tx = pool.begin().await.unwrap();
+    sqlx::query("alter table intake_records disable trigger intake_records_append_only")
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    sqlx::query("update intake_records set ciphertext = set_byte(ciphertext, 0, get_byte(ciphertext, 0) # 1) where id = $1::uuid")
+        .bind(&done.record_id)
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    sqlx::query("alter table intake_records enable always trigger intake_records_append_only")
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    let err = mesh
+        .canvas()
+        .get_intake_record(mesh.admin_request(pb::GetIntakeRecordRequest {
+            id: done.record_id.clone(),
+        }))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::DataLoss);
+    assert_eq!(era_kit::error::reason_of(&err).as_deref(), Some("RECORD_INTEGRITY"));
+    pool.close().await;
+}
+
+#[tokio::test]
+async fn canvas_misbehaving_is_retried_where_safe_and_only_there() {
+    let mesh = TestMesh::start().await;
+    let list = || {
+        let mut c = mesh.canvas();
+        let req = mesh.admin_request(pb::ListRxReviewTasksRequest::default());
+        async move { c.list_rx_review_tasks(req).await }
+    };
+    list().await.unwrap();
+
+    // Token expired mid-run: one 401, a new token, the call succeeds.
+    let tokens_before: Value = mesh
+        .http
+        .get(mesh.sandbox_url("/_sandbox/canvas/tokens"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(mesh.sandbox_post("/_sandbox/canvas/expire-tokens").await.status(), 204);
+    list().await.expect("a fresh token is fetched");
+    let tokens_after: Value = mesh
+        .http
+        .get(mesh.sandbox_url("/_sandbox/canvas/tokens"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        tokens_after["issued"].as_u64().unwrap(),
+        tokens_before["issued"].as_u64().unwrap() + 1
+    );
+
+    // 429 then success; 500 then success: reads are retried.
+    for status in [429, 500] {
+        mesh.fault(json!({ "method": "GET", "path": "/canvas-fhir/Task", "times": 1, "action": { "kind": "status", "status": status } }))
+            .await;
+        let mark = mesh.ledger_mark().await;
+        list().await.unwrap_or_else(|e| panic!("retried after {status}: {e:?}"));
+        let calls = mesh.ledger_counts("canvas-fhir", mark).await;
+        assert_eq!(calls.get("GET /canvas-fhir/Task"), Some(&2), "{status}: {calls:?}");
+    }
+
+    // A create that fails with 500 is not retried: the caller hears UNAVAILABLE and nothing doubled.
+    mesh.fault(json!({ "method": "POST", "path": "/canvas-fhir/Patient", "times": 1, "action": { "kind": "status", "status": 500 } }))
+        .await;
+    let req = submission("Flaky", "OH");
+    let mark = mesh.ledger_mark().await;
+    let err = mesh
+        .canvas()
+        .submit_intake(mesh.admin_request(req.clone()))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::Unavailable);
+    assert_eq!(era_kit::error::reason_of(&err).as_deref(), Some("CANVAS_UNAVAILABLE"));
+    assert_eq!(
+        mesh.ledger_counts("canvas-fhir", mark)
+            .await
+            .get("POST /canvas-fhir/Patient"),
+        Some(&1)
+    );
+
+    // Canvas creates the task but the answer is lost: the retry finds it instead of opening another.
+    mesh.fault(
+        json!({ "method": "POST", "path": "/canvas-fhir/Task", "times": 1, "action": { "kind": "drop_after" } }),
+    )
+    .await;
+    assert!(mesh
+        .canvas()
+        .submit_intake(mesh.admin_request(req.clone()))
+        .await
+        .is_err());
+    let done = mesh
+        .canvas()
+        .submit_intake(mesh.admin_request(req.clone()))
+        .await
+        .unwrap()
+        .into_inner();
+    let queue = mesh
+        .canvas()
+        .list_rx_review_tasks(mesh.admin_request(pb::ListRxReviewTasksRequest {
+            canvas_patient_id: done.canvas_patient_id.clone(),
+            ..Default::default()
+        }))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(queue.tasks.len(), 1, "one task despite the lost answer");
+    let calls = mesh.ledger_counts("canvas-fhir", mark).await;
+    assert_eq!(
+        calls.get("POST /canvas-fhir/Patient"),
+        Some(&2),
+        "the failed attempt and the real one: {calls:?}"
+    );
+    assert_eq!(calls.get("POST /canvas-fhir/Task"), Some(&1), "{calls:?}");
+
+    // Canvas down: every attempt fails, the caller gets UNAVAILABLE with the reason.
+    mesh.fault(json!({ "path": "/canvas-fhir/", "times": 10, "action": { "kind": "status", "status": 503 } }))
+        .await;
+    let err = list().await.unwrap_err();
+    assert_eq!(err.code(), Code::Unavailable);
+    assert_eq!(era_kit::error::reason_of(&err).as_deref(), Some("CANVAS_UNAVAILABLE"));
+}
