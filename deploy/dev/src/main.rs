@@ -82,12 +82,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         ("BLIND_INDEX_KEY", &s.blind_index_key),
         ("RECORDS_KEYS", &s.records_keys),
     ] {
-        let origin = if generated.contains(&var) {
-            "generated"
+        // A secret the operator set is theirs to know; printing it would copy it into terminals
+        // and logs.
+        if generated.contains(&var) {
+            println!("{var}={}   (generated)", value.expose_secret());
         } else {
-            "from the environment"
-        };
-        println!("{var}={}   ({origin})", value.expose_secret());
+            println!("{var}   (from the environment)");
+        }
     }
     println!(
         "try: curl -H \"Authorization: Bearer $ADMIN_SECRET\" {}/api/admin/routing/GA?medication=semaglutide",

@@ -84,6 +84,12 @@ impl App {
 
     /// The Canvas practitioner with this NPI (searched once, then remembered).
     pub(crate) async fn practitioner_for_npi(&self, npi: &str) -> Result<String> {
+        if npi.is_empty() {
+            return Err(Error::Precondition(
+                "PRESCRIBER_NOT_IN_CANVAS",
+                "the route names no prescriber NPI".into(),
+            ));
+        }
         if let Some(id) = self.practitioner_by_npi.read().await.get(npi) {
             return Ok(id.clone());
         }
@@ -148,6 +154,8 @@ pub(crate) fn offset_from_token(token: &str) -> Result<u32> {
     token
         .strip_prefix("o")
         .and_then(|n| n.parse().ok())
+        // Canvas pages by offset; nothing useful lies beyond this.
+        .filter(|n| *n <= 1_000_000)
         .ok_or_else(|| Error::field("page.page_token", "is not a token this list issued"))
 }
 

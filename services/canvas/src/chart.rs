@@ -42,7 +42,7 @@ pub(crate) async fn list_communications(
         page: Some(PageResponse {
             next_page_token: found
                 .next
-                .map(|_| offset_token(offset + size as u32))
+                .map(|_| offset_token(offset.saturating_add(size as u32)))
                 .unwrap_or_default(),
         }),
     })
@@ -68,8 +68,8 @@ pub(crate) async fn create_communication(
     if req.body.trim().is_empty() || req.body.len() > 10_000 {
         bad.push(FieldViolation::new("body", "is required (at most 10000 characters)"));
     }
-    if req.idempotency_key.trim().is_empty() {
-        bad.push(FieldViolation::new("idempotency_key", "is required"));
+    if !crate::patients::valid_key(&req.idempotency_key) {
+        bad.push(FieldViolation::new("idempotency_key", crate::patients::KEY_RULE));
     }
     if !bad.is_empty() {
         return Err(Error::InvalidArgument(bad));
@@ -257,8 +257,8 @@ pub(crate) async fn create_appointment(
     }
     let times = appointment_times(req.start_time.as_ref(), req.end_time.as_ref(), &mut bad, true);
     meeting(&req.meeting_url, &mut bad);
-    if req.idempotency_key.trim().is_empty() {
-        bad.push(FieldViolation::new("idempotency_key", "is required"));
+    if !crate::patients::valid_key(&req.idempotency_key) {
+        bad.push(FieldViolation::new("idempotency_key", crate::patients::KEY_RULE));
     }
     if req.reason.len() > 500 || req.description.len() > 2000 {
         bad.push(FieldViolation::new("reason", "reason or description too long"));

@@ -86,12 +86,13 @@ impl From<Error> for Status {
                     )
                 }
                 FhirError::NotFound { .. } => Status::not_found("not found in Canvas"),
-                FhirError::Rejected { status, code, text } => {
-                    tracing::warn!(status, code, text, "Canvas refused a request");
+                // Canvas's text can quote submitted values (PHI): it stays out of logs and answers.
+                FhirError::Rejected { status, code, .. } => {
+                    tracing::warn!(status, code, "Canvas refused a request");
                     with_reason(
                         Code::FailedPrecondition,
                         "CANVAS_REJECTED",
-                        format!("Canvas refused the request ({status} {code}): {text}"),
+                        format!("Canvas refused the request ({status} {code})"),
                     )
                 }
                 FhirError::Credentials(_) | FhirError::Protocol(_) => internal(&anyhow::anyhow!("canvas: {e}")),

@@ -41,6 +41,28 @@ fn staff_or_own<T>(req: &Request<T>, patient_id: &str) -> Result<Caller, Status>
     }
 }
 
+/// An optional time filter; present but invalid is the caller's error, not "no filter".
+fn time_filter(
+    field: &str,
+    t: Option<&prost_types::Timestamp>,
+) -> Result<Option<chrono::DateTime<chrono::Utc>>, Status> {
+    match t {
+        None => Ok(None),
+        Some(t) => crate::convert::from_timestamp(t)
+            .map(Some)
+            .ok_or_else(|| Error::field(field, "is not a valid time").into()),
+    }
+}
+
+/// For a patient caller every miss reads the same, whether the thing is absent or someone else's.
+fn hide_for_patient(who: &Caller, status: Status) -> Status {
+    if who.role == Role::Patient && status.code() == tonic::Code::NotFound {
+        Error::Hidden.into()
+    } else {
+        status
+    }
+}
+
 fn ok<T>(result: crate::error::Result<T>) -> Reply<T> {
     result.map(Response::new).map_err(Status::from)
 }
@@ -85,7 +107,7 @@ impl CanvasService for Service {
             .get_record(id)
             .await
             .map_err(Status::from)?
-            .ok_or_else(|| Status::from(Error::not_found("intake record", id.to_string())))?;
+            .ok_or_else(|| hide_for_patient(&who, Error::not_found("intake record", id.to_string()).into()))?;
         if who.role == Role::Patient && who.patient_id.as_deref() != Some(record.canvas_patient_id.as_str()) {
             return Err(Error::Hidden.into());
         }
@@ -114,8 +136,8 @@ impl CanvasService for Service {
         let filter = RecordFilter {
             canvas_patient_id: (!r.canvas_patient_id.is_empty()).then(|| r.canvas_patient_id.clone()),
             email: (!r.email.trim().is_empty()).then(|| r.email.clone()),
-            from: r.submitted_from.as_ref().and_then(crate::convert::from_timestamp),
-            to: r.submitted_to.as_ref().and_then(crate::convert::from_timestamp),
+            from: time_filter("submitted_from", r.submitted_from.as_ref())?,
+            to: time_filter("submitted_to", r.submitted_to.as_ref())?,
             before: patients::record_cursor(&page.page_token).map_err(Status::from)?,
             limit: i64::from(limit) + 1,
         };
@@ -225,8 +247,11 @@ impl CanvasService for Service {
         let who = caller(&req)?;
         let appointment = chart::get_appointment(&self.app, &req.get_ref().id)
             .await
-            .map_err(Status::from)?;
-        if who.role == Role::Patient && who.patient_id.as_deref() != Some(appointment.canvas_patient_id.as_str()) {
+            .map_err(|e| hide_for_patient(&who, e.into()))?;
+        if who.role == Role::Patient
+            && (appointment.canvas_patient_id.is_empty()
+                || who.patient_id.as_deref() != Some(appointment.canvas_patient_id.as_str()))
+        {
             return Err(Error::Hidden.into());
         }
         Ok(Response::new(pb::GetAppointmentResponse {

@@ -159,6 +159,16 @@ fn normalise(d: &mut pb::IntakeDemographics) {
     }
 }
 
+/// What an idempotency key may hold: it ends up in Canvas searches, where `,` `|` `$` mean something.
+pub(crate) const KEY_RULE: &str = "is required: 1-200 characters of letters, digits, '.', '_', ':' or '-'";
+
+pub(crate) fn valid_key(key: &str) -> bool {
+    (1..=200).contains(&key.len())
+        && key
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'))
+}
+
 fn valid_uuid(s: &str) -> bool {
     uuid::Uuid::parse_str(s).is_ok() && s.len() == 36
 }
@@ -253,11 +263,8 @@ pub(crate) async fn create_patient(app: &App, req: &pb::CreatePatientRequest) ->
     normalise(&mut d);
     let mut bad = Vec::new();
     validate_demographics("", &d, &mut bad);
-    if req.idempotency_key.trim().is_empty() || req.idempotency_key.len() > 200 {
-        bad.push(FieldViolation::new(
-            "idempotency_key",
-            "is required (at most 200 characters)",
-        ));
+    if !valid_key(&req.idempotency_key) {
+        bad.push(FieldViolation::new("idempotency_key", KEY_RULE));
     }
     if !bad.is_empty() {
         return Err(Error::InvalidArgument(bad));
@@ -303,7 +310,16 @@ async fn find_by_identifier(app: &App, key: &str) -> Result<Option<String>> {
         .fhir
         .search::<model::Patient>("Patient", &[("identifier", format!("{SUBMISSION_SYSTEM}|{key}"))])
         .await?;
-    Ok(page.items.into_iter().next().map(|p| p.id))
+    // Canvas has been seen to ignore some filters: check the identifier ourselves.
+    Ok(page
+        .items
+        .into_iter()
+        .find(|p| {
+            p.identifier
+                .iter()
+                .any(|i| i.system.as_deref() == Some(SUBMISSION_SYSTEM) && i.value.as_deref() == Some(key))
+        })
+        .map(|p| p.id))
 }
 
 pub(crate) async fn get_patient(app: &App, req: &pb::GetPatientRequest) -> Result<pb::GetPatientResponse> {
@@ -374,7 +390,7 @@ pub(crate) async fn list_prescriptions(
     let size = page_size(page.page_size, 50) as usize;
     let offset = offset_from_token(&page.page_token)? as usize;
     let all = prescriptions_of(app, &req.canvas_patient_id, status).await?;
-    let next = (all.len() > offset + size).then(|| offset_token((offset + size) as u32));
+    let next = (all.len() > offset.saturating_add(size)).then(|| offset_token(offset.saturating_add(size) as u32));
     Ok(pb::ListPrescriptionsResponse {
         prescriptions: all.into_iter().skip(offset).take(size).collect(),
         page: Some(PageResponse {
@@ -404,8 +420,11 @@ pub(crate) async fn search(app: &App, req: &pb::SearchPatientsRequest) -> Result
     if name.is_empty() && email.is_empty() && birth_date.is_empty() {
         return Err(Error::field("query", "give a name, an email or a date of birth"));
     }
-    if !birth_date.is_empty() && NaiveDate::parse_from_str(&birth_date, "%Y-%m-%d").is_err() {
-        return Err(Error::field("birth_date", "must be written YYYY-MM-DD"));
+    if !birth_date.is_empty() {
+        // Re-written from the parsed date, so `1984-3-9` finds what `1984-03-09` indexed.
+        birth_date = NaiveDate::parse_from_str(&birth_date, "%Y-%m-%d")
+            .map_err(|_| Error::field("birth_date", "must be written YYYY-MM-DD"))?
+            .to_string();
     }
     if name.chars().count() > 100 || email.len() > 254 {
         return Err(Error::field("query", "is too long"));
@@ -450,7 +469,7 @@ pub(crate) async fn search(app: &App, req: &pb::SearchPatientsRequest) -> Result
         page: Some(PageResponse {
             next_page_token: found
                 .next
-                .map(|_| offset_token(offset + size as u32))
+                .map(|_| offset_token(offset.saturating_add(size as u32)))
                 .unwrap_or_default(),
         }),
     })
@@ -467,10 +486,16 @@ pub(crate) async fn submit_intake(app: &App, mut req: pb::SubmitIntakeRequest) -
         .as_ref()
         .map(|a| a.state.clone())
         .unwrap_or_default();
-    let submitted_at = match &req.submitted_at {
-        Some(t) => convert::from_timestamp(t).ok_or_else(|| Error::field("submitted_at", "is not a valid time"))?,
-        None => Utc::now(),
+    let given_time = match &req.submitted_at {
+        Some(t) => Some(convert::from_timestamp(t).ok_or_else(|| Error::field("submitted_at", "is not a valid time"))?),
+        None => None,
     };
+
+    // Refuse a state the clinic does not serve before anything is written anywhere (our own
+    // progress row included, so a corrected address can reuse the submission id).
+    let route = app.route(&state, &submission.medication).await?;
+    let prescriber_npi = route.prescriber.map(|p| p.npi).unwrap_or_default();
+    let practitioner_id = app.practitioner_for_npi(&prescriber_npi).await?;
 
     let key = format!("intake:{}", req.submission_id);
     let mac = app
@@ -482,11 +507,7 @@ pub(crate) async fn submit_intake(app: &App, mut req: pb::SubmitIntakeRequest) -
         return Ok(done(&progress, true));
     }
     let resumed = progress.canvas_patient_id.is_some();
-
-    // Refuse a state the clinic does not serve before anything is written anywhere.
-    let route = app.route(&state, &submission.medication).await?;
-    let prescriber_npi = route.prescriber.map(|p| p.npi).unwrap_or_default();
-    let practitioner_id = app.practitioner_for_npi(&prescriber_npi).await?;
+    let submitted_at = given_time.unwrap_or(progress.first_seen);
 
     let patient_id = match progress.canvas_patient_id.clone() {
         Some(id) => id,
@@ -613,9 +634,10 @@ async fn find_response(app: &App, patient: &str, questionnaire: &str, authored: 
         .fhir
         .search_all::<model::QuestionnaireResponse>("QuestionnaireResponse", &params, 500)
         .await?;
+    let wanted = convert::parse_time(Some(authored));
     Ok(found
         .into_iter()
-        .find(|q| q.authored.as_deref() == Some(authored))
+        .find(|q| wanted.is_some() && convert::parse_time(q.authored.as_deref()) == wanted)
         .map(|q| q.id))
 }
 

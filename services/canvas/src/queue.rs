@@ -86,7 +86,7 @@ pub(crate) async fn list_tasks(app: &App, req: &pb::ListRxReviewTasksRequest) ->
         page: Some(era_proto::common::v1::PageResponse {
             next_page_token: tasks
                 .next
-                .map(|_| offset_token(offset + size as u32))
+                .map(|_| offset_token(offset.saturating_add(size as u32)))
                 .unwrap_or_default(),
         }),
         total_size: tasks.total.map_or(0, |t| t as i32),
@@ -322,8 +322,11 @@ pub(crate) async fn add_note(app: &App, req: &pb::AddTaskNoteRequest) -> Result<
             "must be at most 4000 characters",
         ));
     }
-    if req.idempotency_key.trim().is_empty() {
-        bad.push(era_kit::error::FieldViolation::new("idempotency_key", "is required"));
+    if !crate::patients::valid_key(&req.idempotency_key) {
+        bad.push(era_kit::error::FieldViolation::new(
+            "idempotency_key",
+            crate::patients::KEY_RULE,
+        ));
     }
     if !req.practitioner_id.is_empty() && check_id("practitioner_id", &req.practitioner_id).is_err() {
         bad.push(era_kit::error::FieldViolation::new(
@@ -398,8 +401,11 @@ pub(crate) async fn create_hp_note(app: &App, req: &pb::CreateHpNoteRequest) -> 
             ));
         }
     }
-    if req.idempotency_key.trim().is_empty() {
-        bad.push(era_kit::error::FieldViolation::new("idempotency_key", "is required"));
+    if !crate::patients::valid_key(&req.idempotency_key) {
+        bad.push(era_kit::error::FieldViolation::new(
+            "idempotency_key",
+            crate::patients::KEY_RULE,
+        ));
     }
     if req.body.len() > 100_000 {
         bad.push(era_kit::error::FieldViolation::new(
@@ -541,7 +547,7 @@ pub(crate) async fn list_practitioners(
         page: Some(era_proto::common::v1::PageResponse {
             next_page_token: found
                 .next
-                .map(|_| offset_token(offset + size as u32))
+                .map(|_| offset_token(offset.saturating_add(size as u32)))
                 .unwrap_or_default(),
         }),
     })
@@ -564,6 +570,8 @@ pub(crate) async fn read_or_not_found<T: serde::de::DeserializeOwned>(
 /// Canvas ids are hex keys or short tokens; anything else is refused before it reaches a URL.
 pub(crate) fn check_id(field: &str, id: &str) -> Result<()> {
     let ok = !id.is_empty()
+        && !id.contains("..")
+        && id != "."
         && id.len() <= 128
         && id
             .bytes()

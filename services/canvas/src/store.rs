@@ -25,6 +25,9 @@ pub const SERVICE_ROLE: &str = "era_canvas_service";
 pub struct Store {
     pool: PgPool,
     keys: Keyring,
+    /// Lock holders each keep one connection and need another for their work; bounding them to
+    /// half the pool leaves every holder a connection to finish with.
+    holders: std::sync::Arc<tokio::sync::Semaphore>,
 }
 
 /// A record to write.
@@ -58,6 +61,9 @@ pub struct Submission {
     pub questionnaire_response_id: Option<String>,
     pub task_id: Option<String>,
     pub completed: bool,
+    /// When the submission was first seen: its time when the client gives none, so every attempt
+    /// writes the same `authored` time and a resumed attempt can find what an earlier one wrote.
+    pub first_seen: DateTime<Utc>,
 }
 
 /// What an idempotent write found when it started.
@@ -75,7 +81,10 @@ pub enum WriteState {
 }
 
 /// Holds a transaction-scoped advisory lock on a key; dropping it releases the lock.
-pub struct KeyLock(#[allow(dead_code)] Transaction<'static, Postgres>);
+pub struct KeyLock {
+    _tx: Transaction<'static, Postgres>,
+    _permit: tokio::sync::OwnedSemaphorePermit,
+}
 
 impl std::fmt::Debug for KeyLock {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -85,7 +94,12 @@ impl std::fmt::Debug for KeyLock {
 
 impl Store {
     pub fn new(pool: PgPool, keys: Keyring) -> Self {
-        Self { pool, keys }
+        let holders = (pool.options().get_max_connections() as usize / 2).max(1);
+        Self {
+            pool,
+            keys,
+            holders: std::sync::Arc::new(tokio::sync::Semaphore::new(holders)),
+        }
     }
 
     pub fn keys(&self) -> &Keyring {
@@ -106,6 +120,10 @@ impl Store {
     /// would starve the holder of the connections it needs to finish.
     pub async fn lock_key(&self, key: &str) -> Result<KeyLock> {
         let deadline = tokio::time::Instant::now() + LOCK_WAIT;
+        let permit = tokio::time::timeout(LOCK_WAIT, self.holders.clone().acquire_owned())
+            .await
+            .map_err(|_| Error::Precondition("BUSY", "too many writes in progress; retry shortly".into()))?
+            .map_err(|_| Error::Internal(anyhow::anyhow!("lock semaphore closed")))?;
         loop {
             let mut tx = self.begin().await?;
             let got: bool = sqlx::query_scalar("select pg_try_advisory_xact_lock(hashtextextended($1, 0))")
@@ -113,7 +131,10 @@ impl Store {
                 .fetch_one(&mut *tx)
                 .await?;
             if got {
-                return Ok(KeyLock(tx));
+                return Ok(KeyLock {
+                    _tx: tx,
+                    _permit: permit,
+                });
             }
             tx.rollback().await?;
             if tokio::time::Instant::now() >= deadline {
@@ -209,7 +230,15 @@ impl Store {
         .fetch_all(&mut *tx)
         .await?;
         tx.commit().await?;
-        rows.iter().map(|r| self.open_row(r)).collect()
+        // One unreadable row must not hide the others; reading it alone reports RECORD_INTEGRITY.
+        Ok(rows
+            .iter()
+            .filter_map(|r| {
+                self.open_row(r)
+                    .map_err(|e| tracing::error!(error = %e, "intake record cannot be opened"))
+                    .ok()
+            })
+            .collect())
     }
 
     /// The newest record of each of these patients.
@@ -297,8 +326,8 @@ impl Store {
         .execute(&mut *tx)
         .await?;
         let row = sqlx::query(
-            "select request_mac, canvas_patient_id, record_id, questionnaire_response_id, task_id, completed_at \
-             from intake_submissions where submission_id = $1",
+            "select request_mac, canvas_patient_id, record_id, questionnaire_response_id, task_id, completed_at, \
+             created_at from intake_submissions where submission_id = $1",
         )
         .bind(submission_id)
         .fetch_one(&mut *tx)
@@ -315,6 +344,7 @@ impl Store {
             questionnaire_response_id: row.try_get("questionnaire_response_id")?,
             task_id: row.try_get("task_id")?,
             completed: row.try_get::<Option<DateTime<Utc>>, _>("completed_at")?.is_some(),
+            first_seen: row.try_get("created_at")?,
         })
     }
 

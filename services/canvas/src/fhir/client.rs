@@ -133,7 +133,8 @@ impl FhirClient {
     pub async fn next_page<T: DeserializeOwned>(&self, ty: &str, link: &str) -> FhirResult<Page<T>> {
         // Links are relative; one with a scheme must still point at our base.
         let path = match link.strip_prefix(&self.fhir_base) {
-            Some(rest) => rest.to_owned(),
+            Some(rest) if rest.starts_with('/') || rest.starts_with('?') => rest.to_owned(),
+            Some(_) => return Err(FhirError::Protocol("a next link points outside the FHIR base".into())),
             None if link.starts_with('/') => link.to_owned(),
             None => return Err(FhirError::Protocol("a next link points outside the FHIR base".into())),
         };
@@ -272,17 +273,8 @@ impl FhirClient {
                     backoff(attempt, retry_after(&headers)).await;
                     continue;
                 }
-                let (_, text) = outcome_of(&bytes);
                 return Err(FhirError::Unavailable {
-                    detail: format!(
-                        "{method} {ty}: {}{}",
-                        status.as_u16(),
-                        if text.is_empty() {
-                            String::new()
-                        } else {
-                            format!(" {text}")
-                        }
-                    ),
+                    detail: format!("{method} {ty}: {}", status.as_u16()),
                 });
             }
             return Ok((status, headers, bytes));
