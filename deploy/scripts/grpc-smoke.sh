@@ -51,6 +51,13 @@ decision=$(grpcurl -plaintext -H "authorization: Bearer $ADMIN_SECRET" \
 grep -q '"npi": "1982609764"' <<<"$decision" || { echo "DecideRoute gave: $decision" >&2; exit 1; }
 decision=$(curl -fsS -H "Authorization: Bearer $ADMIN_SECRET" "http://127.0.0.1:8080/api/admin/routing/GA")
 grep -q '"npi":"1982609764"' <<<"$decision" || { echo "the edge gave: $decision" >&2; exit 1; }
+# The demo clinic's Rx queue: over gRPC from canvas, and through the edge.
+queue=$(grpcurl -plaintext -H "authorization: Bearer $ADMIN_SECRET" -d '{"page":{"pageSize":3}}' \
+  127.0.0.1:50051 era.canvas.v1.CanvasService/ListRxReviewTasks)
+grep -q '"Rx Review"' <<<"$queue" || { echo "ListRxReviewTasks gave: $queue" >&2; exit 1; }
+queue=$(curl -fsS -H "Authorization: Bearer $ADMIN_SECRET" "http://127.0.0.1:8080/api/rx-queue/tasks?pageSize=3")
+grep -q '"status":"requested"' <<<"$queue" || { echo "the edge's queue gave: $queue" >&2; exit 1; }
+checks=$((checks + 2))
 ready=$(curl -fsS http://127.0.0.1:8080/readyz)
 grep -q '"status":"ready"' <<<"$ready" || { echo "not ready: $ready" >&2; exit 1; }
 checks=$((checks + 4))

@@ -1,12 +1,16 @@
 //! Channels to the services, each connecting lazily so the edge starts before its peers.
 
-use era_proto::pharmacy_routing::v1::pharmacy_routing_service_client::PharmacyRoutingServiceClient;
+use era_proto::{
+    canvas::v1::canvas_service_client::CanvasServiceClient,
+    pharmacy_routing::v1::pharmacy_routing_service_client::PharmacyRoutingServiceClient,
+};
 use tonic::transport::Channel;
 
 use crate::config::Peers;
 
 #[derive(Clone, Debug)]
 pub struct Clients {
+    pub canvas: CanvasServiceClient<Channel>,
     pub routing: PharmacyRoutingServiceClient<Channel>,
     /// Every peer's channel with the gRPC service name it must report SERVING, for `/readyz`.
     pub health: Vec<(&'static str, Channel)>,
@@ -15,6 +19,7 @@ pub struct Clients {
 impl Clients {
     pub fn connect(peers: &Peers) -> anyhow::Result<Self> {
         let routing = era_kit::client::channel(&peers.pharmacy_routing)?;
+        let canvas = era_kit::client::channel(&peers.canvas)?;
         // Readiness asks over the same channels the calls use, so it checks the paths calls take.
         let health = peers
             .all()
@@ -22,6 +27,8 @@ impl Clients {
             .map(|(_, url, service)| {
                 let channel = if url == peers.pharmacy_routing {
                     routing.clone()
+                } else if url == peers.canvas {
+                    canvas.clone()
                 } else {
                     era_kit::client::channel(url)?
                 };
@@ -29,6 +36,7 @@ impl Clients {
             })
             .collect::<anyhow::Result<_>>()?;
         Ok(Self {
+            canvas: CanvasServiceClient::new(canvas),
             routing: PharmacyRoutingServiceClient::new(routing),
             health,
         })

@@ -56,7 +56,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             (Some(cluster), url)
         }
     };
-    let (secrets, generated) = Secrets::from_env_or_generate();
+    let (mut secrets, mut generated) = Secrets::from_env_or_generate();
+    keep_data_keys(&cli.dir, &mut secrets, &mut generated)?;
     let mut options = MeshOptions::new(server_url, secrets);
     options.logging = cli.logging.clone();
     options.cors_allowed_origins = cli.cors_allowed_origins.clone();
@@ -87,7 +88,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         if generated.contains(&var) {
             println!("{var}={}   (generated)", value.expose_secret());
         } else {
-            println!("{var}   (from the environment)");
+            println!(
+                "{var}   (from the environment or {})",
+                cli.dir.join(DATA_KEYS_FILE).display()
+            );
         }
     }
     println!(
@@ -111,4 +115,58 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         cluster.stop()?;
     }
     outcome
+}
+
+const DATA_KEYS_FILE: &str = "data-keys.env";
+
+/// The keys that protect stored data (intake records and their blind indexes) must outlive one run:
+/// the databases do. Generated ones are written to `<dir>/data-keys.env` (mode 0600) and read back
+/// on the next start; values set in the environment always win.
+fn keep_data_keys(
+    dir: &std::path::Path,
+    secrets: &mut Secrets,
+    generated: &mut Vec<&'static str>,
+) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    let path = dir.join(DATA_KEYS_FILE);
+    let saved: std::collections::HashMap<String, String> = std::fs::read_to_string(&path)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| {
+            l.split_once('=')
+                .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
+        })
+        .collect();
+    let mut to_save = Vec::new();
+    for var in ["RECORDS_KEYS", "BLIND_INDEX_KEY"] {
+        if !generated.contains(&var) {
+            continue;
+        }
+        let slot = match var {
+            "RECORDS_KEYS" => &mut secrets.records_keys,
+            _ => &mut secrets.blind_index_key,
+        };
+        match saved.get(var) {
+            Some(value) if !value.is_empty() => {
+                *slot = era_kit::SecretString::from(value.clone());
+                generated.retain(|g| *g != var);
+            }
+            _ => to_save.push(format!("{var}={}", slot.expose_secret())),
+        }
+    }
+    if to_save.is_empty() {
+        return Ok(());
+    }
+    std::fs::create_dir_all(dir)?;
+    let mut options = std::fs::OpenOptions::new();
+    options.create(true).append(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options
+        .open(&path)
+        .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?;
+    for line in to_save {
+        writeln!(file, "{line}")?;
+    }
+    Ok(())
 }

@@ -2,8 +2,11 @@
 
 pub mod auth;
 pub mod ops;
+pub mod patients;
 mod pending;
 pub mod routing;
+pub mod rx_queue;
+pub mod views;
 
 use axum::{
     extract::{DefaultBodyLimit, Request},
@@ -18,7 +21,7 @@ use tracing::Instrument;
 
 use crate::{error::ApiError, AppState};
 
-pub use self::{auth::*, ops::*, routing::*};
+pub use self::{auth::*, ops::*, patients::*, routing::*, rx_queue::*};
 
 /// The whole edge.
 pub fn router(state: AppState) -> Router {
@@ -27,6 +30,8 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(auth::router())
         .merge(routing::router())
+        .merge(rx_queue::router())
+        .merge(patients::router())
         .merge(ops::router())
         .merge(pending::router())
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route") })

@@ -6,13 +6,13 @@ use axum::{http::StatusCode, routing::any, Router};
 use crate::{auth::Admin, error::ApiError, AppState};
 
 pub(super) fn router() -> Router<AppState> {
-    let rx_queue = "the Rx queue arrives with issue 3 (canvas service)";
     let task_action = "approving and denying tasks arrive with issue 6 (approval pipeline)";
     Router::new()
-        .route("/api/tasks", any(move |admin: Admin| pending(admin, rx_queue)))
+        // The queue's read routes are in rx_queue.rs; what remains under it (approve, deny, runs)
+        // is the approval pipeline's.
         .route(
             "/api/rx-queue/{*rest}",
-            any(move |admin: Admin| pending(admin, rx_queue)),
+            any(move |admin: Admin| pending(admin, task_action)),
         )
         .route("/api/task-action", any(move |admin: Admin| pending(admin, task_action)))
 }

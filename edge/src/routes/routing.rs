@@ -12,6 +12,7 @@ use era_proto::{common::v1::PageRequest, pharmacy_routing::v1 as pb};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
+use super::views::rfc3339;
 use crate::{
     auth::Admin,
     error::{ApiError, ErrorBody},
@@ -146,12 +147,6 @@ impl From<pb::StateRouting> for StateRoutingView {
             updated_by: s.updated_by,
         }
     }
-}
-
-fn rfc3339(t: era_proto::Timestamp) -> String {
-    chrono::DateTime::from_timestamp(t.seconds, t.nanos.max(0) as u32)
-        .unwrap_or_default()
-        .to_rfc3339()
 }
 
 #[derive(Debug, Serialize, ToSchema)]

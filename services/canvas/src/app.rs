@@ -28,7 +28,12 @@ pub(crate) struct App {
     pub(crate) intake_questionnaire_id: String,
     /// NPI -> Canvas practitioner id; practitioners do not change ids.
     practitioner_by_npi: RwLock<HashMap<String, String>>,
+    /// Questionnaires by id, refreshed after QUESTIONNAIRE_TTL (they change rarely, and every
+    /// intake needs one).
+    questionnaires: RwLock<HashMap<String, (std::time::Instant, Arc<model::Questionnaire>)>>,
 }
+
+const QUESTIONNAIRE_TTL: std::time::Duration = std::time::Duration::from_secs(600);
 
 pub(crate) type Shared = Arc<App>;
 
@@ -41,6 +46,7 @@ impl App {
             tokens: InternalTokens::new(&config.service.auth.internal_token_secret),
             intake_questionnaire_id: config.canvas.intake_questionnaire_id.clone(),
             practitioner_by_npi: RwLock::new(HashMap::new()),
+            questionnaires: RwLock::new(HashMap::new()),
         })
     }
 
@@ -79,6 +85,45 @@ impl App {
                 Err(Error::field(field, "is not served: ".to_owned() + s.message()))
             }
             Err(s) => Err(Error::Peer(s)),
+        }
+    }
+
+    /// A Canvas questionnaire (cached). NOT_FOUND in Canvas is the caller's bad id.
+    pub(crate) async fn questionnaire(&self, id: &str, field: &str) -> Result<Arc<model::Questionnaire>> {
+        if let Some((at, q)) = self.questionnaires.read().await.get(id) {
+            if at.elapsed() < QUESTIONNAIRE_TTL {
+                return Ok(q.clone());
+            }
+        }
+        let q = match self.fhir.read::<model::Questionnaire>("Questionnaire", id).await {
+            Ok(q) => Arc::new(q),
+            Err(crate::fhir::FhirError::NotFound { .. }) => {
+                return Err(Error::field(field, "is not a questionnaire in Canvas"))
+            }
+            Err(e) => return Err(e.into()),
+        };
+        self.questionnaires
+            .write()
+            .await
+            .insert(id.to_owned(), (std::time::Instant::now(), q.clone()));
+        Ok(q)
+    }
+
+    /// A Canvas write made under idempotency key `key`: when Canvas refuses it outright (4xx, or the
+    /// credentials), nothing was created and the key is freed for a retry; any other failure leaves
+    /// the outcome unknown for the next attempt to look into.
+    pub(crate) async fn guarded<T>(
+        &self,
+        key: &str,
+        write: impl std::future::Future<Output = crate::fhir::FhirResult<T>>,
+    ) -> Result<T> {
+        match write.await {
+            Ok(t) => Ok(t),
+            Err(e @ (crate::fhir::FhirError::Rejected { .. } | crate::fhir::FhirError::Credentials(_))) => {
+                self.store.reject_write(key).await?;
+                Err(e.into())
+            }
+            Err(e) => Err(e.into()),
         }
     }
 

@@ -50,6 +50,7 @@ pub(crate) async fn list_communications(
 
 pub(crate) async fn create_communication(
     app: &App,
+    caller_subject: &str,
     req: &pb::CreateCommunicationRequest,
 ) -> Result<pb::CreateCommunicationResponse> {
     let mut bad = Vec::new();
@@ -87,8 +88,32 @@ pub(crate) async fn create_communication(
         "recipient": [recipient],
         "payload": [{ "contentString": req.body }],
     });
-    let id = idempotent_create(app, "communication", &req.idempotency_key, &resource, |_| async {
-        Ok(None)
+    let sender = resource["sender"]["reference"].as_str().unwrap_or_default().to_owned();
+    let patient_id = req.canvas_patient_id.clone();
+    let body = req.body.clone();
+    // Keys are the caller's own: one caller cannot occupy another's.
+    let key = format!("{caller_subject}:{}", req.idempotency_key);
+    let id = idempotent_create(app, "communication", &key, &resource, |started_at| async move {
+        // An interrupted attempt's message has this sender and text, and was sent after it started.
+        let params = [
+            ("patient", format!("Patient/{patient_id}")),
+            ("_count", "100".to_owned()),
+        ];
+        let found = app
+            .fhir
+            .search_all::<model::Communication>("Communication", &params, 1000)
+            .await?;
+        let since = (started_at - Duration::minutes(1)).timestamp();
+        Ok(found
+            .into_iter()
+            .find(|c| {
+                c.sender.as_ref().and_then(|s| s.reference.as_deref()) == Some(sender.as_str())
+                    && c.payload
+                        .iter()
+                        .any(|p| p.content_string.as_deref() == Some(body.as_str()))
+                    && convert::parse_time(c.sent.as_deref()).is_some_and(|t| t.seconds >= since)
+            })
+            .map(|c| c.id))
     })
     .await?;
     let c: model::Communication = app.fhir.read("Communication", &id.0).await?;
@@ -108,7 +133,7 @@ async fn idempotent_create<F, Fut>(
     recover: F,
 ) -> Result<(String, bool)>
 where
-    F: FnOnce(String) -> Fut,
+    F: FnOnce(chrono::DateTime<Utc>) -> Fut,
     Fut: std::future::Future<Output = Result<Option<String>>>,
 {
     let ty = resource["resourceType"].as_str().unwrap_or_default().to_owned();
@@ -117,7 +142,7 @@ where
     let _lock = app.store.lock_key(&key).await?;
     match app.store.begin_write(&key, kind, &mac).await? {
         WriteState::Done { resource_id, .. } => return Ok((resource_id, true)),
-        WriteState::Unfinished => match recover(key.clone()).await? {
+        WriteState::Unfinished { started_at } => match recover(started_at).await? {
             Some(id) => {
                 app.store.finish_write(&key, &id, &json!({})).await?;
                 return Ok((id, true));
@@ -131,7 +156,7 @@ where
         },
         WriteState::New => {}
     }
-    let id = app.fhir.create(&ty, resource).await?;
+    let id = app.guarded(&key, app.fhir.create(&ty, resource)).await?;
     app.store.finish_write(&key, &id, &json!({})).await?;
     Ok((id, false))
 }
@@ -307,25 +332,31 @@ pub(crate) async fn create_appointment(
     let patient = req.canvas_patient_id.clone();
     let practitioner = req.practitioner_id.clone();
     let start_for_recovery = start.clone();
-    let created = idempotent_create(app, "appointment", &req.idempotency_key, &resource, |_| async move {
-        // An interrupted attempt's appointment has this patient, practitioner and start.
-        let params = [
-            ("patient", format!("Patient/{patient}")),
-            ("practitioner", format!("Practitioner/{practitioner}")),
-            ("_count", "100".to_owned()),
-        ];
-        let found = app
-            .fhir
-            .search_all::<model::Appointment>("Appointment", &params, 500)
-            .await?;
-        Ok(found
-            .into_iter()
-            .find(|a| {
-                a.status != "cancelled"
-                    && convert::parse_time(a.start.as_deref()) == convert::parse_time(Some(&start_for_recovery))
-            })
-            .map(|a| a.id))
-    })
+    let created = idempotent_create(
+        app,
+        "appointment",
+        &req.idempotency_key,
+        &resource,
+        |_started| async move {
+            // An interrupted attempt's appointment has this patient, practitioner and start.
+            let params = [
+                ("patient", format!("Patient/{patient}")),
+                ("practitioner", format!("Practitioner/{practitioner}")),
+                ("_count", "100".to_owned()),
+            ];
+            let found = app
+                .fhir
+                .search_all::<model::Appointment>("Appointment", &params, 500)
+                .await?;
+            Ok(found
+                .into_iter()
+                .find(|a| {
+                    a.status != "cancelled"
+                        && convert::parse_time(a.start.as_deref()) == convert::parse_time(Some(&start_for_recovery))
+                })
+                .map(|a| a.id))
+        },
+    )
     .await
     .map_err(slot_taken)?;
     let a: model::Appointment = app.fhir.read("Appointment", &created.0).await?;

@@ -67,6 +67,18 @@ fn ok<T>(result: crate::error::Result<T>) -> Reply<T> {
     result.map(Response::new).map_err(Status::from)
 }
 
+impl Service {
+    /// Records who read which patients' data before the answer leaves; a read that cannot be
+    /// recorded is not answered.
+    async fn audit(&self, who: &Caller, rpc: &str, reads: Vec<(String, Option<uuid::Uuid>)>) -> Result<(), Status> {
+        self.app.store.audit_read(who, rpc, &reads).await.map_err(Status::from)
+    }
+}
+
+fn record_read(patient: &str, record_id: &str) -> (String, Option<uuid::Uuid>) {
+    (patient.to_owned(), uuid::Uuid::parse_str(record_id).ok())
+}
+
 #[tonic::async_trait]
 impl CanvasService for Service {
     async fn create_patient(&self, req: Request<pb::CreatePatientRequest>) -> Reply<pb::CreatePatientResponse> {
@@ -75,13 +87,25 @@ impl CanvasService for Service {
     }
 
     async fn get_patient(&self, req: Request<pb::GetPatientRequest>) -> Reply<pb::GetPatientResponse> {
-        staff_or_own(&req, &req.get_ref().canvas_patient_id)?;
-        ok(patients::get_patient(&self.app, req.get_ref()).await)
+        let who = staff_or_own(&req, &req.get_ref().canvas_patient_id)?;
+        let resp = patients::get_patient(&self.app, req.get_ref())
+            .await
+            .map_err(Status::from)?;
+        self.audit(
+            &who,
+            "GetPatient",
+            vec![(req.get_ref().canvas_patient_id.clone(), None)],
+        )
+        .await?;
+        Ok(Response::new(resp))
     }
 
     async fn search_patients(&self, req: Request<pb::SearchPatientsRequest>) -> Reply<pb::SearchPatientsResponse> {
         staff(&req)?;
-        ok(patients::search(&self.app, req.get_ref()).await)
+        let resp = patients::search(&self.app, req.get_ref()).await.map_err(Status::from)?;
+        let reads = resp.patients.iter().map(|p| (p.id.clone(), None)).collect();
+        self.audit(&caller(&req)?, "SearchPatients", reads).await?;
+        Ok(Response::new(resp))
     }
 
     async fn submit_intake(&self, req: Request<pb::SubmitIntakeRequest>) -> Reply<pb::SubmitIntakeResponse> {
@@ -111,6 +135,12 @@ impl CanvasService for Service {
         if who.role == Role::Patient && who.patient_id.as_deref() != Some(record.canvas_patient_id.as_str()) {
             return Err(Error::Hidden.into());
         }
+        self.audit(
+            &who,
+            "GetIntakeRecord",
+            vec![record_read(&record.canvas_patient_id, &record.id)],
+        )
+        .await?;
         Ok(Response::new(pb::GetIntakeRecordResponse { record: Some(record) }))
     }
 
@@ -149,6 +179,11 @@ impl CanvasService for Service {
         } else {
             String::new()
         };
+        let reads = records
+            .iter()
+            .map(|r| record_read(&r.canvas_patient_id, &r.id))
+            .collect();
+        self.audit(&who, "ListIntakeRecords", reads).await?;
         Ok(Response::new(pb::ListIntakeRecordsResponse {
             records,
             page: Some(era_proto::common::v1::PageResponse { next_page_token: next }),
@@ -160,12 +195,41 @@ impl CanvasService for Service {
         req: Request<pb::ListRxReviewTasksRequest>,
     ) -> Reply<pb::ListRxReviewTasksResponse> {
         staff(&req)?;
-        ok(queue::list_tasks(&self.app, req.get_ref()).await)
+        let resp = queue::list_tasks(&self.app, req.get_ref())
+            .await
+            .map_err(Status::from)?;
+        let reads = resp
+            .tasks
+            .iter()
+            .filter(|t| !t.canvas_patient_id.is_empty())
+            .map(|t| {
+                let record = t
+                    .intake_summary
+                    .as_ref()
+                    .map(|s| s.record_id.as_str())
+                    .unwrap_or_default();
+                record_read(&t.canvas_patient_id, record)
+            })
+            .collect();
+        self.audit(&caller(&req)?, "ListRxReviewTasks", reads).await?;
+        Ok(Response::new(resp))
     }
 
     async fn get_rx_review_task(&self, req: Request<pb::GetRxReviewTaskRequest>) -> Reply<pb::GetRxReviewTaskResponse> {
         staff(&req)?;
-        ok(queue::get_task(&self.app, &req.get_ref().task_id).await)
+        let resp = queue::get_task(&self.app, &req.get_ref().task_id)
+            .await
+            .map_err(Status::from)?;
+        if let Some(patient) = &resp.patient {
+            let record = resp.intake_record.as_ref().map(|r| r.id.as_str()).unwrap_or_default();
+            self.audit(
+                &caller(&req)?,
+                "GetRxReviewTask",
+                vec![record_read(&patient.id, record)],
+            )
+            .await?;
+        }
+        Ok(Response::new(resp))
     }
 
     async fn update_task_status(
@@ -222,7 +286,7 @@ impl CanvasService for Service {
                 "a patient may only write to their practitioner",
             ));
         }
-        ok(chart::create_communication(&self.app, req.get_ref()).await)
+        ok(chart::create_communication(&self.app, &who.subject, req.get_ref()).await)
     }
 
     async fn list_schedules(&self, req: Request<pb::ListSchedulesRequest>) -> Reply<pb::ListSchedulesResponse> {

@@ -11,7 +11,7 @@ use crate::{
     app::{offset_from_token, offset_token, page_size, App},
     convert::{self, RX_REVIEW_LABEL, SUBMISSION_SYSTEM},
     error::{Error, Result},
-    fhir::model,
+    fhir::{model, FhirError},
     queue::{check_id, newest_first, now, read_or_not_found},
     store::{canonical_submission, NewRecord, RecordFilter, Submission, WriteState},
 };
@@ -284,15 +284,17 @@ pub(crate) async fn create_patient(app: &App, req: &pb::CreatePatientRequest) ->
     let _lock = app.store.lock_key(&key).await?;
     let existing = match app.store.begin_write(&key, "patient", &mac).await? {
         WriteState::Done { resource_id, .. } => Some(resource_id),
-        WriteState::Unfinished => find_by_identifier(app, &key).await?,
+        WriteState::Unfinished { .. } => find_by_identifier(app, &key).await?,
         WriteState::New => None,
     };
     let (id, was_existing) = match existing {
         Some(id) => (id, true),
         None => (
-            app.fhir
-                .create("Patient", &convert::patient_resource(&d, Some(&key)))
-                .await?,
+            app.guarded(
+                &key,
+                app.fhir.create("Patient", &convert::patient_resource(&d, Some(&key))),
+            )
+            .await?,
             false,
         ),
     };
@@ -497,6 +499,20 @@ pub(crate) async fn submit_intake(app: &App, mut req: pb::SubmitIntakeRequest) -
     let prescriber_npi = route.prescriber.map(|p| p.npi).unwrap_or_default();
     let practitioner_id = app.practitioner_for_npi(&prescriber_npi).await?;
 
+    // The answers as Canvas's questionnaire wants them, checked before anything is written.
+    let questionnaire = if submission.questionnaire_id.is_empty() {
+        app.intake_questionnaire_id.clone()
+    } else {
+        check_id("submission.questionnaire_id", &submission.questionnaire_id)?;
+        submission.questionnaire_id.clone()
+    };
+    let response_items = if questionnaire.is_empty() {
+        None
+    } else {
+        let q = app.questionnaire(&questionnaire, "submission.questionnaire_id").await?;
+        Some((questionnaire, response_items(&q, &submission.answers)?))
+    };
+
     let key = format!("intake:{}", req.submission_id);
     let mac = app
         .store
@@ -541,16 +557,10 @@ pub(crate) async fn submit_intake(app: &App, mut req: pb::SubmitIntakeRequest) -
         app.store.save_submission(&req.submission_id, &progress).await?;
     }
 
-    let questionnaire = if submission.questionnaire_id.is_empty() {
-        app.intake_questionnaire_id.clone()
-    } else {
-        submission.questionnaire_id.clone()
-    };
-    if !questionnaire.is_empty() && progress.questionnaire_response_id.is_none() {
-        check_id("submission.questionnaire_id", &questionnaire)?;
+    if let (Some((questionnaire, items)), None) = (&response_items, &progress.questionnaire_response_id) {
         let authored = submitted_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
         let existing = if resumed {
-            find_response(app, &patient_id, &questionnaire, &authored).await?
+            find_response(app, &patient_id, questionnaire, &authored).await?
         } else {
             None
         };
@@ -564,13 +574,23 @@ pub(crate) async fn submit_intake(app: &App, mut req: pb::SubmitIntakeRequest) -
                     "subject": { "reference": format!("Patient/{patient_id}"), "type": "Patient" },
                     "author": { "reference": format!("Patient/{patient_id}"), "type": "Patient" },
                     "authored": authored,
-                    "item": submission.answers.iter().map(|a| json!({
-                        "linkId": a.link_id,
-                        "text": a.question,
-                        "answer": a.answers.iter().map(|v| json!({ "valueString": v })).collect::<Vec<_>>(),
-                    })).collect::<Vec<_>>(),
+                    "item": items,
                 });
-                app.fhir.create("QuestionnaireResponse", &resource).await?
+                match app.fhir.create("QuestionnaireResponse", &resource).await {
+                    Ok(id) => id,
+                    // The answers are checked against the questionnaire first, so Canvas refusing
+                    // them is unexpected; they are safe in the intake record, and the review must
+                    // not be held back for them. An empty id records "not written".
+                    Err(FhirError::Rejected { status, code, .. }) => {
+                        tracing::warn!(
+                            status,
+                            code,
+                            "Canvas refused the intake answers; the task opens without them"
+                        );
+                        String::new()
+                    }
+                    Err(e) => return Err(e.into()),
+                }
             }
         };
         progress.questionnaire_response_id = Some(id);
@@ -611,6 +631,87 @@ pub(crate) async fn submit_intake(app: &App, mut req: pb::SubmitIntakeRequest) -
         "intake submitted"
     );
     Ok(done(&progress, false))
+}
+
+/// The QuestionnaireResponse items for `answers`: every link id must be a question of `q`, a
+/// single-answer question gets one answer, and each answer takes the question's type (a choice
+/// becomes the option's coding, matched by code or display).
+fn response_items(q: &model::Questionnaire, answers: &[pb::QuestionnaireAnswer]) -> Result<Vec<serde_json::Value>> {
+    let mut bad = Vec::new();
+    let mut items = Vec::new();
+    for (i, a) in answers.iter().enumerate() {
+        let field = format!("submission.answers[{i}]");
+        let Some(question) = q.question(&a.link_id) else {
+            bad.push(FieldViolation::new(
+                format!("{field}.link_id"),
+                "is not a question of the intake questionnaire",
+            ));
+            continue;
+        };
+        if a.answers.len() > 1 && question.repeats != Some(true) {
+            bad.push(FieldViolation::new(
+                format!("{field}.answers"),
+                "this question takes one answer",
+            ));
+            continue;
+        }
+        let mut values = Vec::new();
+        for v in &a.answers {
+            let v = v.trim();
+            let value = match question.kind.as_deref().unwrap_or("string") {
+                "choice" | "open-choice" => question
+                    .answer_option
+                    .iter()
+                    .filter_map(|o| o.value_coding.as_ref())
+                    .find(|c| {
+                        [c.code.as_deref(), c.display.as_deref()]
+                            .into_iter()
+                            .flatten()
+                            .any(|x| x.eq_ignore_ascii_case(v))
+                    })
+                    .map(|c| json!({ "valueCoding": { "system": c.system, "code": c.code, "display": c.display } }))
+                    .or_else(|| (question.kind.as_deref() == Some("open-choice")).then(|| json!({ "valueString": v }))),
+                "integer" => v.parse::<i64>().ok().map(|n| json!({ "valueInteger": n })),
+                "decimal" => v
+                    .parse::<f64>()
+                    .ok()
+                    .filter(|n| n.is_finite())
+                    .map(|n| json!({ "valueDecimal": n })),
+                "boolean" => match v.to_ascii_lowercase().as_str() {
+                    "yes" | "true" => Some(json!({ "valueBoolean": true })),
+                    "no" | "false" => Some(json!({ "valueBoolean": false })),
+                    _ => None,
+                },
+                "date" => NaiveDate::parse_from_str(v, "%Y-%m-%d")
+                    .ok()
+                    .map(|_| json!({ "valueDate": v })),
+                _ => Some(json!({ "valueString": v })),
+            };
+            match value {
+                Some(value) => values.push(value),
+                None => {
+                    let expected = match question.kind.as_deref() {
+                        Some("choice") => "one of the question's options",
+                        Some("integer") => "a whole number",
+                        Some("decimal") => "a number",
+                        Some("boolean") => "yes or no",
+                        Some("date") => "a date written YYYY-MM-DD",
+                        _ => "text",
+                    };
+                    bad.push(FieldViolation::new(
+                        format!("{field}.answers"),
+                        format!("must be {expected}"),
+                    ));
+                }
+            }
+        }
+        items.push(json!({ "linkId": a.link_id, "text": question.text.clone().unwrap_or_else(|| a.question.clone()), "answer": values }));
+    }
+    if bad.is_empty() {
+        Ok(items)
+    } else {
+        Err(Error::InvalidArgument(bad))
+    }
 }
 
 fn done(p: &Submission, existing: bool) -> pb::SubmitIntakeResponse {

@@ -61,10 +61,12 @@ pub(crate) async fn list_tasks(app: &App, req: &pb::ListRxReviewTasksRequest) ->
     }
     let tasks = app.fhir.search::<model::Task>("Task", &params).await?;
     let patient_ids = unique(tasks.items.iter().filter_map(|t| t.patient_id().map(str::to_owned)));
-    let (patients, responses, records) = tokio::try_join!(
+    let submission_ids = unique(tasks.items.iter().filter_map(|t| submission_of(t).map(str::to_owned)));
+    let (patients, responses, latest, by_submission) = tokio::try_join!(
         patients_by_id(app, &patient_ids),
         latest_responses(app, &patient_ids),
         async { app.store.latest_records(&patient_ids).await },
+        async { app.store.records_by_submission(&submission_ids).await },
     )?;
     let items = tasks
         .items
@@ -72,10 +74,11 @@ pub(crate) async fn list_tasks(app: &App, req: &pb::ListRxReviewTasksRequest) ->
         .map(|t| {
             let mut task = convert::task(t);
             task.patient = patients.get(&task.canvas_patient_id).map(convert::patient);
-            let summary = summary_of(
-                records.get(&task.canvas_patient_id),
-                responses.get(&task.canvas_patient_id),
-            );
+            // The intake behind this task when it names one, else the patient's newest.
+            let record = submission_of(t)
+                .and_then(|s| by_submission.get(s))
+                .or_else(|| latest.get(&task.canvas_patient_id));
+            let summary = summary_of(record, responses.get(&task.canvas_patient_id));
             task.medication = summary.as_ref().map(|s| s.medication.clone()).unwrap_or_default();
             task.intake_summary = summary;
             task
@@ -160,7 +163,11 @@ pub(crate) async fn get_task(app: &App, task_id: &str) -> Result<pb::GetRxReview
         },
         async { app.store.latest_records(std::slice::from_ref(&patient_id)).await },
     )?;
-    let record = records.get(&patient_id).cloned();
+    let own = match submission_of(&task) {
+        Some(s) => app.store.records_by_submission(&[s.to_owned()]).await?.remove(s),
+        None => None,
+    };
+    let record = own.or_else(|| records.get(&patient_id).cloned());
     let mut summary_task = convert::task(&task);
     summary_task.patient = Some(convert::patient(&patient));
     let summary = summary_of(record.as_ref(), responses.first());
@@ -187,6 +194,12 @@ pub(crate) async fn get_task(app: &App, task_id: &str) -> Result<pb::GetRxReview
         dosage_options,
         prescriptions,
     })
+}
+
+/// The submission an intake task was opened for: its description ends `intake <submission id>`.
+pub(crate) fn submission_of(task: &model::Task) -> Option<&str> {
+    let id = task.description.as_deref()?.rsplit_once("intake ")?.1.trim();
+    (id.len() == 36 && uuid::Uuid::parse_str(id).is_ok()).then_some(id)
 }
 
 fn dosage_options(m: &era_proto::pharmacy_routing::v1::Medication) -> Vec<pb::DosageOption> {
@@ -226,7 +239,7 @@ fn summary_of(
     Some(pb::IntakeSummary {
         record_id: String::new(),
         submitted_at: converted.authored_at,
-        medication: q.answer(MEDICATION_LINK_ID).unwrap_or_default(),
+        medication: q.answer_code(MEDICATION_LINK_ID).unwrap_or_default(),
         highlights: converted
             .answers
             .into_iter()
@@ -286,6 +299,15 @@ pub(crate) async fn update_status(
         return Err(Error::field("note", "must be at most 4000 characters"));
     }
     let mut resource: Value = read_or_not_found(app, "Task", &req.task_id, "task").await?;
+    if resource["status"] == status {
+        // Already there (a retry, or another reviewer): nothing to write, and the comment, which
+        // belongs with the change, is not added twice.
+        let task: model::Task = serde_json::from_value(resource)
+            .map_err(|_| crate::fhir::FhirError::Protocol("a task Canvas returned is unreadable".into()))?;
+        return Ok(pb::UpdateTaskStatusResponse {
+            task: Some(convert::task(&task)),
+        });
+    }
     resource["status"] = json!(status);
     let note = (!req.note.trim().is_empty()).then(|| json!({ "text": req.note.trim(), "time": now() }));
     put_task(app, &req.task_id, resource, note).await?;
@@ -297,7 +319,7 @@ pub(crate) async fn update_status(
 
 /// PUTs a task read a moment ago. Canvas clears fields a PUT leaves out, so the whole resource goes
 /// back; but it adds every `note` in the body as a new comment, so only the new one is sent.
-async fn put_task(app: &App, id: &str, mut resource: Value, note: Option<Value>) -> Result<()> {
+async fn put_task(app: &App, id: &str, mut resource: Value, note: Option<Value>) -> crate::fhir::FhirResult<()> {
     if let Some(obj) = resource.as_object_mut() {
         obj.remove("note");
         obj.remove("meta");
@@ -306,8 +328,7 @@ async fn put_task(app: &App, id: &str, mut resource: Value, note: Option<Value>)
             obj.insert("note".into(), json!([note]));
         }
     }
-    app.fhir.update("Task", id, &resource).await?;
-    Ok(())
+    app.fhir.update("Task", id, &resource).await
 }
 
 pub(crate) async fn add_note(app: &App, req: &pb::AddTaskNoteRequest) -> Result<pb::AddTaskNoteResponse> {
@@ -355,10 +376,17 @@ pub(crate) async fn add_note(app: &App, req: &pb::AddTaskNoteRequest) -> Result<
                 existing: true,
             })
         }
-        WriteState::Unfinished => {
-            // An earlier attempt may have added it before its answer was lost: look before adding.
+        WriteState::Unfinished { started_at } => {
+            // An earlier attempt may have added it before its answer was lost: look before adding,
+            // for this text by this author, written after that attempt started.
             let task: model::Task = app.fhir.read("Task", &req.task_id).await?;
-            if let Some(n) = task.note.iter().rev().find(|n| n.text == text) {
+            let since = (started_at - chrono::Duration::minutes(1)).timestamp();
+            let author = (!req.practitioner_id.is_empty()).then_some(req.practitioner_id.as_str());
+            if let Some(n) = task.note.iter().rev().find(|n| {
+                n.text == text
+                    && n.author_reference.as_ref().and_then(|r| r.id_of("Practitioner")) == author
+                    && convert::parse_time(n.time.as_deref()).is_some_and(|t| t.seconds >= since)
+            }) {
                 let result = json!({ "time": n.time });
                 app.store.finish_write(&key, &req.task_id, &result).await?;
                 return Ok(pb::AddTaskNoteResponse {
@@ -375,7 +403,8 @@ pub(crate) async fn add_note(app: &App, req: &pb::AddTaskNoteRequest) -> Result<
     if !req.practitioner_id.is_empty() {
         note["authorReference"] = json!({ "reference": format!("Practitioner/{}", req.practitioner_id) });
     }
-    put_task(app, &req.task_id, resource, Some(note)).await?;
+    app.guarded(&key, put_task(app, &req.task_id, resource, Some(note)))
+        .await?;
     let result = json!({ "time": time });
     app.store.finish_write(&key, &req.task_id, &result).await?;
     Ok(pb::AddTaskNoteResponse {
@@ -447,7 +476,7 @@ pub(crate) async fn create_hp_note(app: &App, req: &pb::CreateHpNoteRequest) -> 
                 existing: true,
             })
         }
-        WriteState::Unfinished => {
+        WriteState::Unfinished { .. } => {
             let params = [
                 ("patient", format!("Patient/{}", req.canvas_patient_id)),
                 ("type", format!("http://loinc.org|{HP_LOINC}")),
@@ -494,14 +523,17 @@ pub(crate) async fn create_hp_note(app: &App, req: &pb::CreateHpNoteRequest) -> 
         "category": [{ "coding": [{ "system": "http://schemas.canvasmedical.com/fhir/document-reference-category", "code": "uncategorizedclinicaldocument" }] }],
         "subject": { "reference": format!("Patient/{}", req.canvas_patient_id) },
         "author": [{ "reference": format!("Practitioner/{}", req.practitioner_id) }],
-        "description": "History and physical note",
+        // Canvas wants the document type's standard title here.
+        "description": "Hospital History & Physical",
         "content": [{ "attachment": {
             "contentType": "application/pdf",
             "title": attachment_title,
             "data": base64::Engine::encode(&base64::engine::general_purpose::STANDARD, pdf),
         } }],
     });
-    let id = app.fhir.create("DocumentReference", &resource).await?;
+    let id = app
+        .guarded(&key, app.fhir.create("DocumentReference", &resource))
+        .await?;
     let result = json!({ "createdAt": now() });
     app.store.finish_write(&key, &id, &result).await?;
     Ok(pb::CreateHpNoteResponse {

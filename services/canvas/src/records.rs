@@ -1,7 +1,8 @@
-//! Encryption of intake records: AES-256-GCM with a random 96-bit nonce per record, the record id and
-//! key version bound in as associated data (a ciphertext moved to another row or relabelled with
-//! another version fails to open), and HMAC-SHA256 blind indexes so email and date of birth can be
-//! searched without being stored in the clear.
+//! Encryption of intake records: AES-256-GCM with a random 96-bit nonce per record; the record id,
+//! the key version and the row's clear columns (its `context`: patient, submission, time) bound in
+//! as associated data, so a ciphertext moved to another row, relabelled with another version, or a
+//! row re-pointed at another patient fails to open. HMAC-SHA256 blind indexes let email and date of
+//! birth be searched without being stored in the clear.
 
 use std::{collections::BTreeMap, fmt};
 
@@ -65,14 +66,14 @@ impl Keyring {
         self.active
     }
 
-    /// Encrypts `plaintext` for row `record_id` under the active key.
-    pub fn seal(&self, record_id: Uuid, plaintext: &[u8]) -> anyhow::Result<Sealed> {
+    /// Encrypts `plaintext` for row `record_id` (with clear columns `context`) under the active key.
+    pub fn seal(&self, record_id: Uuid, context: &[u8], plaintext: &[u8]) -> anyhow::Result<Sealed> {
         let cipher = self
             .keys
             .get(&self.active)
             .ok_or_else(|| anyhow::anyhow!("active key version {} missing", self.active))?;
         let nonce = Aes256Gcm::generate_nonce(&mut OsRng);
-        let aad = associated_data(record_id, self.active);
+        let aad = associated_data(record_id, self.active, context);
         let ciphertext = cipher
             .encrypt(
                 &nonce,
@@ -89,8 +90,9 @@ impl Keyring {
         })
     }
 
-    /// Decrypts a stored record, checking that it belongs to `record_id` and was not altered.
-    pub fn open(&self, record_id: Uuid, sealed: &Sealed) -> Result<Vec<u8>, OpenError> {
+    /// Decrypts a stored record, checking that it belongs to `record_id` with these clear columns
+    /// and was not altered.
+    pub fn open(&self, record_id: Uuid, context: &[u8], sealed: &Sealed) -> Result<Vec<u8>, OpenError> {
         let cipher = self.keys.get(&sealed.key_version).ok_or(OpenError::UnknownKey {
             record_id,
             version: sealed.key_version,
@@ -98,7 +100,7 @@ impl Keyring {
         if sealed.nonce.len() != 12 {
             return Err(OpenError::Integrity { record_id });
         }
-        let aad = associated_data(record_id, sealed.key_version);
+        let aad = associated_data(record_id, sealed.key_version, context);
         cipher
             .decrypt(
                 Nonce::from_slice(&sealed.nonce),
@@ -123,11 +125,13 @@ impl Keyring {
     }
 }
 
-/// Record id and key version, so a ciphertext cannot be replayed into another row or version.
-fn associated_data(record_id: Uuid, version: u32) -> Vec<u8> {
-    let mut aad = Vec::with_capacity(16 + 4);
+/// Record id, key version and the row's clear columns, so a ciphertext cannot be replayed into
+/// another row or version, nor a row re-pointed at another patient.
+fn associated_data(record_id: Uuid, version: u32, context: &[u8]) -> Vec<u8> {
+    let mut aad = Vec::with_capacity(16 + 4 + context.len());
     aad.extend_from_slice(record_id.as_bytes());
     aad.extend_from_slice(&version.to_be_bytes());
+    aad.extend_from_slice(context);
     aad
 }
 
@@ -144,11 +148,11 @@ mod tests {
     fn a_record_opens_only_for_its_own_id() {
         let ring = ring(&[1], 1);
         let id = Uuid::new_v4();
-        let sealed = ring.seal(id, b"intake").unwrap();
-        assert_eq!(ring.open(id, &sealed).unwrap(), b"intake");
+        let sealed = ring.seal(id, b"ctx", b"intake").unwrap();
+        assert_eq!(ring.open(id, b"ctx", &sealed).unwrap(), b"intake");
         let other = Uuid::new_v4();
         assert_eq!(
-            ring.open(other, &sealed),
+            ring.open(other, b"ctx", &sealed),
             Err(OpenError::Integrity { record_id: other })
         );
     }
@@ -156,12 +160,12 @@ mod tests {
     #[test]
     fn old_versions_still_open_after_rotation() {
         let id = Uuid::new_v4();
-        let sealed = ring(&[1], 1).seal(id, b"v1 record").unwrap();
+        let sealed = ring(&[1], 1).seal(id, b"ctx", b"v1 record").unwrap();
         let rotated = ring(&[1, 2], 2);
-        assert_eq!(rotated.open(id, &sealed).unwrap(), b"v1 record");
-        assert_eq!(rotated.seal(id, b"x").unwrap().key_version, 2);
+        assert_eq!(rotated.open(id, b"ctx", &sealed).unwrap(), b"v1 record");
+        assert_eq!(rotated.seal(id, b"ctx", b"x").unwrap().key_version, 2);
         assert_eq!(
-            ring(&[2], 2).open(id, &sealed),
+            ring(&[2], 2).open(id, b"ctx", &sealed),
             Err(OpenError::UnknownKey {
                 record_id: id,
                 version: 1
@@ -173,22 +177,39 @@ mod tests {
     fn relabelling_the_version_or_flipping_a_bit_is_caught() {
         let ring = ring(&[1, 2], 1);
         let id = Uuid::new_v4();
-        let sealed = ring.seal(id, b"intake").unwrap();
+        let sealed = ring.seal(id, b"ctx", b"intake").unwrap();
         let relabelled = Sealed {
             key_version: 2,
             ..sealed.clone()
         };
-        assert!(ring.open(id, &relabelled).is_err());
+        assert!(ring.open(id, b"ctx", &relabelled).is_err());
         let mut flipped = sealed.clone();
         flipped.ciphertext[0] ^= 1;
-        assert_eq!(ring.open(id, &flipped), Err(OpenError::Integrity { record_id: id }));
+        assert_eq!(
+            ring.open(id, b"ctx", &flipped),
+            Err(OpenError::Integrity { record_id: id })
+        );
+    }
+
+    #[test]
+    fn a_row_re_pointed_at_another_patient_fails_to_open() {
+        let ring = ring(&[1], 1);
+        let id = Uuid::new_v4();
+        let sealed = ring.seal(id, b"patient-a", b"intake").unwrap();
+        assert_eq!(
+            ring.open(id, b"patient-b", &sealed),
+            Err(OpenError::Integrity { record_id: id })
+        );
     }
 
     #[test]
     fn nonces_are_fresh_per_record() {
         let ring = ring(&[1], 1);
         let id = Uuid::new_v4();
-        assert_ne!(ring.seal(id, b"x").unwrap().nonce, ring.seal(id, b"x").unwrap().nonce);
+        assert_ne!(
+            ring.seal(id, b"ctx", b"x").unwrap().nonce,
+            ring.seal(id, b"ctx", b"x").unwrap().nonce
+        );
     }
 
     #[test]

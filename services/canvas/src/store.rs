@@ -71,8 +71,9 @@ pub struct Submission {
 pub enum WriteState {
     /// First time: go ahead.
     New,
-    /// An earlier attempt stopped after starting: Canvas may or may not have the resource.
-    Unfinished,
+    /// An earlier attempt stopped after starting (at `started_at`): Canvas may or may not have the
+    /// resource.
+    Unfinished { started_at: DateTime<Utc> },
     /// Done before: its resource id and result.
     Done {
         resource_id: String,
@@ -165,7 +166,14 @@ impl Store {
         );
         let demographics = new.submission.demographics.clone().unwrap_or_default();
         let id = Uuid::new_v4();
-        let sealed = self.keys.seal(id, &content)?;
+        // PostgreSQL keeps microseconds; the sealed context must match what is read back.
+        let submitted_at =
+            DateTime::from_timestamp_micros(new.submitted_at.timestamp_micros()).unwrap_or(new.submitted_at);
+        let sealed = self.keys.seal(
+            id,
+            &row_context(new.canvas_patient_id, new.submission_id, submitted_at),
+            &content,
+        )?;
         let mut tx = self.begin().await?;
         let inserted = sqlx::query(
             "insert into intake_records (id, submission_id, canvas_patient_id, email_index, birth_date_index, \
@@ -178,7 +186,7 @@ impl Store {
         .bind(self.keys.blind_index("email", &demographics.email))
         .bind(self.keys.blind_index("birth_date", &demographics.birth_date))
         .bind(&content_mac)
-        .bind(new.submitted_at)
+        .bind(submitted_at)
         .bind(sealed.key_version as i32)
         .bind(&sealed.nonce)
         .bind(&sealed.ciphertext)
@@ -268,6 +276,28 @@ impl Store {
         Ok(out)
     }
 
+    /// The records of these submissions, by submission id.
+    pub async fn records_by_submission(&self, submission_ids: &[String]) -> Result<HashMap<String, pb::IntakeRecord>> {
+        if submission_ids.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let mut tx = self.begin().await?;
+        let rows = sqlx::query(&format!("{RECORD_SELECT} where submission_id = any($1)"))
+            .bind(submission_ids)
+            .fetch_all(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(rows
+            .iter()
+            .filter_map(|row| {
+                self.open_row(row)
+                    .map_err(|e| tracing::error!(error = %e, "intake record cannot be opened"))
+                    .ok()
+            })
+            .map(|r| (r.submission_id.clone(), r))
+            .collect())
+    }
+
     /// Canvas patient ids whose intake matched this email or date of birth (blind index lookups).
     pub async fn patients_matching(&self, email: Option<&str>, birth_date: Option<&str>) -> Result<Vec<String>> {
         let email_index = email.map(|e| self.keys.blind_index("email", e));
@@ -294,22 +324,58 @@ impl Store {
             nonce: row.try_get("nonce")?,
             ciphertext: row.try_get("ciphertext")?,
         };
-        let plain = self.keys.open(id, &sealed).map_err(|e| match e {
+        let patient: String = row.try_get("canvas_patient_id")?;
+        let submission_id: String = row.try_get("submission_id")?;
+        let submitted_at: DateTime<Utc> = row.try_get("submitted_at")?;
+        let context = row_context(&patient, &submission_id, submitted_at);
+        let plain = self.keys.open(id, &context, &sealed).map_err(|e| match e {
             OpenError::UnknownKey { .. } | OpenError::Integrity { .. } => Error::RecordIntegrity(id),
         })?;
         let content = pb::IntakeRecord::decode(plain.as_slice()).map_err(|_| Error::RecordIntegrity(id))?;
-        let submitted_at: DateTime<Utc> = row.try_get("submitted_at")?;
         let created_at: DateTime<Utc> = row.try_get("created_at")?;
         Ok(pb::IntakeRecord {
             id: id.to_string(),
-            canvas_patient_id: row.try_get("canvas_patient_id")?,
-            submission_id: row.try_get("submission_id")?,
+            canvas_patient_id: patient,
+            submission_id,
             submission: content.submission,
             raw_json: content.raw_json,
             submitted_at: Some(crate::convert::timestamp(submitted_at)),
             key_version: version,
             created_at: Some(crate::convert::timestamp(created_at)),
         })
+    }
+
+    /// Appends to the PHI read trail: one row per record read, or one for the patient when the
+    /// call read their chart without a record.
+    pub async fn audit_read(
+        &self,
+        actor: &era_kit::auth::Caller,
+        rpc: &str,
+        reads: &[(String, Option<Uuid>)],
+    ) -> Result<()> {
+        if reads.is_empty() {
+            return Ok(());
+        }
+        let role = match actor.role {
+            era_kit::auth::Role::Admin => "admin",
+            era_kit::auth::Role::Patient => "patient",
+            era_kit::auth::Role::Service => "service",
+        };
+        let (patients, records): (Vec<String>, Vec<Option<Uuid>>) = reads.iter().cloned().unzip();
+        let mut tx = self.begin().await?;
+        sqlx::query(
+            "insert into phi_reads (actor_subject, actor_role, rpc, canvas_patient_id, record_id) \
+             select $1, $2, $3, p, r from unnest($4::text[], $5::uuid[]) as t(p, r)",
+        )
+        .bind(&actor.subject)
+        .bind(role)
+        .bind(rpc)
+        .bind(&patients)
+        .bind(&records)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
     }
 
     // ---- the intake flow ----
@@ -384,11 +450,12 @@ impl Store {
         .await?
         .rows_affected()
             == 1;
-        let row =
-            sqlx::query("select kind, request_mac, resource_id, result from canvas_writes where idempotency_key = $1")
-                .bind(key)
-                .fetch_one(&mut *tx)
-                .await?;
+        let row = sqlx::query(
+            "select kind, request_mac, resource_id, result, created_at from canvas_writes where idempotency_key = $1",
+        )
+        .bind(key)
+        .fetch_one(&mut *tx)
+        .await?;
         tx.commit().await?;
         let stored_kind: String = row.try_get("kind")?;
         let stored_mac: String = row.try_get("request_mac")?;
@@ -402,8 +469,27 @@ impl Store {
         let result: Option<serde_json::Value> = row.try_get("result")?;
         Ok(match (resource_id, result) {
             (Some(resource_id), Some(result)) => WriteState::Done { resource_id, result },
-            _ => WriteState::Unfinished,
+            // Canvas refused the last attempt outright: nothing exists, so this one may create.
+            (None, Some(_)) => WriteState::New,
+            (_, None) => WriteState::Unfinished {
+                started_at: row.try_get("created_at")?,
+            },
         })
+    }
+
+    /// Records that Canvas refused the write outright (4xx, credentials), so a retry under the same
+    /// key may create instead of having to guess whether an earlier attempt did.
+    pub async fn reject_write(&self, key: &str) -> Result<()> {
+        let mut tx = self.begin().await?;
+        sqlx::query(
+            "update canvas_writes set result = '{\"rejected\": true}'::jsonb, created_at = now() \
+             where idempotency_key = $1 and resource_id is null",
+        )
+        .bind(key)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
     }
 
     pub async fn finish_write(&self, key: &str, resource_id: &str, result: &serde_json::Value) -> Result<()> {
@@ -419,6 +505,18 @@ impl Store {
         tx.commit().await?;
         Ok(())
     }
+}
+
+/// The record's clear columns, bound into its ciphertext: moving a row to another patient,
+/// submission or time makes it fail its integrity check.
+fn row_context(patient: &str, submission_id: &str, submitted_at: DateTime<Utc>) -> Vec<u8> {
+    let mut out = Vec::new();
+    for part in [patient.as_bytes(), submission_id.as_bytes()] {
+        out.extend_from_slice(&(part.len() as u64).to_be_bytes());
+        out.extend_from_slice(part);
+    }
+    out.extend_from_slice(&submitted_at.timestamp_micros().to_be_bytes());
+    out
 }
 
 const RECORD_SELECT: &str = "select id, submission_id, canvas_patient_id, content_mac, submitted_at, key_version, \

@@ -4,3 +4,4 @@ mod auth;
 mod canvas;
 mod ops;
 mod routing;
+mod rx_queue;

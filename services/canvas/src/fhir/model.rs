@@ -381,12 +381,61 @@ pub struct QuestionnaireResponse {
 }
 
 impl QuestionnaireResponse {
-    pub fn answer(&self, link_id: &str) -> Option<String> {
-        self.item
-            .iter()
-            .find(|i| i.link_id == link_id)
-            .and_then(|i| i.answer.first())
-            .map(AnswerValue::show)
+    /// The first answer's code (a choice) or text: what the mesh compares with its own ids.
+    pub fn answer_code(&self, link_id: &str) -> Option<String> {
+        let answer = self.item.iter().find(|i| i.link_id == link_id)?.answer.first()?;
+        answer
+            .value_coding
+            .as_ref()
+            .and_then(|c| c.code.clone())
+            .or_else(|| answer.value_string.clone())
+    }
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AnswerOption {
+    pub value_coding: Option<Coding>,
+    pub value_string: Option<String>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Question {
+    #[serde(default)]
+    pub link_id: String,
+    pub text: Option<String>,
+    #[serde(rename = "type")]
+    pub kind: Option<String>,
+    pub repeats: Option<bool>,
+    #[serde(default)]
+    pub answer_option: Vec<AnswerOption>,
+    /// Questions inside a group.
+    #[serde(default)]
+    pub item: Vec<Question>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+pub struct Questionnaire {
+    #[serde(default)]
+    pub id: String,
+    #[serde(default)]
+    pub item: Vec<Question>,
+}
+
+impl Questionnaire {
+    /// A question by link id, groups included.
+    pub fn question(&self, link_id: &str) -> Option<&Question> {
+        fn find<'a>(items: &'a [Question], link_id: &str) -> Option<&'a Question> {
+            items.iter().find_map(|q| {
+                if q.link_id == link_id {
+                    Some(q)
+                } else {
+                    find(&q.item, link_id)
+                }
+            })
+        }
+        find(&self.item, link_id)
     }
 }
 

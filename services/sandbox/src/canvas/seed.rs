@@ -413,7 +413,9 @@ impl Chart {
             "author": reference("Patient", &p.id),
             "authored": timestamp(authored),
             "item": [
-                string("medication", self.medication),
+                json!({ "linkId": "medication", "answer": [{ "valueCoding": {
+                    "system": MEDICATION_SYSTEM, "code": self.medication, "display": capitalised(self.medication),
+                } }] }),
                 integer("height_in", self.height_in),
                 integer("weight_lb", self.weight_lb),
                 integer("goal_weight_lb", self.weight_lb - 40 - (self.i as i64 % 4) * 10),
@@ -733,6 +735,15 @@ fn appointments(demo: &[DemoPatient], today: NaiveDate) -> Vec<Value> {
         }))
     })
     .collect()
+}
+
+/// "semaglutide" -> "Semaglutide", the display of the questionnaire's options.
+fn capitalised(s: &str) -> String {
+    let mut chars = s.chars();
+    chars
+        .next()
+        .map(|c| c.to_uppercase().chain(chars).collect())
+        .unwrap_or_default()
 }
 
 #[cfg(test)]

@@ -117,8 +117,8 @@ fn check_item(questionnaire: &Value, questionnaire_id: &str, item: &Value) -> Fh
     Ok(())
 }
 
-/// A choice answer as a coding whose code (and system, if given) is an option, or as a string
-/// naming an option's code or display.
+/// A choice answer is a coding whose code (and system, if given) is one of the options: Canvas
+/// refuses a string, or a code of another system ("Question expects answer of code system ...").
 fn is_option(question: &Value, answer: &Value) -> bool {
     let options = question
         .get("answerOption")
@@ -130,14 +130,6 @@ fn is_option(question: &Value, answer: &Value) -> bool {
         return options.any(|o| {
             str_at(o, "/code") == str_at(coding, "/code")
                 && str_at(coding, "/system").is_none_or(|s| str_at(o, "/system") == Some(s))
-        });
-    }
-    if let Some(text) = answer.get("valueString").and_then(Value::as_str) {
-        return options.any(|o| {
-            [str_at(o, "/code"), str_at(o, "/display")]
-                .into_iter()
-                .flatten()
-                .any(|v| v.eq_ignore_ascii_case(text))
         });
     }
     false

@@ -1,0 +1,384 @@
+//! Patients: the admin search and detail, prescriptions from Canvas, a patient's own intake records,
+//! and the public intake submission.
+
+use axum::{
+    body::Bytes,
+    extract::{
+        rejection::{PathRejection, QueryRejection},
+        Path, Query, State,
+    },
+    http::StatusCode,
+    routing::{get, post},
+    Router,
+};
+use era_kit::auth::Caller;
+use era_proto::{canvas::v1 as pb, common::v1::PageRequest};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use super::views::{AddressView, AnswerView, IntakeRecordSummaryView, IntakeRecordView, PatientView, PrescriptionView};
+use crate::{
+    auth::{Admin, Patient},
+    error::{ApiError, ErrorBody},
+    routes::{grpc, ApiJson},
+    AppState,
+};
+
+pub(super) fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/admin/patients", get(search_patients))
+        .route("/api/admin/patients/{id}", get(patient_detail))
+        .route("/api/admin/prescriptions/{patient_id}", get(prescriptions))
+        .route("/api/patient-records/{patient_id}", get(patient_records))
+        .route("/api/intake/submit", post(submit_intake))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PatientQuery {
+    /// Free text: an email, a date of birth (`YYYY-MM-DD`) or a name.
+    pub q: Option<String>,
+    pub name: Option<String>,
+    pub email: Option<String>,
+    /// `YYYY-MM-DD`.
+    pub birth_date: Option<String>,
+    pub page_size: Option<i32>,
+    pub page_token: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PatientPage {
+    pub items: Vec<PatientView>,
+    pub next_page_token: String,
+}
+
+/// Patients by name, email or date of birth, across Canvas and the intake index.
+#[utoipa::path(
+    get, path = "/api/admin/patients", tag = "patients",
+    security(("admin_secret" = []), ("admin_jwt" = [])),
+    params(PatientQuery),
+    responses((status = 200, body = PatientPage), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody))
+)]
+pub async fn search_patients(
+    State(state): State<AppState>,
+    Admin(caller): Admin,
+    query: Result<Query<PatientQuery>, QueryRejection>,
+) -> Result<ApiJson<PatientPage>, ApiError> {
+    let Query(q) = query?;
+    let req = pb::SearchPatientsRequest {
+        query: q.q.unwrap_or_default(),
+        name: q.name.unwrap_or_default(),
+        email: q.email.unwrap_or_default(),
+        birth_date: q.birth_date.unwrap_or_default(),
+        page: Some(PageRequest {
+            page_size: q.page_size.unwrap_or_default(),
+            page_token: q.page_token.unwrap_or_default(),
+        }),
+    };
+    let resp = state
+        .clients
+        .canvas
+        .clone()
+        .search_patients(grpc(&state, &caller, req))
+        .await?
+        .into_inner();
+    Ok(ApiJson(PatientPage {
+        items: resp.patients.into_iter().map(Into::into).collect(),
+        next_page_token: resp.page.map(|p| p.next_page_token).unwrap_or_default(),
+    }))
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PatientDetail {
+    pub patient: Option<PatientView>,
+    /// Intake records, newest first.
+    pub intake_records: Vec<IntakeRecordSummaryView>,
+    /// Prescriptions from Canvas, newest first.
+    pub prescriptions: Vec<PrescriptionView>,
+}
+
+/// One patient with the parts canvas owns: demographics, intake records and prescriptions.
+#[utoipa::path(
+    get, path = "/api/admin/patients/{id}", tag = "patients",
+    security(("admin_secret" = []), ("admin_jwt" = [])),
+    params(("id" = String, Path, description = "Canvas patient id")),
+    responses((status = 200, body = PatientDetail), (status = 404, body = ErrorBody), (status = 401, body = ErrorBody))
+)]
+pub async fn patient_detail(
+    State(state): State<AppState>,
+    Admin(caller): Admin,
+    id: Result<Path<String>, PathRejection>,
+) -> Result<ApiJson<PatientDetail>, ApiError> {
+    let Path(id) = id?;
+    let req = pb::GetPatientRequest {
+        canvas_patient_id: id,
+        view: pb::PatientView::Full as i32,
+    };
+    let resp = state
+        .clients
+        .canvas
+        .clone()
+        .get_patient(grpc(&state, &caller, req))
+        .await?
+        .into_inner();
+    Ok(ApiJson(PatientDetail {
+        patient: resp.patient.map(Into::into),
+        intake_records: resp.intake_records.into_iter().map(Into::into).collect(),
+        prescriptions: resp.prescriptions.into_iter().map(Into::into).collect(),
+    }))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ListQuery {
+    pub page_size: Option<i32>,
+    pub page_token: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PrescriptionPage {
+    pub items: Vec<PrescriptionView>,
+    pub next_page_token: String,
+}
+
+/// A patient's prescriptions (Canvas MedicationRequest), newest first.
+#[utoipa::path(
+    get, path = "/api/admin/prescriptions/{patientId}", tag = "patients",
+    security(("admin_secret" = []), ("admin_jwt" = [])),
+    params(("patientId" = String, Path, description = "Canvas patient id"), ListQuery),
+    responses((status = 200, body = PrescriptionPage), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody))
+)]
+pub async fn prescriptions(
+    State(state): State<AppState>,
+    Admin(caller): Admin,
+    id: Result<Path<String>, PathRejection>,
+    query: Result<Query<ListQuery>, QueryRejection>,
+) -> Result<ApiJson<PrescriptionPage>, ApiError> {
+    let (Path(id), Query(q)) = (id?, query?);
+    let req = pb::ListPrescriptionsRequest {
+        canvas_patient_id: id,
+        status: 0,
+        page: Some(PageRequest {
+            page_size: q.page_size.unwrap_or_default(),
+            page_token: q.page_token.unwrap_or_default(),
+        }),
+    };
+    let resp = state
+        .clients
+        .canvas
+        .clone()
+        .list_prescriptions(grpc(&state, &caller, req))
+        .await?
+        .into_inner();
+    Ok(ApiJson(PrescriptionPage {
+        items: resp.prescriptions.into_iter().map(Into::into).collect(),
+        next_page_token: resp.page.map(|p| p.next_page_token).unwrap_or_default(),
+    }))
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RecordPage {
+    pub items: Vec<IntakeRecordView>,
+    pub next_page_token: String,
+}
+
+/// A patient's immutable intake snapshots, newest first: the patient's own token, or `ADMIN_SECRET`.
+#[utoipa::path(
+    get, path = "/api/patient-records/{patientId}", tag = "patients",
+    security(("patient_jwt" = []), ("admin_secret" = [])),
+    params(("patientId" = String, Path, description = "Canvas patient id"), ListQuery),
+    responses(
+        (status = 200, body = RecordPage),
+        (status = 401, body = ErrorBody),
+        (status = 403, description = "another patient's records", body = ErrorBody),
+    )
+)]
+pub async fn patient_records(
+    State(state): State<AppState>,
+    patient: Patient,
+    id: Result<Path<String>, PathRejection>,
+    query: Result<Query<ListQuery>, QueryRejection>,
+) -> Result<ApiJson<RecordPage>, ApiError> {
+    let (Path(id), Query(q)) = (id?, query?);
+    patient.require(&id)?;
+    let req = pb::ListIntakeRecordsRequest {
+        canvas_patient_id: id,
+        page: Some(PageRequest {
+            page_size: q.page_size.unwrap_or_default(),
+            page_token: q.page_token.unwrap_or_default(),
+        }),
+        ..Default::default()
+    };
+    let resp = state
+        .clients
+        .canvas
+        .clone()
+        .list_intake_records(grpc(&state, &patient.0, req))
+        .await?
+        .into_inner();
+    Ok(ApiJson(RecordPage {
+        items: resp.records.into_iter().map(Into::into).collect(),
+        next_page_token: resp.page.map(|p| p.next_page_token).unwrap_or_default(),
+    }))
+}
+
+/// The patient's details as typed at intake.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct DemographicsInput {
+    pub given_name: String,
+    pub family_name: String,
+    #[serde(default)]
+    pub preferred_name: String,
+    /// `YYYY-MM-DD`.
+    pub birth_date: String,
+    /// male, female, other or unknown.
+    pub gender: String,
+    /// Sex assigned at birth: male, female, other or unknown.
+    pub birth_sex: String,
+    pub email: String,
+    /// E.164, e.g. "+15555550100".
+    #[serde(default)]
+    pub phone: String,
+    /// The shipping address; its state decides routing.
+    pub address: AddressView,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SubmissionInput {
+    pub demographics: DemographicsInput,
+    /// Medication id from the catalogue, e.g. "semaglutide".
+    pub medication: String,
+    /// The intake questionnaire's id in Canvas; empty uses the configured one.
+    #[serde(default)]
+    pub questionnaire_id: String,
+    pub answers: Vec<AnswerView>,
+    /// Non-clinical metadata: plan, source, discount code, consent versions.
+    #[serde(default)]
+    pub metadata: std::collections::BTreeMap<String, String>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct IntakeSubmitRequest {
+    /// The client's UUID for this submission: submitting it again returns the first result.
+    pub submission_id: String,
+    pub submission: SubmissionInput,
+    /// When the patient submitted (RFC 3339); empty means now.
+    #[serde(default)]
+    pub submitted_at: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct IntakeSubmitResponse {
+    pub canvas_patient_id: String,
+    pub record_id: String,
+    /// The "Rx Review" task opened for the submission.
+    pub task_id: String,
+    /// True when an earlier call with this submission id did the work.
+    pub existing: bool,
+}
+
+fn gender(field: &str, value: &str) -> Result<i32, ApiError> {
+    Ok(match value {
+        "male" => pb::Gender::Male,
+        "female" => pb::Gender::Female,
+        "other" => pb::Gender::Other,
+        "unknown" => pb::Gender::Unknown,
+        _ => return Err(ApiError::field(field, "must be male, female, other or unknown")),
+    } as i32)
+}
+
+fn birth_sex(field: &str, value: &str) -> Result<i32, ApiError> {
+    Ok(match value {
+        "male" => pb::BirthSex::Male,
+        "female" => pb::BirthSex::Female,
+        "other" => pb::BirthSex::Other,
+        "unknown" => pb::BirthSex::Unknown,
+        _ => return Err(ApiError::field(field, "must be male, female, other or unknown")),
+    } as i32)
+}
+
+/// The public intake form: creates the Canvas patient, stores the encrypted snapshot and opens the
+/// "Rx Review" task, once per `submissionId`.
+#[utoipa::path(
+    post, path = "/api/intake/submit", tag = "intake",
+    request_body = IntakeSubmitRequest,
+    responses(
+        (status = 201, description = "submitted", body = IntakeSubmitResponse),
+        (status = 200, description = "this submission id was submitted before; the first result", body = IntakeSubmitResponse),
+        (status = 400, description = "`fields` names every bad field", body = ErrorBody),
+        (status = 422, description = "`state_excluded` and other routing refusals; `idempotency_key_reused`", body = ErrorBody),
+        (status = 503, description = "`canvas_unavailable`", body = ErrorBody),
+    )
+)]
+pub async fn submit_intake(
+    State(state): State<AppState>,
+    body: Bytes,
+) -> Result<(StatusCode, ApiJson<IntakeSubmitResponse>), ApiError> {
+    // Parsed from the bytes so the snapshot keeps exactly what the client sent.
+    let axum::Json(input) = axum::Json::<IntakeSubmitRequest>::from_bytes(&body)?;
+    let d = input.submission.demographics;
+    let submitted_at = match input.submitted_at.as_deref() {
+        None | Some("") => None,
+        Some(s) => {
+            let t = chrono::DateTime::parse_from_rfc3339(s)
+                .map_err(|_| ApiError::field("submittedAt", "must be an RFC 3339 date-time"))?;
+            Some(era_proto::Timestamp {
+                seconds: t.timestamp(),
+                nanos: t.timestamp_subsec_nanos() as i32,
+            })
+        }
+    };
+    let req = pb::SubmitIntakeRequest {
+        submission_id: input.submission_id,
+        submission: Some(pb::IntakeSubmission {
+            demographics: Some(pb::IntakeDemographics {
+                gender: gender("submission.demographics.gender", &d.gender)?,
+                birth_sex: birth_sex("submission.demographics.birthSex", &d.birth_sex)?,
+                given_name: d.given_name,
+                family_name: d.family_name,
+                preferred_name: d.preferred_name,
+                birth_date: d.birth_date,
+                email: d.email,
+                phone: d.phone,
+                address: Some(d.address.into()),
+            }),
+            medication: input.submission.medication,
+            questionnaire_id: input.submission.questionnaire_id,
+            answers: input.submission.answers.into_iter().map(Into::into).collect(),
+            metadata: input.submission.metadata.into_iter().collect(),
+        }),
+        raw_json: String::from_utf8_lossy(&body).into_owned(),
+        submitted_at,
+    };
+    // The form is public: the edge calls canvas as itself.
+    let caller = Caller::service("era-edge/intake");
+    let resp = state
+        .clients
+        .canvas
+        .clone()
+        .submit_intake(grpc(&state, &caller, req))
+        .await?
+        .into_inner();
+    let status = if resp.existing {
+        StatusCode::OK
+    } else {
+        StatusCode::CREATED
+    };
+    Ok((
+        status,
+        ApiJson(IntakeSubmitResponse {
+            canvas_patient_id: resp.canvas_patient_id,
+            record_id: resp.record_id,
+            task_id: resp.task_id,
+            existing: resp.existing,
+        }),
+    ))
+}

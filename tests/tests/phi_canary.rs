@@ -1,0 +1,198 @@
+//! PHI never reaches the logs. The whole mesh runs in this process with every component's logs
+//! captured (era crates at debug, the rest at info, JSON with span fields); a patient with unique
+//! canary values goes through intake, search, the queue, records and failing Canvas calls; then the
+//! captured logs are searched for every canary value.
+//!
+//! A test binary of its own, because it installs the process-wide log subscriber.
+
+use std::sync::{Arc, Mutex};
+
+use era_tests::TestMesh;
+use serde_json::{json, Value};
+use tracing_subscriber::{fmt::MakeWriter, EnvFilter};
+
+#[derive(Clone, Default)]
+struct Capture(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for Capture {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> MakeWriter<'a> for Capture {
+    type Writer = Capture;
+
+    fn make_writer(&'a self) -> Self::Writer {
+        self.clone()
+    }
+}
+
+struct Canary {
+    given: String,
+    family: String,
+    email: String,
+    birth_date: String,
+    street: String,
+    phone: String,
+}
+
+impl Canary {
+    fn new() -> Self {
+        let tag = &uuid::Uuid::new_v4().simple().to_string()[..8];
+        Self {
+            given: format!("Givcanary{tag}"),
+            family: format!("Famcanary{tag}"),
+            email: format!("mail.{tag}@canary.example"),
+            birth_date: "1953-08-27".into(),
+            street: format!("{tag} Canary Lane"),
+            phone: "+15555550999".into(),
+        }
+    }
+
+    fn values(&self) -> Vec<&str> {
+        vec![
+            &self.given,
+            &self.family,
+            &self.email,
+            &self.birth_date,
+            &self.street,
+            &self.phone,
+        ]
+    }
+
+    fn body(&self, submission_id: &str, state: &str) -> Value {
+        json!({
+            "submissionId": submission_id,
+            "submission": {
+                "demographics": {
+                    "givenName": self.given, "familyName": self.family, "birthDate": self.birth_date,
+                    "gender": "male", "birthSex": "male", "email": self.email, "phone": self.phone,
+                    "address": { "lines": [self.street], "city": "Tampa", "state": state, "postalCode": "33601" }
+                },
+                "medication": "semaglutide",
+                "answers": [
+                    { "linkId": "medication", "question": "Which medication?", "answers": ["semaglutide"] },
+                    { "linkId": "allergies", "question": "Allergies?", "answers": [format!("allergic to {}", self.family)] }
+                ]
+            }
+        })
+    }
+}
+
+#[tokio::test]
+async fn no_canary_phi_appears_in_any_log() {
+    let capture = Capture::default();
+    let filter = EnvFilter::new(
+        "info,era_canvas=debug,era_edge=debug,era_kit=debug,era_sandbox=debug,era_pharmacy_routing=debug,era_dev=debug",
+    );
+    tracing_subscriber::fmt()
+        .json()
+        .with_current_span(true)
+        .with_span_list(true)
+        .with_env_filter(filter)
+        .with_writer(capture.clone())
+        .init();
+
+    let mesh = TestMesh::start().await;
+    let canary = Canary::new();
+    let secret = mesh.admin_secret();
+    let post = |body: Value| mesh.http.post(mesh.url("/api/intake/submit")).json(&body).send();
+
+    // Intake, twice.
+    let submission_id = uuid::Uuid::new_v4().to_string();
+    let done: Value = post(canary.body(&submission_id, "FL"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let patient_id = done["canvasPatientId"].as_str().expect("intake succeeded").to_owned();
+    let task_id = done["taskId"].as_str().unwrap().to_owned();
+    assert_eq!(post(canary.body(&submission_id, "FL")).await.unwrap().status(), 200);
+
+    // Refusals that carry canary values in the request.
+    let mut bad = canary.body(&uuid::Uuid::new_v4().to_string(), "FL");
+    bad["submission"]["demographics"]["birthDate"] = json!(format!("{}x", canary.birth_date));
+    bad["submission"]["demographics"]["email"] = json!(format!("{}@@", canary.email));
+    assert_eq!(post(bad).await.unwrap().status(), 400);
+    let mut wrong_type = canary.body(&uuid::Uuid::new_v4().to_string(), "FL");
+    wrong_type["submission"]["demographics"]["givenName"] = json!([canary.given]);
+    assert_eq!(post(wrong_type).await.unwrap().status(), 400);
+    assert_eq!(
+        post(canary.body(&uuid::Uuid::new_v4().to_string(), "TX"))
+            .await
+            .unwrap()
+            .status(),
+        422
+    );
+    // The same submission id with changed content.
+    let mut changed = canary.body(&submission_id, "FL");
+    changed["submission"]["medication"] = json!("tirzepatide");
+    assert_eq!(post(changed).await.unwrap().status(), 422);
+
+    // Searches and reads that carry or return the canary values.
+    for q in [&canary.email, &canary.family, &canary.birth_date] {
+        let resp = mesh.get(&format!("/api/admin/patients?q={q}"), Some(&secret)).await;
+        assert_eq!(resp.status(), 200);
+    }
+    assert_eq!(
+        mesh.get(&format!("/api/admin/patients/{patient_id}"), Some(&secret))
+            .await
+            .status(),
+        200
+    );
+    assert_eq!(
+        mesh.get(&format!("/api/rx-queue/tasks/{task_id}"), Some(&secret))
+            .await
+            .status(),
+        200
+    );
+    assert_eq!(
+        mesh.get(&format!("/api/rx-queue/tasks?patientId={patient_id}"), Some(&secret))
+            .await
+            .status(),
+        200
+    );
+    let own = mesh.patient_tokens().issue(&patient_id).token;
+    assert_eq!(
+        mesh.get(&format!("/api/patient-records/{patient_id}"), Some(&own))
+            .await
+            .status(),
+        200
+    );
+
+    // Canvas failing under a canary intake: a create refused with 500, reads failing, an outage.
+    mesh.fault(json!({ "method": "POST", "path": "/canvas-fhir/Patient", "times": 1, "action": { "kind": "status", "status": 500 } }))
+        .await;
+    let other = canary.body(&uuid::Uuid::new_v4().to_string(), "FL");
+    assert_eq!(post(other).await.unwrap().status(), 503);
+    mesh.fault(json!({ "path": "/canvas-fhir/", "times": 20, "action": { "kind": "status", "status": 503 } }))
+        .await;
+    assert_eq!(
+        mesh.get(&format!("/api/admin/patients?q={}", canary.email), Some(&secret))
+            .await
+            .status(),
+        503
+    );
+
+    let logs = String::from_utf8_lossy(&capture.0.lock().unwrap()).to_lowercase();
+    // The capture works: it holds the requests and Canvas calls just made.
+    assert!(logs.contains("intake submitted"), "logs were captured");
+    assert!(logs.contains("canvas is failing"), "the failures were logged");
+    for value in canary.values() {
+        assert!(
+            !logs.contains(&value.to_lowercase()),
+            "a canary value ({} characters) appears in the logs",
+            value.len()
+        );
+    }
+    // The phone number without its plus sign, and the birth date in another common shape.
+    assert!(!logs.contains("5555550999"));
+    assert!(!logs.contains("19530827"));
+}
