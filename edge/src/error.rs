@@ -132,9 +132,9 @@ impl From<tonic::Status> for ApiError {
         if http.is_server_error() && status.code() != Code::Unimplemented {
             // The service logged the cause; the client learns only the class of failure.
             tracing::warn!(code = ?status.code(), "service call failed");
-            // A service that says which dependency is down (`CANVAS_UNAVAILABLE`) wrote its message
-            // for the caller; anything else is described by class only.
-            if status.code() == Code::Unavailable {
+            // A service that names the failure (`CANVAS_UNAVAILABLE`, `RECORD_INTEGRITY`) wrote its
+            // message for the caller; anything else is described by class only.
+            if matches!(status.code(), Code::Unavailable | Code::DataLoss) {
                 if let Some(reason) = era_kit::error::reason_of(&status) {
                     return Self::new(http, &reason.to_lowercase(), status.message());
                 }

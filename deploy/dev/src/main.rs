@@ -95,12 +95,22 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
     }
     println!(
-        "try: curl -H \"Authorization: Bearer $ADMIN_SECRET\" {}/api/admin/routing/GA?medication=semaglutide",
+        "try: curl -H \"Authorization: Bearer $ADMIN_SECRET\" '{}/api/rx-queue/tasks?pageSize=5'",
+        mesh.edge_url
+    );
+    if let Some(task) = first_task(&mesh).await {
+        println!(
+            "     curl -H \"Authorization: Bearer $ADMIN_SECRET\" {}/api/rx-queue/tasks/{task}",
+            mesh.edge_url
+        );
+    }
+    println!(
+        "     curl -H \"Authorization: Bearer $ADMIN_SECRET\" '{}/api/admin/routing/GA?medication=semaglutide'",
         mesh.edge_url
     );
     if let Some(canvas) = mesh.service_url("era-canvas") {
         println!(
-            "try: grpcurl -plaintext -H \"authorization: Bearer $ADMIN_SECRET\" -d '{{\"page\":{{\"pageSize\":5}}}}' {} era.canvas.v1.CanvasService/ListRxReviewTasks",
+            "     grpcurl -plaintext -H \"authorization: Bearer $ADMIN_SECRET\" -d '{{\"page\":{{\"pageSize\":5}}}}' {} era.canvas.v1.CanvasService/ListRxReviewTasks",
             canvas.trim_start_matches("http://")
         );
     }
@@ -115,6 +125,21 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         cluster.stop()?;
     }
     outcome
+}
+
+/// The id of the demo queue's first task, for the launcher's example; the queue is read the way a
+/// newcomer would, through the edge.
+async fn first_task(mesh: &Mesh) -> Option<String> {
+    let resp: serde_json::Value = reqwest::Client::new()
+        .get(format!("{}/api/rx-queue/tasks?pageSize=1", mesh.edge_url))
+        .bearer_auth(mesh.admin_secret())
+        .send()
+        .await
+        .ok()?
+        .json()
+        .await
+        .ok()?;
+    resp["items"][0]["id"].as_str().map(str::to_owned)
 }
 
 const DATA_KEYS_FILE: &str = "data-keys.env";

@@ -384,6 +384,37 @@ async fn intake_is_validated_and_excluded_states_are_refused_before_any_write() 
     }
     assert!(!err.message().contains("nope"), "values are not echoed");
 
+    // Answers must fit the questionnaire: a question it does not have, a choice it does not offer,
+    // a number that is not one.
+    let mut odd = submission("Odd", "GA");
+    odd.submission.as_mut().unwrap().answers.extend([
+        pb::QuestionnaireAnswer {
+            link_id: "shoe_size".into(),
+            question: "Shoe size".into(),
+            answers: vec!["9".into()],
+        },
+        pb::QuestionnaireAnswer {
+            link_id: "height_in".into(),
+            question: "Height".into(),
+            answers: vec!["tall".into()],
+        },
+    ]);
+    odd.submission.as_mut().unwrap().answers[0].answers = vec!["aspirin".into()];
+    let err = mesh.canvas().submit_intake(mesh.admin_request(odd)).await.unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    let fields: Vec<_> = era_kit::error::violations_of(&err)
+        .into_iter()
+        .map(|v| v.field)
+        .collect();
+    assert_eq!(
+        fields,
+        [
+            "submission.answers[0].answers",
+            "submission.answers[2].link_id",
+            "submission.answers[3].answers"
+        ]
+    );
+
     let err = mesh
         .canvas()
         .submit_intake(mesh.admin_request(submission("Texas", "TX")))
@@ -418,6 +449,14 @@ async fn intake_records_are_encrypted_and_the_database_refuses_to_change_them() 
         .await
         .unwrap();
     assert!(!String::from_utf8_lossy(&ciphertext).contains("CanaryVault"));
+
+    // A read before anything goes wrong (it leaves a row in the PHI read trail, checked below).
+    mesh.canvas()
+        .get_intake_record(mesh.admin_request(pb::GetIntakeRecordRequest {
+            id: done.record_id.clone(),
+        }))
+        .await
+        .unwrap();
 
     for sql in [
         "update intake_records set canvas_patient_id = 'x'",
@@ -479,6 +518,38 @@ async fn intake_records_are_encrypted_and_the_database_refuses_to_change_them() 
         .unwrap_err();
     assert_eq!(err.code(), Code::DataLoss);
     assert_eq!(era_kit::error::reason_of(&err).as_deref(), Some("RECORD_INTEGRITY"));
+    // Through the edge it is a 500 that says what happened, and no more.
+    let resp = mesh
+        .get(
+            &format!("/api/patient-records/{}", done.canvas_patient_id),
+            Some(&mesh.admin_secret()),
+        )
+        .await;
+    assert_eq!(resp.status(), 200, "a list skips the unreadable record");
+    let own = mesh.patient_tokens().issue(&done.canvas_patient_id).token;
+    let listed: Value = mesh
+        .get(&format!("/api/patient-records/{}", done.canvas_patient_id), Some(&own))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(listed["items"].as_array().unwrap().len(), 0);
+
+    // Reads of PHI left their trail, naming who read which record; the trail is append-only too.
+    let reads: Vec<(String, String, Option<String>)> = sqlx::query_as(
+        "select actor_subject, rpc, record_id::text from phi_reads where canvas_patient_id = $1 order by id",
+    )
+    .bind(&done.canvas_patient_id)
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    assert!(
+        reads.iter().any(|(who, rpc, record)| who == "admin-secret"
+            && rpc == "GetIntakeRecord"
+            && record.as_deref() == Some(done.record_id.as_str())),
+        "{reads:?}"
+    );
+    assert!(sqlx::query("delete from phi_reads").execute(&pool).await.is_err());
     pool.close().await;
 }
 
@@ -492,7 +563,7 @@ async fn canvas_misbehaving_is_retried_where_safe_and_only_there() {
     };
     list().await.unwrap();
 
-    // Token expired mid-run: one 401, a new token, the call succeeds.
+    // Token expired mid-run: twenty calls at once each get a 401, and one new token serves them all.
     let tokens_before: Value = mesh
         .http
         .get(mesh.sandbox_url("/_sandbox/canvas/tokens"))
@@ -503,7 +574,9 @@ async fn canvas_misbehaving_is_retried_where_safe_and_only_there() {
         .await
         .unwrap();
     assert_eq!(mesh.sandbox_post("/_sandbox/canvas/expire-tokens").await.status(), 204);
-    list().await.expect("a fresh token is fetched");
+    for result in futures::future::join_all((0..20).map(|_| list())).await {
+        result.expect("a fresh token is fetched");
+    }
     let tokens_after: Value = mesh
         .http
         .get(mesh.sandbox_url("/_sandbox/canvas/tokens"))
