@@ -50,7 +50,7 @@ pub(crate) async fn list_communications(
 
 pub(crate) async fn create_communication(
     app: &App,
-    caller_subject: &str,
+    caller: &era_kit::auth::Caller,
     req: &pb::CreateCommunicationRequest,
 ) -> Result<pb::CreateCommunicationResponse> {
     let mut bad = Vec::new();
@@ -75,6 +75,15 @@ pub(crate) async fn create_communication(
     if !bad.is_empty() {
         return Err(Error::InvalidArgument(bad));
     }
+    if caller.role == era_kit::auth::Role::Patient
+        && !care_team(app, &req.canvas_patient_id)
+            .await?
+            .contains(&req.practitioner_id)
+    {
+        return Err(Error::Forbidden(
+            "a patient may write only to a practitioner who cares for them",
+        ));
+    }
     let patient = json!({ "reference": format!("Patient/{}", req.canvas_patient_id) });
     let practitioner = json!({ "reference": format!("Practitioner/{}", req.practitioner_id) });
     let (sender, recipient) = match direction {
@@ -92,7 +101,7 @@ pub(crate) async fn create_communication(
     let patient_id = req.canvas_patient_id.clone();
     let body = req.body.clone();
     // Keys are the caller's own: one caller cannot occupy another's.
-    let key = format!("{caller_subject}:{}", req.idempotency_key);
+    let key = format!("{}:{}", caller.subject, req.idempotency_key);
     let id = idempotent_create(app, "communication", &key, &resource, |started_at| async move {
         // An interrupted attempt's message has this sender and text, and was sent after it started.
         let params = [
@@ -123,6 +132,28 @@ pub(crate) async fn create_communication(
     })
 }
 
+/// The practitioners who care for a patient: those their tasks are assigned to or were requested
+/// by, and those who prescribed for them.
+async fn care_team(app: &App, patient_id: &str) -> Result<std::collections::HashSet<String>> {
+    let by_patient = [
+        ("patient", format!("Patient/{patient_id}")),
+        ("_count", "100".to_owned()),
+    ];
+    let (tasks, prescriptions) = tokio::try_join!(
+        app.fhir.search_all::<model::Task>("Task", &by_patient, 500),
+        app.fhir
+            .search_all::<model::MedicationRequest>("MedicationRequest", &by_patient, 500),
+    )?;
+    let refs = tasks
+        .iter()
+        .flat_map(|t| [t.owner.as_ref(), t.requester.as_ref()])
+        .chain(prescriptions.iter().map(|m| m.requester.as_ref()))
+        .flatten();
+    Ok(refs
+        .filter_map(|r| r.id_of("Practitioner").map(str::to_owned))
+        .collect())
+}
+
 /// Creates `resource` once per key. `recover` looks for what an interrupted attempt may have
 /// created; when it cannot tell, the write fails rather than risk a duplicate.
 async fn idempotent_create<F, Fut>(
@@ -139,7 +170,7 @@ where
     let ty = resource["resourceType"].as_str().unwrap_or_default().to_owned();
     let key = format!("{kind}:{key}");
     let mac = app.store.fingerprint(kind, resource.to_string().as_bytes());
-    let _lock = app.store.lock_key(&key).await?;
+    let mut lock = app.store.lock_key(&key).await?;
     match app.store.begin_write(&key, kind, &mac).await? {
         WriteState::Done { resource_id, .. } => return Ok((resource_id, true)),
         WriteState::Unfinished { started_at } => match recover(started_at).await? {
@@ -156,6 +187,7 @@ where
         },
         WriteState::New => {}
     }
+    lock.check().await?;
     let id = app.guarded(&key, app.fhir.create(&ty, resource)).await?;
     app.store.finish_write(&key, &id, &json!({})).await?;
     Ok((id, false))

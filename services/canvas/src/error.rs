@@ -19,6 +19,8 @@ pub enum Error {
     /// does not leak.
     #[error("not found")]
     Hidden,
+    #[error("{0}")]
+    Forbidden(&'static str),
     #[error("this {0} was already used for a different request")]
     KeyReused(&'static str),
     #[error("intake record {0} failed its integrity check")]
@@ -51,11 +53,13 @@ impl Error {
             Self::RecordIntegrity(_) => Some("RECORD_INTEGRITY"),
             Self::Precondition(reason, _) => Some(reason),
             Self::Canvas(FhirError::Unavailable { .. }) => Some("CANVAS_UNAVAILABLE"),
+            Self::Canvas(FhirError::Rejected { status: 412, .. }) => Some("CHANGED_SINCE_READ"),
             Self::Canvas(FhirError::Rejected { .. }) => Some("CANVAS_REJECTED"),
             Self::Canvas(_)
             | Self::InvalidArgument(_)
             | Self::NotFound { .. }
             | Self::Hidden
+            | Self::Forbidden(_)
             | Self::Peer(_)
             | Self::Db(_)
             | Self::Internal(_) => None,
@@ -70,6 +74,7 @@ impl From<Error> for Status {
             Error::InvalidArgument(violations) => invalid_argument(violations),
             Error::NotFound { .. } => Status::not_found(err.to_string()),
             Error::Hidden => Status::not_found("not found"),
+            Error::Forbidden(why) => Status::permission_denied(*why),
             Error::KeyReused(_) => with_reason(Code::FailedPrecondition, "IDEMPOTENCY_KEY_REUSED", err.to_string()),
             Error::RecordIntegrity(id) => {
                 tracing::error!(record_id = %id, "intake record failed its integrity check");
@@ -86,6 +91,11 @@ impl From<Error> for Status {
                     )
                 }
                 FhirError::NotFound { .. } => Status::not_found("not found in Canvas"),
+                FhirError::Rejected { status: 412, .. } => with_reason(
+                    Code::Aborted,
+                    "CHANGED_SINCE_READ",
+                    "it changed in Canvas while this change was being made; reload and try again",
+                ),
                 // Canvas's text can quote submitted values (PHI): it stays out of logs and answers.
                 FhirError::Rejected { status, code, .. } => {
                     tracing::warn!(status, code, "Canvas refused a request");

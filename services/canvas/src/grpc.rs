@@ -286,7 +286,7 @@ impl CanvasService for Service {
                 "a patient may only write to their practitioner",
             ));
         }
-        ok(chart::create_communication(&self.app, &who.subject, req.get_ref()).await)
+        ok(chart::create_communication(&self.app, &who, req.get_ref()).await)
     }
 
     async fn list_schedules(&self, req: Request<pb::ListSchedulesRequest>) -> Reply<pb::ListSchedulesResponse> {

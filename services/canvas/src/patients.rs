@@ -517,7 +517,7 @@ pub(crate) async fn submit_intake(app: &App, mut req: pb::SubmitIntakeRequest) -
     let mac = app
         .store
         .fingerprint("intake", &canonical_submission("", &submission, &req.raw_json));
-    let _lock = app.store.lock_key(&key).await?;
+    let mut lock = app.store.lock_key(&key).await?;
     let mut progress = app.store.submission(&req.submission_id, &mac).await?;
     if progress.completed {
         return Ok(done(&progress, true));
@@ -531,6 +531,7 @@ pub(crate) async fn submit_intake(app: &App, mut req: pb::SubmitIntakeRequest) -
             let id = match find_by_identifier(app, &key).await? {
                 Some(id) => id,
                 None => {
+                    lock.check().await?;
                     app.fhir
                         .create("Patient", &convert::patient_resource(&demographics, Some(&key)))
                         .await?
@@ -567,6 +568,7 @@ pub(crate) async fn submit_intake(app: &App, mut req: pb::SubmitIntakeRequest) -
         let id = match existing {
             Some(id) => id,
             None => {
+                lock.check().await?;
                 let resource = json!({
                     "resourceType": "QuestionnaireResponse",
                     "questionnaire": format!("Questionnaire/{questionnaire}"),
@@ -607,6 +609,7 @@ pub(crate) async fn submit_intake(app: &App, mut req: pb::SubmitIntakeRequest) -
         let id = match existing {
             Some(id) => id,
             None => {
+                lock.check().await?;
                 let resource = json!({
                     "resourceType": "Task",
                     "status": "requested",

@@ -320,6 +320,8 @@ pub(crate) async fn update_status(
 /// PUTs a task read a moment ago. Canvas clears fields a PUT leaves out, so the whole resource goes
 /// back; but it adds every `note` in the body as a new comment, so only the new one is sent.
 async fn put_task(app: &App, id: &str, mut resource: Value, note: Option<Value>) -> crate::fhir::FhirResult<()> {
+    // Conditional on the version read, so a colleague's change in between is not overwritten.
+    let last_updated = resource["meta"]["lastUpdated"].as_str().map(str::to_owned);
     if let Some(obj) = resource.as_object_mut() {
         obj.remove("note");
         obj.remove("meta");
@@ -328,7 +330,9 @@ async fn put_task(app: &App, id: &str, mut resource: Value, note: Option<Value>)
             obj.insert("note".into(), json!([note]));
         }
     }
-    app.fhir.update("Task", id, &resource).await
+    app.fhir
+        .update_unmodified_since("Task", id, &resource, last_updated.as_deref())
+        .await
 }
 
 pub(crate) async fn add_note(app: &App, req: &pb::AddTaskNoteRequest) -> Result<pb::AddTaskNoteResponse> {

@@ -87,6 +87,20 @@ pub struct KeyLock {
     _permit: tokio::sync::OwnedSemaphorePermit,
 }
 
+impl KeyLock {
+    /// Fails when the lock's connection is gone (and with it the lock): checked right before each
+    /// effect in Canvas, so a holder that lost its lock stops instead of racing the next holder.
+    pub async fn check(&mut self) -> Result<()> {
+        sqlx::query("select 1").execute(&mut *self._tx).await.map_err(|_| {
+            Error::Precondition(
+                "LOCK_LOST",
+                "the request lost its hold on the idempotency key; retry it".into(),
+            )
+        })?;
+        Ok(())
+    }
+}
+
 impl std::fmt::Debug for KeyLock {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("KeyLock")

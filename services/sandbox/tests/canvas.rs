@@ -441,6 +441,31 @@ async fn a_task_put_replaces_fields_and_appends_notes() {
     assert_eq!(task["for"]["reference"], format!("Patient/{patient}"));
     assert_eq!(task["authoredOn"], created["authoredOn"]);
 
+    // A conditional PUT: refused (412 conflict) when the task changed after the given second.
+    let stale = canvas
+        .fhir(Method::PUT, &format!("/Task/{id}"))
+        .header("if-unmodified-since", "Mon, 01 Jan 2024 00:00:00 GMT")
+        .json(
+            &json!({ "resourceType": "Task", "id": id, "status": "completed", "intent": "unknown",
+            "description": "Rx Review" }),
+        )
+        .send()
+        .await
+        .unwrap();
+    let outcome = canvas.fails(stale, 412).await;
+    assert_eq!(outcome["code"], "conflict");
+    let fresh = canvas
+        .fhir(Method::PUT, &format!("/Task/{id}"))
+        .header("if-unmodified-since", "Fri, 31 Dec 2100 00:00:00 GMT")
+        .json(
+            &json!({ "resourceType": "Task", "id": id, "status": "requested", "intent": "unknown",
+            "description": "Rx Review", "owner": practitioner_ref(NEELIMA_SINGH_ID) }),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(fresh.status(), 200);
+
     let missing = canvas
         .send(
             Method::PUT,

@@ -661,3 +661,345 @@ async fn canvas_misbehaving_is_retried_where_safe_and_only_there() {
     assert_eq!(err.code(), Code::Unavailable);
     assert_eq!(era_kit::error::reason_of(&err).as_deref(), Some("CANVAS_UNAVAILABLE"));
 }
+
+#[tokio::test]
+async fn messages_schedules_slots_and_appointments() {
+    let mesh = TestMesh::start().await;
+    let mut canvas = mesh.canvas();
+    // A seeded patient of Dr Singh's (their open task is owned by her).
+    let tasks = canvas
+        .list_rx_review_tasks(mesh.admin_request(pb::ListRxReviewTasksRequest {
+            practitioner_id: seed::NEELIMA_SINGH_ID.into(),
+            ..Default::default()
+        }))
+        .await
+        .unwrap()
+        .into_inner()
+        .tasks;
+    let patient = tasks[0].canvas_patient_id.clone();
+    let as_patient = era_kit::auth::Caller::patient(patient.clone());
+    let message =
+        |practitioner: &str, direction: pb::CommunicationDirection, key: &str| pb::CreateCommunicationRequest {
+            canvas_patient_id: patient.clone(),
+            practitioner_id: practitioner.into(),
+            direction: direction as i32,
+            body: "When should I take my next dose?".into(),
+            idempotency_key: key.into(),
+            actor: None,
+        };
+    let to_singh = message(
+        seed::NEELIMA_SINGH_ID,
+        pb::CommunicationDirection::PatientToPractitioner,
+        "m-1",
+    );
+    let sent = canvas
+        .create_communication(mesh.request_as(to_singh.clone(), &as_patient))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(!sent.existing);
+    let again = canvas
+        .create_communication(mesh.request_as(to_singh, &as_patient))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(again.existing);
+    assert_eq!(
+        again.communication.as_ref().unwrap().id,
+        sent.communication.as_ref().unwrap().id
+    );
+    // Not to a practitioner who does not care for them, and not in the practitioner's name.
+    let err = canvas
+        .create_communication(mesh.request_as(
+            message(
+                seed::CARE_TEAM_ID,
+                pb::CommunicationDirection::PatientToPractitioner,
+                "m-2",
+            ),
+            &as_patient,
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::PermissionDenied);
+    let err = canvas
+        .create_communication(mesh.request_as(
+            message(
+                seed::NEELIMA_SINGH_ID,
+                pb::CommunicationDirection::PractitionerToPatient,
+                "m-3",
+            ),
+            &as_patient,
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::PermissionDenied);
+    let listed = canvas
+        .list_communications(mesh.request_as(
+            pb::ListCommunicationsRequest {
+                canvas_patient_id: patient.clone(),
+                ..Default::default()
+            },
+            &as_patient,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(listed
+        .communications
+        .iter()
+        .any(|c| c.id == sent.communication.as_ref().unwrap().id
+            && c.direction == pb::CommunicationDirection::PatientToPractitioner as i32));
+    // Another patient's messages are not found.
+    let err = canvas
+        .list_communications(mesh.request_as(
+            pb::ListCommunicationsRequest {
+                canvas_patient_id: patient.clone(),
+                ..Default::default()
+            },
+            &era_kit::auth::Caller::patient("someone-else"),
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::NotFound);
+
+    // Schedules, slots, booking once, double booking refused, cancelling.
+    let schedules = canvas
+        .list_schedules(mesh.admin_request(pb::ListSchedulesRequest {
+            practitioner_id: seed::NEELIMA_SINGH_ID.into(),
+        }))
+        .await
+        .unwrap()
+        .into_inner()
+        .schedules;
+    assert_eq!(schedules.len(), 1);
+    let schedule = &schedules[0];
+    assert_eq!(schedule.location_id, "1");
+    let start = chrono::Utc::now().date_naive() + chrono::Duration::days(14);
+    let slots = canvas
+        .list_slots(mesh.admin_request(pb::ListSlotsRequest {
+            schedule_id: schedule.id.clone(),
+            start_date: start.to_string(),
+            end_date: (start + chrono::Duration::days(7)).to_string(),
+            duration_minutes: 30,
+            appointment_type: String::new(),
+        }))
+        .await
+        .unwrap()
+        .into_inner()
+        .slots;
+    assert!(!slots.is_empty());
+    let slot = slots[0].clone();
+    let book = |key: &str| pb::CreateAppointmentRequest {
+        canvas_patient_id: patient.clone(),
+        practitioner_id: seed::NEELIMA_SINGH_ID.into(),
+        location_id: "1".into(),
+        start_time: slot.start_time,
+        end_time: slot.end_time,
+        meeting_url: "https://zoom.example/j/123".into(),
+        reason: "Follow-up".into(),
+        idempotency_key: key.into(),
+        ..Default::default()
+    };
+    let booked = canvas
+        .create_appointment(mesh.admin_request(book("a-1")))
+        .await
+        .unwrap()
+        .into_inner();
+    let appointment = booked.appointment.unwrap();
+    assert_eq!(appointment.status, pb::AppointmentStatus::Booked as i32);
+    assert_eq!(appointment.meeting_url, "https://zoom.example/j/123");
+    assert_eq!(appointment.start_time, slot.start_time);
+    let again = canvas
+        .create_appointment(mesh.admin_request(book("a-1")))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(again.existing);
+    let taken = canvas
+        .create_appointment(mesh.admin_request(book("a-2")))
+        .await
+        .unwrap_err();
+    assert_eq!(taken.code(), Code::FailedPrecondition);
+    assert_eq!(era_kit::error::reason_of(&taken).as_deref(), Some("SLOT_UNAVAILABLE"));
+    let after = canvas
+        .list_slots(mesh.admin_request(pb::ListSlotsRequest {
+            schedule_id: schedule.id.clone(),
+            start_date: start.to_string(),
+            end_date: (start + chrono::Duration::days(7)).to_string(),
+            duration_minutes: 30,
+            appointment_type: String::new(),
+        }))
+        .await
+        .unwrap()
+        .into_inner()
+        .slots;
+    assert!(
+        !after.iter().any(|s| s.start_time == slot.start_time),
+        "the booked slot is gone"
+    );
+    let cancelled = canvas
+        .cancel_appointment(mesh.admin_request(pb::CancelAppointmentRequest {
+            id: appointment.id.clone(),
+            reason: "patient asked".into(),
+            actor: None,
+        }))
+        .await
+        .unwrap()
+        .into_inner()
+        .appointment
+        .unwrap();
+    assert_eq!(cancelled.status, pb::AppointmentStatus::Cancelled as i32);
+    let err = canvas
+        .update_appointment(mesh.admin_request(pb::UpdateAppointmentRequest {
+            id: appointment.id.clone(),
+            status: pb::AppointmentStatus::Booked as i32,
+            ..Default::default()
+        }))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        era_kit::error::reason_of(&err).as_deref(),
+        Some("APPOINTMENT_CANCELLED")
+    );
+    // The patient reads their own appointment; another patient gets NOT_FOUND.
+    canvas
+        .get_appointment(mesh.request_as(
+            pb::GetAppointmentRequest {
+                id: appointment.id.clone(),
+            },
+            &as_patient,
+        ))
+        .await
+        .unwrap();
+    let err = canvas
+        .get_appointment(mesh.request_as(
+            pb::GetAppointmentRequest {
+                id: appointment.id.clone(),
+            },
+            &era_kit::auth::Caller::patient("someone-else"),
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::NotFound);
+}
+
+#[tokio::test]
+async fn task_status_notes_and_the_hp_note() {
+    let mesh = TestMesh::start().await;
+    let mut canvas = mesh.canvas();
+    let task = canvas
+        .list_rx_review_tasks(mesh.admin_request(pb::ListRxReviewTasksRequest::default()))
+        .await
+        .unwrap()
+        .into_inner()
+        .tasks
+        .remove(0);
+    // A comment, once per key.
+    let note = |key: &str| pb::AddTaskNoteRequest {
+        task_id: task.id.clone(),
+        text: "Reviewed labs".into(),
+        practitioner_id: task.owner_practitioner_id.clone(),
+        idempotency_key: key.into(),
+        actor: None,
+    };
+    assert!(
+        !canvas
+            .add_task_note(mesh.admin_request(note("n-1")))
+            .await
+            .unwrap()
+            .into_inner()
+            .existing
+    );
+    assert!(
+        canvas
+            .add_task_note(mesh.admin_request(note("n-1")))
+            .await
+            .unwrap()
+            .into_inner()
+            .existing
+    );
+    let bad_key = canvas
+        .add_task_note(mesh.admin_request(note("n 1,2")))
+        .await
+        .unwrap_err();
+    assert_eq!(bad_key.code(), Code::InvalidArgument);
+
+    // Completing it keeps its other fields (Canvas clears what a PUT leaves out) and adds the
+    // comment once, even when the call is repeated.
+    let update = pb::UpdateTaskStatusRequest {
+        task_id: task.id.clone(),
+        status: pb::TaskStatus::Completed as i32,
+        note: "Approved 0.25 mg".into(),
+        actor: None,
+    };
+    let done = canvas
+        .update_task_status(mesh.admin_request(update.clone()))
+        .await
+        .unwrap()
+        .into_inner()
+        .task
+        .unwrap();
+    let again = canvas
+        .update_task_status(mesh.admin_request(update))
+        .await
+        .unwrap()
+        .into_inner()
+        .task
+        .unwrap();
+    assert_eq!(done.status, pb::TaskStatus::Completed as i32);
+    assert_eq!(done.owner_practitioner_id, task.owner_practitioner_id);
+    assert_eq!(done.labels, task.labels);
+    assert_eq!(done.description, task.description);
+    let texts: Vec<_> = again.notes.iter().map(|n| n.text.as_str()).collect();
+    assert_eq!(texts.iter().filter(|t| **t == "Reviewed labs").count(), 1, "{texts:?}");
+    assert_eq!(
+        texts.iter().filter(|t| **t == "Approved 0.25 mg").count(),
+        1,
+        "{texts:?}"
+    );
+
+    // The H&P note: a DocumentReference written once per key.
+    let hp = |key: &str| pb::CreateHpNoteRequest {
+        task_id: task.id.clone(),
+        canvas_patient_id: task.canvas_patient_id.clone(),
+        practitioner_id: task.owner_practitioner_id.clone(),
+        title: String::new(),
+        body: "Patient meets criteria for GLP-1 therapy.\nNo contraindications reported.".into(),
+        medication: "semaglutide".into(),
+        dose_label: "0.25 mg weekly".into(),
+        idempotency_key: key.into(),
+        actor: None,
+    };
+    let mark = mesh.ledger_mark().await;
+    let first = canvas
+        .create_hp_note(mesh.admin_request(hp("hp-1")))
+        .await
+        .unwrap()
+        .into_inner();
+    let second = canvas
+        .create_hp_note(mesh.admin_request(hp("hp-1")))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(!first.existing && second.existing);
+    assert_eq!(first.note.as_ref().unwrap().id, second.note.as_ref().unwrap().id);
+    assert_eq!(first.note.unwrap().title, "History & Physical");
+    let calls = mesh.ledger_counts("canvas-fhir", mark).await;
+    assert_eq!(calls.get("POST /canvas-fhir/DocumentReference"), Some(&1), "{calls:?}");
+    // Canvas holds a PDF.
+    let token = sandbox_token(&mesh).await;
+    let doc: Value = mesh
+        .http
+        .get(mesh.sandbox_url(&format!("/canvas-fhir/DocumentReference/{}", second.note.unwrap().id)))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let data = doc["content"][0]["attachment"]["data"].as_str().unwrap();
+    let pdf = base64::Engine::decode(&base64::engine::general_purpose::STANDARD, data).unwrap();
+    assert!(pdf.starts_with(b"%PDF-"));
+    assert_eq!(doc["type"]["coding"][0]["code"], "47039-3");
+}

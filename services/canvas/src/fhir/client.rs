@@ -189,19 +189,57 @@ impl FhirClient {
 
     /// `PUT /<ty>/<id>`.
     pub async fn update(&self, ty: &str, id: &str, resource: &serde_json::Value) -> FhirResult<()> {
+        self.update_unmodified_since(ty, id, resource, None).await
+    }
+
+    /// `PUT /<ty>/<id>` that Canvas refuses with 412 (`Rejected`, code `conflict`) when the resource
+    /// changed after `last_updated` (its `meta.lastUpdated` when read), so a read-modify-write does
+    /// not overwrite someone else's change.
+    pub async fn update_unmodified_since(
+        &self,
+        ty: &str,
+        id: &str,
+        resource: &serde_json::Value,
+        last_updated: Option<&str>,
+    ) -> FhirResult<()> {
+        let condition = last_updated
+            .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+            .map(|t| {
+                t.with_timezone(&chrono::Utc)
+                    .format("%a, %d %b %Y %H:%M:%S GMT")
+                    .to_string()
+            });
         let (status, _, body) = self
-            .send(Method::PUT, ty, &format!("/{ty}/{id}"), Some(resource))
+            .send_with(
+                Method::PUT,
+                ty,
+                &format!("/{ty}/{id}"),
+                Some(resource),
+                condition.as_deref(),
+            )
             .await?;
         expect_ok(status, &body)
     }
 
-    /// One exchange, with the token and retry policy applied.
     async fn send(
         &self,
         method: Method,
         ty: &str,
         path: &str,
         body: Option<&serde_json::Value>,
+    ) -> FhirResult<(StatusCode, header::HeaderMap, Vec<u8>)> {
+        self.send_with(method, ty, path, body, None).await
+    }
+
+    /// One exchange, with the token and retry policy applied; `unmodified_since` (an HTTP date)
+    /// makes a PUT conditional.
+    async fn send_with(
+        &self,
+        method: Method,
+        ty: &str,
+        path: &str,
+        body: Option<&serde_json::Value>,
+        unmodified_since: Option<&str>,
     ) -> FhirResult<(StatusCode, header::HeaderMap, Vec<u8>)> {
         let retries_allowed = method == Method::GET;
         let url = format!("{}{path}", self.fhir_base);
@@ -217,6 +255,9 @@ impl FhirClient {
                 .header(header::ACCEPT, "application/json");
             if let Some(body) = body {
                 req = req.json(body);
+            }
+            if let Some(date) = unmodified_since {
+                req = req.header(header::IF_UNMODIFIED_SINCE, date);
             }
             let started = Instant::now();
             let outcome = req.send().await;

@@ -129,7 +129,7 @@ async fn instance_level(
     let host = host(&headers, &uri);
     match method {
         Method::GET => read(&sandbox, kind, &id, &host),
-        Method::PUT => update(&sandbox, kind, &id, &body, &host),
+        Method::PUT => update(&sandbox, kind, &id, &body, &host, unmodified_since(&headers)?),
         _ => Err(FhirError::not_supported()),
     }
 }
@@ -185,8 +185,29 @@ fn read(sandbox: &Sandbox, kind: Kind, id: &str, host: &str) -> FhirResult<Respo
     Ok(Json(resources::render(kind, resource, host)).into_response())
 }
 
-/// 200 with an empty body; `Location` names the new version, as some clients read it.
-fn update(sandbox: &Sandbox, kind: Kind, id: &str, body: &[u8], host: &str) -> FhirResult<Response> {
+/// `If-Unmodified-Since` (RFC 1123), Canvas's conditional update (canvas.md §2).
+fn unmodified_since(headers: &HeaderMap) -> FhirResult<Option<chrono::DateTime<Utc>>> {
+    let Some(value) = headers.get("if-unmodified-since") else {
+        return Ok(None);
+    };
+    let text = value
+        .to_str()
+        .map_err(|_| FhirError::invalid("If-Unmodified-Since is not a valid date"))?;
+    chrono::DateTime::parse_from_rfc2822(text)
+        .map(|d| Some(d.with_timezone(&Utc)))
+        .map_err(|_| FhirError::invalid("If-Unmodified-Since is not a valid date"))
+}
+
+/// 200 with an empty body; `Location` names the new version, as some clients read it. With
+/// `If-Unmodified-Since`, a resource changed after that second is refused with 412.
+fn update(
+    sandbox: &Sandbox,
+    kind: Kind,
+    id: &str,
+    body: &[u8],
+    host: &str,
+    since: Option<chrono::DateTime<Utc>>,
+) -> FhirResult<Response> {
     if !kind.spec().update {
         return Err(FhirError::not_supported());
     }
@@ -197,6 +218,15 @@ fn update(sandbox: &Sandbox, kind: Kind, id: &str, body: &[u8], host: &str) -> F
         .get(kind, id)
         .cloned()
         .ok_or_else(|| FhirError::not_found(kind.name(), id))?;
+    if let Some(since) = since {
+        let updated = fields::str_at(&current, "/meta/lastUpdated")
+            .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+            .map(|t| t.with_timezone(&Utc).timestamp());
+        // HTTP dates have whole seconds: changed "since" means in a later second.
+        if updated.is_some_and(|u| u > since.timestamp()) {
+            return Err(FhirError::conflict());
+        }
+    }
     let body = parse_body(kind, body, Some(id))?;
     let next = resources::update(kind, &current, body, &canvas.store, now)?;
     canvas.store.replace(kind, id, next, now);

@@ -61,6 +61,15 @@ impl FhirError {
         }
     }
 
+    /// 412: a conditional update found the resource changed since the caller's date.
+    pub(crate) fn conflict() -> Self {
+        Self {
+            status: StatusCode::PRECONDITION_FAILED,
+            code: "conflict",
+            text: "Resource updated since If-Unmodified-Since date".into(),
+        }
+    }
+
     /// 422: well-formed, but Canvas's rules refuse it.
     pub(crate) fn business_rule(text: impl Into<String>) -> Self {
         Self {
