@@ -1003,3 +1003,69 @@ async fn task_status_notes_and_the_hp_note() {
     assert!(pdf.starts_with(b"%PDF-"));
     assert_eq!(doc["type"]["coding"][0]["code"], "47039-3");
 }
+
+#[tokio::test]
+async fn create_patient_once_per_key_and_find_by_birth_date() {
+    let mesh = TestMesh::start().await;
+    let mut canvas = mesh.canvas();
+    let d = demographics("Direct", "VA");
+    let req = |key: &str| pb::CreatePatientRequest {
+        given_name: d.given_name.clone(),
+        family_name: d.family_name.clone(),
+        preferred_name: "Dee".into(),
+        birth_date: "1966-06-16".into(),
+        gender: d.gender,
+        birth_sex: d.birth_sex,
+        email: d.email.clone(),
+        phone: d.phone.clone(),
+        address: d.address.clone(),
+        idempotency_key: key.into(),
+        actor: None,
+    };
+    let mark = mesh.ledger_mark().await;
+    let first = canvas
+        .create_patient(mesh.admin_request(req("p-1")))
+        .await
+        .unwrap()
+        .into_inner();
+    let again = canvas
+        .create_patient(mesh.admin_request(req("p-1")))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(!first.existing && again.existing);
+    let patient = first.patient.unwrap();
+    assert_eq!(patient.id, again.patient.unwrap().id);
+    assert_eq!(patient.email, d.email);
+    assert_eq!(patient.preferred_name, "Dee");
+    assert_eq!(patient.birth_sex, pb::BirthSex::Female as i32);
+    assert!(!patient.mrn.is_empty(), "Canvas assigns an MRN");
+    let calls = mesh.ledger_counts("canvas-fhir", mark).await;
+    assert_eq!(calls.get("POST /canvas-fhir/Patient"), Some(&1), "{calls:?}");
+
+    // Missing required fields are named; nothing is written.
+    let mut bad = req("p-2");
+    bad.birth_sex = 0;
+    bad.email = String::new();
+    let err = canvas.create_patient(mesh.admin_request(bad)).await.unwrap_err();
+    let fields: Vec<_> = era_kit::error::violations_of(&err)
+        .into_iter()
+        .map(|v| v.field)
+        .collect();
+    assert_eq!(fields, ["birth_sex", "email"]);
+
+    let found = canvas
+        .search_patients(mesh.admin_request(pb::SearchPatientsRequest {
+            birth_date: "1966-06-16".into(),
+            ..Default::default()
+        }))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(found.patients.iter().any(|p| p.id == patient.id));
+    let err = canvas
+        .search_patients(mesh.admin_request(pb::SearchPatientsRequest::default()))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+}
