@@ -12,7 +12,7 @@ use axum::{
     Router,
 };
 use era_kit::auth::Caller;
-use era_proto::{canvas::v1 as pb, common::v1::PageRequest};
+use era_proto::canvas::v1 as pb;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
@@ -71,10 +71,7 @@ pub async fn search_patients(
         name: q.name.unwrap_or_default(),
         email: q.email.unwrap_or_default(),
         birth_date: q.birth_date.unwrap_or_default(),
-        page: Some(PageRequest {
-            page_size: q.page_size.unwrap_or_default(),
-            page_token: q.page_token.unwrap_or_default(),
-        }),
+        page: super::views::page(q.page_size, q.page_token),
     };
     let resp = state
         .clients
@@ -161,10 +158,7 @@ pub async fn prescriptions(
     let req = pb::ListPrescriptionsRequest {
         canvas_patient_id: id,
         status: 0,
-        page: Some(PageRequest {
-            page_size: q.page_size.unwrap_or_default(),
-            page_token: q.page_token.unwrap_or_default(),
-        }),
+        page: super::views::page(q.page_size, q.page_token),
     };
     let resp = state
         .clients
@@ -207,10 +201,7 @@ pub async fn patient_records(
     patient.require(&id)?;
     let req = pb::ListIntakeRecordsRequest {
         canvas_patient_id: id,
-        page: Some(PageRequest {
-            page_size: q.page_size.unwrap_or_default(),
-            page_token: q.page_token.unwrap_or_default(),
-        }),
+        page: super::views::page(q.page_size, q.page_token),
         ..Default::default()
     };
     let resp = state

@@ -8,7 +8,7 @@ use axum::{
     routing::get,
     Router,
 };
-use era_proto::{common::v1::PageRequest, pharmacy_routing::v1 as pb};
+use era_proto::pharmacy_routing::v1 as pb;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
@@ -369,10 +369,7 @@ pub async fn routing_audit(
     let Query(q) = query?;
     let req = pb::ListRoutingAuditRequest {
         state: q.state.unwrap_or_default(),
-        page: Some(PageRequest {
-            page_size: q.page_size.unwrap_or(0),
-            page_token: q.page_token.unwrap_or_default(),
-        }),
+        page: super::views::page(q.page_size, q.page_token),
     };
     let resp = state
         .clients

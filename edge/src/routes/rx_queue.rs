@@ -9,7 +9,7 @@ use axum::{
     routing::get,
     Router,
 };
-use era_proto::{canvas::v1 as pb, common::v1::PageRequest};
+use era_proto::canvas::v1 as pb;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
@@ -81,10 +81,7 @@ pub async fn list_tasks(
         practitioner_id: q.practitioner_id.unwrap_or_default(),
         canvas_patient_id: q.patient_id.unwrap_or_default(),
         status: status as i32,
-        page: Some(PageRequest {
-            page_size: q.page_size.unwrap_or_default(),
-            page_token: q.page_token.unwrap_or_default(),
-        }),
+        page: super::views::page(q.page_size, q.page_token),
     };
     let resp = state
         .clients
@@ -171,10 +168,7 @@ pub async fn practitioners(
         include_non_schedulable: q.include_non_schedulable,
         npi: q.npi.unwrap_or_default(),
         name: q.name.unwrap_or_default(),
-        page: Some(PageRequest {
-            page_size: q.page_size.unwrap_or_default(),
-            page_token: q.page_token.unwrap_or_default(),
-        }),
+        page: super::views::page(q.page_size, q.page_token),
     };
     let resp = state
         .clients

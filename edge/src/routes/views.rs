@@ -5,6 +5,14 @@ use era_proto::{canvas::v1 as pb, common::v1 as common};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+/// A list call's `pageSize` and `pageToken` query parameters, as the services take them.
+pub fn page(page_size: Option<i32>, page_token: Option<String>) -> Option<common::PageRequest> {
+    Some(common::PageRequest {
+        page_size: page_size.unwrap_or_default(),
+        page_token: page_token.unwrap_or_default(),
+    })
+}
+
 /// RFC 3339 UTC, as the API writes every timestamp.
 pub fn rfc3339(t: era_proto::Timestamp) -> String {
     chrono::DateTime::from_timestamp(t.seconds, t.nanos.max(0) as u32)

@@ -252,15 +252,7 @@ impl Store {
         .fetch_all(&mut *tx)
         .await?;
         tx.commit().await?;
-        // One unreadable row must not hide the others; reading it alone reports RECORD_INTEGRITY.
-        Ok(rows
-            .iter()
-            .filter_map(|r| {
-                self.open_row(r)
-                    .map_err(|e| tracing::error!(error = %e, "intake record cannot be opened"))
-                    .ok()
-            })
-            .collect())
+        Ok(self.open_readable(&rows).collect())
     }
 
     /// The newest record of each of these patients.
@@ -277,17 +269,10 @@ impl Store {
         .fetch_all(&mut *tx)
         .await?;
         tx.commit().await?;
-        let mut out = HashMap::new();
-        for row in &rows {
-            // One unreadable record must not hide the others' queue entries.
-            match self.open_row(row) {
-                Ok(r) => {
-                    out.insert(r.canvas_patient_id.clone(), r);
-                }
-                Err(e) => tracing::error!(error = %e, "intake record cannot be opened"),
-            }
-        }
-        Ok(out)
+        Ok(self
+            .open_readable(&rows)
+            .map(|r| (r.canvas_patient_id.clone(), r))
+            .collect())
     }
 
     /// The records of these submissions, by submission id.
@@ -301,13 +286,8 @@ impl Store {
             .fetch_all(&mut *tx)
             .await?;
         tx.commit().await?;
-        Ok(rows
-            .iter()
-            .filter_map(|row| {
-                self.open_row(row)
-                    .map_err(|e| tracing::error!(error = %e, "intake record cannot be opened"))
-                    .ok()
-            })
+        Ok(self
+            .open_readable(&rows)
             .map(|r| (r.submission_id.clone(), r))
             .collect())
     }
@@ -328,6 +308,16 @@ impl Store {
         .await?;
         tx.commit().await?;
         Ok(ids)
+    }
+
+    /// The rows that open, for lists: one unreadable record must not hide the others (reading it
+    /// alone reports RECORD_INTEGRITY); it is logged by id.
+    fn open_readable<'a>(&'a self, rows: &'a [sqlx::postgres::PgRow]) -> impl Iterator<Item = pb::IntakeRecord> + 'a {
+        rows.iter().filter_map(|row| {
+            self.open_row(row)
+                .map_err(|e| tracing::error!(error = %e, "intake record cannot be opened"))
+                .ok()
+        })
     }
 
     fn open_row(&self, row: &sqlx::postgres::PgRow) -> Result<pb::IntakeRecord> {
