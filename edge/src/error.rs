@@ -84,6 +84,11 @@ impl ApiError {
     }
 }
 
+/// Server-side failures whose reason (and the service's message for it) the caller sees: operators
+/// and portals must tell a Canvas outage or a tampered record from a bug. The messages are written
+/// by canvas for callers; any other server error is described by its class only.
+const SERVER_REASONS_SHOWN: &[&str] = &["CANVAS_UNAVAILABLE", "RECORD_INTEGRITY"];
+
 /// The HTTP status and default code for each gRPC code. No wildcard: every code is decided here.
 pub fn http_status(code: Code) -> (StatusCode, &'static str) {
     match code {
@@ -134,8 +139,8 @@ impl From<tonic::Status> for ApiError {
             tracing::warn!(code = ?status.code(), "service call failed");
             // A service that names the failure (`CANVAS_UNAVAILABLE`, `RECORD_INTEGRITY`) wrote its
             // message for the caller; anything else is described by class only.
-            if matches!(status.code(), Code::Unavailable | Code::DataLoss) {
-                if let Some(reason) = era_kit::error::reason_of(&status) {
+            if let Some(reason) = era_kit::error::reason_of(&status) {
+                if SERVER_REASONS_SHOWN.contains(&reason.as_str()) {
                     return Self::new(http, &reason.to_lowercase(), status.message());
                 }
             }

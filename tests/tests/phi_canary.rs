@@ -34,6 +34,7 @@ impl<'a> MakeWriter<'a> for Capture {
 }
 
 struct Canary {
+    tag: String,
     given: String,
     family: String,
     email: String,
@@ -46,6 +47,7 @@ impl Canary {
     fn new() -> Self {
         let tag = &uuid::Uuid::new_v4().simple().to_string()[..8];
         Self {
+            tag: tag.to_owned(),
             given: format!("Givcanary{tag}"),
             family: format!("Famcanary{tag}"),
             email: format!("mail.{tag}@canary.example"),
@@ -55,15 +57,36 @@ impl Canary {
         }
     }
 
-    fn values(&self) -> Vec<&str> {
-        vec![
-            &self.given,
-            &self.family,
-            &self.email,
-            &self.birth_date,
-            &self.street,
-            &self.phone,
-        ]
+    /// Every value, and the forms a leak could take: the unique tag alone, URL-encoded, without
+    /// punctuation.
+    fn values(&self) -> Vec<String> {
+        let mut out = vec![
+            self.tag.clone(),
+            self.given.clone(),
+            self.family.clone(),
+            self.email.clone(),
+            self.email.replace('@', "%40"),
+            self.birth_date.clone(),
+            self.birth_date.replace('-', ""),
+            self.street.clone(),
+            self.street.replace(' ', "%20"),
+            self.street.replace(' ', "+"),
+            self.phone.clone(),
+            self.phone.trim_start_matches('+').to_owned(),
+        ];
+        out.iter_mut().for_each(|v| *v = v.to_lowercase());
+        out
+    }
+
+    fn absent_from(&self, text: &str, what: &str) {
+        let text = text.to_lowercase();
+        for value in self.values() {
+            assert!(
+                !text.contains(&value),
+                "a canary value ({} characters) appears in {what}",
+                value.len()
+            );
+        }
     }
 
     fn body(&self, submission_id: &str, state: &str) -> Value {
@@ -120,10 +143,14 @@ async fn no_canary_phi_appears_in_any_log() {
     let mut bad = canary.body(&uuid::Uuid::new_v4().to_string(), "FL");
     bad["submission"]["demographics"]["birthDate"] = json!(format!("{}x", canary.birth_date));
     bad["submission"]["demographics"]["email"] = json!(format!("{}@@", canary.email));
-    assert_eq!(post(bad).await.unwrap().status(), 400);
+    let refused = post(bad).await.unwrap();
+    assert_eq!(refused.status(), 400);
+    canary.absent_from(&refused.text().await.unwrap(), "an error body");
     let mut wrong_type = canary.body(&uuid::Uuid::new_v4().to_string(), "FL");
     wrong_type["submission"]["demographics"]["givenName"] = json!([canary.given]);
-    assert_eq!(post(wrong_type).await.unwrap().status(), 400);
+    let refused = post(wrong_type).await.unwrap();
+    assert_eq!(refused.status(), 400);
+    canary.absent_from(&refused.text().await.unwrap(), "an error body");
     assert_eq!(
         post(canary.body(&uuid::Uuid::new_v4().to_string(), "TX"))
             .await
@@ -154,9 +181,12 @@ async fn no_canary_phi_appears_in_any_log() {
         200
     );
     assert_eq!(
-        mesh.get(&format!("/api/rx-queue/tasks?patientId={patient_id}"), Some(&secret))
-            .await
-            .status(),
+        mesh.get(
+            &format!("/api/rx-queue/tasks?canvasPatientId={patient_id}"),
+            Some(&secret)
+        )
+        .await
+        .status(),
         200
     );
     let own = mesh.patient_tokens().issue(&patient_id).token;
@@ -167,11 +197,29 @@ async fn no_canary_phi_appears_in_any_log() {
         200
     );
 
+    // Canvas refusing the answers with a text that quotes them: the intake goes on, the text is
+    // logged nowhere.
+    let quoted = format!("Answer '{}' of {} is not valid", canary.family, canary.email);
+    mesh.fault(
+        json!({ "method": "POST", "path": "/canvas-fhir/QuestionnaireResponse", "times": 1,
+        "action": { "kind": "status", "status": 422, "body": {
+            "resourceType": "OperationOutcome",
+            "issue": [{ "severity": "error", "code": "business-rule", "details": { "text": quoted } }] } } }),
+    )
+    .await;
+    let refused_answers = post(canary.body(&uuid::Uuid::new_v4().to_string(), "FL"))
+        .await
+        .unwrap();
+    assert_eq!(refused_answers.status(), 201);
+    canary.absent_from(&refused_answers.text().await.unwrap(), "an answer body");
+
     // Canvas failing under a canary intake: a create refused with 500, reads failing, an outage.
     mesh.fault(json!({ "method": "POST", "path": "/canvas-fhir/Patient", "times": 1, "action": { "kind": "status", "status": 500 } }))
         .await;
     let other = canary.body(&uuid::Uuid::new_v4().to_string(), "FL");
-    assert_eq!(post(other).await.unwrap().status(), 503);
+    let unavailable = post(other).await.unwrap();
+    assert_eq!(unavailable.status(), 503);
+    canary.absent_from(&unavailable.text().await.unwrap(), "an error body");
     mesh.fault(json!({ "path": "/canvas-fhir/", "times": 20, "action": { "kind": "status", "status": 503 } }))
         .await;
     assert_eq!(
@@ -182,17 +230,13 @@ async fn no_canary_phi_appears_in_any_log() {
     );
 
     let logs = String::from_utf8_lossy(&capture.0.lock().unwrap()).to_lowercase();
-    // The capture works: it holds the requests and Canvas calls just made.
-    assert!(logs.contains("intake submitted"), "logs were captured");
+    // The capture works: it holds the edge's request lines and canvas's Canvas calls.
+    assert!(logs.contains("intake submitted"), "canvas's logs were captured");
     assert!(logs.contains("canvas is failing"), "the failures were logged");
-    for value in canary.values() {
-        assert!(
-            !logs.contains(&value.to_lowercase()),
-            "a canary value ({} characters) appears in the logs",
-            value.len()
-        );
-    }
-    // The phone number without its plus sign, and the birth date in another common shape.
-    assert!(!logs.contains("5555550999"));
-    assert!(!logs.contains("19530827"));
+    assert!(
+        logs.contains("canvas refused the intake answers"),
+        "the refused answers were logged"
+    );
+    assert!(logs.contains("\"target\":\"era_edge"), "the edge's logs were captured");
+    canary.absent_from(&logs, "the logs");
 }

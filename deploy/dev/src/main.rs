@@ -80,20 +80,20 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         ("PATIENT_JWT_SECRET", &s.patient_jwt_secret),
         ("INTERNAL_TOKEN_SECRET", &s.internal_token_secret),
         ("CANVAS_CLIENT_SECRET", &s.canvas_client_secret),
-        ("BLIND_INDEX_KEY", &s.blind_index_key),
-        ("RECORDS_KEYS", &s.records_keys),
     ] {
         // A secret the operator set is theirs to know; printing it would copy it into terminals
         // and logs.
         if generated.contains(&var) {
             println!("{var}={}   (generated)", value.expose_secret());
         } else {
-            println!(
-                "{var}   (from the environment or {})",
-                cli.dir.join(DATA_KEYS_FILE).display()
-            );
+            println!("{var}   (from the environment)");
         }
     }
+    // The keys that protect stored records are not printed: they live in a file of their own.
+    println!(
+        "RECORDS_KEYS, BLIND_INDEX_KEY   (from the environment, else kept in {})",
+        cli.dir.join(DATA_KEYS_FILE).display()
+    );
     println!(
         "try: curl -H \"Authorization: Bearer $ADMIN_SECRET\" '{}/api/rx-queue/tasks?pageSize=5'",
         mesh.edge_url
@@ -190,6 +190,9 @@ fn keep_data_keys(
     let mut file = options
         .open(&path)
         .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?;
+    // An existing file keeps the mode it was created with; make sure it is the owner's alone.
+    #[cfg(unix)]
+    std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
     for line in to_save {
         writeln!(file, "{line}")?;
     }

@@ -4,7 +4,7 @@
 use axum::{
     body::Bytes,
     extract::{
-        rejection::{PathRejection, QueryRejection},
+        rejection::{BytesRejection, PathRejection, QueryRejection},
         Path, Query, State,
     },
     http::StatusCode,
@@ -19,10 +19,13 @@ use utoipa::{IntoParams, ToSchema};
 use super::views::{AddressView, AnswerView, IntakeRecordSummaryView, IntakeRecordView, PatientView, PrescriptionView};
 use crate::{
     auth::{Admin, Patient},
-    error::{ApiError, ErrorBody},
+    error::{ApiError, ErrorBody, FieldError},
     routes::{grpc, ApiJson},
     AppState,
 };
+
+/// The largest intake body the public route takes.
+pub const INTAKE_MAX_BYTES: usize = 256 * 1024;
 
 pub(super) fn router() -> Router<AppState> {
     Router::new()
@@ -30,7 +33,12 @@ pub(super) fn router() -> Router<AppState> {
         .route("/api/admin/patients/{id}", get(patient_detail))
         .route("/api/admin/prescriptions/{patient_id}", get(prescriptions))
         .route("/api/patient-records/{patient_id}", get(patient_records))
-        .route("/api/intake/submit", post(submit_intake))
+        // An intake is a form: a quarter of a megabyte is ample, and the public route should not
+        // take the edge's general limit.
+        .route(
+            "/api/intake/submit",
+            post(submit_intake).layer(axum::extract::DefaultBodyLimit::max(INTAKE_MAX_BYTES)),
+        )
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -245,9 +253,6 @@ pub struct SubmissionInput {
     pub demographics: DemographicsInput,
     /// Medication id from the catalogue, e.g. "semaglutide".
     pub medication: String,
-    /// The intake questionnaire's id in Canvas; empty uses the configured one.
-    #[serde(default)]
-    pub questionnaire_id: String,
     pub answers: Vec<AnswerView>,
     /// Non-clinical metadata: plan, source, discount code, consent versions.
     #[serde(default)]
@@ -276,24 +281,25 @@ pub struct IntakeSubmitResponse {
     pub existing: bool,
 }
 
-fn gender(field: &str, value: &str) -> Result<i32, ApiError> {
+/// A sex or gender as the form writes it.
+fn sex_or_gender<T: Into<i32>>(
+    field: &str,
+    value: &str,
+    [male, female, other, unknown]: [T; 4],
+) -> Result<i32, FieldError> {
     Ok(match value {
-        "male" => pb::Gender::Male,
-        "female" => pb::Gender::Female,
-        "other" => pb::Gender::Other,
-        "unknown" => pb::Gender::Unknown,
-        _ => return Err(ApiError::field(field, "must be male, female, other or unknown")),
-    } as i32)
-}
-
-fn birth_sex(field: &str, value: &str) -> Result<i32, ApiError> {
-    Ok(match value {
-        "male" => pb::BirthSex::Male,
-        "female" => pb::BirthSex::Female,
-        "other" => pb::BirthSex::Other,
-        "unknown" => pb::BirthSex::Unknown,
-        _ => return Err(ApiError::field(field, "must be male, female, other or unknown")),
-    } as i32)
+        "male" => male,
+        "female" => female,
+        "other" => other,
+        "unknown" => unknown,
+        _ => {
+            return Err(FieldError {
+                field: field.into(),
+                reason: "must be male, female, other or unknown".into(),
+            })
+        }
+    }
+    .into())
 }
 
 /// The public intake form: creates the Canvas patient, stores the encrypted snapshot and opens the
@@ -311,11 +317,53 @@ fn birth_sex(field: &str, value: &str) -> Result<i32, ApiError> {
 )]
 pub async fn submit_intake(
     State(state): State<AppState>,
-    body: Bytes,
+    headers: axum::http::HeaderMap,
+    body: Result<Bytes, BytesRejection>,
 ) -> Result<(StatusCode, ApiJson<IntakeSubmitResponse>), ApiError> {
+    let json = headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            v.split(';')
+                .next()
+                .is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json"))
+        });
+    if !json {
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "send the body as application/json",
+        ));
+    }
+    let body = body?;
     // Parsed from the bytes so the snapshot keeps exactly what the client sent.
     let axum::Json(input) = axum::Json::<IntakeSubmitRequest>::from_bytes(&body)?;
     let d = input.submission.demographics;
+    // Both enums are checked before either error is returned, so the form learns of both at once.
+    let gender = sex_or_gender(
+        "submission.demographics.gender",
+        &d.gender,
+        [
+            pb::Gender::Male,
+            pb::Gender::Female,
+            pb::Gender::Other,
+            pb::Gender::Unknown,
+        ],
+    );
+    let birth_sex = sex_or_gender(
+        "submission.demographics.birthSex",
+        &d.birth_sex,
+        [
+            pb::BirthSex::Male,
+            pb::BirthSex::Female,
+            pb::BirthSex::Other,
+            pb::BirthSex::Unknown,
+        ],
+    );
+    let (gender, birth_sex) = match (gender, birth_sex) {
+        (Ok(g), Ok(b)) => (g, b),
+        (g, b) => return Err(ApiError::invalid([g.err(), b.err()].into_iter().flatten().collect())),
+    };
     let submitted_at = match input.submitted_at.as_deref() {
         None | Some("") => None,
         Some(s) => {
@@ -331,8 +379,8 @@ pub async fn submit_intake(
         submission_id: input.submission_id,
         submission: Some(pb::IntakeSubmission {
             demographics: Some(pb::IntakeDemographics {
-                gender: gender("submission.demographics.gender", &d.gender)?,
-                birth_sex: birth_sex("submission.demographics.birthSex", &d.birth_sex)?,
+                gender,
+                birth_sex,
                 given_name: d.given_name,
                 family_name: d.family_name,
                 preferred_name: d.preferred_name,
@@ -342,7 +390,8 @@ pub async fn submit_intake(
                 address: Some(d.address.into()),
             }),
             medication: input.submission.medication,
-            questionnaire_id: input.submission.questionnaire_id,
+            // The public form answers the configured questionnaire only.
+            questionnaire_id: String::new(),
             answers: input.submission.answers.into_iter().map(Into::into).collect(),
             metadata: input.submission.metadata.into_iter().collect(),
         }),

@@ -35,7 +35,7 @@ pub struct TaskQuery {
     /// Only tasks assigned to this Canvas practitioner.
     pub practitioner_id: Option<String>,
     /// Only this patient's tasks.
-    pub patient_id: Option<String>,
+    pub canvas_patient_id: Option<String>,
     /// `requested` (open, the default), `completed` or `cancelled`.
     pub status: Option<String>,
     /// At most 100; default 50.
@@ -79,7 +79,7 @@ pub async fn list_tasks(
     };
     let req = pb::ListRxReviewTasksRequest {
         practitioner_id: q.practitioner_id.unwrap_or_default(),
-        canvas_patient_id: q.patient_id.unwrap_or_default(),
+        canvas_patient_id: q.canvas_patient_id.unwrap_or_default(),
         status: status as i32,
         page: super::views::page(q.page_size, q.page_token),
     };

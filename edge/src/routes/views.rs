@@ -443,7 +443,6 @@ pub struct IntakeRecordView {
     /// The submission exactly as the client sent it, when kept.
     pub raw_json: String,
     pub submitted_at: Option<String>,
-    pub key_version: i32,
     pub created_at: Option<String>,
 }
 
@@ -456,7 +455,6 @@ impl From<pb::IntakeRecord> for IntakeRecordView {
             submission: r.submission.map(Into::into),
             raw_json: r.raw_json,
             submitted_at: time(r.submitted_at),
-            key_version: r.key_version,
             created_at: time(r.created_at),
         }
     }

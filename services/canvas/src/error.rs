@@ -21,6 +21,9 @@ pub enum Error {
     Hidden,
     #[error("{0}")]
     Forbidden(&'static str),
+    /// Another call holds the key, or this one lost it: try again shortly (ABORTED, HTTP 409).
+    #[error("{1}")]
+    Retry(&'static str, String),
     #[error("this {0} was already used for a different request")]
     KeyReused(&'static str),
     #[error("intake record {0} failed its integrity check")]
@@ -51,7 +54,7 @@ impl Error {
         match self {
             Self::KeyReused(_) => Some("IDEMPOTENCY_KEY_REUSED"),
             Self::RecordIntegrity(_) => Some("RECORD_INTEGRITY"),
-            Self::Precondition(reason, _) => Some(reason),
+            Self::Precondition(reason, _) | Self::Retry(reason, _) => Some(reason),
             Self::Canvas(FhirError::Unavailable { .. }) => Some("CANVAS_UNAVAILABLE"),
             Self::Canvas(FhirError::Rejected { status: 412, .. }) => Some("CHANGED_SINCE_READ"),
             Self::Canvas(FhirError::Rejected { .. }) => Some("CANVAS_REJECTED"),
@@ -81,6 +84,7 @@ impl From<Error> for Status {
                 with_reason(Code::DataLoss, "RECORD_INTEGRITY", err.to_string())
             }
             Error::Precondition(reason, message) => with_reason(Code::FailedPrecondition, reason, message.clone()),
+            Error::Retry(reason, message) => with_reason(Code::Aborted, reason, message.clone()),
             Error::Canvas(e) => match e {
                 FhirError::Unavailable { detail } => {
                     tracing::warn!(detail, "Canvas unavailable");

@@ -83,7 +83,14 @@ fn record_read(patient: &str, record_id: &str) -> (String, Option<uuid::Uuid>) {
 impl CanvasService for Service {
     async fn create_patient(&self, req: Request<pb::CreatePatientRequest>) -> Reply<pb::CreatePatientResponse> {
         staff(&req)?;
-        ok(patients::create_patient(&self.app, req.get_ref()).await)
+        let resp = patients::create_patient(&self.app, req.get_ref())
+            .await
+            .map_err(Status::from)?;
+        if let (true, Some(p)) = (resp.existing, &resp.patient) {
+            self.audit(&caller(&req)?, "CreatePatient", vec![(p.id.clone(), None)])
+                .await?;
+        }
+        Ok(Response::new(resp))
     }
 
     async fn get_patient(&self, req: Request<pb::GetPatientRequest>) -> Reply<pb::GetPatientResponse> {
@@ -119,7 +126,19 @@ impl CanvasService for Service {
         req: Request<pb::StoreIntakeRecordRequest>,
     ) -> Reply<pb::StoreIntakeRecordResponse> {
         staff(&req)?;
-        ok(patients::store_record(&self.app, req.get_ref()).await)
+        let resp = patients::store_record(&self.app, req.get_ref())
+            .await
+            .map_err(Status::from)?;
+        if let (true, Some(r)) = (resp.existing, &resp.record) {
+            // A repeat hands back the stored record: that is a read.
+            self.audit(
+                &caller(&req)?,
+                "StoreIntakeRecord",
+                vec![record_read(&r.canvas_patient_id, &r.id)],
+            )
+            .await?;
+        }
+        Ok(Response::new(resp))
     }
 
     async fn get_intake_record(&self, req: Request<pb::GetIntakeRecordRequest>) -> Reply<pb::GetIntakeRecordResponse> {
@@ -169,16 +188,11 @@ impl CanvasService for Service {
             from: time_filter("submitted_from", r.submitted_from.as_ref())?,
             to: time_filter("submitted_to", r.submitted_to.as_ref())?,
             before: patients::record_cursor(&page.page_token).map_err(Status::from)?,
-            limit: i64::from(limit) + 1,
+            limit: i64::from(limit),
         };
-        let mut records = self.app.store.list_records(&filter).await.map_err(Status::from)?;
-        let more = records.len() > limit as usize;
-        records.truncate(limit as usize);
-        let next = if more {
-            records.last().map(patients::record_token).unwrap_or_default()
-        } else {
-            String::new()
-        };
+        let page = self.app.store.list_records(&filter).await.map_err(Status::from)?;
+        let records = page.records;
+        let next = page.next.map(patients::record_token).unwrap_or_default();
         let reads = records
             .iter()
             .map(|r| record_read(&r.canvas_patient_id, &r.id))
@@ -220,15 +234,14 @@ impl CanvasService for Service {
         let resp = queue::get_task(&self.app, &req.get_ref().task_id)
             .await
             .map_err(Status::from)?;
-        if let Some(patient) = &resp.patient {
-            let record = resp.intake_record.as_ref().map(|r| r.id.as_str()).unwrap_or_default();
-            self.audit(
-                &caller(&req)?,
-                "GetRxReviewTask",
-                vec![record_read(&patient.id, record)],
-            )
+        let patient = resp
+            .task
+            .as_ref()
+            .map(|t| t.canvas_patient_id.as_str())
+            .unwrap_or_default();
+        let record = resp.intake_record.as_ref().map(|r| r.id.as_str()).unwrap_or_default();
+        self.audit(&caller(&req)?, "GetRxReviewTask", vec![record_read(patient, record)])
             .await?;
-        }
         Ok(Response::new(resp))
     }
 
@@ -262,16 +275,34 @@ impl CanvasService for Service {
         &self,
         req: Request<pb::ListPrescriptionsRequest>,
     ) -> Reply<pb::ListPrescriptionsResponse> {
-        staff_or_own(&req, &req.get_ref().canvas_patient_id)?;
-        ok(patients::list_prescriptions(&self.app, req.get_ref()).await)
+        let who = staff_or_own(&req, &req.get_ref().canvas_patient_id)?;
+        let resp = patients::list_prescriptions(&self.app, req.get_ref())
+            .await
+            .map_err(Status::from)?;
+        self.audit(
+            &who,
+            "ListPrescriptions",
+            vec![(req.get_ref().canvas_patient_id.clone(), None)],
+        )
+        .await?;
+        Ok(Response::new(resp))
     }
 
     async fn list_communications(
         &self,
         req: Request<pb::ListCommunicationsRequest>,
     ) -> Reply<pb::ListCommunicationsResponse> {
-        staff_or_own(&req, &req.get_ref().canvas_patient_id)?;
-        ok(chart::list_communications(&self.app, req.get_ref()).await)
+        let who = staff_or_own(&req, &req.get_ref().canvas_patient_id)?;
+        let resp = chart::list_communications(&self.app, req.get_ref())
+            .await
+            .map_err(Status::from)?;
+        self.audit(
+            &who,
+            "ListCommunications",
+            vec![(req.get_ref().canvas_patient_id.clone(), None)],
+        )
+        .await?;
+        Ok(Response::new(resp))
     }
 
     async fn create_communication(
@@ -318,6 +349,12 @@ impl CanvasService for Service {
         {
             return Err(Error::Hidden.into());
         }
+        self.audit(
+            &who,
+            "GetAppointment",
+            vec![(appointment.canvas_patient_id.clone(), None)],
+        )
+        .await?;
         Ok(Response::new(pb::GetAppointmentResponse {
             appointment: Some(appointment),
         }))

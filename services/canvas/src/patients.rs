@@ -278,7 +278,6 @@ pub(crate) async fn create_patient(app: &App, req: &pb::CreatePatientRequest) ->
                 demographics: Some(d.clone()),
                 ..Default::default()
             },
-            "",
         ),
     );
     let _lock = app.store.lock_key(&key).await?;
@@ -338,11 +337,11 @@ pub(crate) async fn get_patient(app: &App, req: &pb::GetPatientRequest) -> Resul
             limit: 100,
             ..Default::default()
         };
-        let (records, prescriptions) = tokio::try_join!(
+        let (page, prescriptions) = tokio::try_join!(
             app.store.list_records(&filter),
             prescriptions_of(app, &req.canvas_patient_id, None),
         )?;
-        out.intake_records = records.iter().map(summary).collect();
+        out.intake_records = page.records.iter().map(summary).collect();
         out.prescriptions = prescriptions;
     }
     Ok(out)
@@ -492,6 +491,17 @@ pub(crate) async fn submit_intake(app: &App, mut req: pb::SubmitIntakeRequest) -
         Some(t) => Some(convert::from_timestamp(t).ok_or_else(|| Error::field("submitted_at", "is not a valid time"))?),
         None => None,
     };
+    // A given time is part of the submission; without one, each attempt reuses the first's.
+    let time_context = given_time.map(|t| t.timestamp_micros().to_string()).unwrap_or_default();
+    let key = format!("intake:{}", req.submission_id);
+    let mac = app
+        .store
+        .fingerprint("intake", &canonical_submission(&time_context, &submission));
+    // A finished submission answers with its first result, whatever routing or the questionnaire
+    // say today.
+    if let Some(finished) = app.store.finished_submission(&req.submission_id, &mac).await? {
+        return Ok(done(&finished, true));
+    }
 
     // Refuse a state the clinic does not serve before anything is written anywhere (our own
     // progress row included, so a corrected address can reuse the submission id).
@@ -513,10 +523,6 @@ pub(crate) async fn submit_intake(app: &App, mut req: pb::SubmitIntakeRequest) -
         Some((questionnaire, response_items(&q, &submission.answers)?))
     };
 
-    let key = format!("intake:{}", req.submission_id);
-    let mac = app
-        .store
-        .fingerprint("intake", &canonical_submission("", &submission, &req.raw_json));
     let mut lock = app.store.lock_key(&key).await?;
     let mut progress = app.store.submission(&req.submission_id, &mac).await?;
     if progress.completed {
@@ -583,7 +589,11 @@ pub(crate) async fn submit_intake(app: &App, mut req: pb::SubmitIntakeRequest) -
                     // The answers are checked against the questionnaire first, so Canvas refusing
                     // them is unexpected; they are safe in the intake record, and the review must
                     // not be held back for them. An empty id records "not written".
-                    Err(FhirError::Rejected { status, code, .. }) => {
+                    Err(FhirError::Rejected {
+                        status: status @ (400 | 422),
+                        code,
+                        ..
+                    }) => {
                         tracing::warn!(
                             status,
                             code,
@@ -622,6 +632,14 @@ pub(crate) async fn submit_intake(app: &App, mut req: pb::SubmitIntakeRequest) -
                     "priority": "routine",
                     "input": [{ "type": { "text": "label" }, "valueString": RX_REVIEW_LABEL }],
                 });
+                let mut resource = resource;
+                if progress.questionnaire_response_id.as_deref() == Some("") {
+                    // The reviewer must know the answers are only in the intake record.
+                    resource["note"] = json!([{
+                        "text": "Canvas refused the intake answers; read them in the intake record.",
+                        "time": now(),
+                    }]);
+                }
                 app.fhir.create("Task", &resource).await?
             }
         };
@@ -642,8 +660,16 @@ pub(crate) async fn submit_intake(app: &App, mut req: pb::SubmitIntakeRequest) -
 fn response_items(q: &model::Questionnaire, answers: &[pb::QuestionnaireAnswer]) -> Result<Vec<serde_json::Value>> {
     let mut bad = Vec::new();
     let mut items = Vec::new();
+    let mut seen = std::collections::HashSet::new();
     for (i, a) in answers.iter().enumerate() {
         let field = format!("submission.answers[{i}]");
+        if !seen.insert(a.link_id.as_str()) {
+            bad.push(FieldViolation::new(
+                format!("{field}.link_id"),
+                "answers a question answered earlier in the list",
+            ));
+            continue;
+        }
         let Some(question) = q.question(&a.link_id) else {
             bad.push(FieldViolation::new(
                 format!("{field}.link_id"),
@@ -709,6 +735,17 @@ fn response_items(q: &model::Questionnaire, answers: &[pb::QuestionnaireAnswer])
             }
         }
         items.push(json!({ "linkId": a.link_id, "text": question.text.clone().unwrap_or_else(|| a.question.clone()), "answer": values }));
+    }
+    for q in q
+        .questions()
+        .filter(|q| q.required == Some(true) && q.kind.as_deref() != Some("group"))
+    {
+        if !seen.contains(q.link_id.as_str()) {
+            bad.push(FieldViolation::new(
+                "submission.answers",
+                format!("question {} is required", q.link_id),
+            ));
+        }
     }
     if bad.is_empty() {
         Ok(items)
@@ -822,11 +859,6 @@ pub(crate) fn record_cursor(token: &str) -> Result<Option<(chrono::DateTime<Utc>
     Ok(Some((at, uuid::Uuid::parse_str(id).map_err(|_| bad())?)))
 }
 
-pub(crate) fn record_token(r: &pb::IntakeRecord) -> String {
-    let at = r
-        .submitted_at
-        .as_ref()
-        .and_then(convert::from_timestamp)
-        .map_or(0, |t| t.timestamp_micros());
-    format!("{at}.{}", r.id)
+pub(crate) fn record_token((at, id): (chrono::DateTime<Utc>, uuid::Uuid)) -> String {
+    format!("{}.{id}", at.timestamp_micros())
 }

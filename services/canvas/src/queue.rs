@@ -75,8 +75,10 @@ pub(crate) async fn list_tasks(app: &App, req: &pb::ListRxReviewTasksRequest) ->
             let mut task = convert::task(t);
             task.patient = patients.get(&task.canvas_patient_id).map(convert::patient);
             // The intake behind this task when it names one, else the patient's newest.
+            // A description can be edited in Canvas: the record must also be this patient's.
             let record = submission_of(t)
                 .and_then(|s| by_submission.get(s))
+                .filter(|r| r.canvas_patient_id == task.canvas_patient_id)
                 .or_else(|| latest.get(&task.canvas_patient_id));
             let summary = summary_of(record, responses.get(&task.canvas_patient_id));
             task.medication = summary.as_ref().map(|s| s.medication.clone()).unwrap_or_default();
@@ -167,7 +169,9 @@ pub(crate) async fn get_task(app: &App, task_id: &str) -> Result<pb::GetRxReview
         Some(s) => app.store.records_by_submission(&[s.to_owned()]).await?.remove(s),
         None => None,
     };
-    let record = own.or_else(|| records.get(&patient_id).cloned());
+    let record = own
+        .filter(|r| r.canvas_patient_id == patient_id)
+        .or_else(|| records.get(&patient_id).cloned());
     let mut summary_task = convert::task(&task);
     summary_task.patient = Some(convert::patient(&patient));
     let summary = summary_of(record.as_ref(), responses.first());

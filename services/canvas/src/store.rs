@@ -49,7 +49,16 @@ pub struct RecordFilter {
     pub to: Option<DateTime<Utc>>,
     /// Keyset position: records strictly older than this (submitted_at, id).
     pub before: Option<(DateTime<Utc>, Uuid)>,
+    /// Page size.
     pub limit: i64,
+}
+
+/// One page of ListIntakeRecords.
+#[derive(Debug)]
+pub struct RecordPage {
+    pub records: Vec<pb::IntakeRecord>,
+    /// Where the next page starts, when there is one.
+    pub next: Option<(DateTime<Utc>, Uuid)>,
 }
 
 /// Progress of one intake submission.
@@ -91,8 +100,13 @@ impl KeyLock {
     /// Fails when the lock's connection is gone (and with it the lock): checked right before each
     /// effect in Canvas, so a holder that lost its lock stops instead of racing the next holder.
     pub async fn check(&mut self) -> Result<()> {
-        sqlx::query("select 1").execute(&mut *self._tx).await.map_err(|_| {
-            Error::Precondition(
+        let alive = tokio::time::timeout(
+            std::time::Duration::from_secs(2),
+            sqlx::query("select 1").execute(&mut *self._tx),
+        )
+        .await;
+        alive.map_err(|_| ()).and_then(|r| r.map_err(|_| ())).map_err(|()| {
+            Error::Retry(
                 "LOCK_LOST",
                 "the request lost its hold on the idempotency key; retry it".into(),
             )
@@ -137,7 +151,7 @@ impl Store {
         let deadline = tokio::time::Instant::now() + LOCK_WAIT;
         let permit = tokio::time::timeout(LOCK_WAIT, self.holders.clone().acquire_owned())
             .await
-            .map_err(|_| Error::Precondition("BUSY", "too many writes in progress; retry shortly".into()))?
+            .map_err(|_| Error::Retry("BUSY", "too many writes in progress; retry shortly".into()))?
             .map_err(|_| Error::Internal(anyhow::anyhow!("lock semaphore closed")))?;
         loop {
             let mut tx = self.begin().await?;
@@ -153,7 +167,7 @@ impl Store {
             }
             tx.rollback().await?;
             if tokio::time::Instant::now() >= deadline {
-                return Err(Error::Precondition(
+                return Err(Error::Retry(
                     "REQUEST_IN_PROGRESS",
                     "another request with this key is still in progress; retry shortly".into(),
                 ));
@@ -176,7 +190,7 @@ impl Store {
         let content = content_bytes(new.submission, new.raw_json);
         let content_mac = self.fingerprint(
             "intake-content",
-            &canonical_submission(new.canvas_patient_id, new.submission, new.raw_json),
+            &canonical_submission(new.canvas_patient_id, new.submission),
         );
         let demographics = new.submission.demographics.clone().unwrap_or_default();
         let id = Uuid::new_v4();
@@ -230,7 +244,9 @@ impl Store {
         row.map(|r| self.open_row(&r)).transpose()
     }
 
-    pub async fn list_records(&self, f: &RecordFilter) -> Result<Vec<pb::IntakeRecord>> {
+    /// A page of records, newest first. The cursor comes from the rows, not from the records that
+    /// opened, so an unreadable record cannot end the paging early.
+    pub async fn list_records(&self, f: &RecordFilter) -> Result<RecordPage> {
         let email_index = f.email.as_deref().map(|e| self.keys.blind_index("email", e));
         let (before_at, before_id) = f.before.map_or((None, None), |(t, i)| (Some(t), Some(i)));
         let mut tx = self.begin().await?;
@@ -248,11 +264,21 @@ impl Store {
         .bind(f.to)
         .bind(before_at)
         .bind(before_id)
-        .bind(f.limit)
+        .bind(f.limit + 1)
         .fetch_all(&mut *tx)
         .await?;
         tx.commit().await?;
-        Ok(self.open_readable(&rows).collect())
+        let limit = usize::try_from(f.limit).unwrap_or(0);
+        let more = rows.len() > limit;
+        let rows = &rows[..rows.len().min(limit)];
+        let next = match rows.last() {
+            Some(last) if more => Some((last.try_get("submitted_at")?, last.try_get("id")?)),
+            _ => None,
+        };
+        Ok(RecordPage {
+            records: self.open_readable(rows).collect(),
+            next,
+        })
     }
 
     /// The newest record of each of these patients.
@@ -418,6 +444,34 @@ impl Store {
         })
     }
 
+    /// The submission when it has finished (IDEMPOTENCY_KEY_REUSED when the id came with another
+    /// submission); `None` when it is new or still in progress. Writes nothing.
+    pub async fn finished_submission(&self, submission_id: &str, request_mac: &str) -> Result<Option<Submission>> {
+        let mut tx = self.begin().await?;
+        let row = sqlx::query(
+            "select request_mac, canvas_patient_id, record_id, questionnaire_response_id, task_id, created_at \
+             from intake_submissions where submission_id = $1 and completed_at is not null",
+        )
+        .bind(submission_id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        let Some(row) = row else { return Ok(None) };
+        let stored: String = row.try_get("request_mac")?;
+        if stored != request_mac {
+            return Err(Error::KeyReused("submission_id"));
+        }
+        Ok(Some(Submission {
+            request_mac: stored,
+            canvas_patient_id: row.try_get("canvas_patient_id")?,
+            record_id: row.try_get("record_id")?,
+            questionnaire_response_id: row.try_get("questionnaire_response_id")?,
+            task_id: row.try_get("task_id")?,
+            completed: true,
+            first_seen: row.try_get("created_at")?,
+        }))
+    }
+
     /// Records one finished step of a submission.
     pub async fn save_submission(&self, submission_id: &str, s: &Submission) -> Result<()> {
         let mut tx = self.begin().await?;
@@ -473,8 +527,20 @@ impl Store {
         let result: Option<serde_json::Value> = row.try_get("result")?;
         Ok(match (resource_id, result) {
             (Some(resource_id), Some(result)) => WriteState::Done { resource_id, result },
-            // Canvas refused the last attempt outright: nothing exists, so this one may create.
-            (None, Some(_)) => WriteState::New,
+            // Canvas refused the last attempt outright: nothing exists, so this one may create, and
+            // is unfinished until it says otherwise (a crash now must not read as "refused").
+            (None, Some(_)) => {
+                let mut tx = self.begin().await?;
+                sqlx::query(
+                    "update canvas_writes set result = null, created_at = now() \
+                     where idempotency_key = $1 and resource_id is null",
+                )
+                .bind(key)
+                .execute(&mut *tx)
+                .await?;
+                tx.commit().await?;
+                WriteState::New
+            }
             (_, None) => WriteState::Unfinished {
                 started_at: row.try_get("created_at")?,
             },
@@ -537,13 +603,14 @@ fn content_bytes(submission: &pb::IntakeSubmission, raw_json: &str) -> Vec<u8> {
 }
 
 /// A byte string equal for equal submissions: protobuf with the metadata map (whose encoding order
-/// is not fixed) taken out and appended sorted.
-pub fn canonical_submission(patient: &str, submission: &pb::IntakeSubmission, raw_json: &str) -> Vec<u8> {
+/// is not fixed) taken out and appended sorted. The raw JSON is left out: the same submission sent
+/// again with its keys in another order is still the same submission.
+pub fn canonical_submission(context: &str, submission: &pb::IntakeSubmission) -> Vec<u8> {
     let mut without_map = submission.clone();
     let mut metadata: Vec<_> = std::mem::take(&mut without_map.metadata).into_iter().collect();
     metadata.sort();
     let mut out = Vec::new();
-    for part in [patient.as_bytes(), &without_map.encode_to_vec(), raw_json.as_bytes()] {
+    for part in [context.as_bytes(), &without_map.encode_to_vec()] {
         out.extend_from_slice(&(part.len() as u64).to_be_bytes());
         out.extend_from_slice(part);
     }

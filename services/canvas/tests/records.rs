@@ -66,7 +66,7 @@ async fn a_record_written_under_v1_reads_after_v2_becomes_active() {
         limit: 10,
         ..Default::default()
     };
-    assert_eq!(rotated.list_records(&filter).await.unwrap().len(), 1);
+    assert_eq!(rotated.list_records(&filter).await.unwrap().records.len(), 1);
 
     // With v1 retired, its record is an integrity error, not garbage.
     let retired = Store::new(db.pool.clone(), ring(&[2], 2));

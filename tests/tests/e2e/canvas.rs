@@ -518,7 +518,7 @@ async fn intake_records_are_encrypted_and_the_database_refuses_to_change_them() 
         .unwrap_err();
     assert_eq!(err.code(), Code::DataLoss);
     assert_eq!(era_kit::error::reason_of(&err).as_deref(), Some("RECORD_INTEGRITY"));
-    // Through the edge it is a 500 that says what happened, and no more.
+    // Lists skip the unreadable record rather than fail.
     let resp = mesh
         .get(
             &format!("/api/patient-records/{}", done.canvas_patient_id),
@@ -550,6 +550,28 @@ async fn intake_records_are_encrypted_and_the_database_refuses_to_change_them() 
         "{reads:?}"
     );
     assert!(sqlx::query("delete from phi_reads").execute(&pool).await.is_err());
+    // The queue's reads are there too, each naming the patient.
+    mesh.canvas()
+        .list_rx_review_tasks(mesh.admin_request(pb::ListRxReviewTasksRequest {
+            canvas_patient_id: done.canvas_patient_id.clone(),
+            ..Default::default()
+        }))
+        .await
+        .unwrap();
+    mesh.canvas()
+        .get_rx_review_task(mesh.admin_request(pb::GetRxReviewTaskRequest {
+            task_id: done.task_id.clone(),
+        }))
+        .await
+        .unwrap();
+    let rpcs: Vec<String> = sqlx::query_scalar("select rpc from phi_reads where canvas_patient_id = $1")
+        .bind(&done.canvas_patient_id)
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+    for rpc in ["GetIntakeRecord", "ListRxReviewTasks", "GetRxReviewTask"] {
+        assert!(rpcs.iter().any(|r| r == rpc), "{rpc} in {rpcs:?}");
+    }
     pool.close().await;
 }
 
@@ -653,6 +675,51 @@ async fn canvas_misbehaving_is_retried_where_safe_and_only_there() {
         "the failed attempt and the real one: {calls:?}"
     );
     assert_eq!(calls.get("POST /canvas-fhir/Task"), Some(&1), "{calls:?}");
+
+    // Canvas writes the answers but the answer is lost: the retry finds them (same authored time,
+    // though the client sent none) instead of writing them twice.
+    mesh.fault(json!({ "method": "POST", "path": "/canvas-fhir/QuestionnaireResponse", "times": 1, "action": { "kind": "drop_after" } }))
+        .await;
+    let req = submission("Answers", "OH");
+    let mark = mesh.ledger_mark().await;
+    assert!(mesh
+        .canvas()
+        .submit_intake(mesh.admin_request(req.clone()))
+        .await
+        .is_err());
+    let done = mesh
+        .canvas()
+        .submit_intake(mesh.admin_request(req))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(!done.task_id.is_empty());
+    let calls = mesh.ledger_counts("canvas-fhir", mark).await;
+    assert_eq!(
+        calls.get("POST /canvas-fhir/QuestionnaireResponse"),
+        Some(&1),
+        "{calls:?}"
+    );
+
+    // A task changed in Canvas between our read and our write: Canvas answers 412, the caller
+    // learns to reload (ABORTED) and nothing is overwritten.
+    let task_id = done.task_id.clone();
+    mesh.fault(json!({ "method": "PUT", "path": format!("/canvas-fhir/Task/{task_id}"), "times": 1,
+        "action": { "kind": "status", "status": 412, "body": { "resourceType": "OperationOutcome",
+            "issue": [{ "severity": "error", "code": "conflict", "details": { "text": "Resource updated since If-Unmodified-Since date" } }] } } }))
+        .await;
+    let err = mesh
+        .canvas()
+        .update_task_status(mesh.admin_request(pb::UpdateTaskStatusRequest {
+            task_id: task_id.clone(),
+            status: pb::TaskStatus::Cancelled as i32,
+            note: String::new(),
+            actor: None,
+        }))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::Aborted);
+    assert_eq!(era_kit::error::reason_of(&err).as_deref(), Some("CHANGED_SINCE_READ"));
 
     // Canvas down: every attempt fails, the caller gets UNAVAILABLE with the reason.
     mesh.fault(json!({ "path": "/canvas-fhir/", "times": 10, "action": { "kind": "status", "status": 503 } }))

@@ -52,7 +52,20 @@ async fn an_admin_lists_the_queue_and_opens_a_task() {
             .await,
     )
     .await;
-    assert_ne!(next["items"][0]["id"], first["id"]);
+    let ids = |page: &Value| -> Vec<String> {
+        page["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["id"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let (one, two) = (ids(&page), ids(&next));
+    assert_eq!(two.len(), 5);
+    assert!(
+        one.iter().all(|id| !two.contains(id)),
+        "pages do not overlap: {one:?} {two:?}"
+    );
 
     // /api/tasks is the plugin's name for the same list.
     let same = json_ok(mesh.get("/api/tasks?pageSize=5", Some(&jwt)).await).await;
@@ -84,11 +97,9 @@ async fn an_admin_lists_the_queue_and_opens_a_task() {
             .await,
     )
     .await;
-    assert!(filtered["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .all(|t| t["ownerPractitionerId"] == owner));
+    let filtered = filtered["items"].as_array().unwrap();
+    assert!(!filtered.is_empty());
+    assert!(filtered.iter().all(|t| t["ownerPractitionerId"] == owner));
 
     // Bad input is named; unknown ids are 404; no credentials is 401.
     assert_eq!(
@@ -131,6 +142,7 @@ async fn intake_through_the_edge_then_patients_prescriptions_and_records() {
     let body = intake_body(&submission_id, "marigold.q@example.test", "OH");
     let post = |body: Value| mesh.http.post(mesh.url("/api/intake/submit")).json(&body).send();
 
+    let mark = mesh.ledger_mark().await;
     let first = post(body.clone()).await.unwrap();
     assert_eq!(first.status(), 201);
     let first: Value = first.json().await.unwrap();
@@ -139,6 +151,29 @@ async fn intake_through_the_edge_then_patients_prescriptions_and_records() {
     let again: Value = again.json().await.unwrap();
     assert_eq!(again["taskId"], first["taskId"]);
     assert_eq!(again["existing"], true);
+    let calls = mesh.ledger_counts("canvas-fhir", mark).await;
+    assert_eq!(calls.get("POST /canvas-fhir/Patient"), Some(&1), "{calls:?}");
+    assert_eq!(calls.get("POST /canvas-fhir/Task"), Some(&1), "{calls:?}");
+    // The same submission written out differently (other bytes, same content) is the same one.
+    let pretty = mesh
+        .http
+        .post(mesh.url("/api/intake/submit"))
+        .header("content-type", "application/json; charset=utf-8")
+        .body(serde_json::to_string_pretty(&body).unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(pretty.status(), 200);
+    // Not JSON by its content type: refused before anything is parsed.
+    let text = mesh
+        .http
+        .post(mesh.url("/api/intake/submit"))
+        .header("content-type", "text/plain")
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(error_code(text, 415).await, "unsupported_media_type");
     let patient_id = first["canvasPatientId"].as_str().unwrap().to_owned();
 
     // Strict validation: named fields, no values echoed.

@@ -202,13 +202,24 @@ impl FhirClient {
         resource: &serde_json::Value,
         last_updated: Option<&str>,
     ) -> FhirResult<()> {
+        // HTTP dates have whole seconds. Rounding the version's time up keeps our own version from
+        // counting as "changed since" when Canvas compares at full precision; a change later in
+        // that same second still goes unseen, which no HTTP date can express.
         let condition = last_updated
             .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
             .map(|t| {
-                t.with_timezone(&chrono::Utc)
+                let secs = t.timestamp() + i64::from(t.timestamp_subsec_nanos() > 0);
+                chrono::DateTime::from_timestamp(secs, 0)
+                    .unwrap_or_default()
                     .format("%a, %d %b %Y %H:%M:%S GMT")
                     .to_string()
             });
+        if condition.is_none() {
+            tracing::warn!(
+                resource = ty,
+                "no lastUpdated to condition the update on; writing unconditionally"
+            );
+        }
         let (status, _, body) = self
             .send_with(
                 Method::PUT,

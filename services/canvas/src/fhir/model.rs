@@ -408,6 +408,7 @@ pub struct Question {
     #[serde(rename = "type")]
     pub kind: Option<String>,
     pub repeats: Option<bool>,
+    pub required: Option<bool>,
     #[serde(default)]
     pub answer_option: Vec<AnswerOption>,
     /// Questions inside a group.
@@ -424,18 +425,22 @@ pub struct Questionnaire {
 }
 
 impl Questionnaire {
+    /// Every question, groups included.
+    pub fn questions(&self) -> impl Iterator<Item = &Question> {
+        fn walk<'a>(items: &'a [Question], out: &mut Vec<&'a Question>) {
+            for q in items {
+                out.push(q);
+                walk(&q.item, out);
+            }
+        }
+        let mut out = Vec::new();
+        walk(&self.item, &mut out);
+        out.into_iter()
+    }
+
     /// A question by link id, groups included.
     pub fn question(&self, link_id: &str) -> Option<&Question> {
-        fn find<'a>(items: &'a [Question], link_id: &str) -> Option<&'a Question> {
-            items.iter().find_map(|q| {
-                if q.link_id == link_id {
-                    Some(q)
-                } else {
-                    find(&q.item, link_id)
-                }
-            })
-        }
-        find(&self.item, link_id)
+        self.questions().find(|q| q.link_id == link_id)
     }
 }
 
