@@ -20,7 +20,8 @@ pub(crate) fn render(title: &str, lines: &[String]) -> Vec<u8> {
         kids.join(" "),
         pages.len()
     ));
-    objects.push("<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>".into());
+    // WinAnsi covers Latin-1, so accented names print as written.
+    objects.push("<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica /Encoding /WinAnsiEncoding >>".into());
     for (i, page) in pages.iter().enumerate() {
         let mut stream = String::from("BT /F1 10 Tf 50 760 Td 13 TL\n");
         for line in page.iter() {
@@ -71,8 +72,8 @@ fn wrap(line: &str) -> Vec<String> {
     out
 }
 
-/// PDF string escaping; characters outside printable ASCII become `?` (Helvetica's base encoding
-/// has no reliable mapping for them).
+/// PDF string escaping: Latin-1 letters as octal escapes (WinAnsi shares those codes), anything
+/// beyond Latin-1 as `?`.
 fn escape(s: &str) -> String {
     s.chars()
         .map(|c| match c {
@@ -80,6 +81,7 @@ fn escape(s: &str) -> String {
             ')' => "\\)".to_owned(),
             '\\' => "\\\\".to_owned(),
             c if (' '..='~').contains(&c) => c.to_string(),
+            c if ('\u{a0}'..='\u{ff}').contains(&c) => format!("\\{:03o}", c as u32),
             _ => "?".to_owned(),
         })
         .collect()
@@ -100,6 +102,8 @@ mod tests {
         assert!(text.ends_with("%%EOF\n"));
         assert!(text.contains("/Count 3"));
         assert!(text.contains("\\(with parens\\)"));
+        let accented = String::from_utf8(render("x", &["Zoë Núñez 😀".to_owned()])).unwrap();
+        assert!(accented.contains("(Zo\\353 N\\372\\361ez ?) Tj"), "{accented}");
         // startxref points at the xref table.
         let at: usize = text
             .rsplit("startxref\n")
