@@ -22,8 +22,8 @@ pub enum Error {
     #[error("{0}")]
     Forbidden(&'static str),
     /// Another call holds the key, or this one lost it: try again shortly (ABORTED, HTTP 409).
-    #[error("{1}")]
-    Retry(&'static str, String),
+    #[error(transparent)]
+    Lock(#[from] era_kit::keylock::LockError),
     #[error("this {0} was already used for a different request")]
     KeyReused(&'static str),
     #[error("intake record {0} failed its integrity check")]
@@ -54,7 +54,8 @@ impl Error {
         match self {
             Self::KeyReused(_) => Some("IDEMPOTENCY_KEY_REUSED"),
             Self::RecordIntegrity(_) => Some("RECORD_INTEGRITY"),
-            Self::Precondition(reason, _) | Self::Retry(reason, _) => Some(reason),
+            Self::Precondition(reason, _) => Some(reason),
+            Self::Lock(e) => Some(e.reason()),
             Self::Canvas(FhirError::Unavailable { .. }) => Some("CANVAS_UNAVAILABLE"),
             Self::Canvas(FhirError::Rejected { status: 412, .. }) => Some("CHANGED_SINCE_READ"),
             Self::Canvas(FhirError::Rejected { .. }) => Some("CANVAS_REJECTED"),
@@ -84,7 +85,8 @@ impl From<Error> for Status {
                 with_reason(Code::DataLoss, "RECORD_INTEGRITY", err.to_string())
             }
             Error::Precondition(reason, message) => with_reason(Code::FailedPrecondition, reason, message.clone()),
-            Error::Retry(reason, message) => with_reason(Code::Aborted, reason, message.clone()),
+            Error::Lock(era_kit::keylock::LockError::Db(e)) => internal(&anyhow::anyhow!("database: {e}")),
+            Error::Lock(e) => with_reason(Code::Aborted, e.reason(), e.to_string()),
             Error::Canvas(e) => match e {
                 FhirError::Unavailable { detail } => {
                     tracing::warn!(detail, "Canvas unavailable");

@@ -15,19 +15,17 @@ use crate::{
     records::{Keyring, OpenError, Sealed},
 };
 
-/// How long a call waits for another call holding the same idempotency key.
-const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
-
 /// The role every query runs as.
 pub const SERVICE_ROLE: &str = "era_canvas_service";
+const SET_ROLE: &str = "set local role era_canvas_service";
+
+pub use era_kit::keylock::KeyLock;
 
 #[derive(Clone, Debug)]
 pub struct Store {
     pool: PgPool,
     keys: Keyring,
-    /// Lock holders each keep one connection and need another for their work; bounding them to
-    /// half the pool leaves every holder a connection to finish with.
-    holders: std::sync::Arc<tokio::sync::Semaphore>,
+    locks: era_kit::keylock::KeyLocks,
 }
 
 /// A record to write.
@@ -90,45 +88,10 @@ pub enum WriteState {
     },
 }
 
-/// Holds a transaction-scoped advisory lock on a key; dropping it releases the lock.
-pub struct KeyLock {
-    _tx: Transaction<'static, Postgres>,
-    _permit: tokio::sync::OwnedSemaphorePermit,
-}
-
-impl KeyLock {
-    /// Fails when the lock's connection is gone (and with it the lock): checked right before each
-    /// effect in Canvas, so a holder that lost its lock stops instead of racing the next holder.
-    pub async fn check(&mut self) -> Result<()> {
-        let alive = tokio::time::timeout(
-            std::time::Duration::from_secs(2),
-            sqlx::query("select 1").execute(&mut *self._tx),
-        )
-        .await;
-        alive.map_err(|_| ()).and_then(|r| r.map_err(|_| ())).map_err(|()| {
-            Error::Retry(
-                "LOCK_LOST",
-                "the request lost its hold on the idempotency key; retry it".into(),
-            )
-        })?;
-        Ok(())
-    }
-}
-
-impl std::fmt::Debug for KeyLock {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("KeyLock")
-    }
-}
-
 impl Store {
     pub fn new(pool: PgPool, keys: Keyring) -> Self {
-        let holders = (pool.options().get_max_connections() as usize / 2).max(1);
-        Self {
-            pool,
-            keys,
-            holders: std::sync::Arc::new(tokio::sync::Semaphore::new(holders)),
-        }
+        let locks = era_kit::keylock::KeyLocks::new(pool.clone(), Some(SET_ROLE));
+        Self { pool, keys, locks }
     }
 
     pub fn keys(&self) -> &Keyring {
@@ -137,44 +100,13 @@ impl Store {
 
     async fn begin(&self) -> Result<Transaction<'static, Postgres>> {
         let mut tx = self.pool.begin().await?;
-        sqlx::query(&format!("set local role {SERVICE_ROLE}"))
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query(SET_ROLE).execute(&mut *tx).await?;
         Ok(tx)
     }
 
-    /// Serialises work on one idempotency key across calls and replicas. The lock lives in a
-    /// transaction, so a crashed holder releases it with its connection. Waiters poll instead of
-    /// blocking in PostgreSQL: a blocked waiter would hold a pooled connection, and enough of them
-    /// would starve the holder of the connections it needs to finish.
+    /// Serialises work on one idempotency key across calls and replicas (see `era_kit::keylock`).
     pub async fn lock_key(&self, key: &str) -> Result<KeyLock> {
-        let deadline = tokio::time::Instant::now() + LOCK_WAIT;
-        let permit = tokio::time::timeout(LOCK_WAIT, self.holders.clone().acquire_owned())
-            .await
-            .map_err(|_| Error::Retry("BUSY", "too many writes in progress; retry shortly".into()))?
-            .map_err(|_| Error::Internal(anyhow::anyhow!("lock semaphore closed")))?;
-        loop {
-            let mut tx = self.begin().await?;
-            let got: bool = sqlx::query_scalar("select pg_try_advisory_xact_lock(hashtextextended($1, 0))")
-                .bind(key)
-                .fetch_one(&mut *tx)
-                .await?;
-            if got {
-                return Ok(KeyLock {
-                    _tx: tx,
-                    _permit: permit,
-                });
-            }
-            tx.rollback().await?;
-            if tokio::time::Instant::now() >= deadline {
-                return Err(Error::Retry(
-                    "REQUEST_IN_PROGRESS",
-                    "another request with this key is still in progress; retry shortly".into(),
-                ));
-            }
-            let pause = rand::Rng::gen_range(&mut rand::thread_rng(), 20..60);
-            tokio::time::sleep(std::time::Duration::from_millis(pause)).await;
-        }
+        Ok(self.locks.lock(key).await?)
     }
 
     /// A keyed fingerprint of a request, to tell a retry from a different request under the same key.

@@ -8,6 +8,7 @@
 //! - [`server`]: the gRPC bootstrap (health, reflection, auth, graceful shutdown).
 //! - [`client`]: channels to peers that forward identity and context.
 //! - [`db`]: pool, database creation and migrations.
+//! - [`keylock`]: per-key advisory locks for exactly-once work toward vendors.
 //! - [`error`]: building `tonic::Status` with field violations and stable reason codes.
 //! - [`cli`]: the `serve` / `migrate` / `healthcheck` entry point every service `main` calls.
 
@@ -19,6 +20,7 @@ pub mod config;
 pub mod context;
 pub mod db;
 pub mod error;
+pub mod keylock;
 pub mod server;
 pub mod telemetry;
 #[cfg(feature = "testing")]
