@@ -1,4 +1,5 @@
-//! `/_sandbox`: reset, the ledger, fault injection, and per-vendor controls (`/_sandbox/canvas`).
+//! `/_sandbox`: reset, the ledger, fault injection, and per-vendor controls (`/_sandbox/canvas`,
+//! `/_sandbox/stripe`).
 
 use std::collections::BTreeMap;
 
@@ -20,6 +21,7 @@ pub(crate) fn router() -> Router<Sandbox> {
         .route("/ledger/counts", get(counts))
         .route("/faults", get(list_faults).post(add_fault).delete(clear_faults))
         .nest("/canvas", crate::canvas::control_router())
+        .nest("/stripe", crate::stripe::control_router())
 }
 
 async fn reset(State(sandbox): State<Sandbox>) -> StatusCode {

@@ -4,7 +4,8 @@
 //!
 //! Vendors are filled in by the issues that integrate them; until then a prefix answers 404 in a
 //! JSON body that says the route is not simulated yet. Simulated: Canvas (`/canvas` for OAuth,
-//! `/canvas-fhir` for FHIR R4; see [`canvas`]).
+//! `/canvas-fhir` for FHIR R4; see [`canvas`]) and Stripe (`/stripe`, the v1 API with signed
+//! webhooks, also at the root `/v1` for stripe-node; see [`stripe`]).
 
 use std::{future::Future, sync::Arc};
 
@@ -12,7 +13,7 @@ use axum::{
     extract::{Request, State},
     middleware::{self, Next},
     response::{IntoResponse, Response},
-    routing::get,
+    routing::{any, get},
     Json, Router,
 };
 use http::StatusCode;
@@ -22,9 +23,10 @@ pub mod canvas;
 mod control;
 mod serve;
 pub mod state;
+pub mod stripe;
 
 pub use serve::serve;
-pub use state::{Fault, FaultAction, LedgerEntry, Sandbox, SandboxConfig};
+pub use state::{Fault, FaultAction, LedgerEntry, Sandbox, SandboxConfig, EFFECT};
 
 /// The vendors and the path prefix each is served under (ARCHITECTURE.md's table).
 pub const VENDORS: &[(&str, &str)] = &[
@@ -49,8 +51,16 @@ pub fn app(sandbox: Sandbox) -> Router {
         vendors = vendors.nest(prefix, vendor_router(vendor));
     }
     let vendors = vendors.layer(middleware::from_fn_with_state(sandbox.clone(), record_and_inject));
+    // stripe-node's base path is fixed at `/v1/` (only host and port are configurable), so Stripe
+    // also answers at the root: `/v1/...` is served exactly as `/stripe/v1/...`, ledger and faults
+    // included.
+    let stripe_alias = vendors.clone().with_state(sandbox.clone());
     Router::new()
         .merge(vendors)
+        .route(
+            "/v1/{*rest}",
+            any(move |req: Request| stripe::serve_alias(stripe_alias.clone(), req)),
+        )
         .nest("/_sandbox", control::router())
         .route(
             "/",
@@ -65,6 +75,8 @@ fn vendor_router(vendor: &'static str) -> Router<Sandbox> {
         "canvas" => canvas::emr_router(),
         // The FHIR API answers unknown routes itself, with an OperationOutcome as Canvas does.
         "canvas-fhir" => return canvas::fhir_router(),
+        // Stripe answers unknown routes itself, with its "Unrecognized request URL" error.
+        "stripe" => return stripe::api_router(),
         _ => Router::new(),
     };
     routes.fallback(move |req: Request| async move {
@@ -93,7 +105,11 @@ async fn record_and_inject(State(sandbox): State<Sandbox>, req: Request, next: N
         Some(FaultAction::Status { status, body }) => {
             let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
             let body = body.unwrap_or_else(|| serde_json::json!({ "error": { "message": "injected fault" } }));
-            (status, Json(body)).into_response()
+            let mut response = (status, Json(body)).into_response();
+            if path.starts_with("/stripe/") {
+                stripe::stamp(&mut response);
+            }
+            response
         }
         Some(FaultAction::DropBefore) => {
             sandbox.record(&method, &path, None, Some("drop_before"));

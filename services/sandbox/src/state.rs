@@ -5,9 +5,10 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use chrono::{SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::canvas;
+use crate::{canvas, stripe};
 
-/// One call to a vendor route, or one effect a vendor recorded.
+/// One call to a vendor route, or one effect a vendor recorded. An effect has method `EFFECT`, its
+/// kind as `path` (e.g. `payment_intent.succeeded`), no status, and names the object it touched.
 #[derive(Clone, Debug, Serialize)]
 pub struct LedgerEntry {
     pub seq: u64,
@@ -15,11 +16,18 @@ pub struct LedgerEntry {
     pub vendor: String,
     pub method: String,
     pub path: String,
-    /// `None` when the connection was dropped before any response.
+    /// `None` when the connection was dropped before any response, and for effects.
     pub status: Option<u16>,
     /// The fault that shaped this call, if any.
     pub fault: Option<String>,
+    /// For effects: the id of the object the effect is about (`pi_...`, `evt_...`).
+    pub object: Option<String>,
+    /// For effects: a short human-readable detail (an amount, a delivery's status).
+    pub detail: Option<String>,
 }
+
+/// The method of ledger entries that record an effect rather than a call.
+pub const EFFECT: &str = "EFFECT";
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "snake_case", tag = "kind")]
@@ -75,12 +83,20 @@ impl Fault {
     }
 }
 
-/// Credentials and settings the simulators check callers against.
+/// Credentials and settings the simulators check callers against. Construct it with
+/// `..Default::default()` for the fields you do not set: vendors add fields as they are simulated.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SandboxConfig {
     /// The OAuth client Canvas's token endpoint accepts.
     pub canvas_client_id: String,
     pub canvas_client_secret: String,
+    /// The one secret key (`sk_test_...`) Stripe's API accepts, as Bearer or Basic auth.
+    pub stripe_secret_key: String,
+    /// Where signed Stripe events are POSTed as they happen; `None` keeps them undelivered (they can
+    /// still be read at `/stripe/v1/events` or delivered by `/_sandbox/stripe` controls).
+    pub stripe_webhook_url: Option<String>,
+    /// The endpoint secret (`whsec_...`) events are signed with.
+    pub stripe_webhook_secret: String,
 }
 
 impl Default for SandboxConfig {
@@ -88,9 +104,17 @@ impl Default for SandboxConfig {
         Self {
             canvas_client_id: "era-sandbox-canvas-client".into(),
             canvas_client_secret: "era-sandbox-canvas-secret".into(),
+            stripe_secret_key: DEFAULT_STRIPE_SECRET_KEY.into(),
+            stripe_webhook_url: None,
+            stripe_webhook_secret: DEFAULT_STRIPE_WEBHOOK_SECRET.into(),
         }
     }
 }
+
+/// The Stripe secret key a default sandbox accepts.
+pub const DEFAULT_STRIPE_SECRET_KEY: &str = "sk_test_era_sandbox";
+/// The secret a default sandbox signs Stripe events with.
+pub const DEFAULT_STRIPE_WEBHOOK_SECRET: &str = "whsec_era_sandbox_local_webhook_secret";
 
 #[derive(Debug, Default)]
 struct Inner {
@@ -105,6 +129,7 @@ pub struct Sandbox {
     inner: Arc<Mutex<Inner>>,
     config: Arc<SandboxConfig>,
     canvas: Arc<Mutex<canvas::State>>,
+    stripe: Arc<stripe::Handle>,
 }
 
 impl Default for Sandbox {
@@ -120,10 +145,12 @@ impl Sandbox {
     }
 
     pub fn with_config(config: SandboxConfig) -> Self {
+        let stripe = Arc::new(stripe::Handle::new(&config));
         Self {
             inner: Arc::default(),
             config: Arc::new(config),
             canvas: Arc::new(Mutex::new(canvas::State::seeded())),
+            stripe,
         }
     }
 
@@ -140,11 +167,17 @@ impl Sandbox {
         self.canvas.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    pub(crate) fn stripe(&self) -> &stripe::Handle {
+        &self.stripe
+    }
+
     /// Forgets every call, effect and fault, and puts every vendor back to its seed state (for
-    /// Canvas that also revokes every issued token).
+    /// Canvas that also revokes every issued token; for Stripe it forgets every object, event and
+    /// idempotency key but keeps the webhook target set at run time).
     pub fn reset(&self) {
         *self.lock() = Inner::default();
         *self.canvas() = canvas::State::seeded();
+        self.stripe.reset();
     }
 
     pub fn add_fault(&self, fault: Fault) {
@@ -176,17 +209,40 @@ impl Sandbox {
             .iter()
             .find(|(_, prefix)| path == *prefix || path.starts_with(&format!("{prefix}/")))
             .map_or("unknown", |(v, _)| v);
-        let mut inner = self.lock();
-        inner.next_seq += 1;
-        let entry = LedgerEntry {
-            seq: inner.next_seq,
-            at: Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true),
+        self.push(LedgerEntry {
+            seq: 0,
+            at: String::new(),
             vendor: vendor.to_owned(),
             method: method.to_owned(),
             path: path.to_owned(),
             status,
             fault: fault.filter(|f| !f.is_empty()).map(str::to_owned),
-        };
+            object: None,
+            detail: None,
+        });
+    }
+
+    /// Records an effect a vendor committed (not a call): method `EFFECT`, path `kind`, so
+    /// `/_sandbox/ledger/counts` shows it as `EFFECT <kind>`.
+    pub fn record_effect(&self, vendor: &str, kind: &str, object: Option<&str>, detail: Option<&str>) {
+        self.push(LedgerEntry {
+            seq: 0,
+            at: String::new(),
+            vendor: vendor.to_owned(),
+            method: EFFECT.to_owned(),
+            path: kind.to_owned(),
+            status: None,
+            fault: None,
+            object: object.map(str::to_owned),
+            detail: detail.map(str::to_owned),
+        });
+    }
+
+    fn push(&self, mut entry: LedgerEntry) {
+        let mut inner = self.lock();
+        inner.next_seq += 1;
+        entry.seq = inner.next_seq;
+        entry.at = Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true);
         inner.ledger.push(entry);
     }
 

@@ -222,6 +222,7 @@ async fn a_configured_client_is_the_only_one_accepted() {
     let sandbox = Sandbox::with_config(SandboxConfig {
         canvas_client_id: "staging-client".into(),
         canvas_client_secret: "staging-secret".into(),
+        ..Default::default()
     });
     let (_stop, stopped) = tokio::sync::oneshot::channel::<()>();
     tokio::spawn(era_sandbox::run(sandbox, listener, async {

@@ -57,6 +57,9 @@ async fn every_vendor_prefix_answers_and_is_counted() {
         if *vendor == "canvas-fhir" {
             // The FHIR simulator answers unknown routes as Canvas does, with an OperationOutcome.
             assert_eq!(body["issue"][0]["code"], "not-found", "{vendor}");
+        } else if *vendor == "stripe" {
+            // So does Stripe's, with its own error.
+            assert_eq!(body["error"]["type"], "invalid_request_error", "{vendor}");
         } else {
             assert_eq!(body["error"]["type"], "not_simulated", "{vendor}");
         }
@@ -99,8 +102,8 @@ async fn a_status_fault_fires_for_the_next_n_calls_only() {
     }
     // The fault is spent: the call reaches the simulator, which wants a bearer token.
     assert_eq!(sandbox.get("/canvas-fhir/Patient").await.unwrap().status(), 401);
-    // Another route was never affected.
-    assert_eq!(sandbox.get("/stripe/v1/customers").await.unwrap().status(), 404);
+    // Another route was never affected: Stripe's asks for its API key.
+    assert_eq!(sandbox.get("/stripe/v1/customers").await.unwrap().status(), 401);
     let faults: Value = sandbox.get("/_sandbox/faults").await.unwrap().json().await.unwrap();
     assert_eq!(faults, json!([]));
     let ledger = sandbox.ledger().await;
@@ -134,7 +137,7 @@ async fn a_dropped_connection_gives_the_caller_no_response_but_is_in_the_ledger(
         .collect();
     assert_eq!(
         faults,
-        vec![(json!("drop_before"), Value::Null), (json!("drop_after"), json!(404))]
+        vec![(json!("drop_before"), Value::Null), (json!("drop_after"), json!(401))]
     );
 }
 
