@@ -160,6 +160,16 @@ impl TestMesh {
         era_kit::client::request(message, &tokens, caller)
     }
 
+    /// A client of the payments service.
+    pub fn payments(
+        &self,
+    ) -> era_proto::payments::v1::payments_service_client::PaymentsServiceClient<tonic::transport::Channel> {
+        let url = self.mesh.service_url("era-payments").expect("payments runs");
+        era_proto::payments::v1::payments_service_client::PaymentsServiceClient::new(
+            era_kit::client::channel(url).expect("a valid URL"),
+        )
+    }
+
     /// A client of the canvas service.
     pub fn canvas(
         &self,

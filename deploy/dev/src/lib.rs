@@ -63,6 +63,8 @@ pub struct Secrets {
     /// The OAuth client the canvas service uses and the sandbox accepts.
     pub canvas_client_id: String,
     pub canvas_client_secret: SecretString,
+    /// The Stripe secret key payments uses and the sandbox accepts (`sk_test_...`).
+    pub stripe_secret_key: SecretString,
 }
 
 impl std::fmt::Debug for Secrets {
@@ -76,6 +78,12 @@ pub fn random_records_key() -> SecretString {
     use base64::Engine as _;
     let bytes: [u8; 32] = rand::random();
     SecretString::from(format!("1:{}", base64::engine::general_purpose::STANDARD.encode(bytes)))
+}
+
+/// A test-mode Stripe key for the sandbox: `sk_test_` and 24 random bytes as hex.
+pub fn random_stripe_key() -> SecretString {
+    let bytes: [u8; 24] = rand::random();
+    SecretString::from(format!("sk_test_{}", hex::encode(bytes)))
 }
 
 /// 32 random bytes as hex.
@@ -96,6 +104,7 @@ impl Secrets {
             blind_index_key: random_secret(),
             canvas_client_id: "era-dev-canvas".into(),
             canvas_client_secret: random_secret(),
+            stripe_secret_key: random_stripe_key(),
         }
     }
 
@@ -132,6 +141,13 @@ impl Secrets {
                 (random_records_key(), 1)
             }
         };
+        let stripe_secret_key = match std::env::var("STRIPE_SECRET_KEY") {
+            Ok(v) if !v.is_empty() => SecretString::from(v),
+            _ => {
+                generated.push("STRIPE_SECRET_KEY");
+                random_stripe_key()
+            }
+        };
         let canvas_client_id = std::env::var("CANVAS_CLIENT_ID")
             .ok()
             .filter(|v| !v.is_empty())
@@ -147,6 +163,7 @@ impl Secrets {
                 blind_index_key,
                 canvas_client_id,
                 canvas_client_secret,
+                stripe_secret_key,
             },
             generated,
         )
@@ -249,6 +266,8 @@ impl Mesh {
         let sandbox_config = era_sandbox::SandboxConfig {
             canvas_client_id: options.secrets.canvas_client_id.clone(),
             canvas_client_secret: options.secrets.canvas_client_secret.expose_secret().to_owned(),
+            stripe_secret_key: options.secrets.stripe_secret_key.expose_secret().to_owned(),
+            ..Default::default()
         };
         tasks.spawn({
             let stopped = stopped("era-sandbox");
@@ -310,7 +329,22 @@ impl Mesh {
             pharmacy_routing_grpc_url: pharmacy_routing.clone(),
         };
         let canvas = service!(era_canvas, "era-canvas", "canvas", options.ports.canvas, canvas_config);
-        let payments = service!(era_payments, "era-payments", "payments", options.ports.payments);
+        let payments_config = |service: ServiceConfig| era_payments::Config {
+            service,
+            stripe: era_payments::config::StripeConfig {
+                api_base: format!("{sandbox_url}/stripe"),
+                secret_key: options.secrets.stripe_secret_key.clone(),
+                timeout_secs: 20,
+                max_retries: 2,
+            },
+        };
+        let payments = service!(
+            era_payments,
+            "era-payments",
+            "payments",
+            options.ports.payments,
+            payments_config
+        );
         let scheduling = service!(era_scheduling, "era-scheduling", "scheduling", options.ports.scheduling);
         let notifications = service!(
             era_notifications,

@@ -1,33 +1,45 @@
-//! era-payments: Stripe: setup intents, saved cards (payment holds), off-session charges, refunds, discount codes, webhooks.
+//! era-payments: Stripe for the clinic: a Stripe customer per Canvas patient, the card saved at
+//! intake (payment holds), off-session charges exactly once per reference, refunds with an audit
+//! trail, and discount codes.
 
-use std::net::SocketAddr;
+use std::{net::SocketAddr, sync::Arc};
 
 use era_kit::{
     auth::Authenticator,
     cli::{BoxFuture, ServiceBinary},
-    config::ServiceConfig,
+    config::ConfigError,
     server::GrpcServer,
 };
 use era_proto::payments::v1::payments_service_server::PaymentsServiceServer;
 use sqlx::{migrate::Migrator, PgPool};
 use tokio::net::TcpListener;
 
+mod app;
+mod app_page;
+mod charges;
+pub mod config;
+mod discounts;
+mod error;
 mod grpc;
+mod holds;
+pub mod store;
+pub mod stripe;
+
+pub use config::Config;
+pub use error::Error;
 
 pub static MIGRATOR: Migrator = sqlx::migrate!("../../migrations/payments");
-
-/// The service has no settings of its own yet.
-pub type Config = ServiceConfig;
 
 /// Serves the service on `listener` until `shutdown` resolves. The database must be migrated.
 pub async fn run(
     config: Config,
     listener: TcpListener,
-    _pool: PgPool,
+    pool: PgPool,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    GrpcServer::new(Authenticator::new(&config.auth))
-        .add_service(PaymentsServiceServer::new(grpc::Service))
+    let app = Arc::new(app::App::new(&config, store::Store::new(pool))?);
+    GrpcServer::new(Authenticator::new(&config.service.auth))
+        .add_service(PaymentsServiceServer::new(grpc::Service { app }))
         .serve(listener, shutdown)
         .await
 }
@@ -43,6 +55,10 @@ impl ServiceBinary for Binary {
 
     fn migrator() -> &'static Migrator {
         &MIGRATOR
+    }
+
+    fn validate(config: &Config) -> Result<(), ConfigError> {
+        config.validate()
     }
 
     fn run(

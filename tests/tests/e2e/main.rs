@@ -3,5 +3,6 @@
 mod auth;
 mod canvas;
 mod ops;
+mod payments;
 mod routing;
 mod rx_queue;

@@ -1,0 +1,396 @@
+//! Off-session charges of the saved card, exactly once per reference, and refunds.
+//!
+//! A charge is written (status `pending`) before Stripe hears of it, and its id is Stripe's
+//! Idempotency-Key. Whatever happens next (a crash, a lost answer, twenty concurrent callers), every
+//! attempt for the reference sends that same key, so Stripe creates one PaymentIntent and replays
+//! its result to the others. Declines and `authentication_required` are terminal answers, recorded
+//! with the reason and never retried here: the patient must act.
+
+use era_kit::error::FieldViolation;
+use era_proto::{common::v1::Actor, payments::v1 as pb};
+
+use crate::{
+    app::{check_id, check_key, App},
+    error::{Error, Result},
+    store::{refund_reason_code, ChargeOutcome, ChargeRow, NewCharge, NewRefund},
+    stripe::{types, Params, StripeError, StripeErrorKind},
+};
+
+/// The most one charge may be: a guard against a misplaced decimal point (cents, not dollars).
+pub(crate) const MAX_CHARGE_CENTS: i64 = 500_000;
+
+pub(crate) fn currency_of(field: &str, currency: &str, bad: &mut Vec<FieldViolation>) -> String {
+    let c = currency.trim().to_ascii_lowercase();
+    if c.is_empty() {
+        return "usd".into();
+    }
+    if c.len() != 3 || !c.bytes().all(|b| b.is_ascii_lowercase()) {
+        bad.push(FieldViolation::new(field, "must be an ISO 4217 code such as usd"));
+    }
+    c
+}
+
+fn caller_actor(actor: Option<&Actor>, fallback: &era_kit::auth::Caller) -> Actor {
+    // The edge's identity wins over what a request body claims.
+    let role = match fallback.role {
+        era_kit::auth::Role::Admin => "admin",
+        era_kit::auth::Role::Patient => "patient",
+        era_kit::auth::Role::Service => "service",
+    };
+    Actor {
+        subject: actor
+            .filter(|a| fallback.role == era_kit::auth::Role::Service && !a.subject.is_empty())
+            .map_or_else(|| fallback.subject.clone(), |a| a.subject.clone()),
+        role: role.into(),
+    }
+}
+
+pub(crate) async fn charge_hold(
+    app: &App,
+    caller: &era_kit::auth::Caller,
+    req: &pb::ChargeHoldRequest,
+) -> Result<pb::ChargeHoldResponse> {
+    let mut bad = Vec::new();
+    check_id(&mut bad, "canvas_patient_id", &req.canvas_patient_id);
+    check_key(&mut bad, "reference", &req.reference);
+    if !req.idempotency_key.is_empty() {
+        check_key(&mut bad, "idempotency_key", &req.idempotency_key);
+    }
+    if req.amount_cents <= 0 {
+        bad.push(FieldViolation::new(
+            "amount_cents",
+            "must be a positive number of cents",
+        ));
+    } else if req.amount_cents > MAX_CHARGE_CENTS {
+        bad.push(FieldViolation::new(
+            "amount_cents",
+            format!("must be at most {MAX_CHARGE_CENTS} cents; amounts are in cents, not dollars"),
+        ));
+    }
+    let currency = currency_of("currency", &req.currency, &mut bad);
+    if req.description.chars().count() > 200 {
+        bad.push(FieldViolation::new("description", "must be at most 200 characters"));
+    }
+    if !bad.is_empty() {
+        return Err(Error::InvalidArgument(bad));
+    }
+    let actor = caller_actor(req.actor.as_ref(), caller);
+    let client_key = (!req.idempotency_key.is_empty()).then_some(req.idempotency_key.as_str());
+
+    let mut lock = app.store.lock(&format!("charge:{}", req.reference)).await?;
+    let (row, existing) = match app.store.charge_by_reference(&req.reference).await? {
+        Some(row) => {
+            let c = &row.charge;
+            if c.canvas_patient_id != req.canvas_patient_id
+                || c.amount_cents != req.amount_cents
+                || c.currency != currency
+            {
+                return Err(Error::Precondition(
+                    "REFERENCE_CONFLICT",
+                    "this reference already has a charge for another patient or amount".into(),
+                ));
+            }
+            if client_key.is_some() && row.client_key.is_some() && row.client_key.as_deref() != client_key {
+                return Err(Error::Precondition(
+                    "IDEMPOTENCY_KEY_REUSED",
+                    "this reference was charged under another idempotency key".into(),
+                ));
+            }
+            if is_final(c.status) {
+                return Ok(pb::ChargeHoldResponse {
+                    charge: Some(row.charge),
+                    existing: true,
+                });
+            }
+            // Unfinished: ask Stripe again under the same key; it replays what it did.
+            (row, true)
+        }
+        None => {
+            let hold = app
+                .store
+                .hold(None, Some(&req.canvas_patient_id))
+                .await?
+                .filter(|h| !h.stripe_payment_method_id.is_empty())
+                .ok_or_else(|| Error::Precondition("NO_PAYMENT_HOLD", "the patient has no saved card".into()))?;
+            let row = app
+                .store
+                .insert_charge(NewCharge {
+                    reference: &req.reference,
+                    client_key,
+                    canvas_patient_id: &req.canvas_patient_id,
+                    hold_id: hold
+                        .id
+                        .parse()
+                        .map_err(|_| Error::Internal(anyhow::anyhow!("hold id")))?,
+                    amount_cents: req.amount_cents,
+                    currency: &currency,
+                    description: &req.description,
+                    actor: &actor,
+                })
+                .await?;
+            (row, false)
+        }
+    };
+    lock.check().await?;
+    let outcome = submit(app, &row).await?;
+    app.store.settle_charge(row.id, &outcome).await?;
+    let charge = app
+        .store
+        .charge_by_id(row.id)
+        .await?
+        .ok_or_else(|| Error::Internal(anyhow::anyhow!("a charge vanished")))?;
+    Ok(pb::ChargeHoldResponse {
+        charge: Some(charge.charge),
+        existing,
+    })
+}
+
+fn is_final(status: i32) -> bool {
+    use pb::ChargeStatus as S;
+    [
+        S::Succeeded,
+        S::Declined,
+        S::AuthenticationRequired,
+        S::Failed,
+        S::Canceled,
+    ]
+    .iter()
+    .any(|s| *s as i32 == status)
+}
+
+/// The off-session PaymentIntent for a recorded charge, under the charge's own key.
+async fn submit(app: &App, row: &ChargeRow) -> Result<ChargeOutcome> {
+    let hold_id = row
+        .charge
+        .hold_id
+        .parse()
+        .map_err(|_| Error::Internal(anyhow::anyhow!("hold id")))?;
+    let hold = app
+        .store
+        .hold(Some(hold_id), None)
+        .await?
+        .ok_or_else(|| Error::Internal(anyhow::anyhow!("a charge's hold vanished")))?;
+    let c = &row.charge;
+    let mut params: Params = vec![
+        ("amount".into(), c.amount_cents.to_string()),
+        ("currency".into(), c.currency.clone()),
+        ("customer".into(), hold.stripe_customer_id.clone()),
+        ("payment_method".into(), hold.stripe_payment_method_id.clone()),
+        ("payment_method_types[0]".into(), "card".into()),
+        ("off_session".into(), "true".into()),
+        ("confirm".into(), "true".into()),
+        ("metadata[charge_id]".into(), c.id.clone()),
+        ("metadata[reference]".into(), c.reference.clone()),
+    ];
+    if !c.description.is_empty() {
+        params.push(("description".into(), c.description.clone()));
+    }
+    match app
+        .stripe
+        .post::<types::PaymentIntent>("/v1/payment_intents", &params, &row.stripe_key)
+        .await
+    {
+        Ok(pi) => Ok(outcome_of(&pi)),
+        Err(e) if e.kind == StripeErrorKind::Card => Ok(declined(&e)),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The charge's status from a PaymentIntent's.
+pub(crate) fn outcome_of(pi: &types::PaymentIntent) -> ChargeOutcome {
+    let status = match pi.status.as_str() {
+        "succeeded" => "succeeded",
+        "processing" => "processing",
+        "canceled" => "canceled",
+        "requires_action" => "authentication_required",
+        "requires_payment_method" if pi.last_payment_error.is_some() => "declined",
+        _ => "pending",
+    };
+    let error = pi.last_payment_error.as_ref();
+    let status = if status == "declined" && error.and_then(|e| e.code.as_deref()) == Some("authentication_required") {
+        "authentication_required"
+    } else {
+        status
+    };
+    ChargeOutcome {
+        status,
+        payment_intent: Some(pi.id.clone()),
+        stripe_charge: pi.latest_charge.clone(),
+        failure_code: error.and_then(|e| e.code.clone()),
+        decline_code: error.and_then(|e| e.decline_code.clone()),
+        failure_message: error.and_then(|e| e.message.clone()),
+    }
+}
+
+fn declined(e: &StripeError) -> ChargeOutcome {
+    let authentication = e.code.as_deref() == Some("authentication_required")
+        || e.decline_code.as_deref() == Some("authentication_required");
+    ChargeOutcome {
+        status: if authentication {
+            "authentication_required"
+        } else {
+            "declined"
+        },
+        payment_intent: e.payment_intent.as_ref().map(|pi| pi.id.clone()),
+        stripe_charge: e.payment_intent.as_ref().and_then(|pi| pi.latest_charge.clone()),
+        failure_code: e.code.clone(),
+        decline_code: e.decline_code.clone(),
+        // Stripe's card messages ("Your card was declined.") are written for people and carry no PHI.
+        failure_message: Some(e.message.clone()),
+    }
+}
+
+pub(crate) async fn get_charge(app: &App, req: &pb::GetChargeRequest) -> Result<ChargeRow> {
+    let row = match (req.id.is_empty(), req.reference.is_empty()) {
+        (false, _) => {
+            let id = req
+                .id
+                .parse()
+                .map_err(|_| Error::field("id", "must be a charge id (UUID)"))?;
+            app.store.charge_by_id(id).await?
+        }
+        (true, false) => app.store.charge_by_reference(&req.reference).await?,
+        (true, true) => return Err(Error::field("id", "give a charge id or a reference")),
+    };
+    row.ok_or_else(|| Error::not_found("charge", if req.id.is_empty() { &req.reference } else { &req.id }))
+}
+
+pub(crate) async fn refund(
+    app: &App,
+    caller: &era_kit::auth::Caller,
+    req: &pb::RefundPaymentRequest,
+) -> Result<pb::RefundPaymentResponse> {
+    let mut bad = Vec::new();
+    let charge_id: Option<uuid::Uuid> = req.charge_id.parse().ok();
+    if charge_id.is_none() {
+        bad.push(FieldViolation::new("charge_id", "must be a charge id (UUID)"));
+    }
+    check_key(&mut bad, "idempotency_key", &req.idempotency_key);
+    if req.amount_cents.is_some_and(|a| a <= 0) {
+        bad.push(FieldViolation::new(
+            "amount_cents",
+            "must be a positive number of cents",
+        ));
+    }
+    let reason = pb::RefundReason::try_from(req.reason).ok().and_then(refund_reason_code);
+    if reason.is_none() {
+        bad.push(FieldViolation::new(
+            "reason",
+            "is required: requested_by_customer, duplicate or fraudulent",
+        ));
+    }
+    if req.note.chars().count() > 500 {
+        bad.push(FieldViolation::new("note", "must be at most 500 characters"));
+    }
+    let (Some(charge_id), Some(reason), true) = (charge_id, reason, bad.is_empty()) else {
+        return Err(Error::InvalidArgument(bad));
+    };
+    let actor = caller_actor(req.actor.as_ref(), caller);
+    let mac = format!("{charge_id}|{:?}|{reason}|{}", req.amount_cents, req.note.trim());
+
+    // One refund at a time per charge, so "what remains" is true when it is checked.
+    let mut lock = app.store.lock(&format!("refund:{charge_id}")).await?;
+    let charge = app
+        .store
+        .charge_by_id(charge_id)
+        .await?
+        .ok_or_else(|| Error::not_found("charge", charge_id.to_string()))?;
+    let (row, existing) = match app.store.refund_by_client_key(&req.idempotency_key).await? {
+        Some(row) if row.request_mac != mac => {
+            return Err(Error::Precondition(
+                "IDEMPOTENCY_KEY_REUSED",
+                "this idempotency key was used for another refund".into(),
+            ))
+        }
+        Some(row) => (row, true),
+        None => {
+            if charge.charge.status != pb::ChargeStatus::Succeeded as i32 {
+                return Err(Error::Precondition(
+                    "CHARGE_NOT_SUCCEEDED",
+                    "only a succeeded charge can be refunded".into(),
+                ));
+            }
+            let left = app.store.refundable(charge_id).await?;
+            if left <= 0 {
+                return Err(Error::Precondition(
+                    "ALREADY_REFUNDED",
+                    "nothing of this charge remains to refund".into(),
+                ));
+            }
+            let amount = req.amount_cents.unwrap_or(left);
+            if amount > left {
+                return Err(Error::Precondition(
+                    "AMOUNT_EXCEEDS_REFUNDABLE",
+                    format!("at most {left} cents remain to refund"),
+                ));
+            }
+            let new = NewRefund {
+                client_key: &req.idempotency_key,
+                request_mac: &mac,
+                amount,
+                reason,
+                note: req.note.trim(),
+                by: &actor,
+            };
+            let row = app.store.insert_refund(&charge, new).await?;
+            (row, false)
+        }
+    };
+    let done = [
+        pb::RefundStatus::Succeeded,
+        pb::RefundStatus::Failed,
+        pb::RefundStatus::Canceled,
+    ]
+    .iter()
+    .any(|s| *s as i32 == row.refund.status);
+    if !done {
+        lock.check().await?;
+        let params: Params = vec![
+            ("payment_intent".into(), charge.charge.stripe_payment_intent_id.clone()),
+            ("amount".into(), row.refund.amount_cents.to_string()),
+            ("reason".into(), reason.into()),
+            ("metadata[refund_id]".into(), row.id.to_string()),
+        ];
+        match app
+            .stripe
+            .post::<types::Refund>("/v1/refunds", &params, &format!("refund-{}", row.id))
+            .await
+        {
+            Ok(r) => {
+                let status = match r.status.as_str() {
+                    s @ ("pending" | "requires_action" | "succeeded" | "failed" | "canceled") => s,
+                    _ => "pending",
+                };
+                app.store
+                    .settle_refund(row.id, status, Some(&r.id), r.failure_reason.as_deref())
+                    .await?;
+            }
+            Err(e) if e.kind == StripeErrorKind::InvalidRequest => {
+                // Stripe refused it outright (e.g. more than Stripe thinks remains): nothing moved.
+                tracing::warn!(code = e.code.as_deref().unwrap_or_default(), "Stripe refused a refund");
+                app.store
+                    .settle_refund(row.id, "failed", None, e.code.as_deref())
+                    .await?;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    let charge = app
+        .store
+        .charge_by_id(charge_id)
+        .await?
+        .ok_or_else(|| Error::Internal(anyhow::anyhow!("a charge vanished")))?;
+    let mut refund = charge
+        .charge
+        .refunds
+        .iter()
+        .find(|r| r.id == row.refund.id)
+        .cloned()
+        .unwrap_or(row.refund);
+    refund.canvas_patient_id = charge.charge.canvas_patient_id.clone();
+    Ok(pb::RefundPaymentResponse {
+        refund: Some(refund),
+        charge: Some(charge.charge),
+        existing,
+    })
+}

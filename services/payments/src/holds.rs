@@ -1,0 +1,159 @@
+//! Cards on file: a Stripe customer per Canvas patient, a SetupIntent at intake, and the saved
+//! PaymentMethod as the patient's payment hold.
+
+use era_kit::error::FieldViolation;
+use era_proto::payments::v1 as pb;
+
+use crate::{
+    app::{check_id, check_key, App},
+    error::{Error, Result},
+    stripe::{types, Params, StripeErrorKind},
+};
+
+/// The patient's Stripe customer, created once. The Stripe key derives from the patient id, so
+/// concurrent or repeated first calls converge on one customer.
+pub(crate) async fn customer(app: &App, patient: &str, email: &str, name: &str) -> Result<String> {
+    if let Some(id) = app.store.customer(patient).await? {
+        return Ok(id);
+    }
+    let _lock = app.store.lock(&format!("customer:{patient}")).await?;
+    if let Some(id) = app.store.customer(patient).await? {
+        return Ok(id);
+    }
+    let mut params: Params = vec![("metadata[canvas_patient_id]".into(), patient.into())];
+    // Email and name go to Stripe for receipts and the dashboard; nothing clinical does.
+    if !email.is_empty() {
+        params.push(("email".into(), email.into()));
+    }
+    if !name.is_empty() {
+        params.push(("name".into(), name.into()));
+    }
+    let created: types::Customer = app
+        .stripe
+        .post("/v1/customers", &params, &format!("customer-{patient}"))
+        .await?;
+    app.store.save_customer(patient, &created.id).await?;
+    Ok(created.id)
+}
+
+pub(crate) async fn create_setup_intent(
+    app: &App,
+    req: &pb::CreateSetupIntentRequest,
+) -> Result<pb::CreateSetupIntentResponse> {
+    let mut bad = Vec::new();
+    check_id(&mut bad, "canvas_patient_id", &req.canvas_patient_id);
+    check_key(&mut bad, "idempotency_key", &req.idempotency_key);
+    if !req.email.is_empty() && (!req.email.contains('@') || req.email.len() > 254) {
+        bad.push(FieldViolation::new("email", "is not an email address"));
+    }
+    if req.name.chars().count() > 200 {
+        bad.push(FieldViolation::new("name", "must be at most 200 characters"));
+    }
+    if !req.submission_id.is_empty() && req.submission_id.len() > 100 {
+        bad.push(FieldViolation::new("submission_id", "must be at most 100 characters"));
+    }
+    if !bad.is_empty() {
+        return Err(Error::InvalidArgument(bad));
+    }
+    let customer = customer(app, &req.canvas_patient_id, req.email.trim(), req.name.trim()).await?;
+    let mut params: Params = vec![
+        ("customer".into(), customer.clone()),
+        ("usage".into(), "off_session".into()),
+        ("payment_method_types[0]".into(), "card".into()),
+        ("metadata[canvas_patient_id]".into(), req.canvas_patient_id.clone()),
+    ];
+    if !req.submission_id.is_empty() {
+        params.push(("metadata[submission_id]".into(), req.submission_id.clone()));
+    }
+    // The caller's key is durable on its side; the namespace keeps it from colliding with others.
+    let key = format!("setup-{}-{}", req.canvas_patient_id, req.idempotency_key);
+    let intent: types::SetupIntent = app.stripe.post("/v1/setup_intents", &params, &key).await?;
+    app.store
+        .pending_hold(&req.canvas_patient_id, &customer, &intent.id)
+        .await?;
+    Ok(pb::CreateSetupIntentResponse {
+        setup_intent_id: intent.id,
+        client_secret: intent.client_secret.unwrap_or_default(),
+        stripe_customer_id: customer,
+    })
+}
+
+pub(crate) async fn save_payment_method(
+    app: &App,
+    req: &pb::SavePaymentMethodRequest,
+) -> Result<pb::SavePaymentMethodResponse> {
+    let mut bad = Vec::new();
+    check_id(&mut bad, "canvas_patient_id", &req.canvas_patient_id);
+    check_id(&mut bad, "setup_intent_id", &req.setup_intent_id);
+    if !req.payment_method_id.is_empty() {
+        check_id(&mut bad, "payment_method_id", &req.payment_method_id);
+    }
+    if !bad.is_empty() {
+        return Err(Error::InvalidArgument(bad));
+    }
+    let Some(customer) = app.store.customer(&req.canvas_patient_id).await? else {
+        return Err(Error::not_found("setup intent", &req.setup_intent_id));
+    };
+    let path = format!("/v1/setup_intents/{}", req.setup_intent_id);
+    let mut intent: types::SetupIntent = match app.stripe.get(&path, &Vec::new()).await {
+        Ok(i) => i,
+        Err(e) if e.is_missing() => return Err(Error::not_found("setup intent", &req.setup_intent_id)),
+        Err(e) => return Err(e.into()),
+    };
+    // Another patient's SetupIntent is as good as absent.
+    if intent.customer.as_deref() != Some(customer.as_str()) {
+        return Err(Error::not_found("setup intent", &req.setup_intent_id));
+    }
+    if intent.status != "succeeded" && !req.payment_method_id.is_empty() {
+        // Confirming server-side with a payment method the client collected (the intake page
+        // normally confirms in the browser; this path serves tests and back-office entry).
+        let params: Params = vec![("payment_method".into(), req.payment_method_id.clone())];
+        let key = format!("setup-confirm-{}-{}", req.setup_intent_id, req.payment_method_id);
+        intent = match app.stripe.post(&format!("{path}/confirm"), &params, &key).await {
+            Ok(i) => i,
+            Err(e) if e.kind == StripeErrorKind::Card => {
+                app.store.set_hold_status(&req.setup_intent_id, "failed").await?;
+                return Err(Error::Precondition(
+                    "CARD_DECLINED",
+                    format!(
+                        "the card cannot be saved ({})",
+                        e.code.as_deref().unwrap_or("card_declined")
+                    ),
+                ));
+            }
+            Err(e) => return Err(e.into()),
+        };
+    }
+    if intent.status == "requires_action" {
+        app.store
+            .set_hold_status(&req.setup_intent_id, "requires_action")
+            .await?;
+    }
+    if intent.status != "succeeded" {
+        return Err(Error::Precondition(
+            "SETUP_NOT_SUCCEEDED",
+            format!("the SetupIntent is {}, not succeeded", intent.status),
+        ));
+    }
+    let pm_id = intent
+        .payment_method
+        .clone()
+        .ok_or_else(|| Error::Internal(anyhow::anyhow!("a succeeded SetupIntent without a payment method")))?;
+    let pm: types::PaymentMethod = app
+        .stripe
+        .get(&format!("/v1/payment_methods/{pm_id}"), &Vec::new())
+        .await?;
+    let card = pm.card.unwrap_or_default();
+    let card = pb::Card {
+        brand: card.brand,
+        last4: card.last4,
+        exp_month: card.exp_month,
+        exp_year: card.exp_year,
+        funding: card.funding,
+    };
+    let hold = app
+        .store
+        .activate_hold(&req.canvas_patient_id, &customer, &req.setup_intent_id, &pm.id, &card)
+        .await?;
+    Ok(pb::SavePaymentMethodResponse { hold: Some(hold) })
+}

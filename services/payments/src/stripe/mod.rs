@@ -1,0 +1,7 @@
+//! Stripe's v1 API: the client and the objects the service uses.
+
+mod client;
+pub mod types;
+
+pub use client::{encode, Params, StripeClient, StripeResult};
+pub use types::{StripeError, StripeErrorKind};
