@@ -2,6 +2,7 @@
 
 use era_proto::{
     canvas::v1::canvas_service_client::CanvasServiceClient,
+    payments::v1::payments_service_client::PaymentsServiceClient,
     pharmacy_routing::v1::pharmacy_routing_service_client::PharmacyRoutingServiceClient,
 };
 use tonic::transport::Channel;
@@ -11,6 +12,7 @@ use crate::config::Peers;
 #[derive(Clone, Debug)]
 pub struct Clients {
     pub canvas: CanvasServiceClient<Channel>,
+    pub payments: PaymentsServiceClient<Channel>,
     pub routing: PharmacyRoutingServiceClient<Channel>,
     /// Every peer's channel with the gRPC service name it must report SERVING, for `/readyz`.
     pub health: Vec<(&'static str, Channel)>,
@@ -20,6 +22,7 @@ impl Clients {
     pub fn connect(peers: &Peers) -> anyhow::Result<Self> {
         let routing = era_kit::client::channel(&peers.pharmacy_routing)?;
         let canvas = era_kit::client::channel(&peers.canvas)?;
+        let payments = era_kit::client::channel(&peers.payments)?;
         // Readiness asks over the same channels the calls use, so it checks the paths calls take.
         let health = peers
             .all()
@@ -29,6 +32,8 @@ impl Clients {
                     routing.clone()
                 } else if url == peers.canvas {
                     canvas.clone()
+                } else if url == peers.payments {
+                    payments.clone()
                 } else {
                     era_kit::client::channel(url)?
                 };
@@ -37,6 +42,7 @@ impl Clients {
             .collect::<anyhow::Result<_>>()?;
         Ok(Self {
             canvas: CanvasServiceClient::new(canvas),
+            payments: PaymentsServiceClient::new(payments),
             routing: PharmacyRoutingServiceClient::new(routing),
             health,
         })

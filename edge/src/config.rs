@@ -44,6 +44,10 @@ pub struct EdgeSecrets {
     /// Signs patient JWTs (a different key, so no patient token can ever pass as an admin's).
     #[arg(long, env = "PATIENT_JWT_SECRET", hide_env_values = true)]
     pub patient_jwt_secret: SecretString,
+    /// Stripe's webhook signing secret (`whsec_...`); several, comma-separated, during a rotation.
+    /// Unset: `POST /api/webhooks/stripe` answers 503.
+    #[arg(long, env = "STRIPE_WEBHOOK_SECRET", hide_env_values = true)]
+    pub stripe_webhook_secret: Option<SecretString>,
 }
 
 impl std::fmt::Debug for EdgeSecrets {

@@ -26,6 +26,7 @@ use crate::{error, routes};
         routes::prescriptions,
         routes::patient_records,
         routes::submit_intake,
+        routes::stripe_webhook,
         routes::healthz,
         routes::readyz,
         routes::metrics,

@@ -53,6 +53,7 @@ async fn fixture() -> Fixture {
             admin_jwt_secret: Some(admin_jwt.clone()),
             canvas_auth_secret: None,
             patient_jwt_secret: patient_jwt.clone(),
+            stripe_webhook_secret: None,
         },
         peers: Peers {
             canvas: "http://127.0.0.1:1".into(),
@@ -156,6 +157,7 @@ async fn configuration_errors_name_the_variable() {
         admin_jwt_secret: Some(SecretString::from("a".repeat(40))),
         canvas_auth_secret: Some(SecretString::from("b".repeat(40))),
         patient_jwt_secret: SecretString::from("p".repeat(40)),
+        stripe_webhook_secret: None,
     };
     assert_eq!(base().admin_jwt().unwrap_err().var, "CANVAS_AUTH_SECRET");
     let none = EdgeSecrets {

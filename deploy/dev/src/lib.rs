@@ -65,6 +65,8 @@ pub struct Secrets {
     pub canvas_client_secret: SecretString,
     /// The Stripe secret key payments uses and the sandbox accepts (`sk_test_...`).
     pub stripe_secret_key: SecretString,
+    /// The secret the sandbox signs Stripe events with and the edge verifies them with.
+    pub stripe_webhook_secret: SecretString,
 }
 
 impl std::fmt::Debug for Secrets {
@@ -86,6 +88,12 @@ pub fn random_stripe_key() -> SecretString {
     SecretString::from(format!("sk_test_{}", hex::encode(bytes)))
 }
 
+/// A Stripe-style endpoint secret: `whsec_` and 32 random bytes as hex.
+pub fn random_webhook_secret() -> SecretString {
+    let bytes: [u8; 32] = rand::random();
+    SecretString::from(format!("whsec_{}", hex::encode(bytes)))
+}
+
 /// 32 random bytes as hex.
 pub fn random_secret() -> SecretString {
     let bytes: [u8; 32] = rand::random();
@@ -105,6 +113,7 @@ impl Secrets {
             canvas_client_id: "era-dev-canvas".into(),
             canvas_client_secret: random_secret(),
             stripe_secret_key: random_stripe_key(),
+            stripe_webhook_secret: random_webhook_secret(),
         }
     }
 
@@ -148,6 +157,13 @@ impl Secrets {
                 random_stripe_key()
             }
         };
+        let stripe_webhook_secret = match std::env::var("STRIPE_WEBHOOK_SECRET") {
+            Ok(v) if !v.is_empty() => SecretString::from(v),
+            _ => {
+                generated.push("STRIPE_WEBHOOK_SECRET");
+                random_webhook_secret()
+            }
+        };
         let canvas_client_id = std::env::var("CANVAS_CLIENT_ID")
             .ok()
             .filter(|v| !v.is_empty())
@@ -164,6 +180,7 @@ impl Secrets {
                 canvas_client_id,
                 canvas_client_secret,
                 stripe_secret_key,
+                stripe_webhook_secret,
             },
             generated,
         )
@@ -219,6 +236,22 @@ pub struct Mesh {
     tasks: JoinSet<(&'static str, anyhow::Result<()>)>,
 }
 
+/// Sets the sandbox's Stripe webhook URL to the edge's route.
+async fn point_stripe_webhooks_at(sandbox_url: &str, edge_url: &str) -> anyhow::Result<()> {
+    let resp = reqwest::Client::new()
+        .put(format!("{sandbox_url}/_sandbox/stripe/webhook"))
+        .json(&serde_json::json!({ "url": format!("{edge_url}/api/webhooks/stripe") }))
+        .send()
+        .await
+        .context("cannot reach the sandbox to set the Stripe webhook URL")?;
+    anyhow::ensure!(
+        resp.status().is_success(),
+        "the sandbox refused the Stripe webhook URL: {}",
+        resp.status()
+    );
+    Ok(())
+}
+
 /// The URL of database `name` on the server of `server_url`.
 pub fn database_url(server_url: &str, name: &str) -> anyhow::Result<String> {
     let mut url: reqwest::Url = server_url.parse().context("not a valid PostgreSQL URL")?;
@@ -267,6 +300,7 @@ impl Mesh {
             canvas_client_id: options.secrets.canvas_client_id.clone(),
             canvas_client_secret: options.secrets.canvas_client_secret.expose_secret().to_owned(),
             stripe_secret_key: options.secrets.stripe_secret_key.expose_secret().to_owned(),
+            stripe_webhook_secret: options.secrets.stripe_webhook_secret.expose_secret().to_owned(),
             ..Default::default()
         };
         tasks.spawn({
@@ -367,6 +401,7 @@ impl Mesh {
                 admin_jwt_secret: Some(options.secrets.admin_jwt_secret.clone()),
                 canvas_auth_secret: None,
                 patient_jwt_secret: options.secrets.patient_jwt_secret.clone(),
+                stripe_webhook_secret: Some(options.secrets.stripe_webhook_secret.clone()),
             },
             peers: era_edge::config::Peers {
                 canvas,
@@ -383,8 +418,12 @@ impl Mesh {
         let stopped_edge = stopped("era-edge");
         tasks.spawn(async move { ("era-edge", era_edge::run(config, listener, pool, stopped_edge).await) });
 
+        // The sandbox started before the edge had an address: now tell it where Stripe's events go.
+        let edge_url = format!("http://{addr}");
+        point_stripe_webhooks_at(&sandbox_url, &edge_url).await?;
+
         Ok(Mesh {
-            edge_url: format!("http://{addr}"),
+            edge_url,
             sandbox_url,
             services,
             databases,

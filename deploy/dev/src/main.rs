@@ -81,6 +81,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         ("INTERNAL_TOKEN_SECRET", &s.internal_token_secret),
         ("CANVAS_CLIENT_SECRET", &s.canvas_client_secret),
         ("STRIPE_SECRET_KEY", &s.stripe_secret_key),
+        ("STRIPE_WEBHOOK_SECRET", &s.stripe_webhook_secret),
     ] {
         // A secret the operator set is theirs to know; printing it would copy it into terminals
         // and logs.

@@ -7,6 +7,7 @@ mod pending;
 pub mod routing;
 pub mod rx_queue;
 pub mod views;
+pub mod webhooks;
 
 use axum::{
     extract::{DefaultBodyLimit, Request},
@@ -21,7 +22,7 @@ use tracing::Instrument;
 
 use crate::{error::ApiError, AppState};
 
-pub use self::{auth::*, ops::*, patients::*, routing::*, rx_queue::*};
+pub use self::{auth::*, ops::*, patients::*, routing::*, rx_queue::*, webhooks::*};
 
 /// The whole edge.
 pub fn router(state: AppState) -> Router {
@@ -32,6 +33,7 @@ pub fn router(state: AppState) -> Router {
         .merge(routing::router())
         .merge(rx_queue::router())
         .merge(patients::router())
+        .merge(webhooks::router())
         .merge(ops::router())
         .merge(pending::router())
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route") })

@@ -24,7 +24,7 @@ impl App {
 pub(crate) fn check_id(bad: &mut Vec<FieldViolation>, field: &str, id: &str) {
     let ok = !id.is_empty()
         && id.len() <= 128
-        && !id.contains("..")
+        && !id.starts_with('.')
         && id
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'));
@@ -45,4 +45,16 @@ pub(crate) fn check_key(bad: &mut Vec<FieldViolation>, field: &str, key: &str) {
             "is required: 1-200 characters of letters, digits, '.', '_', ':' or '-'",
         ));
     }
+}
+
+/// An idempotency key for Stripe derived from durable values: `<kind>-<sha256 hex>`, short enough
+/// for Stripe's 255 characters whatever the inputs.
+pub(crate) fn derived_key(kind: &str, parts: &[&str]) -> String {
+    use sha2::{Digest, Sha256};
+    let mut hash = Sha256::new();
+    for part in parts {
+        hash.update((part.len() as u64).to_be_bytes());
+        hash.update(part.as_bytes());
+    }
+    format!("{kind}-{}", hex::encode(hash.finalize()))
 }

@@ -18,7 +18,13 @@ use crate::{
 
 /// The most one charge may be: a guard against a misplaced decimal point (cents, not dollars).
 pub(crate) const MAX_CHARGE_CENTS: i64 = 500_000;
+/// Stripe's smallest USD charge.
+pub(crate) const MIN_CHARGE_CENTS: i64 = 50;
+/// Stripe forgets idempotency keys after 24 hours: past this age an unfinished charge or refund is
+/// not sent again blindly (it could be made twice); it waits for its webhook or an operator.
+const KEY_LIFETIME: chrono::Duration = chrono::Duration::hours(23);
 
+/// The clinic charges in US dollars only: "cents" means cents, and the guards above hold.
 pub(crate) fn currency_of(field: &str, currency: &str, bad: &mut Vec<FieldViolation>) -> String {
     let c = currency.trim().to_ascii_lowercase();
     if c.is_empty() {
@@ -28,6 +34,13 @@ pub(crate) fn currency_of(field: &str, currency: &str, bad: &mut Vec<FieldViolat
         bad.push(FieldViolation::new(field, "must be an ISO 4217 code such as usd"));
     }
     c
+}
+
+/// Whether `created` is too old for Stripe to still remember the key.
+fn key_may_be_forgotten(created: Option<&prost_types::Timestamp>) -> bool {
+    created
+        .and_then(|t| chrono::DateTime::from_timestamp(t.seconds, 0))
+        .is_some_and(|t| chrono::Utc::now() - t > KEY_LIFETIME)
 }
 
 fn caller_actor(actor: Option<&Actor>, fallback: &era_kit::auth::Caller) -> Actor {
@@ -68,6 +81,15 @@ pub(crate) async fn charge_hold(
         ));
     }
     let currency = currency_of("currency", &req.currency, &mut bad);
+    if currency != "usd" {
+        bad.push(FieldViolation::new("currency", "the clinic charges in usd only"));
+    }
+    if req.amount_cents > 0 && req.amount_cents < MIN_CHARGE_CENTS {
+        bad.push(FieldViolation::new(
+            "amount_cents",
+            format!("must be at least {MIN_CHARGE_CENTS} cents (Stripe's minimum)"),
+        ));
+    }
     if req.description.chars().count() > 200 {
         bad.push(FieldViolation::new("description", "must be at most 200 characters"));
     }
@@ -77,6 +99,22 @@ pub(crate) async fn charge_hold(
     let actor = caller_actor(req.actor.as_ref(), caller);
     let client_key = (!req.idempotency_key.is_empty()).then_some(req.idempotency_key.as_str());
 
+    // A key used before names its charge: other parameters under it are a different request.
+    if let Some(key) = client_key {
+        if let Some(row) = app.store.charge_by_client_key(key).await? {
+            let c = &row.charge;
+            if c.reference != req.reference
+                || c.canvas_patient_id != req.canvas_patient_id
+                || c.amount_cents != req.amount_cents
+                || c.currency != currency
+            {
+                return Err(Error::Precondition(
+                    "IDEMPOTENCY_KEY_REUSED",
+                    "this idempotency key was used for another charge".into(),
+                ));
+            }
+        }
+    }
     let mut lock = app.store.lock(&format!("charge:{}", req.reference)).await?;
     let (row, existing) = match app.store.charge_by_reference(&req.reference).await? {
         Some(row) => {
@@ -88,12 +126,6 @@ pub(crate) async fn charge_hold(
                 return Err(Error::Precondition(
                     "REFERENCE_CONFLICT",
                     "this reference already has a charge for another patient or amount".into(),
-                ));
-            }
-            if client_key.is_some() && row.client_key.is_some() && row.client_key.as_deref() != client_key {
-                return Err(Error::Precondition(
-                    "IDEMPOTENCY_KEY_REUSED",
-                    "this reference was charged under another idempotency key".into(),
                 ));
             }
             if is_final(c.status) {
@@ -158,8 +190,22 @@ fn is_final(status: i32) -> bool {
     .any(|s| *s as i32 == status)
 }
 
-/// The off-session PaymentIntent for a recorded charge, under the charge's own key.
+/// The off-session PaymentIntent for a recorded charge, under the charge's own key. A charge whose
+/// PaymentIntent is known is only read back; one too old for Stripe to remember the key is not
+/// sent again.
 async fn submit(app: &App, row: &ChargeRow) -> Result<ChargeOutcome> {
+    if !row.charge.stripe_payment_intent_id.is_empty() {
+        let path = format!("/v1/payment_intents/{}", row.charge.stripe_payment_intent_id);
+        let pi: types::PaymentIntent = app.stripe.get(&path, &Vec::new()).await?;
+        return checked(row, &pi);
+    }
+    if key_may_be_forgotten(row.charge.created_at.as_ref()) {
+        return Err(Error::Precondition(
+            "REVIEW_REQUIRED",
+            "this charge was started over a day ago and its outcome is unknown; check Stripe before charging again"
+                .into(),
+        ));
+    }
     let hold_id = row
         .charge
         .hold_id
@@ -171,7 +217,7 @@ async fn submit(app: &App, row: &ChargeRow) -> Result<ChargeOutcome> {
         .await?
         .ok_or_else(|| Error::Internal(anyhow::anyhow!("a charge's hold vanished")))?;
     let c = &row.charge;
-    let mut params: Params = vec![
+    let params: Params = vec![
         ("amount".into(), c.amount_cents.to_string()),
         ("currency".into(), c.currency.clone()),
         ("customer".into(), hold.stripe_customer_id.clone()),
@@ -182,18 +228,39 @@ async fn submit(app: &App, row: &ChargeRow) -> Result<ChargeOutcome> {
         ("metadata[charge_id]".into(), c.id.clone()),
         ("metadata[reference]".into(), c.reference.clone()),
     ];
-    if !c.description.is_empty() {
-        params.push(("description".into(), c.description.clone()));
-    }
+    // The description stays with us: a caller may name a medication, and Stripe is not told.
     match app
         .stripe
         .post::<types::PaymentIntent>("/v1/payment_intents", &params, &row.stripe_key)
         .await
     {
-        Ok(pi) => Ok(outcome_of(&pi)),
+        Ok(pi) => checked(row, &pi),
         Err(e) if e.kind == StripeErrorKind::Card => Ok(declined(&e)),
+        // Stripe refused the request itself (and stores that answer under the key): the charge
+        // is over, failed with Stripe's code, rather than pending for ever.
+        Err(e) if e.kind == StripeErrorKind::InvalidRequest => {
+            tracing::warn!(code = e.code.as_deref().unwrap_or_default(), "Stripe refused a charge");
+            Ok(ChargeOutcome {
+                status: "failed",
+                failure_code: e.code.clone(),
+                failure_message: Some("Stripe refused the charge request".into()),
+                ..Default::default()
+            })
+        }
         Err(e) => Err(e.into()),
     }
+}
+
+/// The PaymentIntent's outcome, once it is shown to be this charge's (amount and currency).
+pub(crate) fn checked(row: &ChargeRow, pi: &types::PaymentIntent) -> Result<ChargeOutcome> {
+    if pi.amount != row.charge.amount_cents || !pi.currency.eq_ignore_ascii_case(&row.charge.currency) {
+        return Err(Error::Internal(anyhow::anyhow!(
+            "PaymentIntent {} does not match charge {} (amount or currency)",
+            pi.id,
+            row.id
+        )));
+    }
+    Ok(outcome_of(pi))
 }
 
 /// The charge's status from a PaymentIntent's.
@@ -343,7 +410,25 @@ pub(crate) async fn refund(
     ]
     .iter()
     .any(|s| *s as i32 == row.refund.status);
-    if !done {
+    if !done && !row.refund.stripe_refund_id.is_empty() {
+        // Stripe has it: read where it stands instead of asking again.
+        let r: types::Refund = app
+            .stripe
+            .get(&format!("/v1/refunds/{}", row.refund.stripe_refund_id), &Vec::new())
+            .await?;
+        let status = match r.status.as_str() {
+            s @ ("pending" | "requires_action" | "succeeded" | "failed" | "canceled") => s,
+            _ => "pending",
+        };
+        app.store
+            .settle_refund(row.id, status, Some(&r.id), r.failure_reason.as_deref())
+            .await?;
+    } else if !done && key_may_be_forgotten(row.refund.created_at.as_ref()) {
+        return Err(Error::Precondition(
+            "REVIEW_REQUIRED",
+            "this refund was started over a day ago and its outcome is unknown; check Stripe first".into(),
+        ));
+    } else if !done {
         lock.check().await?;
         let params: Params = vec![
             ("payment_intent".into(), charge.charge.stripe_payment_intent_id.clone()),
@@ -365,7 +450,7 @@ pub(crate) async fn refund(
                     .settle_refund(row.id, status, Some(&r.id), r.failure_reason.as_deref())
                     .await?;
             }
-            Err(e) if e.kind == StripeErrorKind::InvalidRequest => {
+            Err(e) if e.kind == StripeErrorKind::InvalidRequest && e.status == 400 => {
                 // Stripe refused it outright (e.g. more than Stripe thinks remains): nothing moved.
                 tracing::warn!(code = e.code.as_deref().unwrap_or_default(), "Stripe refused a refund");
                 app.store

@@ -36,6 +36,11 @@ pub(crate) async fn validate(
             "amount_cents",
             "must be a positive number of cents",
         ));
+    } else if req.amount_cents > crate::charges::MAX_CHARGE_CENTS {
+        bad.push(FieldViolation::new(
+            "amount_cents",
+            format!("must be at most {} cents", crate::charges::MAX_CHARGE_CENTS),
+        ));
     }
     let currency = currency_of("currency", &req.currency, &mut bad);
     if !bad.is_empty() {
@@ -51,7 +56,11 @@ pub(crate) async fn validate(
     {
         Ok(c) => (c, None),
         Err(e) if e.is_missing() => {
-            let params: Params = vec![("code".into(), code.into()), ("limit".into(), "1".into())];
+            let params: Params = vec![
+                ("code".into(), code.into()),
+                ("active".into(), "true".into()),
+                ("limit".into(), "10".into()),
+            ];
             let found: types::List<types::PromotionCode> = app.stripe.get("/v1/promotion_codes", &params).await?;
             let Some(promo) = found.data.into_iter().find(|p| p.code.eq_ignore_ascii_case(code)) else {
                 return Ok(verdict(
@@ -124,6 +133,20 @@ pub(crate) async fn validate(
             pb::DiscountCodeStatus::CurrencyMismatch,
             "This code is for another currency",
         );
+    }
+    if let Some(p) = &promotion {
+        let r = &p.restrictions;
+        let same_currency = r
+            .minimum_amount_currency
+            .as_deref()
+            .is_none_or(|c| c.eq_ignore_ascii_case(&currency));
+        if r.minimum_amount.is_some() && !same_currency {
+            return refuse(
+                out,
+                pb::DiscountCodeStatus::CurrencyMismatch,
+                "This code is for another currency",
+            );
+        }
     }
     if let Some(min) = promotion.as_ref().and_then(|p| p.restrictions.minimum_amount) {
         if req.amount_cents < min {

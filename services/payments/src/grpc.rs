@@ -7,10 +7,7 @@ use era_kit::auth::{Caller, Role};
 use era_proto::payments::v1::{self as pb, payments_service_server::PaymentsService};
 use tonic::{Request, Response, Status};
 
-use crate::{app::App, charges, discounts, error::Error, holds};
-
-/// What remains for issue 4 (webhooks) answers this until it lands.
-const PENDING: &str = "arrives with issue 4 (Stripe webhooks)";
+use crate::{app::App, charges, discounts, error::Error, holds, webhooks};
 
 #[derive(Debug, Clone)]
 pub(crate) struct Service {
@@ -37,6 +34,16 @@ fn staff_or_own<T>(req: &Request<T>, patient: &str) -> Result<Caller, Status> {
         Role::Patient if !patient.is_empty() && who.patient_id.as_deref() == Some(patient) => Ok(who),
         Role::Patient => Err(Error::Hidden.into()),
     }
+}
+
+/// What a patient sees of a charge: not the admins' notes or identities.
+fn for_patient(mut charge: pb::Charge) -> pb::Charge {
+    charge.created_by = None;
+    for r in &mut charge.refunds {
+        r.note.clear();
+        r.requested_by = None;
+    }
+    charge
 }
 
 fn ok<T>(result: crate::error::Result<T>) -> Reply<T> {
@@ -96,9 +103,12 @@ impl PaymentsService for Service {
         if who.role == Role::Patient && who.patient_id.as_deref() != Some(row.charge.canvas_patient_id.as_str()) {
             return Err(Error::Hidden.into());
         }
-        Ok(Response::new(pb::GetChargeResponse {
-            charge: Some(row.charge),
-        }))
+        let charge = if who.role == Role::Patient {
+            for_patient(row.charge)
+        } else {
+            row.charge
+        };
+        Ok(Response::new(pb::GetChargeResponse { charge: Some(charge) }))
     }
 
     async fn refund_payment(&self, req: Request<pb::RefundPaymentRequest>) -> Reply<pb::RefundPaymentResponse> {
@@ -120,7 +130,7 @@ impl PaymentsService for Service {
         req: Request<pb::ListPatientPaymentsRequest>,
     ) -> Reply<pb::ListPatientPaymentsResponse> {
         let r = req.get_ref();
-        staff_or_own(&req, &r.canvas_patient_id)?;
+        let who = staff_or_own(&req, &r.canvas_patient_id)?;
         let page = r.page.clone().unwrap_or_default();
         let before = crate::app_page::cursor(&page.page_token).map_err(Status::from)?;
         let size = crate::app_page::size(page.page_size);
@@ -138,6 +148,11 @@ impl PaymentsService for Service {
                 .map_err(Status::from)?
         } else {
             Vec::new()
+        };
+        let charges = if who.role == Role::Patient {
+            charges.into_iter().map(for_patient).collect()
+        } else {
+            charges
         };
         Ok(Response::new(pb::ListPatientPaymentsResponse {
             charges,
@@ -197,6 +212,6 @@ impl PaymentsService for Service {
         req: Request<pb::IngestStripeEventRequest>,
     ) -> Reply<pb::IngestStripeEventResponse> {
         staff(&req)?;
-        Err(Status::unimplemented(format!("IngestStripeEvent {PENDING}")))
+        ok(webhooks::ingest(&self.app, req.get_ref()).await)
     }
 }

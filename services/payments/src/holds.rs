@@ -20,18 +20,27 @@ pub(crate) async fn customer(app: &App, patient: &str, email: &str, name: &str) 
     if let Some(id) = app.store.customer(patient).await? {
         return Ok(id);
     }
-    let mut params: Params = vec![("metadata[canvas_patient_id]".into(), patient.into())];
-    // Email and name go to Stripe for receipts and the dashboard; nothing clinical does.
-    if !email.is_empty() {
-        params.push(("email".into(), email.into()));
-    }
-    if !name.is_empty() {
-        params.push(("name".into(), name.into()));
-    }
+    // Only what never changes goes with the create, so its key (from the patient id) always comes
+    // with the same parameters; email and name (for receipts) follow as an update.
+    let params: Params = vec![("metadata[canvas_patient_id]".into(), patient.into())];
     let created: types::Customer = app
         .stripe
         .post("/v1/customers", &params, &format!("customer-{patient}"))
         .await?;
+    let mut contact: Params = Vec::new();
+    if !email.is_empty() {
+        contact.push(("email".into(), email.into()));
+    }
+    if !name.is_empty() {
+        contact.push(("name".into(), name.into()));
+    }
+    if !contact.is_empty() {
+        let key = crate::app::derived_key("customer-contact", &[&created.id, email, name]);
+        let _: types::Customer = app
+            .stripe
+            .post(&format!("/v1/customers/{}", created.id), &contact, &key)
+            .await?;
+    }
     app.store.save_customer(patient, &created.id).await?;
     Ok(created.id)
 }
@@ -66,7 +75,7 @@ pub(crate) async fn create_setup_intent(
         params.push(("metadata[submission_id]".into(), req.submission_id.clone()));
     }
     // The caller's key is durable on its side; the namespace keeps it from colliding with others.
-    let key = format!("setup-{}-{}", req.canvas_patient_id, req.idempotency_key);
+    let key = crate::app::derived_key("setup", &[&req.canvas_patient_id, &req.idempotency_key]);
     let intent: types::SetupIntent = app.stripe.post("/v1/setup_intents", &params, &key).await?;
     app.store
         .pending_hold(&req.canvas_patient_id, &customer, &intent.id)
@@ -138,7 +147,12 @@ pub(crate) async fn save_payment_method(
     let pm_id = intent
         .payment_method
         .clone()
-        .ok_or_else(|| Error::Internal(anyhow::anyhow!("a succeeded SetupIntent without a payment method")))?;
+        .filter(|pm| pm.starts_with("pm_") && pm.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_'))
+        .ok_or_else(|| {
+            Error::Internal(anyhow::anyhow!(
+                "a succeeded SetupIntent without a readable payment method"
+            ))
+        })?;
     let pm: types::PaymentMethod = app
         .stripe
         .get(&format!("/v1/payment_methods/{pm_id}"), &Vec::new())

@@ -24,6 +24,7 @@ mod grpc;
 mod holds;
 pub mod store;
 pub mod stripe;
+mod webhooks;
 
 pub use config::Config;
 pub use error::Error;

@@ -301,6 +301,10 @@ impl Store {
         self.charge_where("reference = $1", reference).await
     }
 
+    pub async fn charge_by_client_key(&self, key: &str) -> Result<Option<ChargeRow>> {
+        self.charge_where("client_key = $1", key).await
+    }
+
     pub async fn charge_by_id(&self, id: Uuid) -> Result<Option<ChargeRow>> {
         self.charge_where("id = $1::text::uuid", &id.to_string()).await
     }
@@ -330,6 +334,9 @@ impl Store {
             .iter()
             .map(|r| refund_of(r).map(|r| r.refund))
             .collect::<Result<_>>()?;
+        for r in &mut out.charge.refunds {
+            r.canvas_patient_id = out.charge.canvas_patient_id.clone();
+        }
         Ok(Some(out))
     }
 
@@ -359,20 +366,26 @@ impl Store {
         charge_of(&row)
     }
 
-    /// Records Stripe's answer. A terminal status is never overwritten by an older, non-terminal one.
+    /// Records Stripe's answer. Statuses only move forward (pending, then processing, then one
+    /// terminal status, which never changes); the ids Stripe gave are kept either way.
     pub async fn settle_charge(&self, id: Uuid, o: &ChargeOutcome) -> Result<()> {
         let mut tx = self.begin().await?;
         sqlx::query(
-            "update charges set status = case when status in ('succeeded', 'declined', 'authentication_required', \
-             'failed', 'canceled') and $2 in ('pending', 'processing') then status else $2 end, \
-             stripe_payment_intent_id = coalesce($3, stripe_payment_intent_id), \
-             stripe_charge_id = coalesce($4, stripe_charge_id), failure_code = $5, decline_code = $6, \
-             failure_message = $7, updated_at = now() where id = $1",
+            "update charges set stripe_payment_intent_id = coalesce(stripe_payment_intent_id, $2), \
+             stripe_charge_id = coalesce($3, stripe_charge_id), updated_at = now() where id = $1",
+        )
+        .bind(id)
+        .bind(&o.payment_intent)
+        .bind(&o.stripe_charge)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "update charges set status = $2, failure_code = $3, decline_code = $4, failure_message = $5, \
+             updated_at = now() where id = $1 and $2 <> status and (status = 'pending' \
+             or (status = 'processing' and $2 not in ('pending', 'processing')))",
         )
         .bind(id)
         .bind(o.status)
-        .bind(&o.payment_intent)
-        .bind(&o.stripe_charge)
         .bind(&o.failure_code)
         .bind(&o.decline_code)
         .bind(&o.failure_message)
@@ -430,7 +443,10 @@ impl Store {
                 c.refunds = refunds
                     .iter()
                     .filter(|x| x.refund.charge_id == c.id)
-                    .map(|x| x.refund.clone())
+                    .map(|x| pb::Refund {
+                        canvas_patient_id: c.canvas_patient_id.clone(),
+                        ..x.refund.clone()
+                    })
                     .collect();
                 Ok(c)
             })
@@ -478,6 +494,52 @@ impl Store {
             failed_count: row.try_get::<i64, _>("failed")? as i32,
             refund_count: refunds.try_get::<i64, _>("n")? as i32,
         })
+    }
+
+    // ---- Stripe events ----
+
+    /// Stores the raw event; true when it still needs processing (new, or stored by an attempt that
+    /// stopped before finishing).
+    pub async fn record_event(&self, id: &str, kind: &str, payload: &[u8]) -> Result<bool> {
+        let mut tx = self.begin().await?;
+        sqlx::query("insert into stripe_events (id, event_type, payload) values ($1, $2, $3) on conflict do nothing")
+            .bind(id)
+            .bind(kind)
+            .bind(payload)
+            .execute(&mut *tx)
+            .await?;
+        let processed: Option<DateTime<Utc>> =
+            sqlx::query_scalar("select processed_at from stripe_events where id = $1")
+                .bind(id)
+                .fetch_one(&mut *tx)
+                .await?;
+        tx.commit().await?;
+        Ok(processed.is_none())
+    }
+
+    pub async fn mark_event_processed(&self, id: &str) -> Result<()> {
+        let mut tx = self.begin().await?;
+        sqlx::query("update stripe_events set processed_at = now() where id = $1 and processed_at is null")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// The patient and customer of a SetupIntent's hold while it still waits for the card; a hold
+    /// already active, replaced or failed is not touched by a late event.
+    pub async fn hold_owner(&self, setup_intent: &str) -> Result<Option<(String, String)>> {
+        let mut tx = self.begin().await?;
+        let row: Option<(String, String)> = sqlx::query_as(
+            "select canvas_patient_id, stripe_customer_id from payment_holds \
+             where setup_intent_id = $1 and status in ('pending', 'requires_action')",
+        )
+        .bind(setup_intent)
+        .fetch_optional(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(row)
     }
 
     // ---- refunds ----

@@ -38,7 +38,7 @@ fn charge(patient: &str, reference: &str, cents: i64) -> pb::ChargeHoldRequest {
         amount_cents: cents,
         currency: String::new(),
         reference: reference.into(),
-        description: "Compounded semaglutide, month 1".into(),
+        description: "Order, month 1".into(),
         idempotency_key: String::new(),
         actor: None,
     }
@@ -379,4 +379,191 @@ async fn discount_codes_in_cents_with_a_reason_for_each_refusal() {
         assert_eq!((v.discount_cents, v.total_cents), (0, 10_000), "{code}");
         assert!(!v.message.is_empty());
     }
+}
+
+/// Polls `check` for up to ten seconds (webhook deliveries are asynchronous).
+async fn eventually<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    for _ in 0..100 {
+        if check().await {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("{what} did not happen within 10 s");
+}
+
+#[tokio::test]
+async fn stripe_webhooks_update_state_once_whatever_the_order_or_repetition() {
+    let mesh = TestMesh::start().await;
+    // A refund that Stripe settles later: pending now, succeeded when Stripe's event arrives.
+    save_card(&mesh, "pat-wh", "pm_card_pendingRefund").await.unwrap();
+    let charge = mesh
+        .payments()
+        .charge_hold(mesh.admin_request(charge("pat-wh", "run-wh", 8_000)))
+        .await
+        .unwrap()
+        .into_inner()
+        .charge
+        .unwrap();
+    let refund = mesh
+        .payments()
+        .refund_payment(mesh.admin_request(pb::RefundPaymentRequest {
+            charge_id: charge.id.clone(),
+            amount_cents: Some(2_500),
+            reason: pb::RefundReason::Duplicate as i32,
+            note: String::new(),
+            idempotency_key: "wh-refund".into(),
+            actor: None,
+        }))
+        .await
+        .unwrap()
+        .into_inner();
+    let refund = refund.refund.unwrap();
+    assert_eq!(refund.status, pb::RefundStatus::Pending as i32);
+    let settled = mesh
+        .sandbox_post(&format!("/_sandbox/stripe/refunds/{}/settle", refund.stripe_refund_id))
+        .await;
+    assert!(settled.status().is_success());
+    let get = || {
+        let mut payments = mesh.payments();
+        let req = mesh.admin_request(pb::GetChargeRequest {
+            id: charge.id.clone(),
+            reference: String::new(),
+        });
+        async move { payments.get_charge(req).await.unwrap().into_inner().charge.unwrap() }
+    };
+    eventually("the refund settling through its webhook", || async {
+        let c = get().await;
+        c.amount_refunded_cents == 2_500 && c.refunds[0].status == pb::RefundStatus::Succeeded as i32
+    })
+    .await;
+
+    // Every event so far, delivered three more times each in shuffled order: no second effect.
+    let events: serde_json::Value = mesh
+        .http
+        .get(mesh.sandbox_url("/_sandbox/stripe/events"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let mut ids: Vec<String> = events["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["id"].as_str().unwrap().to_owned())
+        .collect();
+    assert!(ids.len() >= 4, "{ids:?}");
+    let mut shuffled: Vec<String> = ids.iter().chain(ids.iter()).chain(ids.iter()).cloned().collect();
+    shuffled.reverse();
+    shuffled.rotate_left(ids.len() / 2);
+    let resp = mesh
+        .http
+        .post(mesh.sandbox_url("/_sandbox/stripe/deliver"))
+        .json(&json!({ "events": shuffled }))
+        .send()
+        .await
+        .unwrap();
+    assert!(resp.status().is_success());
+    let after = get().await;
+    assert_eq!(after.amount_refunded_cents, 2_500);
+    assert_eq!(after.refunds.len(), 1);
+    assert_eq!(after.status, pb::ChargeStatus::Succeeded as i32);
+    let db = mesh.mesh.databases.iter().find(|d| d.ends_with("_payments")).unwrap();
+    let pool = sqlx::PgPool::connect(&era_kit::testing::database_url(db))
+        .await
+        .unwrap();
+    let stored: Vec<(String, bool)> =
+        sqlx::query_as("select id, processed_at is not null from stripe_events order by id")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+    ids.sort();
+    assert_eq!(
+        stored.iter().map(|s| s.0.clone()).collect::<Vec<_>>(),
+        ids,
+        "each event stored once"
+    );
+    assert!(stored.iter().all(|s| s.1), "each processed");
+    let audits: i64 = sqlx::query_scalar("select count(*) from refund_audit")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(audits, 1);
+    pool.close().await;
+
+    // A card confirmed in the browser becomes the hold through setup_intent.succeeded alone.
+    let setup = mesh
+        .payments()
+        .create_setup_intent(mesh.admin_request(pb::CreateSetupIntentRequest {
+            canvas_patient_id: "pat-browser".into(),
+            idempotency_key: "setup-browser".into(),
+            ..Default::default()
+        }))
+        .await
+        .unwrap()
+        .into_inner();
+    let confirm = mesh
+        .http
+        .post(mesh.sandbox_url(&format!("/stripe/v1/setup_intents/{}/confirm", setup.setup_intent_id)))
+        .bearer_auth(secrecy::ExposeSecret::expose_secret(
+            &mesh.mesh.secrets.stripe_secret_key,
+        ))
+        .form(&[("payment_method", "pm_card_mastercard")])
+        .send()
+        .await
+        .unwrap();
+    assert!(confirm.status().is_success(), "{}", confirm.text().await.unwrap());
+    eventually("the hold from setup_intent.succeeded", || async {
+        mesh.payments()
+            .get_payment_hold(mesh.admin_request(pb::GetPaymentHoldRequest {
+                id: String::new(),
+                canvas_patient_id: "pat-browser".into(),
+            }))
+            .await
+            .is_ok_and(|h| h.into_inner().hold.unwrap().card.unwrap().brand == "mastercard")
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn the_webhook_route_refuses_what_stripe_did_not_sign() {
+    let mesh = TestMesh::start().await;
+    let body =
+        r#"{"id":"evt_forged","object":"event","type":"payment_intent.succeeded","data":{"object":{"id":"pi_x"}}}"#;
+    let post = |signature: String| {
+        mesh.http
+            .post(mesh.url("/api/webhooks/stripe"))
+            .header("stripe-signature", signature)
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+    };
+    let secret = secrecy::ExposeSecret::expose_secret(&mesh.mesh.secrets.stripe_webhook_secret).to_owned();
+    let now = chrono::Utc::now().timestamp();
+    let stale = era_sandbox::stripe::signature_header(&secret, now - 301, body);
+    assert_eq!(
+        era_tests::error_code(post(stale).await.unwrap(), 400).await,
+        "invalid_signature"
+    );
+    let wrong = era_sandbox::stripe::signature_header("whsec_not_ours", now, body);
+    assert_eq!(
+        era_tests::error_code(post(wrong).await.unwrap(), 400).await,
+        "invalid_signature"
+    );
+    assert_eq!(
+        era_tests::error_code(post(String::new()).await.unwrap(), 400).await,
+        "invalid_signature"
+    );
+    // Signed properly, it is stored and processed (an unknown PaymentIntent changes nothing).
+    let good = era_sandbox::stripe::signature_header(&secret, now, body);
+    let ok: serde_json::Value = post(good.clone()).await.unwrap().json().await.unwrap();
+    assert_eq!(ok["processed"], true);
+    let again: serde_json::Value = post(good).await.unwrap().json().await.unwrap();
+    assert_eq!(again["processed"], false, "a re-delivery has no second effect");
 }

@@ -16,6 +16,8 @@ use serde::de::DeserializeOwned;
 use super::types::{ApiErrorBody, StripeError, StripeErrorKind};
 use crate::config::StripeConfig;
 
+/// The API version whose object shapes the client reads (promotion codes changed shape in 2025-09).
+pub(super) const STRIPE_VERSION: &str = "2024-06-20";
 const BACKOFF_BASE: Duration = Duration::from_millis(200);
 const BACKOFF_CAP: Duration = Duration::from_secs(3);
 
@@ -82,6 +84,7 @@ impl StripeClient {
                 .http
                 .request(method.clone(), &url)
                 .bearer_auth(self.key.expose_secret())
+                .header("Stripe-Version", STRIPE_VERSION)
                 .header(header::ACCEPT, "application/json");
             req = if method == Method::GET {
                 req.query(params)

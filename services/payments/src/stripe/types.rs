@@ -204,6 +204,8 @@ impl StripeError {
 
     pub(crate) fn from_body(status: u16, e: ErrorObject) -> Self {
         let kind = match (status, e.kind.as_str()) {
+            // The same key still in flight: Stripe is working on it, try again later.
+            (409, _) => StripeErrorKind::Api,
             (_, "card_error") | (402, _) => StripeErrorKind::Card,
             (_, "idempotency_error") => StripeErrorKind::Idempotency,
             (401 | 403, _) => StripeErrorKind::Authentication,

@@ -1,0 +1,128 @@
+//! Stripe's events, after the edge verified their signature: each raw event is stored, then
+//! processed once per event id under a lock (a re-delivered or concurrent duplicate has no second
+//! effect). Processing never trusts the event's copy of the object: it reads the object's current
+//! state from Stripe, so events arriving out of order converge on the latest truth.
+
+use era_proto::payments::v1 as pb;
+use serde::Deserialize;
+
+use crate::{
+    app::App,
+    charges::checked,
+    error::{Error, Result},
+    stripe::types,
+};
+
+#[derive(Debug, Deserialize)]
+struct Event {
+    id: String,
+    #[serde(rename = "type")]
+    kind: String,
+    data: EventData,
+}
+
+#[derive(Debug, Deserialize)]
+struct EventData {
+    object: serde_json::Value,
+}
+
+pub(crate) async fn ingest(app: &App, req: &pb::IngestStripeEventRequest) -> Result<pb::IngestStripeEventResponse> {
+    let event: Event =
+        serde_json::from_slice(&req.payload).map_err(|_| Error::field("payload", "is not a Stripe event"))?;
+    if event.id != req.event_id || !event.id.starts_with("evt_") {
+        return Err(Error::field("event_id", "does not match the event in the payload"));
+    }
+    let _lock = app.store.lock(&format!("event:{}", event.id)).await?;
+    if !app.store.record_event(&event.id, &event.kind, &req.payload).await? {
+        return Ok(pb::IngestStripeEventResponse {
+            event_type: event.kind,
+            processed: false,
+        });
+    }
+    let object_id = event.data.object["id"].as_str().unwrap_or_default().to_owned();
+    match event.kind.as_str() {
+        k if k.starts_with("payment_intent.") => payment_intent(app, &object_id).await?,
+        "charge.refunded" | "charge.refund.updated" | "charge.succeeded" | "charge.failed" => {
+            let pi = event.data.object["payment_intent"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned();
+            if !pi.is_empty() {
+                payment_intent(app, &pi).await?;
+            }
+            if let Some(refunds) = event.data.object["refunds"]["data"].as_array() {
+                for r in refunds.iter().filter_map(|r| r["id"].as_str()) {
+                    refund(app, r).await?;
+                }
+            }
+        }
+        k if k.starts_with("refund.") => refund(app, &object_id).await?,
+        k if k.starts_with("setup_intent.") => setup_intent(app, &object_id).await?,
+        // Other events are kept for the record; nothing of ours follows from them.
+        _ => {}
+    }
+    app.store.mark_event_processed(&event.id).await?;
+    Ok(pb::IngestStripeEventResponse {
+        event_type: event.kind,
+        processed: true,
+    })
+}
+
+/// A charge follows its PaymentIntent's current status (a terminal status is never undone).
+async fn payment_intent(app: &App, id: &str) -> Result<()> {
+    let Some(charge) = app.store.charge_by_payment_intent(id).await? else {
+        // Not one of ours (or its charge call has not recorded the id yet; the call itself will).
+        return Ok(());
+    };
+    let pi: types::PaymentIntent = app
+        .stripe
+        .get(&format!("/v1/payment_intents/{id}"), &Vec::new())
+        .await?;
+    app.store.settle_charge(charge.id, &checked(&charge, &pi)?).await
+}
+
+async fn refund(app: &App, id: &str) -> Result<()> {
+    let Some(row) = app.store.refund_by_stripe_id(id).await? else {
+        return Ok(());
+    };
+    let r: types::Refund = app.stripe.get(&format!("/v1/refunds/{id}"), &Vec::new()).await?;
+    let status = match r.status.as_str() {
+        s @ ("pending" | "requires_action" | "succeeded" | "failed" | "canceled") => s,
+        _ => return Ok(()),
+    };
+    app.store
+        .settle_refund(row.id, status, Some(&r.id), r.failure_reason.as_deref())
+        .await
+}
+
+/// A SetupIntent that succeeded in the browser becomes the patient's hold even if the intake page
+/// never called SavePaymentMethod; one that failed marks its hold failed.
+async fn setup_intent(app: &App, id: &str) -> Result<()> {
+    let Some((patient, customer)) = app.store.hold_owner(id).await? else {
+        return Ok(());
+    };
+    let si: types::SetupIntent = app.stripe.get(&format!("/v1/setup_intents/{id}"), &Vec::new()).await?;
+    match si.status.as_str() {
+        "succeeded" => {
+            let Some(pm_id) = si.payment_method else { return Ok(()) };
+            let pm: types::PaymentMethod = app
+                .stripe
+                .get(&format!("/v1/payment_methods/{pm_id}"), &Vec::new())
+                .await?;
+            let card = pm.card.unwrap_or_default();
+            let card = pb::Card {
+                brand: card.brand,
+                last4: card.last4,
+                exp_month: card.exp_month,
+                exp_year: card.exp_year,
+                funding: card.funding,
+            };
+            app.store.activate_hold(&patient, &customer, id, &pm.id, &card).await?;
+        }
+        "requires_action" => app.store.set_hold_status(id, "requires_action").await?,
+        "canceled" => app.store.set_hold_status(id, "failed").await?,
+        "requires_payment_method" if si.last_setup_error.is_some() => app.store.set_hold_status(id, "failed").await?,
+        _ => {}
+    }
+    Ok(())
+}
