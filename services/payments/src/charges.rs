@@ -263,6 +263,17 @@ pub(crate) fn checked(row: &ChargeRow, pi: &types::PaymentIntent) -> Result<Char
     Ok(outcome_of(pi))
 }
 
+/// A Stripe refund's status as ours (one Stripe adds later reads as pending).
+pub(crate) fn refund_status_of(r: &types::Refund) -> &'static str {
+    match r.status.as_str() {
+        "requires_action" => "requires_action",
+        "succeeded" => "succeeded",
+        "failed" => "failed",
+        "canceled" => "canceled",
+        _ => "pending",
+    }
+}
+
 /// The charge's status from a PaymentIntent's.
 pub(crate) fn outcome_of(pi: &types::PaymentIntent) -> ChargeOutcome {
     let status = match pi.status.as_str() {
@@ -416,10 +427,7 @@ pub(crate) async fn refund(
             .stripe
             .get(&format!("/v1/refunds/{}", row.refund.stripe_refund_id), &Vec::new())
             .await?;
-        let status = match r.status.as_str() {
-            s @ ("pending" | "requires_action" | "succeeded" | "failed" | "canceled") => s,
-            _ => "pending",
-        };
+        let status = refund_status_of(&r);
         app.store
             .settle_refund(row.id, status, Some(&r.id), r.failure_reason.as_deref())
             .await?;
@@ -442,10 +450,7 @@ pub(crate) async fn refund(
             .await
         {
             Ok(r) => {
-                let status = match r.status.as_str() {
-                    s @ ("pending" | "requires_action" | "succeeded" | "failed" | "canceled") => s,
-                    _ => "pending",
-                };
+                let status = refund_status_of(&r);
                 app.store
                     .settle_refund(row.id, status, Some(&r.id), r.failure_reason.as_deref())
                     .await?;

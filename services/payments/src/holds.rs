@@ -153,9 +153,22 @@ pub(crate) async fn save_payment_method(
                 "a succeeded SetupIntent without a readable payment method"
             ))
         })?;
+    let hold = activate(app, &req.canvas_patient_id, &customer, &req.setup_intent_id, &pm_id).await?;
+    Ok(pb::SavePaymentMethodResponse { hold: Some(hold) })
+}
+
+/// Makes the card of a succeeded SetupIntent the patient's active hold, with the card's details as
+/// Stripe has them.
+pub(crate) async fn activate(
+    app: &App,
+    patient: &str,
+    customer: &str,
+    setup_intent: &str,
+    payment_method: &str,
+) -> Result<pb::PaymentHold> {
     let pm: types::PaymentMethod = app
         .stripe
-        .get(&format!("/v1/payment_methods/{pm_id}"), &Vec::new())
+        .get(&format!("/v1/payment_methods/{payment_method}"), &Vec::new())
         .await?;
     let card = pm.card.unwrap_or_default();
     let card = pb::Card {
@@ -165,9 +178,7 @@ pub(crate) async fn save_payment_method(
         exp_year: card.exp_year,
         funding: card.funding,
     };
-    let hold = app
-        .store
-        .activate_hold(&req.canvas_patient_id, &customer, &req.setup_intent_id, &pm.id, &card)
-        .await?;
-    Ok(pb::SavePaymentMethodResponse { hold: Some(hold) })
+    app.store
+        .activate_hold(patient, customer, setup_intent, &pm.id, &card)
+        .await
 }

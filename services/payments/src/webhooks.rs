@@ -86,10 +86,7 @@ async fn refund(app: &App, id: &str) -> Result<()> {
         return Ok(());
     };
     let r: types::Refund = app.stripe.get(&format!("/v1/refunds/{id}"), &Vec::new()).await?;
-    let status = match r.status.as_str() {
-        s @ ("pending" | "requires_action" | "succeeded" | "failed" | "canceled") => s,
-        _ => return Ok(()),
-    };
+    let status = crate::charges::refund_status_of(&r);
     app.store
         .settle_refund(row.id, status, Some(&r.id), r.failure_reason.as_deref())
         .await
@@ -105,19 +102,7 @@ async fn setup_intent(app: &App, id: &str) -> Result<()> {
     match si.status.as_str() {
         "succeeded" => {
             let Some(pm_id) = si.payment_method else { return Ok(()) };
-            let pm: types::PaymentMethod = app
-                .stripe
-                .get(&format!("/v1/payment_methods/{pm_id}"), &Vec::new())
-                .await?;
-            let card = pm.card.unwrap_or_default();
-            let card = pb::Card {
-                brand: card.brand,
-                last4: card.last4,
-                exp_month: card.exp_month,
-                exp_year: card.exp_year,
-                funding: card.funding,
-            };
-            app.store.activate_hold(&patient, &customer, id, &pm.id, &card).await?;
+            crate::holds::activate(app, &patient, &customer, id, &pm_id).await?;
         }
         "requires_action" => app.store.set_hold_status(id, "requires_action").await?,
         "canceled" => app.store.set_hold_status(id, "failed").await?,
