@@ -3,6 +3,7 @@
 pub mod auth;
 pub mod ops;
 pub mod patients;
+pub mod payments;
 mod pending;
 pub mod routing;
 pub mod rx_queue;
@@ -22,7 +23,7 @@ use tracing::Instrument;
 
 use crate::{error::ApiError, AppState};
 
-pub use self::{auth::*, ops::*, patients::*, routing::*, rx_queue::*, webhooks::*};
+pub use self::{auth::*, ops::*, patients::*, payments::*, routing::*, rx_queue::*, webhooks::*};
 
 /// The whole edge.
 pub fn router(state: AppState) -> Router {
@@ -34,6 +35,7 @@ pub fn router(state: AppState) -> Router {
         .merge(rx_queue::router())
         .merge(patients::router())
         .merge(webhooks::router())
+        .merge(payments::router())
         .merge(ops::router())
         .merge(pending::router())
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route") })

@@ -567,3 +567,95 @@ async fn the_webhook_route_refuses_what_stripe_did_not_sign() {
     let again: serde_json::Value = post(good).await.unwrap().json().await.unwrap();
     assert_eq!(again["processed"], false, "a re-delivery has no second effect");
 }
+
+#[tokio::test]
+async fn admins_charge_refund_and_list_through_the_edge() {
+    let mesh = TestMesh::start().await;
+    save_card(&mesh, "pat-edge", "pm_card_visa").await.unwrap();
+    let jwt = mesh.admin_jwt("billing@yourera.test");
+    let post = |path: &str, key: Option<&str>, body: serde_json::Value| {
+        let mut req = mesh.http.post(mesh.url(path)).bearer_auth(&jwt).json(&body);
+        if let Some(key) = key {
+            req = req.header("idempotency-key", key);
+        }
+        req.send()
+    };
+    let body = json!({ "canvasPatientId": "pat-edge", "amountCents": 29_900, "reference": "order-1" });
+    let first: serde_json::Value = post("/api/admin/charge-hold", Some("k-1"), body.clone())
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(first["charge"]["status"], "succeeded", "{first}");
+    assert_eq!(first["existing"], false);
+    let again: serde_json::Value = post("/api/admin/charge-hold", Some("k-1"), body)
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(again["existing"], true);
+    assert_eq!(again["charge"]["id"], first["charge"]["id"]);
+    let other = json!({ "canvasPatientId": "pat-edge", "amountCents": 100, "reference": "order-2" });
+    let reused = post("/api/admin/charge-hold", Some("k-1"), other).await.unwrap();
+    assert_eq!(era_tests::error_code(reused, 422).await, "idempotency_key_reused");
+
+    let charge_id = first["charge"]["id"].as_str().unwrap();
+    let refund =
+        json!({ "chargeId": charge_id, "amountCents": 900, "reason": "requested_by_customer", "note": "late" });
+    let no_key = post("/api/admin/refund", None, refund.clone()).await.unwrap();
+    assert_eq!(era_tests::error_code(no_key, 400).await, "invalid_argument");
+    let refunded: serde_json::Value = post("/api/admin/refund", Some("r-1"), refund)
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(refunded["refund"]["status"], "succeeded", "{refunded}");
+    assert_eq!(refunded["refund"]["requestedBy"], "billing@yourera.test");
+    assert_eq!(refunded["charge"]["amountRefundedCents"], 900);
+
+    let orders: serde_json::Value = mesh
+        .get("/api/admin/orders?status=succeeded", Some(&jwt))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let items = orders["items"].as_array().unwrap();
+    assert_eq!(items.len(), 1);
+    assert_eq!(items[0]["refunds"][0]["reason"], "requested_by_customer");
+    let tab: serde_json::Value = mesh
+        .get("/api/admin/patients/pat-edge/payments", Some(&jwt))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(tab["holds"][0]["status"], "active");
+    assert_eq!(tab["holds"][0]["cardLast4"], "4242");
+    assert_eq!(tab["charges"][0]["id"], first["charge"]["id"]);
+
+    // The intake form checks codes without credentials; admin routes need them.
+    let code: serde_json::Value = mesh
+        .http
+        .post(mesh.url("/api/intake/discount/validate"))
+        .json(&json!({ "code": "SAVE50", "amountCents": 29_900 }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        (code["status"].as_str(), code["totalCents"].as_i64()),
+        (Some("valid"), Some(24_900))
+    );
+    let anonymous = mesh
+        .http
+        .post(mesh.url("/api/admin/charge-hold"))
+        .json(&json!({ "canvasPatientId": "pat-edge", "amountCents": 100, "reference": "x" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(anonymous.status(), 401);
+}

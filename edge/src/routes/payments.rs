@@ -1,0 +1,495 @@
+//! Payments at the edge: discount codes on the intake form, and the admin's charges, refunds, orders
+//! and a patient's payments tab. The admin POSTs take an `Idempotency-Key` header.
+
+use axum::{
+    extract::{
+        rejection::{PathRejection, QueryRejection},
+        Path, Query, State,
+    },
+    http::HeaderMap,
+    routing::{get, post},
+    Router,
+};
+use era_kit::auth::Caller;
+use era_proto::payments::v1 as pb;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use super::views::{page, rfc3339};
+use crate::{
+    auth::Admin,
+    error::{ApiError, ErrorBody},
+    routes::{grpc, ApiJson},
+    AppState,
+};
+
+pub(super) fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/intake/discount/validate", post(validate_discount))
+        .route("/api/admin/charge-hold", post(charge_hold))
+        .route("/api/admin/refund", post(refund))
+        .route("/api/admin/orders", get(orders))
+        .route("/api/admin/patients/{id}/payments", get(patient_payments))
+}
+
+/// A proto enum value's name in the API's snake_case (`AuthenticationRequired` ->
+/// `authentication_required`); empty for the unspecified value.
+fn snake<E: std::fmt::Debug>(e: E) -> String {
+    let name = format!("{e:?}");
+    if name == "Unspecified" {
+        return String::new();
+    }
+    let mut out = String::with_capacity(name.len() + 4);
+    for (i, c) in name.chars().enumerate() {
+        if c.is_ascii_uppercase() {
+            if i > 0 {
+                out.push('_');
+            }
+            out.push(c.to_ascii_lowercase());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+fn charge_status(s: i32) -> String {
+    pb::ChargeStatus::try_from(s).map(snake).unwrap_or_default()
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RefundView {
+    pub id: String,
+    pub charge_id: String,
+    pub amount_cents: i64,
+    pub currency: String,
+    /// pending, requires_action, succeeded, failed or canceled.
+    pub status: String,
+    /// requested_by_customer, duplicate or fraudulent.
+    pub reason: String,
+    pub note: String,
+    pub requested_by: String,
+    pub created_at: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ChargeView {
+    pub id: String,
+    pub canvas_patient_id: String,
+    pub reference: String,
+    pub amount_cents: i64,
+    pub currency: String,
+    /// pending, processing, succeeded, declined, authentication_required, failed or canceled.
+    pub status: String,
+    pub description: String,
+    pub stripe_payment_intent_id: String,
+    pub failure_code: String,
+    pub decline_code: String,
+    pub failure_message: String,
+    pub amount_refunded_cents: i64,
+    pub refunds: Vec<RefundView>,
+    pub created_at: Option<String>,
+}
+
+impl From<pb::Charge> for ChargeView {
+    fn from(c: pb::Charge) -> Self {
+        Self {
+            status: charge_status(c.status),
+            id: c.id,
+            canvas_patient_id: c.canvas_patient_id,
+            reference: c.reference,
+            amount_cents: c.amount_cents,
+            currency: c.currency,
+            description: c.description,
+            stripe_payment_intent_id: c.stripe_payment_intent_id,
+            failure_code: c.failure_code,
+            decline_code: c.decline_code,
+            failure_message: c.failure_message,
+            amount_refunded_cents: c.amount_refunded_cents,
+            refunds: c.refunds.into_iter().map(Into::into).collect(),
+            created_at: c.created_at.map(rfc3339),
+        }
+    }
+}
+
+impl From<pb::Refund> for RefundView {
+    fn from(r: pb::Refund) -> Self {
+        Self {
+            id: r.id,
+            charge_id: r.charge_id,
+            amount_cents: r.amount_cents,
+            currency: r.currency,
+            status: pb::RefundStatus::try_from(r.status).map(snake).unwrap_or_default(),
+            reason: pb::RefundReason::try_from(r.reason).map(snake).unwrap_or_default(),
+            note: r.note,
+            requested_by: r.requested_by.map(|a| a.subject).unwrap_or_default(),
+            created_at: r.created_at.map(rfc3339),
+        }
+    }
+}
+
+/// The `Idempotency-Key` header, when sent.
+fn idempotency_key(headers: &HeaderMap) -> Result<String, ApiError> {
+    match headers.get("idempotency-key") {
+        None => Ok(String::new()),
+        Some(v) => v
+            .to_str()
+            .map(|s| s.trim().to_owned())
+            .map_err(|_| ApiError::field("Idempotency-Key", "must be printable text")),
+    }
+}
+
+fn actor(caller: &Caller) -> era_proto::common::v1::Actor {
+    era_proto::common::v1::Actor {
+        subject: caller.subject.clone(),
+        role: "admin".into(),
+    }
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct DiscountRequest {
+    pub code: String,
+    /// The amount before discount, in cents.
+    pub amount_cents: i64,
+    /// Lowercase ISO 4217; default "usd".
+    #[serde(default)]
+    pub currency: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DiscountView {
+    /// valid, invalid, expired, exhausted, currency_mismatch or minimum_not_met.
+    pub status: String,
+    /// A sentence the patient can read.
+    pub message: String,
+    pub coupon_id: String,
+    pub promotion_code_id: String,
+    pub name: String,
+    pub amount_off_cents: i64,
+    /// Hundredths of a percent (2550 is 25.5 %).
+    pub percent_off_basis_points: i32,
+    pub discount_cents: i64,
+    pub total_cents: i64,
+    pub currency: String,
+}
+
+/// Checks a discount code (a coupon id or promotion code) against an amount: the discount and the
+/// total in cents, or why the code does not apply.
+#[utoipa::path(
+    post, path = "/api/intake/discount/validate", tag = "intake",
+    request_body = DiscountRequest,
+    responses((status = 200, body = DiscountView), (status = 400, body = ErrorBody), (status = 503, body = ErrorBody))
+)]
+pub async fn validate_discount(
+    State(state): State<AppState>,
+    ApiJson(body): ApiJson<DiscountRequest>,
+) -> Result<ApiJson<DiscountView>, ApiError> {
+    let req = pb::ValidateDiscountCodeRequest {
+        code: body.code,
+        amount_cents: body.amount_cents,
+        currency: body.currency,
+    };
+    // The public form checks codes as the edge itself.
+    let caller = Caller::service("era-edge/intake");
+    let v = state
+        .clients
+        .payments
+        .clone()
+        .validate_discount_code(grpc(&state, &caller, req))
+        .await?
+        .into_inner();
+    Ok(ApiJson(DiscountView {
+        status: pb::DiscountCodeStatus::try_from(v.status)
+            .map(snake)
+            .unwrap_or_default(),
+        message: v.message,
+        coupon_id: v.coupon_id,
+        promotion_code_id: v.promotion_code_id,
+        name: v.name,
+        amount_off_cents: v.amount_off_cents,
+        percent_off_basis_points: v.percent_off_basis_points,
+        discount_cents: v.discount_cents,
+        total_cents: v.total_cents,
+        currency: v.currency,
+    }))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ChargeHoldRequest {
+    pub canvas_patient_id: String,
+    pub amount_cents: i64,
+    #[serde(default)]
+    pub currency: String,
+    /// What is paid for; one charge per reference.
+    pub reference: String,
+    #[serde(default)]
+    pub description: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ChargeResult {
+    pub charge: Option<ChargeView>,
+    /// True when the reference already had this charge.
+    pub existing: bool,
+}
+
+/// Charges the patient's saved card off-session, once per reference (`Idempotency-Key` honoured).
+/// A decline is not an error: the charge comes back `declined` with the reason.
+#[utoipa::path(
+    post, path = "/api/admin/charge-hold", tag = "payments",
+    security(("admin_secret" = []), ("admin_jwt" = [])),
+    request_body = ChargeHoldRequest,
+    params(("Idempotency-Key" = Option<String>, Header, description = "repeats return the first charge")),
+    responses(
+        (status = 200, body = ChargeResult),
+        (status = 400, body = ErrorBody),
+        (status = 422, description = "`no_payment_hold`, `reference_conflict`, `idempotency_key_reused`", body = ErrorBody),
+        (status = 503, description = "`stripe_unavailable`", body = ErrorBody),
+    )
+)]
+pub async fn charge_hold(
+    State(state): State<AppState>,
+    Admin(caller): Admin,
+    headers: HeaderMap,
+    ApiJson(body): ApiJson<ChargeHoldRequest>,
+) -> Result<ApiJson<ChargeResult>, ApiError> {
+    let req = pb::ChargeHoldRequest {
+        canvas_patient_id: body.canvas_patient_id,
+        amount_cents: body.amount_cents,
+        currency: body.currency,
+        reference: body.reference,
+        description: body.description,
+        idempotency_key: idempotency_key(&headers)?,
+        actor: Some(actor(&caller)),
+    };
+    let r = state
+        .clients
+        .payments
+        .clone()
+        .charge_hold(grpc(&state, &caller, req))
+        .await?
+        .into_inner();
+    Ok(ApiJson(ChargeResult {
+        charge: r.charge.map(Into::into),
+        existing: r.existing,
+    }))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RefundRequest {
+    pub charge_id: String,
+    /// Positive cents; absent refunds everything that remains.
+    pub amount_cents: Option<i64>,
+    /// requested_by_customer, duplicate or fraudulent.
+    pub reason: String,
+    #[serde(default)]
+    pub note: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RefundResult {
+    pub refund: Option<RefundView>,
+    pub charge: Option<ChargeView>,
+    pub existing: bool,
+}
+
+/// Refunds a charge in full or in part; the audit names the admin. `Idempotency-Key` is required.
+#[utoipa::path(
+    post, path = "/api/admin/refund", tag = "payments",
+    security(("admin_secret" = []), ("admin_jwt" = [])),
+    request_body = RefundRequest,
+    params(("Idempotency-Key" = String, Header, description = "required; a repeat returns the first refund")),
+    responses(
+        (status = 200, body = RefundResult),
+        (status = 400, body = ErrorBody),
+        (status = 422, description = "`amount_exceeds_refundable`, `already_refunded`, `charge_not_succeeded`", body = ErrorBody),
+    )
+)]
+pub async fn refund(
+    State(state): State<AppState>,
+    Admin(caller): Admin,
+    headers: HeaderMap,
+    ApiJson(body): ApiJson<RefundRequest>,
+) -> Result<ApiJson<RefundResult>, ApiError> {
+    let key = idempotency_key(&headers)?;
+    if key.is_empty() {
+        return Err(ApiError::field("Idempotency-Key", "is required for refunds"));
+    }
+    let reason = match body.reason.as_str() {
+        "requested_by_customer" => pb::RefundReason::RequestedByCustomer,
+        "duplicate" => pb::RefundReason::Duplicate,
+        "fraudulent" => pb::RefundReason::Fraudulent,
+        _ => {
+            return Err(ApiError::field(
+                "reason",
+                "must be requested_by_customer, duplicate or fraudulent",
+            ))
+        }
+    };
+    let req = pb::RefundPaymentRequest {
+        charge_id: body.charge_id,
+        amount_cents: body.amount_cents,
+        reason: reason as i32,
+        note: body.note,
+        idempotency_key: key,
+        actor: Some(actor(&caller)),
+    };
+    let r = state
+        .clients
+        .payments
+        .clone()
+        .refund_payment(grpc(&state, &caller, req))
+        .await?
+        .into_inner();
+    Ok(ApiJson(RefundResult {
+        refund: r.refund.map(Into::into),
+        charge: r.charge.map(Into::into),
+        existing: r.existing,
+    }))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct OrdersQuery {
+    pub canvas_patient_id: Option<String>,
+    /// A charge status, e.g. succeeded or declined.
+    pub status: Option<String>,
+    pub page_size: Option<i32>,
+    pub page_token: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct OrderPage {
+    pub items: Vec<ChargeView>,
+    pub next_page_token: String,
+}
+
+/// Charges across patients, newest first (the payments side of the orders view).
+#[utoipa::path(
+    get, path = "/api/admin/orders", tag = "payments",
+    security(("admin_secret" = []), ("admin_jwt" = [])),
+    params(OrdersQuery),
+    responses((status = 200, body = OrderPage), (status = 400, body = ErrorBody))
+)]
+pub async fn orders(
+    State(state): State<AppState>,
+    Admin(caller): Admin,
+    query: Result<Query<OrdersQuery>, QueryRejection>,
+) -> Result<ApiJson<OrderPage>, ApiError> {
+    let Query(q) = query?;
+    let status = match q.status.as_deref() {
+        None | Some("") => pb::ChargeStatus::Unspecified,
+        Some("pending") => pb::ChargeStatus::Pending,
+        Some("processing") => pb::ChargeStatus::Processing,
+        Some("succeeded") => pb::ChargeStatus::Succeeded,
+        Some("declined") => pb::ChargeStatus::Declined,
+        Some("authentication_required") => pb::ChargeStatus::AuthenticationRequired,
+        Some("failed") => pb::ChargeStatus::Failed,
+        Some("canceled") => pb::ChargeStatus::Canceled,
+        Some(_) => return Err(ApiError::field("status", "is not a charge status")),
+    };
+    let req = pb::ListPaymentsRequest {
+        canvas_patient_id: q.canvas_patient_id.unwrap_or_default(),
+        status: status as i32,
+        created_from: None,
+        created_to: None,
+        page: page(q.page_size, q.page_token),
+    };
+    let r = state
+        .clients
+        .payments
+        .clone()
+        .list_payments(grpc(&state, &caller, req))
+        .await?
+        .into_inner();
+    Ok(ApiJson(OrderPage {
+        items: r.charges.into_iter().map(Into::into).collect(),
+        next_page_token: r.page.map(|p| p.next_page_token).unwrap_or_default(),
+    }))
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct HoldView {
+    pub id: String,
+    /// pending, active, requires_action, failed or replaced.
+    pub status: String,
+    pub card_brand: String,
+    pub card_last4: String,
+    pub created_at: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PatientPayments {
+    pub charges: Vec<ChargeView>,
+    pub holds: Vec<HoldView>,
+    pub next_page_token: String,
+}
+
+/// The payments tab of a patient: saved cards and charges with their refunds.
+#[utoipa::path(
+    get, path = "/api/admin/patients/{id}/payments", tag = "payments",
+    security(("admin_secret" = []), ("admin_jwt" = [])),
+    params(("id" = String, Path, description = "Canvas patient id")),
+    responses((status = 200, body = PatientPayments), (status = 400, body = ErrorBody))
+)]
+pub async fn patient_payments(
+    State(state): State<AppState>,
+    Admin(caller): Admin,
+    id: Result<Path<String>, PathRejection>,
+    query: Result<Query<super::patients::ListQuery>, QueryRejection>,
+) -> Result<ApiJson<PatientPayments>, ApiError> {
+    let (Path(id), Query(q)) = (id?, query?);
+    let req = pb::ListPatientPaymentsRequest {
+        canvas_patient_id: id,
+        page: page(q.page_size, q.page_token),
+    };
+    let r = state
+        .clients
+        .payments
+        .clone()
+        .list_patient_payments(grpc(&state, &caller, req))
+        .await?
+        .into_inner();
+    Ok(ApiJson(PatientPayments {
+        charges: r.charges.into_iter().map(Into::into).collect(),
+        holds: r
+            .holds
+            .into_iter()
+            .map(|h| HoldView {
+                status: pb::PaymentHoldStatus::try_from(h.status).map(snake).unwrap_or_default(),
+                id: h.id,
+                card_brand: h.card.as_ref().map(|c| c.brand.clone()).unwrap_or_default(),
+                card_last4: h.card.as_ref().map(|c| c.last4.clone()).unwrap_or_default(),
+                created_at: h.created_at.map(rfc3339),
+            })
+            .collect(),
+        next_page_token: r.page.map(|p| p.next_page_token).unwrap_or_default(),
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn enum_names_in_snake_case() {
+        assert_eq!(
+            snake(pb::ChargeStatus::AuthenticationRequired),
+            "authentication_required"
+        );
+        assert_eq!(snake(pb::RefundReason::RequestedByCustomer), "requested_by_customer");
+        assert_eq!(snake(pb::DiscountCodeStatus::Valid), "valid");
+        assert_eq!(snake(pb::ChargeStatus::Unspecified), "");
+    }
+}
