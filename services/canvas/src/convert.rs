@@ -20,16 +20,7 @@ pub const SUBMISSION_SYSTEM: &str = "https://yourera.com/fhir/intake-submission"
 /// The label of the prescription review queue's tasks.
 pub const RX_REVIEW_LABEL: &str = "Rx Review";
 
-pub fn timestamp(t: DateTime<Utc>) -> prost_types::Timestamp {
-    prost_types::Timestamp {
-        seconds: t.timestamp(),
-        nanos: t.timestamp_subsec_nanos() as i32,
-    }
-}
-
-pub fn from_timestamp(t: &prost_types::Timestamp) -> Option<DateTime<Utc>> {
-    DateTime::from_timestamp(t.seconds, u32::try_from(t.nanos).ok()?)
-}
+pub use era_kit::time::{from_timestamp, timestamp};
 
 /// An RFC 3339 date-time, or a bare date (midnight UTC), as Canvas writes them.
 pub fn parse_time(s: Option<&str>) -> Option<prost_types::Timestamp> {

@@ -192,7 +192,7 @@ impl CanvasService for Service {
         };
         let page = self.app.store.list_records(&filter).await.map_err(Status::from)?;
         let records = page.records;
-        let next = page.next.map(patients::record_token).unwrap_or_default();
+        let next = page.next.map(era_kit::time::keyset_token).unwrap_or_default();
         let reads = records
             .iter()
             .map(|r| record_read(&r.canvas_patient_id, &r.id))

@@ -847,18 +847,7 @@ pub(crate) fn parse_record_id(id: &str) -> Result<uuid::Uuid> {
     uuid::Uuid::parse_str(id).map_err(|_| Error::field("id", "must be a record id (UUID)"))
 }
 
-/// Keyset page tokens for intake records: `<micros>.<uuid>` of the last record shown.
-pub(crate) fn record_cursor(token: &str) -> Result<Option<(chrono::DateTime<Utc>, uuid::Uuid)>> {
-    if token.is_empty() {
-        return Ok(None);
-    }
-    let bad = || Error::field("page.page_token", "is not a token this list issued");
-    let (micros, id) = token.split_once('.').ok_or_else(bad)?;
-    let micros: i64 = micros.parse().map_err(|_| bad())?;
-    let at = chrono::DateTime::from_timestamp_micros(micros).ok_or_else(bad)?;
-    Ok(Some((at, uuid::Uuid::parse_str(id).map_err(|_| bad())?)))
-}
-
-pub(crate) fn record_token((at, id): (chrono::DateTime<Utc>, uuid::Uuid)) -> String {
-    format!("{}.{id}", at.timestamp_micros())
+/// The keyset position a page token names.
+pub(crate) fn record_cursor(token: &str) -> Result<Option<era_kit::time::Keyset>> {
+    era_kit::time::parse_keyset(token).map_err(|_| Error::field("page.page_token", "is not a token this list issued"))
 }

@@ -62,10 +62,6 @@ impl Keyring {
         }
     }
 
-    pub fn active_version(&self) -> u32 {
-        self.active
-    }
-
     /// Encrypts `plaintext` for row `record_id` (with clear columns `context`) under the active key.
     pub fn seal(&self, record_id: Uuid, context: &[u8], plaintext: &[u8]) -> anyhow::Result<Sealed> {
         let cipher = self

@@ -15,8 +15,7 @@ use crate::{
     records::{Keyring, OpenError, Sealed},
 };
 
-/// The role every query runs as.
-pub const SERVICE_ROLE: &str = "era_canvas_service";
+/// Every query runs as this role (migrations/canvas/0002).
 const SET_ROLE: &str = "set local role era_canvas_service";
 
 pub use era_kit::keylock::KeyLock;
@@ -92,10 +91,6 @@ impl Store {
     pub fn new(pool: PgPool, keys: Keyring) -> Self {
         let locks = era_kit::keylock::KeyLocks::new(pool.clone(), Some(SET_ROLE));
         Self { pool, keys, locks }
-    }
-
-    pub fn keys(&self) -> &Keyring {
-        &self.keys
     }
 
     async fn begin(&self) -> Result<Transaction<'static, Postgres>> {

@@ -8,6 +8,7 @@
 //! - [`server`]: the gRPC bootstrap (health, reflection, auth, graceful shutdown).
 //! - [`client`]: channels to peers that forward identity and context.
 //! - [`db`]: pool, database creation and migrations.
+//! - [`time`]: chrono <-> protobuf times, keyset page tokens.
 //! - [`keylock`]: per-key advisory locks for exactly-once work toward vendors.
 //! - [`error`]: building `tonic::Status` with field violations and stable reason codes.
 //! - [`cli`]: the `serve` / `migrate` / `healthcheck` entry point every service `main` calls.
@@ -25,6 +26,7 @@ pub mod server;
 pub mod telemetry;
 #[cfg(feature = "testing")]
 pub mod testing;
+pub mod time;
 
 pub use secrecy::{ExposeSecret, SecretString};
 pub use tonic_health as health;

@@ -17,12 +17,7 @@ pub struct Store {
     locks: KeyLocks,
 }
 
-fn ts(t: DateTime<Utc>) -> prost_types::Timestamp {
-    prost_types::Timestamp {
-        seconds: t.timestamp(),
-        nanos: t.timestamp_subsec_nanos() as i32,
-    }
-}
+use era_kit::time::timestamp as ts;
 
 pub fn hold_status(s: &str) -> pb::PaymentHoldStatus {
     use pb::PaymentHoldStatus as S;

@@ -400,12 +400,7 @@ fn page(p: era_proto::common::v1::PageRequest) -> Result<(i64, Option<i64>)> {
     Ok((size, before))
 }
 
-fn timestamp(t: chrono::DateTime<Utc>) -> era_proto::Timestamp {
-    era_proto::Timestamp {
-        seconds: t.timestamp(),
-        nanos: t.timestamp_subsec_nanos() as i32,
-    }
-}
+use era_kit::time::timestamp;
 
 fn pharmacy(p: &store::PharmacyRow) -> pb::Pharmacy {
     pb::Pharmacy {

@@ -195,7 +195,7 @@ fn path_template(path: &str) -> String {
 }
 
 /// `application/x-www-form-urlencoded`, brackets escaped (Stripe accepts either).
-pub fn encode(params: &Params) -> String {
+fn encode(params: &Params) -> String {
     params
         .iter()
         .map(|(k, v)| format!("{}={}", escape(k), escape(v)))

@@ -3,5 +3,5 @@
 mod client;
 pub mod types;
 
-pub use client::{encode, Params, StripeClient, StripeResult};
+pub use client::{Params, StripeClient, StripeResult};
 pub use types::{StripeError, StripeErrorKind};
