@@ -28,6 +28,8 @@ use crate::{error, routes};
         routes::submit_intake,
         routes::stripe_webhook,
         routes::validate_discount,
+        routes::setup_intent,
+        routes::save_payment_method,
         routes::charge_hold,
         routes::refund,
         routes::orders,
@@ -58,5 +60,9 @@ impl Modify for Security {
         components.add_security_scheme("admin_secret", bearer("ADMIN_SECRET, server-to-server"));
         components.add_security_scheme("admin_jwt", bearer("admin JWT (HS256, aud era-admin, 24 h)"));
         components.add_security_scheme("patient_jwt", bearer("patient JWT (HS256, aud era-patient, 4 h)"));
+        components.add_security_scheme(
+            "intake_token",
+            bearer("intakeToken from POST /api/intake/submit (HS256, aud era-intake, 2 h): saves a card for that patient only"),
+        );
     }
 }

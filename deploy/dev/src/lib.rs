@@ -205,6 +205,8 @@ pub struct MeshOptions {
     pub secrets: Secrets,
     pub logging: LoggingConfig,
     pub cors_allowed_origins: Vec<String>,
+    /// The payments worker that finishes unfinished charges and refunds.
+    pub payments_resume: era_payments::config::ResumeConfig,
 }
 
 impl MeshOptions {
@@ -217,6 +219,7 @@ impl MeshOptions {
             secrets,
             logging: LoggingConfig::default(),
             cors_allowed_origins: Vec::new(),
+            payments_resume: Default::default(),
         }
     }
 }
@@ -371,6 +374,7 @@ impl Mesh {
                 timeout_secs: 20,
                 max_retries: 2,
             },
+            resume: options.payments_resume.clone(),
         };
         let payments = service!(
             era_payments,

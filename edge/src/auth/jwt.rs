@@ -9,8 +9,11 @@ use serde::{Deserialize, Serialize};
 pub const ISSUER: &str = "era-edge";
 pub const ADMIN_AUDIENCE: &str = "era-admin";
 pub const PATIENT_AUDIENCE: &str = "era-patient";
+pub const INTAKE_AUDIENCE: &str = "era-intake";
 pub const ADMIN_TTL_SECS: i64 = 24 * 60 * 60;
 pub const PATIENT_TTL_SECS: i64 = 4 * 60 * 60;
+/// Long enough to fill in the card after submitting the form, short enough to be worthless later.
+pub const INTAKE_TTL_SECS: i64 = 2 * 60 * 60;
 /// Clock skew tolerated on `exp` and `nbf`.
 pub const LEEWAY_SECS: u64 = 30;
 
@@ -85,6 +88,18 @@ impl TokenKind {
 
     pub fn patient(secret: &SecretString) -> Self {
         Self::new(secret, PATIENT_AUDIENCE, PATIENT_TTL_SECS)
+    }
+
+    /// The token an intake submission answers with: it lets that browser save a card for the
+    /// patient the submission created, and nothing else. Its key is derived from the patient key,
+    /// so it is a separate key without a separate secret to manage.
+    pub fn intake(patient_secret: &SecretString) -> Self {
+        use hmac::{Hmac, Mac};
+        let mut mac = Hmac::<sha2::Sha256>::new_from_slice(patient_secret.expose_secret().as_bytes())
+            .expect("HMAC takes any key length");
+        mac.update(b"era-intake-token-key");
+        let derived = hex::encode(mac.finalize().into_bytes());
+        Self::new(&SecretString::from(derived), INTAKE_AUDIENCE, INTAKE_TTL_SECS)
     }
 
     pub fn issue(&self, subject: &str) -> Issued {

@@ -105,6 +105,44 @@ impl FromRequestParts<AppState> for Patient {
     }
 }
 
+/// Whoever may save a card for a patient: the browser that submitted the patient's intake (its
+/// intake token) or the patient signed in to the portal (a patient JWT). The patient comes from the
+/// token, never from the body. `jti` keys the card set-up, so one token sets up one SetupIntent.
+#[derive(Clone, Debug)]
+pub struct CardHolder {
+    pub caller: Caller,
+    pub jti: String,
+}
+
+impl FromRequestParts<AppState> for CardHolder {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let token = token(parts)?;
+        let claims = state
+            .intake_tokens
+            .verify(token)
+            .or_else(|| state.patient_tokens.verify(token));
+        if let Some(claims) = claims {
+            return Ok(Self {
+                caller: Caller::patient(claims.sub),
+                jti: claims.jti,
+            });
+        }
+        if constant_time_eq(token.as_bytes(), state.admin_secret.expose_secret().as_bytes())
+            || state.admin_tokens.verify(token).is_some()
+        {
+            return Err(ApiError::forbidden(
+                "cards are saved by the patient; admins use the payments service",
+            ));
+        }
+        Err(ApiError::unauthorized(
+            "invalid_token",
+            "send the intake token from the intake submission, or a patient token",
+        ))
+    }
+}
+
 /// An admin session token (not `ADMIN_SECRET`): what logout revokes.
 #[derive(Clone, Debug)]
 pub struct AdminSession(pub jwt::Claims);

@@ -279,6 +279,11 @@ pub struct IntakeSubmitResponse {
     pub task_id: String,
     /// True when an earlier call with this submission id did the work.
     pub existing: bool,
+    /// Lets this browser save the patient's card (`/api/intake/setup-intent`,
+    /// `/api/intake/payment-method`) and nothing else; keep it in the page only.
+    pub intake_token: String,
+    /// RFC 3339.
+    pub intake_token_expires_at: String,
 }
 
 /// A sex or gender as the form writes it.
@@ -412,9 +417,14 @@ pub async fn submit_intake(
     } else {
         StatusCode::CREATED
     };
+    // Only whoever holds the whole submission gets here (a repeat must match it), and the patient is
+    // the one this submission created: the token proves the card belongs with it.
+    let token = state.intake_tokens.issue(&resp.canvas_patient_id);
     Ok((
         status,
         ApiJson(IntakeSubmitResponse {
+            intake_token_expires_at: token.expires_at().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            intake_token: token.token,
             canvas_patient_id: resp.canvas_patient_id,
             record_id: resp.record_id,
             task_id: resp.task_id,

@@ -17,7 +17,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::views::{page, rfc3339};
 use crate::{
-    auth::Admin,
+    auth::{Admin, CardHolder},
     error::{ApiError, ErrorBody},
     routes::{grpc, ApiJson},
     AppState,
@@ -26,6 +26,8 @@ use crate::{
 pub(super) fn router() -> Router<AppState> {
     Router::new()
         .route("/api/intake/discount/validate", post(validate_discount))
+        .route("/api/intake/setup-intent", post(setup_intent))
+        .route("/api/intake/payment-method", post(save_payment_method))
         .route("/api/admin/charge-hold", post(charge_hold))
         .route("/api/admin/refund", post(refund))
         .route("/api/admin/orders", get(orders))
@@ -70,6 +72,8 @@ pub struct RefundView {
     pub reason: String,
     pub note: String,
     pub requested_by: String,
+    /// Whom a service (the approval pipeline) issued it for; empty otherwise.
+    pub on_behalf_of: String,
     pub created_at: Option<String>,
 }
 
@@ -90,6 +94,10 @@ pub struct ChargeView {
     pub failure_message: String,
     pub amount_refunded_cents: i64,
     pub refunds: Vec<RefundView>,
+    /// Who asked for the charge: an admin, or a service such as the approval pipeline.
+    pub created_by: String,
+    /// Whom a service charged for (e.g. the approving practitioner); empty otherwise.
+    pub on_behalf_of: String,
     pub created_at: Option<String>,
 }
 
@@ -109,6 +117,8 @@ impl From<pb::Charge> for ChargeView {
             failure_message: c.failure_message,
             amount_refunded_cents: c.amount_refunded_cents,
             refunds: c.refunds.into_iter().map(Into::into).collect(),
+            created_by: c.created_by.map(|a| a.subject).unwrap_or_default(),
+            on_behalf_of: c.on_behalf_of.map(|a| a.subject).unwrap_or_default(),
             created_at: c.created_at.map(rfc3339),
         }
     }
@@ -125,6 +135,7 @@ impl From<pb::Refund> for RefundView {
             reason: pb::RefundReason::try_from(r.reason).map(snake).unwrap_or_default(),
             note: r.note,
             requested_by: r.requested_by.map(|a| a.subject).unwrap_or_default(),
+            on_behalf_of: r.on_behalf_of.map(|a| a.subject).unwrap_or_default(),
             created_at: r.created_at.map(rfc3339),
         }
     }
@@ -138,13 +149,6 @@ fn idempotency_key(headers: &HeaderMap) -> Result<String, ApiError> {
             .to_str()
             .map(|s| s.trim().to_owned())
             .map_err(|_| ApiError::field("Idempotency-Key", "must be printable text")),
-    }
-}
-
-fn actor(caller: &Caller) -> era_proto::common::v1::Actor {
-    era_proto::common::v1::Actor {
-        subject: caller.subject.clone(),
-        role: "admin".into(),
     }
 }
 
@@ -266,7 +270,8 @@ pub async fn charge_hold(
         reference: body.reference,
         description: body.description,
         idempotency_key: idempotency_key(&headers)?,
-        actor: Some(actor(&caller)),
+        // The admin is the caller; payments records that identity itself.
+        actor: None,
     };
     let r = state
         .clients
@@ -340,7 +345,7 @@ pub async fn refund(
         reason: reason as i32,
         note: body.note,
         idempotency_key: key,
-        actor: Some(actor(&caller)),
+        actor: None,
     };
     let r = state
         .clients
@@ -425,7 +430,144 @@ pub struct HoldView {
     pub status: String,
     pub card_brand: String,
     pub card_last4: String,
+    pub card_exp_month: i32,
+    pub card_exp_year: i32,
     pub created_at: Option<String>,
+}
+
+impl From<pb::PaymentHold> for HoldView {
+    fn from(h: pb::PaymentHold) -> Self {
+        let card = h.card.unwrap_or_default();
+        Self {
+            status: pb::PaymentHoldStatus::try_from(h.status).map(snake).unwrap_or_default(),
+            id: h.id,
+            card_brand: card.brand,
+            card_last4: card.last4,
+            card_exp_month: card.exp_month,
+            card_exp_year: card.exp_year,
+            created_at: h.created_at.map(rfc3339),
+        }
+    }
+}
+
+/// `{}` when there is nothing to add.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SetupIntentRequest {
+    /// For Stripe's receipts; optional.
+    #[serde(default)]
+    pub email: String,
+    /// For Stripe's receipts; optional.
+    #[serde(default)]
+    pub name: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SetupIntentView {
+    pub setup_intent_id: String,
+    /// For Stripe.js `confirmCardSetup`; keep it in the page only.
+    pub client_secret: String,
+}
+
+/// Starts saving a card for later charges: a Stripe SetupIntent for the patient the token names
+/// (the intake submission's `intakeToken`, or a signed-in patient's token). One token sets up one
+/// SetupIntent unless an `Idempotency-Key` says otherwise.
+#[utoipa::path(
+    post, path = "/api/intake/setup-intent", tag = "intake",
+    security(("intake_token" = []), ("patient_jwt" = [])),
+    request_body = SetupIntentRequest,
+    params(("Idempotency-Key" = Option<String>, Header, description = "a new key for a new SetupIntent")),
+    responses(
+        (status = 200, body = SetupIntentView),
+        (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody),
+        (status = 503, description = "`stripe_unavailable`", body = ErrorBody),
+    )
+)]
+pub async fn setup_intent(
+    State(state): State<AppState>,
+    holder: CardHolder,
+    headers: HeaderMap,
+    ApiJson(body): ApiJson<SetupIntentRequest>,
+) -> Result<ApiJson<SetupIntentView>, ApiError> {
+    let key = match idempotency_key(&headers)? {
+        k if k.is_empty() => format!("token-{}", holder.jti),
+        k => k,
+    };
+    let req = pb::CreateSetupIntentRequest {
+        canvas_patient_id: holder.caller.subject.clone(),
+        submission_id: String::new(),
+        email: body.email,
+        name: body.name,
+        idempotency_key: key,
+    };
+    let r = state
+        .clients
+        .payments
+        .clone()
+        .create_setup_intent(grpc(&state, &holder.caller, req))
+        .await?
+        .into_inner();
+    Ok(ApiJson(SetupIntentView {
+        setup_intent_id: r.setup_intent_id,
+        client_secret: r.client_secret,
+    }))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PaymentMethodRequest {
+    pub setup_intent_id: String,
+    /// The PaymentMethod to confirm the SetupIntent with, when the page did not confirm it with
+    /// Stripe.js itself.
+    #[serde(default)]
+    pub payment_method_id: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PaymentMethodView {
+    /// The saved card, now the one charged when a prescription is approved.
+    pub hold: Option<HoldView>,
+}
+
+/// Saves the card of a succeeded SetupIntent as the patient's card for later charges, replacing
+/// the previous one.
+#[utoipa::path(
+    post, path = "/api/intake/payment-method", tag = "intake",
+    security(("intake_token" = []), ("patient_jwt" = [])),
+    request_body = PaymentMethodRequest,
+    responses(
+        (status = 200, body = PaymentMethodView),
+        (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody),
+        (status = 404, description = "not this patient's SetupIntent", body = ErrorBody),
+        (status = 422, description = "`setup_not_succeeded` (3-D Secure pending), `card_declined`", body = ErrorBody),
+        (status = 503, description = "`stripe_unavailable`", body = ErrorBody),
+    )
+)]
+pub async fn save_payment_method(
+    State(state): State<AppState>,
+    holder: CardHolder,
+    ApiJson(body): ApiJson<PaymentMethodRequest>,
+) -> Result<ApiJson<PaymentMethodView>, ApiError> {
+    let req = pb::SavePaymentMethodRequest {
+        canvas_patient_id: holder.caller.subject.clone(),
+        setup_intent_id: body.setup_intent_id,
+        payment_method_id: body.payment_method_id,
+        idempotency_key: String::new(),
+    };
+    let r = state
+        .clients
+        .payments
+        .clone()
+        .save_payment_method(grpc(&state, &holder.caller, req))
+        .await?
+        .into_inner();
+    Ok(ApiJson(PaymentMethodView {
+        hold: r.hold.map(Into::into),
+    }))
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -463,17 +605,7 @@ pub async fn patient_payments(
         .into_inner();
     Ok(ApiJson(PatientPayments {
         charges: r.charges.into_iter().map(Into::into).collect(),
-        holds: r
-            .holds
-            .into_iter()
-            .map(|h| HoldView {
-                status: pb::PaymentHoldStatus::try_from(h.status).map(snake).unwrap_or_default(),
-                id: h.id,
-                card_brand: h.card.as_ref().map(|c| c.brand.clone()).unwrap_or_default(),
-                card_last4: h.card.as_ref().map(|c| c.last4.clone()).unwrap_or_default(),
-                created_at: h.created_at.map(rfc3339),
-            })
-            .collect(),
+        holds: r.holds.into_iter().map(Into::into).collect(),
         next_page_token: r.page.map(|p| p.next_page_token).unwrap_or_default(),
     }))
 }

@@ -78,24 +78,40 @@ impl KeyLocks {
             .map_err(|_| LockError::Busy)?
             .map_err(|_| LockError::Busy)?;
         loop {
-            let mut tx = self.pool.begin().await?;
-            if let Some(setup) = self.setup {
-                sqlx::query(setup).execute(&mut *tx).await?;
-            }
-            let got: bool = sqlx::query_scalar("select pg_try_advisory_xact_lock(hashtextextended($1, 0))")
-                .bind(key)
-                .fetch_one(&mut *tx)
-                .await?;
-            if got {
+            if let Some(tx) = self.attempt(key).await? {
                 return Ok(KeyLock { tx, _permit: permit });
             }
-            tx.rollback().await?;
             if tokio::time::Instant::now() >= deadline {
                 return Err(LockError::InProgress);
             }
             let pause = rand::thread_rng().gen_range(20..60);
             tokio::time::sleep(Duration::from_millis(pause)).await;
         }
+    }
+
+    /// The key if nobody holds it right now, without waiting: for background workers, which skip
+    /// work a caller (or another replica) is already doing.
+    pub async fn try_lock(&self, key: &str) -> Result<Option<KeyLock>, LockError> {
+        let Ok(permit) = self.holders.clone().try_acquire_owned() else {
+            return Ok(None);
+        };
+        Ok(self.attempt(key).await?.map(|tx| KeyLock { tx, _permit: permit }))
+    }
+
+    async fn attempt(&self, key: &str) -> Result<Option<Transaction<'static, Postgres>>, LockError> {
+        let mut tx = self.pool.begin().await?;
+        if let Some(setup) = self.setup {
+            sqlx::query(setup).execute(&mut *tx).await?;
+        }
+        let got: bool = sqlx::query_scalar("select pg_try_advisory_xact_lock(hashtextextended($1, 0))")
+            .bind(key)
+            .fetch_one(&mut *tx)
+            .await?;
+        if got {
+            return Ok(Some(tx));
+        }
+        tx.rollback().await?;
+        Ok(None)
     }
 }
 

@@ -6,13 +6,13 @@
 //! its result to the others. Declines and `authentication_required` are terminal answers, recorded
 //! with the reason and never retried here: the patient must act.
 
-use era_kit::error::FieldViolation;
+use era_kit::{error::FieldViolation, keylock::KeyLock};
 use era_proto::{common::v1::Actor, payments::v1 as pb};
 
 use crate::{
     app::{check_id, check_key, App},
     error::{Error, Result},
-    store::{refund_reason_code, ChargeOutcome, ChargeRow, NewCharge, NewRefund},
+    store::{refund_reason_code, Actors, ChargeOutcome, ChargeRow, NewCharge, NewRefund, RefundRow},
     stripe::{types, Params, StripeError, StripeErrorKind},
 };
 
@@ -22,7 +22,7 @@ pub(crate) const MAX_CHARGE_CENTS: i64 = 500_000;
 pub(crate) const MIN_CHARGE_CENTS: i64 = 50;
 /// Stripe forgets idempotency keys after 24 hours: past this age an unfinished charge or refund is
 /// not sent again blindly (it could be made twice); it waits for its webhook or an operator.
-const KEY_LIFETIME: chrono::Duration = chrono::Duration::hours(23);
+pub(crate) const KEY_LIFETIME: chrono::Duration = chrono::Duration::hours(23);
 
 /// The clinic charges in US dollars only: "cents" means cents, and the guards above hold.
 pub(crate) fn currency_of(field: &str, currency: &str, bad: &mut Vec<FieldViolation>) -> String {
@@ -43,18 +43,40 @@ fn key_may_be_forgotten(created: Option<&prost_types::Timestamp>) -> bool {
         .is_some_and(|t| chrono::Utc::now() - t > KEY_LIFETIME)
 }
 
-fn caller_actor(actor: Option<&Actor>, fallback: &era_kit::auth::Caller) -> Actor {
-    // The edge's identity wins over what a request body claims.
-    let role = match fallback.role {
-        era_kit::auth::Role::Admin => "admin",
-        era_kit::auth::Role::Patient => "patient",
-        era_kit::auth::Role::Service => "service",
+/// Who asked, as authenticated, and whom a service says it acts for. A body's actor never replaces
+/// the caller: an admin or patient is recorded as themselves, and a service's word is kept beside
+/// its own identity.
+fn actors(actor: Option<&Actor>, caller: &era_kit::auth::Caller, bad: &mut Vec<FieldViolation>) -> Actors {
+    use era_kit::auth::Role;
+    let role = match caller.role {
+        Role::Admin => "admin",
+        Role::Patient => "patient",
+        Role::Service => "service",
     };
-    Actor {
-        subject: actor
-            .filter(|a| fallback.role == era_kit::auth::Role::Service && !a.subject.is_empty())
-            .map_or_else(|| fallback.subject.clone(), |a| a.subject.clone()),
-        role: role.into(),
+    let on_behalf_of = actor
+        .filter(|a| caller.role == Role::Service && !a.subject.is_empty())
+        .cloned();
+    if let Some(a) = &on_behalf_of {
+        let printable = |s: &str| !s.chars().any(char::is_control);
+        if a.subject.chars().count() > 200 || !printable(&a.subject) {
+            bad.push(FieldViolation::new(
+                "actor.subject",
+                "must be at most 200 printable characters",
+            ));
+        }
+        if a.role.chars().count() > 50 || !printable(&a.role) {
+            bad.push(FieldViolation::new(
+                "actor.role",
+                "must be at most 50 printable characters",
+            ));
+        }
+    }
+    Actors {
+        by: Actor {
+            subject: caller.subject.clone(),
+            role: role.into(),
+        },
+        on_behalf_of,
     }
 }
 
@@ -93,10 +115,10 @@ pub(crate) async fn charge_hold(
     if req.description.chars().count() > 200 {
         bad.push(FieldViolation::new("description", "must be at most 200 characters"));
     }
+    let actors = actors(req.actor.as_ref(), caller, &mut bad);
     if !bad.is_empty() {
         return Err(Error::InvalidArgument(bad));
     }
-    let actor = caller_actor(req.actor.as_ref(), caller);
     let client_key = (!req.idempotency_key.is_empty()).then_some(req.idempotency_key.as_str());
 
     // A key used before names its charge: other parameters under it are a different request.
@@ -157,15 +179,13 @@ pub(crate) async fn charge_hold(
                     amount_cents: req.amount_cents,
                     currency: &currency,
                     description: &req.description,
-                    actor: &actor,
+                    actors: &actors,
                 })
                 .await?;
             (row, false)
         }
     };
-    lock.check().await?;
-    let outcome = submit(app, &row).await?;
-    app.store.settle_charge(row.id, &outcome).await?;
+    carry_out_charge(app, &mut lock, &row).await?;
     let charge = app
         .store
         .charge_by_id(row.id)
@@ -177,7 +197,15 @@ pub(crate) async fn charge_hold(
     })
 }
 
-fn is_final(status: i32) -> bool {
+/// Sends (or reads back) a recorded charge under its own key and records Stripe's answer. The
+/// caller holds the reference's lock; it is checked right before Stripe is called.
+pub(crate) async fn carry_out_charge(app: &App, lock: &mut KeyLock, row: &ChargeRow) -> Result<()> {
+    lock.check().await?;
+    let outcome = submit(app, row).await?;
+    app.store.settle_charge(row.id, &outcome).await
+}
+
+pub(crate) fn is_final(status: i32) -> bool {
     use pb::ChargeStatus as S;
     [
         S::Succeeded,
@@ -360,10 +388,10 @@ pub(crate) async fn refund(
     if req.note.chars().count() > 500 {
         bad.push(FieldViolation::new("note", "must be at most 500 characters"));
     }
+    let actors = actors(req.actor.as_ref(), caller, &mut bad);
     let (Some(charge_id), Some(reason), true) = (charge_id, reason, bad.is_empty()) else {
         return Err(Error::InvalidArgument(bad));
     };
-    let actor = caller_actor(req.actor.as_ref(), caller);
     let mac = format!("{charge_id}|{:?}|{reason}|{}", req.amount_cents, req.note.trim());
 
     // One refund at a time per charge, so "what remains" is true when it is checked.
@@ -408,19 +436,47 @@ pub(crate) async fn refund(
                 amount,
                 reason,
                 note: req.note.trim(),
-                by: &actor,
+                by: &actors,
             };
             let row = app.store.insert_refund(&charge, new).await?;
             (row, false)
         }
     };
-    let done = [
+    carry_out_refund(app, &mut lock, &charge, &row).await?;
+    let charge = app
+        .store
+        .charge_by_id(charge_id)
+        .await?
+        .ok_or_else(|| Error::Internal(anyhow::anyhow!("a charge vanished")))?;
+    let mut refund = charge
+        .charge
+        .refunds
+        .iter()
+        .find(|r| r.id == row.refund.id)
+        .cloned()
+        .unwrap_or(row.refund);
+    refund.canvas_patient_id = charge.charge.canvas_patient_id.clone();
+    Ok(pb::RefundPaymentResponse {
+        refund: Some(refund),
+        charge: Some(charge.charge),
+        existing,
+    })
+}
+
+pub(crate) fn refund_is_final(status: i32) -> bool {
+    [
         pb::RefundStatus::Succeeded,
         pb::RefundStatus::Failed,
         pb::RefundStatus::Canceled,
     ]
     .iter()
-    .any(|s| *s as i32 == row.refund.status);
+    .any(|s| *s as i32 == status)
+}
+
+/// Sends (or reads back) a recorded refund under its own key and records Stripe's answer. The
+/// caller holds the charge's refund lock.
+pub(crate) async fn carry_out_refund(app: &App, lock: &mut KeyLock, charge: &ChargeRow, row: &RefundRow) -> Result<()> {
+    let done = refund_is_final(row.refund.status);
     if !done && !row.refund.stripe_refund_id.is_empty() {
         // Stripe has it: read where it stands instead of asking again.
         let r: types::Refund = app
@@ -437,6 +493,10 @@ pub(crate) async fn refund(
             "this refund was started over a day ago and its outcome is unknown; check Stripe first".into(),
         ));
     } else if !done {
+        let reason = pb::RefundReason::try_from(row.refund.reason)
+            .ok()
+            .and_then(refund_reason_code)
+            .ok_or_else(|| Error::Internal(anyhow::anyhow!("refund {} has no reason", row.id)))?;
         lock.check().await?;
         let params: Params = vec![
             ("payment_intent".into(), charge.charge.stripe_payment_intent_id.clone()),
@@ -465,22 +525,5 @@ pub(crate) async fn refund(
             Err(e) => return Err(e.into()),
         }
     }
-    let charge = app
-        .store
-        .charge_by_id(charge_id)
-        .await?
-        .ok_or_else(|| Error::Internal(anyhow::anyhow!("a charge vanished")))?;
-    let mut refund = charge
-        .charge
-        .refunds
-        .iter()
-        .find(|r| r.id == row.refund.id)
-        .cloned()
-        .unwrap_or(row.refund);
-    refund.canvas_patient_id = charge.charge.canvas_patient_id.clone();
-    Ok(pb::RefundPaymentResponse {
-        refund: Some(refund),
-        charge: Some(charge.charge),
-        existing,
-    })
+    Ok(())
 }

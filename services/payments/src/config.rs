@@ -11,6 +11,8 @@ pub struct Config {
     pub service: ServiceConfig,
     #[command(flatten)]
     pub stripe: StripeConfig,
+    #[command(flatten)]
+    pub resume: ResumeConfig,
 }
 
 impl AsRef<ServiceConfig> for Config {
@@ -22,7 +24,51 @@ impl AsRef<ServiceConfig> for Config {
 impl Config {
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.service.validate()?;
-        self.stripe.validate()
+        self.stripe.validate()?;
+        self.resume.validate()
+    }
+}
+
+/// The worker that finishes charges and refunds their callers left unfinished (crate::resume).
+#[derive(Clone, Debug, clap::Args)]
+pub struct ResumeConfig {
+    /// Seconds between the worker's passes.
+    #[arg(long = "resume-every-secs", env = "PAYMENTS_RESUME_EVERY_SECS", default_value_t = 30)]
+    pub every_secs: u64,
+    /// Seconds a charge or refund must sit unfinished before the worker takes it over; a live
+    /// caller normally finishes well within this (Stripe's timeout times its retries).
+    #[arg(
+        long = "resume-quiet-secs",
+        env = "PAYMENTS_RESUME_QUIET_SECS",
+        default_value_t = 120
+    )]
+    pub quiet_secs: u64,
+}
+
+impl Default for ResumeConfig {
+    fn default() -> Self {
+        Self {
+            every_secs: 30,
+            quiet_secs: 120,
+        }
+    }
+}
+
+impl ResumeConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        if !(1..=3600).contains(&self.every_secs) {
+            return Err(ConfigError::new(
+                "PAYMENTS_RESUME_EVERY_SECS",
+                "must be between 1 and 3600",
+            ));
+        }
+        if !(1..=86_400).contains(&self.quiet_secs) {
+            return Err(ConfigError::new(
+                "PAYMENTS_RESUME_QUIET_SECS",
+                "must be between 1 and 86400",
+            ));
+        }
+        Ok(())
     }
 }
 

@@ -22,6 +22,7 @@ mod discounts;
 mod error;
 mod grpc;
 mod holds;
+mod resume;
 pub mod store;
 pub mod stripe;
 mod webhooks;
@@ -39,10 +40,18 @@ pub async fn run(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let app = Arc::new(app::App::new(&config, store::Store::new(pool))?);
-    GrpcServer::new(Authenticator::new(&config.service.auth))
+    // Everything the worker does is durable and keyed, so stopping it mid-pass loses nothing.
+    let worker = tokio::spawn(resume::run(
+        app.clone(),
+        std::time::Duration::from_secs(config.resume.every_secs),
+        std::time::Duration::from_secs(config.resume.quiet_secs),
+    ));
+    let served = GrpcServer::new(Authenticator::new(&config.service.auth))
         .add_service(PaymentsServiceServer::new(grpc::Service { app }))
         .serve(listener, shutdown)
-        .await
+        .await;
+    worker.abort();
+    served
 }
 
 /// The `era-payments` binary.

@@ -93,6 +93,16 @@ fn actor(subject: String, role: String) -> Option<Actor> {
     Some(Actor { subject, role })
 }
 
+/// The on-behalf-of columns of a row, when set.
+fn on_behalf_of(r: &PgRow) -> Result<Option<Actor>> {
+    let subject: Option<String> = r.try_get("on_behalf_of_subject")?;
+    let role: Option<String> = r.try_get("on_behalf_of_role")?;
+    Ok(subject.map(|subject| Actor {
+        subject,
+        role: role.unwrap_or_default(),
+    }))
+}
+
 /// A charge row with what the flow needs besides the message.
 #[derive(Clone, Debug)]
 pub struct ChargeRow {
@@ -110,6 +120,13 @@ pub struct RefundRow {
     pub request_mac: String,
 }
 
+/// The authenticated caller, and whom a service caller said it acted for.
+#[derive(Debug)]
+pub struct Actors {
+    pub by: Actor,
+    pub on_behalf_of: Option<Actor>,
+}
+
 /// A charge to record before Stripe is called.
 #[derive(Debug)]
 pub struct NewCharge<'a> {
@@ -120,7 +137,7 @@ pub struct NewCharge<'a> {
     pub amount_cents: i64,
     pub currency: &'a str,
     pub description: &'a str,
-    pub actor: &'a Actor,
+    pub actors: &'a Actors,
 }
 
 /// A refund to record (with its audit row) before Stripe is called.
@@ -131,7 +148,7 @@ pub struct NewRefund<'a> {
     pub amount: i64,
     pub reason: &'a str,
     pub note: &'a str,
-    pub by: &'a Actor,
+    pub by: &'a Actors,
 }
 
 /// What Stripe said of a charge.
@@ -153,6 +170,11 @@ impl Store {
 
     pub async fn lock(&self, key: &str) -> Result<KeyLock> {
         Ok(self.locks.lock(key).await?)
+    }
+
+    /// The key if it is free now (see [`KeyLocks::try_lock`]).
+    pub async fn try_lock(&self, key: &str) -> Result<Option<KeyLock>> {
+        Ok(self.locks.try_lock(key).await?)
     }
 
     async fn begin(&self) -> Result<Transaction<'static, Postgres>> {
@@ -341,8 +363,8 @@ impl Store {
         let mut tx = self.begin().await?;
         let row = sqlx::query(
             "insert into charges (id, reference, idempotency_key, client_key, canvas_patient_id, hold_id, amount_cents, \
-             currency, description, status, created_by_subject, created_by_role) \
-             values ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'pending', $10, $11) returning *",
+             currency, description, status, created_by_subject, created_by_role, on_behalf_of_subject, \
+             on_behalf_of_role) values ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'pending', $10, $11, $12, $13) returning *",
         )
         .bind(id)
         .bind(c.reference)
@@ -353,8 +375,10 @@ impl Store {
         .bind(c.amount_cents)
         .bind(c.currency)
         .bind(c.description)
-        .bind(&c.actor.subject)
-        .bind(&c.actor.role)
+        .bind(&c.actors.by.subject)
+        .bind(&c.actors.by.role)
+        .bind(c.actors.on_behalf_of.as_ref().map(|a| &a.subject))
+        .bind(c.actors.on_behalf_of.as_ref().map(|a| &a.role))
         .fetch_one(&mut *tx)
         .await?;
         tx.commit().await?;
@@ -577,8 +601,8 @@ impl Store {
         let mut tx = self.begin().await?;
         let row = sqlx::query(
             "insert into refunds (id, client_key, request_mac, charge_id, amount_cents, currency, status, reason, note, \
-             requested_by_subject, requested_by_role) values ($1, $2, $3, $4, $5, $6, 'pending', $7, $8, $9, $10) \
-             returning *",
+             requested_by_subject, requested_by_role, on_behalf_of_subject, on_behalf_of_role) \
+             values ($1, $2, $3, $4, $5, $6, 'pending', $7, $8, $9, $10, $11, $12) returning *",
         )
         .bind(id)
         .bind(client_key)
@@ -588,21 +612,25 @@ impl Store {
         .bind(&charge.charge.currency)
         .bind(reason)
         .bind(note)
-        .bind(&by.subject)
-        .bind(&by.role)
+        .bind(&by.by.subject)
+        .bind(&by.by.role)
+        .bind(by.on_behalf_of.as_ref().map(|a| &a.subject))
+        .bind(by.on_behalf_of.as_ref().map(|a| &a.role))
         .fetch_one(&mut *tx)
         .await?;
         sqlx::query(
-            "insert into refund_audit (refund_id, charge_id, amount_cents, reason, note, actor_subject, actor_role) \
-             values ($1, $2, $3, $4, $5, $6, $7)",
+            "insert into refund_audit (refund_id, charge_id, amount_cents, reason, note, actor_subject, actor_role, \
+             on_behalf_of_subject, on_behalf_of_role) values ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
         )
         .bind(id)
         .bind(charge.id)
         .bind(amount)
         .bind(reason)
         .bind(note)
-        .bind(&by.subject)
-        .bind(&by.role)
+        .bind(&by.by.subject)
+        .bind(&by.by.role)
+        .bind(by.on_behalf_of.as_ref().map(|a| &a.subject))
+        .bind(by.on_behalf_of.as_ref().map(|a| &a.role))
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
@@ -639,6 +667,47 @@ impl Store {
         .await?;
         tx.commit().await?;
         Ok(())
+    }
+
+    pub async fn refund_by_id(&self, id: Uuid) -> Result<Option<RefundRow>> {
+        let mut tx = self.begin().await?;
+        let row = sqlx::query("select * from refunds where id = $1")
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        row.as_ref().map(refund_of).transpose()
+    }
+
+    // ---- unfinished work ----
+
+    /// Charges and refunds left unfinished for at least `quiet` (a crash, a timeout, Stripe down),
+    /// oldest first: `(charge ids, refund ids)`. Work whose Stripe key may be forgotten and which
+    /// Stripe never acknowledged is left for an operator (see charges::KEY_LIFETIME).
+    pub async fn unfinished(&self, quiet: std::time::Duration, limit: i64) -> Result<(Vec<Uuid>, Vec<Uuid>)> {
+        let quiet = chrono::Duration::from_std(quiet).unwrap_or_default();
+        let before = Utc::now() - quiet;
+        let remembered = Utc::now() - crate::charges::KEY_LIFETIME;
+        let mut tx = self.begin().await?;
+        let charges = sqlx::query_scalar(
+            "select id from charges where status in ('pending', 'processing') and updated_at < $1              and (created_at > $2 or stripe_payment_intent_id is not null) order by updated_at limit $3",
+        )
+        .bind(before)
+        .bind(remembered)
+        .bind(limit)
+        .fetch_all(&mut *tx)
+        .await?;
+        let refunds = sqlx::query_scalar(
+            "select id from refunds where status in ('pending', 'requires_action') and updated_at < $1 \
+             and (created_at > $2 or stripe_refund_id is not null) order by updated_at limit $3",
+        )
+        .bind(before)
+        .bind(remembered)
+        .bind(limit)
+        .fetch_all(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok((charges, refunds))
     }
 
     pub async fn refund_by_stripe_id(&self, stripe_id: &str) -> Result<Option<RefundRow>> {
@@ -720,6 +789,7 @@ fn charge_of(r: &PgRow) -> Result<ChargeRow> {
             created_by: actor(r.try_get("created_by_subject")?, r.try_get("created_by_role")?),
             created_at: Some(ts(r.try_get("created_at")?)),
             updated_at: Some(ts(r.try_get("updated_at")?)),
+            on_behalf_of: on_behalf_of(r)?,
         },
     })
 }
@@ -745,6 +815,7 @@ fn refund_of(r: &PgRow) -> Result<RefundRow> {
             requested_by: actor(r.try_get("requested_by_subject")?, r.try_get("requested_by_role")?),
             created_at: Some(ts(r.try_get("created_at")?)),
             updated_at: Some(ts(r.try_get("updated_at")?)),
+            on_behalf_of: on_behalf_of(r)?,
         },
     })
 }

@@ -368,6 +368,15 @@ async fn discount_codes_in_cents_with_a_reason_for_each_refusal() {
     assert_eq!(promo.status, pb::DiscountCodeStatus::Valid as i32);
     assert_eq!((promo.coupon_id.as_str(), promo.discount_cents), ("WELCOME20", 2_000));
     assert!(!promo.promotion_code_id.is_empty());
+    // A promotion code with a minimum order: met at the minimum, refused with its reason below it.
+    let big = check("BIGORDER", 15_000, "usd").await;
+    assert_eq!(
+        (big.status, big.discount_cents, big.total_cents),
+        (pb::DiscountCodeStatus::Valid as i32, 5_000, 10_000)
+    );
+    let small = check("BIGORDER", 14_999, "usd").await;
+    assert_eq!(small.status, pb::DiscountCodeStatus::MinimumNotMet as i32);
+    assert_eq!((small.discount_cents, small.total_cents), (0, 14_999));
     for (code, currency, status) in [
         ("EXPIRED10", "usd", pb::DiscountCodeStatus::Expired),
         ("ONCE", "usd", pb::DiscountCodeStatus::Exhausted),
@@ -658,4 +667,466 @@ async fn admins_charge_refund_and_list_through_the_edge() {
         .await
         .unwrap();
     assert_eq!(anonymous.status(), 401);
+}
+
+#[tokio::test]
+async fn charges_and_refunds_left_unfinished_are_finished_by_the_worker() {
+    let mesh = TestMesh::start_with(|o| {
+        o.payments_resume = era_payments::config::ResumeConfig {
+            every_secs: 1,
+            quiet_secs: 1,
+        };
+    })
+    .await;
+    save_card(&mesh, "pat-resume", "pm_card_visa").await.unwrap();
+    let mark = mesh.ledger_mark().await;
+    // Stripe makes the charge but every answer is lost, for longer than the caller retries.
+    mesh.fault(json!({ "method": "POST", "path": "/stripe/v1/payment_intents", "times": 3, "action": { "kind": "drop_after" } }))
+        .await;
+    let err = mesh
+        .payments()
+        .charge_hold(mesh.admin_request(charge("pat-resume", "run-resume", 4_200)))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::Unavailable, "{err:?}");
+    // Nobody calls again: the worker finishes it under the same key.
+    let get = |reference: &str| {
+        let mut client = mesh.payments();
+        let req = mesh.admin_request(pb::GetChargeRequest {
+            id: String::new(),
+            reference: reference.into(),
+        });
+        async move { client.get_charge(req).await.unwrap().into_inner().charge.unwrap() }
+    };
+    eventually("the worker finishing the charge", || async {
+        get("run-resume").await.status == pb::ChargeStatus::Succeeded as i32
+    })
+    .await;
+    let calls = mesh.ledger_counts("stripe", mark).await;
+    let effects: u64 = calls
+        .iter()
+        .filter(|(k, _)| k.starts_with("EFFECT payment_intent.succeeded"))
+        .map(|(_, n)| n)
+        .sum();
+    assert_eq!(effects, 1, "one charge in Stripe: {calls:?}");
+    let charge_id = get("run-resume").await.id;
+
+    // A refund Stripe never heard of (the connection drops before it arrives) is sent later.
+    mesh.fault(
+        json!({ "method": "POST", "path": "/stripe/v1/refunds", "times": 3, "action": { "kind": "drop_before" } }),
+    )
+    .await;
+    let err = mesh
+        .payments()
+        .refund_payment(mesh.admin_request(pb::RefundPaymentRequest {
+            charge_id: charge_id.clone(),
+            amount_cents: Some(1_000),
+            reason: pb::RefundReason::RequestedByCustomer as i32,
+            note: "resume test".into(),
+            idempotency_key: "refund-resume".into(),
+            actor: None,
+        }))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::Unavailable, "{err:?}");
+    eventually("the worker finishing the refund", || async {
+        get("run-resume").await.amount_refunded_cents == 1_000
+    })
+    .await;
+    let refunded = get("run-resume").await;
+    assert_eq!(refunded.refunds.len(), 1);
+    assert_eq!(refunded.refunds[0].status, pb::RefundStatus::Succeeded as i32);
+    let calls = mesh.ledger_counts("stripe", mark).await;
+    assert_eq!(
+        calls.get("EFFECT refund.created"),
+        Some(&1),
+        "one refund in Stripe: {calls:?}"
+    );
+}
+
+#[tokio::test]
+async fn the_audit_names_the_caller_and_whom_a_service_acted_for() {
+    let mesh = TestMesh::start().await;
+    save_card(&mesh, "pat-actor", "pm_card_visa").await.unwrap();
+    let practitioner = era_proto::common::v1::Actor {
+        subject: "practitioner:4150cd20de8a470aa570a852859ac87e".into(),
+        role: "practitioner".into(),
+    };
+    let pipeline = era_kit::auth::Caller::service("era-pharmacy-routing");
+    let mut req = charge("pat-actor", "run-actor", 5_000);
+    req.actor = Some(practitioner.clone());
+    let made = mesh
+        .payments()
+        .charge_hold(mesh.request_as(req, &pipeline))
+        .await
+        .unwrap()
+        .into_inner()
+        .charge
+        .unwrap();
+    assert_eq!(made.created_by.as_ref().unwrap().subject, "era-pharmacy-routing");
+    assert_eq!(made.created_by.as_ref().unwrap().role, "service");
+    assert_eq!(made.on_behalf_of.as_ref(), Some(&practitioner));
+
+    // An admin's request says who they are; a body claiming someone else is not recorded.
+    let mut req = charge("pat-actor", "run-admin", 5_000);
+    req.actor = Some(practitioner.clone());
+    let by_admin = mesh
+        .payments()
+        .charge_hold(mesh.admin_request(req))
+        .await
+        .unwrap()
+        .into_inner()
+        .charge
+        .unwrap();
+    assert_eq!(by_admin.created_by.as_ref().unwrap().role, "admin");
+    assert_eq!(by_admin.on_behalf_of, None);
+
+    // The refund's audit row keeps both too.
+    let refund = mesh
+        .payments()
+        .refund_payment(mesh.request_as(
+            pb::RefundPaymentRequest {
+                charge_id: made.id.clone(),
+                amount_cents: None,
+                reason: pb::RefundReason::Duplicate as i32,
+                note: String::new(),
+                idempotency_key: "refund-actor".into(),
+                actor: Some(practitioner.clone()),
+            },
+            &pipeline,
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .refund
+        .unwrap();
+    assert_eq!(refund.requested_by.as_ref().unwrap().subject, "era-pharmacy-routing");
+    assert_eq!(refund.on_behalf_of.as_ref(), Some(&practitioner));
+
+    // An actor that is not a plain name is refused, naming the field.
+    let mut req = charge("pat-actor", "run-bad-actor", 5_000);
+    req.actor = Some(era_proto::common::v1::Actor {
+        subject: "x\n".repeat(2),
+        role: "practitioner".into(),
+    });
+    let err = mesh
+        .payments()
+        .charge_hold(mesh.request_as(req, &pipeline))
+        .await
+        .unwrap_err();
+    let fields: Vec<_> = era_kit::error::violations_of(&err)
+        .into_iter()
+        .map(|v| v.field)
+        .collect();
+    assert_eq!(fields, ["actor.subject"]);
+
+    // Patients charge and refund nothing, and see only their own charges (another's is absent).
+    let stranger = era_kit::auth::Caller::patient("pat-stranger");
+    let err = mesh
+        .payments()
+        .charge_hold(mesh.request_as(charge("pat-stranger", "run-self", 5_000), &stranger))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::PermissionDenied);
+    let get = |caller: &era_kit::auth::Caller| {
+        let mut client = mesh.payments();
+        let req = mesh.request_as(
+            pb::GetChargeRequest {
+                id: made.id.clone(),
+                reference: String::new(),
+            },
+            caller,
+        );
+        async move { client.get_charge(req).await }
+    };
+    assert_eq!(get(&stranger).await.unwrap_err().code(), Code::NotFound);
+    let own = get(&era_kit::auth::Caller::patient("pat-actor"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(own.charge.unwrap().id, made.id);
+}
+
+#[tokio::test]
+async fn the_intake_form_saves_the_card_with_its_submission_token() {
+    let mesh = TestMesh::start().await;
+    let body = super::rx_queue::intake_body(&uuid::Uuid::new_v4().to_string(), "card.holder@example.test", "OH");
+    let submitted = mesh
+        .http
+        .post(mesh.url("/api/intake/submit"))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(submitted.status(), 201);
+    let submitted: serde_json::Value = submitted.json().await.unwrap();
+    let patient = submitted["canvasPatientId"].as_str().unwrap().to_owned();
+    let token = submitted["intakeToken"].as_str().unwrap().to_owned();
+    assert!(!submitted["intakeTokenExpiresAt"].as_str().unwrap().is_empty());
+    let post = |path: &str, bearer: Option<&str>, body: serde_json::Value| {
+        let mut req = mesh.http.post(mesh.url(path)).json(&body);
+        if let Some(b) = bearer {
+            req = req.bearer_auth(b);
+        }
+        req.send()
+    };
+
+    let mark = mesh.ledger_mark().await;
+    let setup = post(
+        "/api/intake/setup-intent",
+        Some(&token),
+        json!({ "email": "card.holder@example.test" }),
+    )
+    .await
+    .unwrap();
+    assert_eq!(setup.status(), 200);
+    let setup: serde_json::Value = setup.json().await.unwrap();
+    let setup_id = setup["setupIntentId"].as_str().unwrap().to_owned();
+    assert!(setup["clientSecret"].as_str().unwrap().starts_with(&setup_id));
+    // The same token again is the same SetupIntent (a double click makes one).
+    let again: serde_json::Value = post("/api/intake/setup-intent", Some(&token), json!({}))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(again["setupIntentId"], setup_id.as_str());
+    let calls = mesh.ledger_counts("stripe", mark).await;
+    assert_eq!(calls.get("POST /stripe/v1/setup_intents"), Some(&2), "{calls:?}");
+
+    let saved = post(
+        "/api/intake/payment-method",
+        Some(&token),
+        json!({ "setupIntentId": setup_id, "paymentMethodId": "pm_card_visa" }),
+    )
+    .await
+    .unwrap();
+    assert_eq!(saved.status(), 200);
+    let saved: serde_json::Value = saved.json().await.unwrap();
+    assert_eq!(saved["hold"]["status"], "active");
+    assert_eq!(saved["hold"]["cardLast4"], "4242");
+    // The card is the patient's: the approval's charge finds it.
+    let charged = mesh
+        .payments()
+        .charge_hold(mesh.admin_request(charge(&patient, "run-intake", 19_900)))
+        .await
+        .unwrap()
+        .into_inner()
+        .charge
+        .unwrap();
+    assert_eq!(charged.status, pb::ChargeStatus::Succeeded as i32);
+
+    // Who may not: no token, ADMIN_SECRET or an admin session, a forged token, the token on other
+    // routes, and another patient's token on this patient's SetupIntent.
+    let code = |r: reqwest::Response, s: u16| era_tests::error_code(r, s);
+    assert_eq!(
+        code(post("/api/intake/setup-intent", None, json!({})).await.unwrap(), 401).await,
+        "missing_credentials"
+    );
+    let secret = mesh.admin_secret();
+    assert_eq!(
+        code(
+            post("/api/intake/setup-intent", Some(&secret), json!({}))
+                .await
+                .unwrap(),
+            403
+        )
+        .await,
+        "forbidden"
+    );
+    let forged = mesh.patient_tokens().issue(&patient).token.replace('.', ".x");
+    assert_eq!(
+        code(
+            post("/api/intake/setup-intent", Some(&forged), json!({}))
+                .await
+                .unwrap(),
+            401
+        )
+        .await,
+        "invalid_token"
+    );
+    let records = mesh.get(&format!("/api/patient-records/{patient}"), Some(&token)).await;
+    assert_eq!(code(records, 401).await, "invalid_token");
+    let other = mesh.patient_tokens().issue("another-patient").token;
+    let theirs = post(
+        "/api/intake/payment-method",
+        Some(&other),
+        json!({ "setupIntentId": setup_id }),
+    )
+    .await
+    .unwrap();
+    assert_eq!(code(theirs, 404).await, "not_found");
+    // Bad input is named.
+    let bad = post(
+        "/api/intake/payment-method",
+        Some(&token),
+        json!({ "setupIntentId": "si/../x" }),
+    )
+    .await
+    .unwrap();
+    assert_eq!(bad.status(), 400);
+    let bad: serde_json::Value = bad.json().await.unwrap();
+    assert_eq!(bad["error"]["fields"][0]["field"], "setupIntentId", "{bad}");
+
+    // The signed-in patient (portal) may replace the card the same way.
+    let portal = mesh.patient_tokens().issue(&patient).token;
+    let setup: serde_json::Value = post("/api/intake/setup-intent", Some(&portal), json!({}))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let replaced: serde_json::Value = post(
+        "/api/intake/payment-method",
+        Some(&portal),
+        json!({ "setupIntentId": setup["setupIntentId"], "paymentMethodId": "pm_card_mastercard" }),
+    )
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    assert_eq!(replaced["hold"]["cardBrand"], "mastercard", "{replaced}");
+}
+
+#[tokio::test]
+async fn the_rest_of_the_test_cards_and_refunds_racing_under_different_keys() {
+    let mesh = TestMesh::start().await;
+    // Cards Stripe refuses to attach: refused at saving, with the hold marked failed.
+    for card in [
+        "pm_card_chargeDeclinedInsufficientFunds",
+        "pm_card_chargeDeclinedProcessingError",
+    ] {
+        let err = save_card(&mesh, &format!("pat-{}", card.len()), card)
+            .await
+            .unwrap_err();
+        assert_eq!(
+            era_kit::error::reason_of(&err).as_deref(),
+            Some("CARD_DECLINED"),
+            "{card}"
+        );
+    }
+    // 3-D Secure at set-up only: once the patient authenticates, off-session charges go through.
+    let mut payments = mesh.payments();
+    let setup = payments
+        .create_setup_intent(mesh.admin_request(pb::CreateSetupIntentRequest {
+            canvas_patient_id: "pat-onsetup".into(),
+            idempotency_key: "setup-onsetup".into(),
+            ..Default::default()
+        }))
+        .await
+        .unwrap()
+        .into_inner();
+    let save = pb::SavePaymentMethodRequest {
+        canvas_patient_id: "pat-onsetup".into(),
+        setup_intent_id: setup.setup_intent_id.clone(),
+        payment_method_id: "pm_card_authenticationRequiredOnSetup".into(),
+        idempotency_key: String::new(),
+    };
+    let err = payments
+        .save_payment_method(mesh.admin_request(save.clone()))
+        .await
+        .unwrap_err();
+    assert_eq!(era_kit::error::reason_of(&err).as_deref(), Some("SETUP_NOT_SUCCEEDED"));
+    mesh.sandbox_post(&format!(
+        "/_sandbox/stripe/setup_intents/{}/authenticate",
+        setup.setup_intent_id
+    ))
+    .await;
+    payments.save_payment_method(mesh.admin_request(save)).await.unwrap();
+    let paid = payments
+        .charge_hold(mesh.admin_request(charge("pat-onsetup", "run-onsetup", 10_000)))
+        .await
+        .unwrap()
+        .into_inner()
+        .charge
+        .unwrap();
+    assert_eq!(paid.status, pb::ChargeStatus::Succeeded as i32);
+    // Set up for off-session use: saved and charged without the patient.
+    save_card(
+        &mesh,
+        "pat-offsession",
+        "pm_card_authenticationRequiredSetupForOffSession",
+    )
+    .await
+    .unwrap();
+    let paid = payments
+        .charge_hold(mesh.admin_request(charge("pat-offsession", "run-offsession", 10_000)))
+        .await
+        .unwrap()
+        .into_inner()
+        .charge
+        .unwrap();
+    assert_eq!(paid.status, pb::ChargeStatus::Succeeded as i32);
+
+    // Five admins refund $30.00 each of a $100.00 charge at once, each under their own key: the
+    // refunds are taken one at a time, so three go through and the others are told what remains.
+    let mark = mesh.ledger_mark().await;
+    let calls = (0..5).map(|i| {
+        let mut client = mesh.payments();
+        let req = mesh.admin_request(pb::RefundPaymentRequest {
+            charge_id: paid.id.clone(),
+            amount_cents: Some(3_000),
+            reason: pb::RefundReason::RequestedByCustomer as i32,
+            note: format!("admin {i}"),
+            idempotency_key: format!("race-{i}"),
+            actor: None,
+        });
+        async move { client.refund_payment(req).await }
+    });
+    let results = futures::future::join_all(calls).await;
+    let ok = results.iter().filter(|r| r.is_ok()).count();
+    assert_eq!(ok, 3, "{results:?}");
+    for err in results.iter().filter_map(|r| r.as_ref().err()) {
+        assert_eq!(
+            era_kit::error::reason_of(err).as_deref(),
+            Some("AMOUNT_EXCEEDS_REFUNDABLE")
+        );
+        assert!(err.message().contains("1000 cents"), "{}", err.message());
+    }
+    let counts = mesh.ledger_counts("stripe", mark).await;
+    assert_eq!(counts.get("EFFECT refund.created"), Some(&3), "{counts:?}");
+
+    // A refund Stripe reports succeeded and later failed: the money is back to refundable.
+    save_card(&mesh, "pat-refundfail", "pm_card_refundFail").await.unwrap();
+    let c = payments
+        .charge_hold(mesh.admin_request(charge("pat-refundfail", "run-refundfail", 5_000)))
+        .await
+        .unwrap()
+        .into_inner()
+        .charge
+        .unwrap();
+    let r = payments
+        .refund_payment(mesh.admin_request(pb::RefundPaymentRequest {
+            charge_id: c.id.clone(),
+            amount_cents: None,
+            reason: pb::RefundReason::RequestedByCustomer as i32,
+            note: String::new(),
+            idempotency_key: "refundfail-1".into(),
+            actor: None,
+        }))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(r.refund.as_ref().unwrap().status, pb::RefundStatus::Succeeded as i32);
+    assert_eq!(r.charge.as_ref().unwrap().amount_refunded_cents, 5_000);
+    let stripe_id = r.refund.unwrap().stripe_refund_id;
+    assert!(mesh
+        .sandbox_post(&format!("/_sandbox/stripe/refunds/{stripe_id}/settle"))
+        .await
+        .status()
+        .is_success());
+    let get = || {
+        let mut client = mesh.payments();
+        let req = mesh.admin_request(pb::GetChargeRequest {
+            id: c.id.clone(),
+            reference: String::new(),
+        });
+        async move { client.get_charge(req).await.unwrap().into_inner().charge.unwrap() }
+    };
+    eventually("the failed refund reaching the charge", || async {
+        let c = get().await;
+        c.amount_refunded_cents == 0 && c.refunds[0].status == pb::RefundStatus::Failed as i32
+    })
+    .await;
 }

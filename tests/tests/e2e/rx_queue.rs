@@ -4,7 +4,7 @@
 use era_tests::{error_code, TestMesh};
 use serde_json::{json, Value};
 
-fn intake_body(submission_id: &str, email: &str, state: &str) -> Value {
+pub(crate) fn intake_body(submission_id: &str, email: &str, state: &str) -> Value {
     json!({
         "submissionId": submission_id,
         "submission": {
@@ -23,7 +23,7 @@ fn intake_body(submission_id: &str, email: &str, state: &str) -> Value {
     })
 }
 
-async fn json_ok(resp: reqwest::Response) -> Value {
+pub(crate) async fn json_ok(resp: reqwest::Response) -> Value {
     let status = resp.status();
     let body: Value = resp.json().await.expect("JSON body");
     assert!(status.is_success(), "{status}: {body}");

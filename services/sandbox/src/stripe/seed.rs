@@ -18,6 +18,9 @@ pub const ONCE: &str = "ONCE";
 pub const SPRING_CODE: &str = "SPRING";
 /// The id of the `SPRING` promotion code.
 pub const SPRING_ID: &str = "promo_era_spring";
+/// The code `BIGORDER`, for [`SAVE50`] on orders of at least $150.00 (15000 cents).
+pub const BIGORDER_CODE: &str = "BIGORDER";
+pub const BIGORDER_ID: &str = "promo_era_bigorder";
 
 fn coupon(id: &str, now: i64) -> Coupon {
     Coupon {
@@ -78,6 +81,21 @@ pub(crate) fn state(now: i64) -> State {
         first_time_transaction: false,
         minimum_amount: None,
         minimum_amount_currency: None,
+    });
+    st.promotion_codes.insert(PromotionCode {
+        id: BIGORDER_ID.into(),
+        created: now,
+        code: BIGORDER_CODE.into(),
+        coupon: SAVE50.into(),
+        active: true,
+        customer: None,
+        expires_at: None,
+        max_redemptions: None,
+        times_redeemed: 0,
+        metadata: Metadata::new(),
+        first_time_transaction: false,
+        minimum_amount: Some(15_000),
+        minimum_amount_currency: Some("usd".into()),
     });
     st
 }
