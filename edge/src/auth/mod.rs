@@ -112,6 +112,8 @@ impl FromRequestParts<AppState> for Patient {
 pub struct CardHolder {
     pub caller: Caller,
     pub jti: String,
+    /// True for an intake token (anyone who submitted a form), false for a signed-in patient.
+    pub intake: bool,
 }
 
 impl FromRequestParts<AppState> for CardHolder {
@@ -119,14 +121,15 @@ impl FromRequestParts<AppState> for CardHolder {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         let token = token(parts)?;
-        let claims = state
-            .intake_tokens
-            .verify(token)
-            .or_else(|| state.patient_tokens.verify(token));
-        if let Some(claims) = claims {
+        let claims = match state.intake_tokens.verify(token) {
+            Some(c) => Some((c, true)),
+            None => state.patient_tokens.verify(token).map(|c| (c, false)),
+        };
+        if let Some((claims, intake)) = claims {
             return Ok(Self {
                 caller: Caller::patient(claims.sub),
                 jti: claims.jti,
+                intake,
             });
         }
         if constant_time_eq(token.as_bytes(), state.admin_secret.expose_secret().as_bytes())

@@ -471,17 +471,19 @@ pub struct SetupIntentView {
 }
 
 /// Starts saving a card for later charges: a Stripe SetupIntent for the patient the token names
-/// (the intake submission's `intakeToken`, or a signed-in patient's token). One token sets up one
-/// SetupIntent unless an `Idempotency-Key` says otherwise.
+/// (the intake submission's `intakeToken`, or a signed-in patient's token). An intake token sets up
+/// one SetupIntent (the public form cannot mint more); a patient's `Idempotency-Key` asks for a new
+/// one.
 #[utoipa::path(
     post, path = "/api/intake/setup-intent", tag = "intake",
     security(("intake_token" = []), ("patient_jwt" = [])),
     request_body = SetupIntentRequest,
-    params(("Idempotency-Key" = Option<String>, Header, description = "a new key for a new SetupIntent")),
+    params(("Idempotency-Key" = Option<String>, Header, description = "patient tokens only: a new key for a new SetupIntent")),
     responses(
         (status = 200, body = SetupIntentView),
         (status = 400, body = ErrorBody),
         (status = 401, body = ErrorBody),
+        (status = 403, description = "`ADMIN_SECRET` or an admin session: staff use the payments service", body = ErrorBody),
         (status = 503, description = "`stripe_unavailable`", body = ErrorBody),
     )
 )]
@@ -492,6 +494,12 @@ pub async fn setup_intent(
     ApiJson(body): ApiJson<SetupIntentRequest>,
 ) -> Result<ApiJson<SetupIntentView>, ApiError> {
     let key = match idempotency_key(&headers)? {
+        k if !k.is_empty() && holder.intake => {
+            return Err(ApiError::field(
+                "Idempotency-Key",
+                "an intake token sets up one card; send the request without it",
+            ))
+        }
         k if k.is_empty() => format!("token-{}", holder.jti),
         k => k,
     };
@@ -542,8 +550,10 @@ pub struct PaymentMethodView {
         (status = 200, body = PaymentMethodView),
         (status = 400, body = ErrorBody),
         (status = 401, body = ErrorBody),
+        (status = 403, description = "`ADMIN_SECRET` or an admin session", body = ErrorBody),
         (status = 404, description = "not this patient's SetupIntent", body = ErrorBody),
         (status = 422, description = "`setup_not_succeeded` (3-D Secure pending), `card_declined`", body = ErrorBody),
+        (status = 429, description = "`too_many_card_attempts`: five cards tried on this SetupIntent", body = ErrorBody),
         (status = 503, description = "`stripe_unavailable`", body = ErrorBody),
     )
 )]

@@ -20,6 +20,9 @@ pub enum Error {
     /// A refusal by the clinic's rules, with its stable reason.
     #[error("{1}")]
     Precondition(&'static str, String),
+    /// Too many tries of something bounded, with its stable reason.
+    #[error("{1}")]
+    Exhausted(&'static str, String),
     #[error(transparent)]
     Lock(#[from] era_kit::keylock::LockError),
     #[error(transparent)]
@@ -51,6 +54,7 @@ impl From<Error> for Status {
             Error::NotFound { .. } => Status::not_found(err.to_string()),
             Error::Hidden => Status::not_found("not found"),
             Error::Precondition(reason, message) => with_reason(Code::FailedPrecondition, reason, message.clone()),
+            Error::Exhausted(reason, message) => with_reason(Code::ResourceExhausted, reason, message.clone()),
             Error::Lock(era_kit::keylock::LockError::Db(e)) => internal(&anyhow::anyhow!("database: {e}")),
             Error::Lock(e) => with_reason(Code::Aborted, e.reason(), e.to_string()),
             Error::Stripe(e) => match e.kind {

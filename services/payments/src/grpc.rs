@@ -39,9 +39,11 @@ fn staff_or_own<T>(req: &Request<T>, patient: &str) -> Result<Caller, Status> {
 /// What a patient sees of a charge: not the admins' notes or identities.
 fn for_patient(mut charge: pb::Charge) -> pb::Charge {
     charge.created_by = None;
+    charge.on_behalf_of = None;
     for r in &mut charge.refunds {
         r.note.clear();
         r.requested_by = None;
+        r.on_behalf_of = None;
     }
     charge
 }

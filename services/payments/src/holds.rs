@@ -10,6 +10,9 @@ use crate::{
     stripe::{types, Params, StripeErrorKind},
 };
 
+/// Cards one SetupIntent may be confirmed with server-side.
+const MAX_CONFIRMS: i32 = 5;
+
 /// The patient's Stripe customer, created once. The Stripe key derives from the patient id, so
 /// concurrent or repeated first calls converge on one customer.
 pub(crate) async fn customer(app: &App, patient: &str, email: &str, name: &str) -> Result<String> {
@@ -115,7 +118,14 @@ pub(crate) async fn save_payment_method(
     }
     if intent.status != "succeeded" && !req.payment_method_id.is_empty() {
         // Confirming server-side with a payment method the client collected (the intake page
-        // normally confirms in the browser; this path serves tests and back-office entry).
+        // normally confirms in the browser; this path serves tests and back-office entry). Bounded
+        // per SetupIntent: the route is open to any intake, and must not become a card tester.
+        if app.store.count_confirm(&req.setup_intent_id).await? > MAX_CONFIRMS {
+            return Err(Error::Exhausted(
+                "TOO_MANY_CARD_ATTEMPTS",
+                format!("at most {MAX_CONFIRMS} cards may be tried on one SetupIntent; start a new one"),
+            ));
+        }
         let params: Params = vec![("payment_method".into(), req.payment_method_id.clone())];
         let key = format!("setup-confirm-{}-{}", req.setup_intent_id, req.payment_method_id);
         intent = match app.stripe.post(&format!("{path}/confirm"), &params, &key).await {

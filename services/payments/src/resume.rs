@@ -17,46 +17,86 @@ use crate::{
     app::App,
     charges::{carry_out_charge, carry_out_refund, is_final, refund_is_final},
     error::Result,
+    store::Postponed,
 };
 
 /// How much work one pass takes on.
 const BATCH: i64 = 50;
 
-/// Runs passes every `every` until the task is dropped; work untouched for `quiet` is resumed.
+/// Runs passes every `every` until the task is dropped; work untouched for `quiet` is resumed. Each
+/// pass runs as its own task, so a panic in one is logged and the next pass still comes.
 pub(crate) async fn run(app: Arc<App>, every: Duration, quiet: Duration) {
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut for_operator = 0;
     loop {
         tick.tick().await;
-        if let Err(e) = pass(&app, quiet).await {
-            tracing::warn!(error = %e, "resuming unfinished payments failed; next pass retries");
+        let app = app.clone();
+        match tokio::spawn(async move { pass(&app, quiet).await }).await {
+            Ok(Ok(report)) => {
+                // Said when it changes, not every pass.
+                if report.for_operator != for_operator && report.for_operator > 0 {
+                    tracing::warn!(
+                        count = report.for_operator,
+                        "charges or refunds unfinished for over a day and never acknowledged by Stripe: check \
+                         Stripe, then settle them by hand (sending them again could pay twice)"
+                    );
+                }
+                for_operator = report.for_operator;
+            }
+            Ok(Err(e)) => tracing::warn!(error = %e, "resuming unfinished payments failed; next pass retries"),
+            Err(e) => tracing::error!(error = %e, "a resume pass panicked; next pass retries"),
         }
     }
 }
 
-/// One pass; answers how many charges and refunds it carried forward.
-pub(crate) async fn pass(app: &App, quiet: Duration) -> Result<(usize, usize)> {
-    let (charges, refunds) = app.store.unfinished(quiet, BATCH).await?;
-    let mut done = (0, 0);
-    for id in charges {
+/// What one pass did.
+#[derive(Debug, Default)]
+pub(crate) struct Report {
+    /// Charges and refunds sent to (or read back from) Stripe and recorded.
+    pub(crate) charges: usize,
+    pub(crate) refunds: usize,
+    /// See [`crate::store::Unfinished::for_operator`].
+    pub(crate) for_operator: i64,
+}
+
+/// One pass over the unfinished work.
+pub(crate) async fn pass(app: &App, quiet: Duration) -> Result<Report> {
+    let found = app.store.unfinished(quiet, BATCH).await?;
+    let mut report = Report {
+        for_operator: found.for_operator,
+        ..Default::default()
+    };
+    for id in found.charges {
         match charge(app, id).await {
-            Ok(true) => done.0 += 1,
+            Ok(true) => report.charges += 1,
             Ok(false) => {}
-            // One charge's trouble (Stripe still down, say) does not hold back the others.
-            Err(e) => tracing::info!(charge = %id, error = %e, "a charge is still unfinished"),
+            // One charge's trouble (Stripe still down, say) does not hold back the others: it goes
+            // to the back of the queue.
+            Err(e) => {
+                tracing::info!(charge = %id, error = %e, "a charge is still unfinished");
+                app.store.postpone(Postponed::Charge, id).await?;
+            }
         }
     }
-    for id in refunds {
+    for id in found.refunds {
         match refund(app, id).await {
-            Ok(true) => done.1 += 1,
+            Ok(true) => report.refunds += 1,
             Ok(false) => {}
-            Err(e) => tracing::info!(refund = %id, error = %e, "a refund is still unfinished"),
+            Err(e) => {
+                tracing::info!(refund = %id, error = %e, "a refund is still unfinished");
+                app.store.postpone(Postponed::Refund, id).await?;
+            }
         }
     }
-    if done != (0, 0) {
-        tracing::info!(charges = done.0, refunds = done.1, "resumed unfinished payments");
+    if report.charges + report.refunds > 0 {
+        tracing::info!(
+            charges = report.charges,
+            refunds = report.refunds,
+            "carried unfinished payments forward"
+        );
     }
-    Ok(done)
+    Ok(report)
 }
 
 async fn charge(app: &App, id: Uuid) -> Result<bool> {

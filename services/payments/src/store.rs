@@ -127,6 +127,22 @@ pub struct Actors {
     pub on_behalf_of: Option<Actor>,
 }
 
+/// What the resume worker finds (see [`Store::unfinished`]).
+#[derive(Debug, Default)]
+pub struct Unfinished {
+    pub charges: Vec<Uuid>,
+    pub refunds: Vec<Uuid>,
+    /// Unfinished work too old to send to Stripe again, waiting for an operator.
+    pub for_operator: i64,
+}
+
+/// Which table [`Store::postpone`] touches.
+#[derive(Clone, Copy, Debug)]
+pub enum Postponed {
+    Charge,
+    Refund,
+}
+
 /// A charge to record before Stripe is called.
 #[derive(Debug)]
 pub struct NewCharge<'a> {
@@ -269,6 +285,20 @@ impl Store {
         .await?;
         tx.commit().await?;
         hold_of(&row)
+    }
+
+    /// Counts one server-side confirmation of a SetupIntent; answers how many there have been.
+    pub async fn count_confirm(&self, setup_intent: &str) -> Result<i32> {
+        let mut tx = self.begin().await?;
+        let n: Option<i32> = sqlx::query_scalar(
+            "update payment_holds set confirm_attempts = confirm_attempts + 1 where setup_intent_id = $1 \
+             returning confirm_attempts",
+        )
+        .bind(setup_intent)
+        .fetch_optional(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(n.unwrap_or(0))
     }
 
     pub async fn set_hold_status(&self, setup_intent: &str, status: &str) -> Result<()> {
@@ -640,6 +670,9 @@ impl Store {
     }
 
     /// Records Stripe's answer for a refund, and the charge's refunded total from its succeeded refunds.
+    /// A status only moves forward, so a stale read landing late changes nothing: pending and
+    /// requires_action may become anything, succeeded only failed or canceled (Stripe reports some
+    /// refunds failing after succeeding), and failed and canceled are final.
     pub async fn settle_refund(
         &self,
         id: Uuid,
@@ -648,16 +681,27 @@ impl Store {
         failure: Option<&str>,
     ) -> Result<()> {
         let mut tx = self.begin().await?;
-        let charge: Uuid = sqlx::query_scalar(
-            "update refunds set status = $2, stripe_refund_id = coalesce($3, stripe_refund_id), failure_reason = $4, \
-             updated_at = now() where id = $1 returning charge_id",
+        sqlx::query(
+            "update refunds set stripe_refund_id = coalesce(stripe_refund_id, $2), updated_at = now() where id = $1",
+        )
+        .bind(id)
+        .bind(stripe_refund)
+        .execute(&mut *tx)
+        .await?;
+        let moved: Option<Uuid> = sqlx::query_scalar(
+            "update refunds set status = $2, failure_reason = $3, updated_at = now() where id = $1 and status <> $2 \
+             and (status in ('pending', 'requires_action') or (status = 'succeeded' and $2 in ('failed', 'canceled'))) \
+             returning charge_id",
         )
         .bind(id)
         .bind(status)
-        .bind(stripe_refund)
         .bind(failure)
-        .fetch_one(&mut *tx)
+        .fetch_optional(&mut *tx)
         .await?;
+        let Some(charge) = moved else {
+            tx.commit().await?;
+            return Ok(());
+        };
         sqlx::query(
             "update charges set amount_refunded_cents = (select coalesce(sum(amount_cents), 0) from refunds \
              where charge_id = $1 and status = 'succeeded'), updated_at = now() where id = $1",
@@ -682,32 +726,62 @@ impl Store {
     // ---- unfinished work ----
 
     /// Charges and refunds left unfinished for at least `quiet` (a crash, a timeout, Stripe down),
-    /// oldest first: `(charge ids, refund ids)`. Work whose Stripe key may be forgotten and which
-    /// Stripe never acknowledged is left for an operator (see charges::KEY_LIFETIME).
-    pub async fn unfinished(&self, quiet: std::time::Duration, limit: i64) -> Result<(Vec<Uuid>, Vec<Uuid>)> {
-        let quiet = chrono::Duration::from_std(quiet).unwrap_or_default();
-        let before = Utc::now() - quiet;
-        let remembered = Utc::now() - crate::charges::KEY_LIFETIME;
+    /// least recently tried first, and how many unfinished ones are too old to send again: work
+    /// whose Stripe key may be forgotten and which Stripe never acknowledged is left for an operator
+    /// (see charges::KEY_LIFETIME). Times are the database's, like the rows'.
+    pub async fn unfinished(&self, quiet: std::time::Duration, limit: i64) -> Result<Unfinished> {
+        let quiet = quiet.as_secs_f64();
+        let remembered = crate::charges::KEY_LIFETIME.num_seconds() as f64;
         let mut tx = self.begin().await?;
         let charges = sqlx::query_scalar(
-            "select id from charges where status in ('pending', 'processing') and updated_at < $1              and (created_at > $2 or stripe_payment_intent_id is not null) order by updated_at limit $3",
+            "select id from charges where status in ('pending', 'processing') \
+             and updated_at < now() - make_interval(secs => $1) \
+             and (created_at > now() - make_interval(secs => $2) or stripe_payment_intent_id is not null) \
+             order by updated_at limit $3",
         )
-        .bind(before)
+        .bind(quiet)
         .bind(remembered)
         .bind(limit)
         .fetch_all(&mut *tx)
         .await?;
         let refunds = sqlx::query_scalar(
-            "select id from refunds where status in ('pending', 'requires_action') and updated_at < $1 \
-             and (created_at > $2 or stripe_refund_id is not null) order by updated_at limit $3",
+            "select id from refunds where status in ('pending', 'requires_action') \
+             and updated_at < now() - make_interval(secs => $1) \
+             and (created_at > now() - make_interval(secs => $2) or stripe_refund_id is not null) \
+             order by updated_at limit $3",
         )
-        .bind(before)
+        .bind(quiet)
         .bind(remembered)
         .bind(limit)
         .fetch_all(&mut *tx)
         .await?;
+        let for_operator: i64 = sqlx::query_scalar(
+            "select (select count(*) from charges where status = 'pending' and stripe_payment_intent_id is null \
+             and created_at <= now() - make_interval(secs => $1)) \
+             + (select count(*) from refunds where status = 'pending' and stripe_refund_id is null \
+             and created_at <= now() - make_interval(secs => $1))",
+        )
+        .bind(remembered)
+        .fetch_one(&mut *tx)
+        .await?;
         tx.commit().await?;
-        Ok((charges, refunds))
+        Ok(Unfinished {
+            charges,
+            refunds,
+            for_operator,
+        })
+    }
+
+    /// Puts work a pass could not finish at the back of the queue, so it cannot crowd out the rest.
+    pub async fn postpone(&self, table: Postponed, id: Uuid) -> Result<()> {
+        let sql = match table {
+            Postponed::Charge => "update charges set updated_at = now() where id = $1",
+            Postponed::Refund => "update refunds set updated_at = now() where id = $1",
+        };
+        let mut tx = self.begin().await?;
+        sqlx::query(sql).bind(id).execute(&mut *tx).await?;
+        tx.commit().await?;
+        Ok(())
     }
 
     pub async fn refund_by_stripe_id(&self, stripe_id: &str) -> Result<Option<RefundRow>> {

@@ -41,14 +41,17 @@ pub(crate) async fn ingest(app: &App, req: &pb::IngestStripeEventRequest) -> Res
     }
     let object_id = event.data.object["id"].as_str().unwrap_or_default().to_owned();
     match event.kind.as_str() {
-        k if k.starts_with("payment_intent.") => payment_intent(app, &object_id).await?,
+        k if k.starts_with("payment_intent.") => {
+            let hint = event.data.object["metadata"]["charge_id"].as_str();
+            payment_intent(app, &object_id, hint).await?
+        }
         "charge.refunded" | "charge.refund.updated" | "charge.succeeded" | "charge.failed" => {
             let pi = event.data.object["payment_intent"]
                 .as_str()
                 .unwrap_or_default()
                 .to_owned();
             if !pi.is_empty() {
-                payment_intent(app, &pi).await?;
+                payment_intent(app, &pi, None).await?;
             }
             if let Some(refunds) = event.data.object["refunds"]["data"].as_array() {
                 for r in refunds.iter().filter_map(|r| r["id"].as_str()) {
@@ -68,16 +71,35 @@ pub(crate) async fn ingest(app: &App, req: &pb::IngestStripeEventRequest) -> Res
     })
 }
 
-/// A charge follows its PaymentIntent's current status (a terminal status is never undone).
-async fn payment_intent(app: &App, id: &str) -> Result<()> {
-    let Some(charge) = app.store.charge_by_payment_intent(id).await? else {
-        // Not one of ours (or its charge call has not recorded the id yet; the call itself will).
-        return Ok(());
+/// A charge follows its PaymentIntent's current status (a terminal status is never undone). A
+/// PaymentIntent whose id the charge never recorded (the service stopped between Stripe's answer
+/// and its own commit) is found by the charge id it carries in its metadata, so the event settles
+/// the charge even when the key is too old to send again.
+async fn payment_intent(app: &App, id: &str, charge_hint: Option<&str>) -> Result<()> {
+    let (charge, by_hint) = match app.store.charge_by_payment_intent(id).await? {
+        Some(c) => (c, false),
+        None => {
+            let unrecorded = match charge_hint.and_then(|c| c.parse().ok()) {
+                Some(charge_id) => app
+                    .store
+                    .charge_by_id(charge_id)
+                    .await?
+                    .filter(|c| c.charge.stripe_payment_intent_id.is_empty()),
+                None => None,
+            };
+            // Otherwise not one of ours.
+            let Some(c) = unrecorded else { return Ok(()) };
+            (c, true)
+        }
     };
     let pi: types::PaymentIntent = app
         .stripe
         .get(&format!("/v1/payment_intents/{id}"), &Vec::new())
         .await?;
+    // Stripe's own copy, not the event's, says whose it is.
+    if pi.id != id || (by_hint && pi.metadata.get("charge_id") != Some(&charge.charge.id)) {
+        return Ok(());
+    }
     app.store.settle_charge(charge.id, &checked(&charge, &pi)?).await
 }
 
@@ -85,6 +107,9 @@ async fn refund(app: &App, id: &str) -> Result<()> {
     let Some(row) = app.store.refund_by_stripe_id(id).await? else {
         return Ok(());
     };
+    // The refund's own lock, as callers and the resume worker take it, so their reads and ours are
+    // recorded one at a time.
+    let _lock = app.store.lock(&format!("refund:{}", row.refund.charge_id)).await?;
     let r: types::Refund = app.stripe.get(&format!("/v1/refunds/{id}"), &Vec::new()).await?;
     let status = crate::charges::refund_status_of(&r);
     app.store

@@ -390,6 +390,18 @@ async fn discount_codes_in_cents_with_a_reason_for_each_refusal() {
     }
 }
 
+/// Stops the sandbox delivering Stripe's events (they stay listed for later delivery).
+async fn pause_webhooks(mesh: &TestMesh) {
+    let paused = mesh
+        .http
+        .put(mesh.sandbox_url("/_sandbox/stripe/webhook"))
+        .json(&json!({ "paused": true }))
+        .send()
+        .await
+        .unwrap();
+    assert!(paused.status().is_success());
+}
+
 /// Polls `check` for up to ten seconds (webhook deliveries are asynchronous).
 async fn eventually<F, Fut>(what: &str, mut check: F)
 where
@@ -679,6 +691,8 @@ async fn charges_and_refunds_left_unfinished_are_finished_by_the_worker() {
     })
     .await;
     save_card(&mesh, "pat-resume", "pm_card_visa").await.unwrap();
+    // Stripe's events would settle these too; held back, only the worker can.
+    pause_webhooks(&mesh).await;
     let mark = mesh.ledger_mark().await;
     // Stripe makes the charge but every answer is lost, for longer than the caller retries.
     mesh.fault(json!({ "method": "POST", "path": "/stripe/v1/payment_intents", "times": 3, "action": { "kind": "drop_after" } }))
@@ -844,7 +858,49 @@ async fn the_audit_names_the_caller_and_whom_a_service_acted_for() {
         .await
         .unwrap()
         .into_inner();
-    assert_eq!(own.charge.unwrap().id, made.id);
+    let own = own.charge.unwrap();
+    assert_eq!(own.id, made.id);
+    // ... without the staff behind it.
+    assert_eq!((own.created_by, own.on_behalf_of), (None, None));
+    assert!(own
+        .refunds
+        .iter()
+        .all(|r| r.requested_by.is_none() && r.on_behalf_of.is_none()));
+}
+
+#[tokio::test]
+async fn a_charge_whose_every_answer_was_lost_is_settled_by_its_webhook() {
+    let mesh = TestMesh::start().await;
+    save_card(&mesh, "pat-hint", "pm_card_visa").await.unwrap();
+    let mark = mesh.ledger_mark().await;
+    mesh.fault(json!({ "method": "POST", "path": "/stripe/v1/payment_intents", "times": 3, "action": { "kind": "drop_after" } }))
+        .await;
+    let err = mesh
+        .payments()
+        .charge_hold(mesh.admin_request(charge("pat-hint", "run-hint", 7_700)))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::Unavailable);
+    // We never learned the PaymentIntent's id; Stripe's event names the charge in its metadata.
+    let get = || {
+        let mut client = mesh.payments();
+        let req = mesh.admin_request(pb::GetChargeRequest {
+            id: String::new(),
+            reference: "run-hint".into(),
+        });
+        async move { client.get_charge(req).await.unwrap().into_inner().charge.unwrap() }
+    };
+    eventually("the webhook settling the charge", || async {
+        get().await.status == pb::ChargeStatus::Succeeded as i32
+    })
+    .await;
+    assert!(get().await.stripe_payment_intent_id.starts_with("pi_"));
+    let calls = mesh.ledger_counts("stripe", mark).await;
+    assert_eq!(
+        calls.get("POST /stripe/v1/payment_intents"),
+        Some(&3),
+        "not sent again: {calls:?}"
+    );
 }
 
 #[tokio::test]
@@ -883,6 +939,17 @@ async fn the_intake_form_saves_the_card_with_its_submission_token() {
     let setup: serde_json::Value = setup.json().await.unwrap();
     let setup_id = setup["setupIntentId"].as_str().unwrap().to_owned();
     assert!(setup["clientSecret"].as_str().unwrap().starts_with(&setup_id));
+    // An intake token cannot ask for more SetupIntents.
+    let more = mesh
+        .http
+        .post(mesh.url("/api/intake/setup-intent"))
+        .bearer_auth(&token)
+        .header("idempotency-key", "another")
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(era_tests::error_code(more, 400).await, "invalid_argument");
     // The same token again is the same SetupIntent (a double click makes one).
     let again: serde_json::Value = post("/api/intake/setup-intent", Some(&token), json!({}))
         .await
@@ -1006,8 +1073,40 @@ async fn the_rest_of_the_test_cards_and_refunds_racing_under_different_keys() {
             "{card}"
         );
     }
-    // 3-D Secure at set-up only: once the patient authenticates, off-session charges go through.
+    // The server-side confirmation is bounded per SetupIntent: the public card route must not become
+    // a way to try card after card.
     let mut payments = mesh.payments();
+    let tester = payments
+        .create_setup_intent(mesh.admin_request(pb::CreateSetupIntentRequest {
+            canvas_patient_id: "pat-tester".into(),
+            idempotency_key: "setup-tester".into(),
+            ..Default::default()
+        }))
+        .await
+        .unwrap()
+        .into_inner();
+    for attempt in 1..=6 {
+        let err = payments
+            .save_payment_method(mesh.admin_request(pb::SavePaymentMethodRequest {
+                canvas_patient_id: "pat-tester".into(),
+                setup_intent_id: tester.setup_intent_id.clone(),
+                payment_method_id: "pm_card_chargeDeclined".into(),
+                idempotency_key: String::new(),
+            }))
+            .await
+            .unwrap_err();
+        let expected = if attempt <= 5 {
+            "CARD_DECLINED"
+        } else {
+            "TOO_MANY_CARD_ATTEMPTS"
+        };
+        assert_eq!(
+            era_kit::error::reason_of(&err).as_deref(),
+            Some(expected),
+            "attempt {attempt}"
+        );
+    }
+    // 3-D Secure at set-up only: once the patient authenticates, off-session charges go through.
     let setup = payments
         .create_setup_intent(mesh.admin_request(pb::CreateSetupIntentRequest {
             canvas_patient_id: "pat-onsetup".into(),

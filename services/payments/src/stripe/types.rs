@@ -52,6 +52,8 @@ pub struct PaymentIntent {
     pub currency: String,
     pub latest_charge: Option<String>,
     pub last_payment_error: Option<ErrorObject>,
+    #[serde(default)]
+    pub metadata: std::collections::HashMap<String, String>,
 }
 
 #[derive(Clone, Debug, Default, Deserialize)]

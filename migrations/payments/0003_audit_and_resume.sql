@@ -10,3 +10,11 @@ alter table refunds
 alter table refund_audit
     add column on_behalf_of_subject text,
     add column on_behalf_of_role text;
+
+-- The resume worker looks for unfinished work every pass; these keep that cheap as the tables grow.
+create index charges_unfinished on charges (updated_at) where status in ('pending', 'processing');
+create index refunds_unfinished on refunds (updated_at) where status in ('pending', 'requires_action');
+
+-- Server-side confirmations of one SetupIntent (the public card route), bounded so the route cannot
+-- be used to try card after card.
+alter table payment_holds add column confirm_attempts integer not null default 0;
