@@ -1,10 +1,12 @@
 //! The canvas service's settings: the shared blocks, the Canvas connection, the intake-record keys
 //! and the peer it asks for dosage options. Parsed and checked once at start.
 
-use std::{collections::BTreeMap, fmt, time::Duration};
+use std::{fmt, time::Duration};
 
-use base64::{engine::general_purpose::STANDARD as BASE64, Engine as _};
-use era_kit::config::{require_secret, ConfigError, ServiceConfig};
+use era_kit::{
+    config::{require_secret, ConfigError, ServiceConfig},
+    sealing::{parse_keys, Keyring},
+};
 use secrecy::{ExposeSecret, SecretString};
 
 #[derive(Clone, Debug, clap::Args)]
@@ -134,51 +136,12 @@ impl fmt::Debug for RecordsConfig {
     }
 }
 
-/// The parsed keys: version -> 32 bytes.
-pub type KeyVersions = BTreeMap<u32, [u8; 32]>;
-
 impl RecordsConfig {
     /// Parses and checks the keys; the error names the variable and never shows a key.
-    pub fn keyring(&self) -> Result<crate::records::Keyring, ConfigError> {
-        let mut keys = KeyVersions::new();
-        for (i, entry) in self.keys.expose_secret().split(',').enumerate() {
-            let entry = entry.trim();
-            let Some((version, key)) = entry.split_once(':') else {
-                return Err(ConfigError::new(
-                    "RECORDS_KEYS",
-                    format!("entry {} is not `version:base64key`", i + 1),
-                ));
-            };
-            let version: u32 = version.trim().parse().ok().filter(|v| *v > 0).ok_or_else(|| {
-                ConfigError::new(
-                    "RECORDS_KEYS",
-                    format!("entry {} has no positive integer version", i + 1),
-                )
-            })?;
-            let bytes = BASE64
-                .decode(key.trim())
-                .map_err(|_| ConfigError::new("RECORDS_KEYS", format!("key version {version} is not base64")))?;
-            let key: [u8; 32] = bytes.try_into().map_err(|_| {
-                ConfigError::new(
-                    "RECORDS_KEYS",
-                    format!("key version {version} is not 32 bytes (AES-256)"),
-                )
-            })?;
-            if keys.insert(version, key).is_some() {
-                return Err(ConfigError::new(
-                    "RECORDS_KEYS",
-                    format!("key version {version} is listed twice"),
-                ));
-            }
-        }
-        if !keys.contains_key(&self.active_key) {
-            return Err(ConfigError::new(
-                "RECORDS_ACTIVE_KEY",
-                format!("version {} is not in RECORDS_KEYS", self.active_key),
-            ));
-        }
+    pub fn keyring(&self) -> Result<Keyring, ConfigError> {
+        let keys = parse_keys("RECORDS_KEYS", &self.keys, "RECORDS_ACTIVE_KEY", self.active_key)?;
         require_secret("BLIND_INDEX_KEY", &self.blind_index_key)?;
-        Ok(crate::records::Keyring::new(
+        Ok(Keyring::new(
             keys,
             self.active_key,
             self.blind_index_key.expose_secret().as_bytes(),

@@ -24,7 +24,6 @@ mod grpc;
 mod patients;
 mod pdf;
 mod queue;
-pub mod records;
 pub mod store;
 
 pub use config::Config;

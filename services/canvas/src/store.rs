@@ -10,10 +10,9 @@ use prost::Message as _;
 use sqlx::{PgPool, Postgres, Row as _, Transaction};
 use uuid::Uuid;
 
-use crate::{
-    error::{Error, Result},
-    records::{Keyring, OpenError, Sealed},
-};
+use era_kit::sealing::{Keyring, OpenError, Sealed};
+
+use crate::error::{Error, Result};
 
 /// Every query runs as this role (migrations/canvas/0002).
 const SET_ROLE: &str = "set local role era_canvas_service";

@@ -4,11 +4,10 @@ use std::collections::BTreeMap;
 
 use chrono::Utc;
 use era_canvas::{
-    records::Keyring,
     store::{NewRecord, Store},
     Error,
 };
-use era_kit::testing::TestDb;
+use era_kit::{sealing::Keyring, testing::TestDb};
 use era_proto::canvas::v1 as pb;
 
 const INDEX_KEY: &[u8] = b"blind-index-key-for-tests-0123456789";

@@ -1,4 +1,4 @@
-//! Times between chrono and protobuf, and the keyset page tokens lists share.
+//! Times between chrono and protobuf, and the keyset paging newest-first lists share.
 
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
@@ -35,6 +35,24 @@ pub fn parse_keyset(token: &str) -> Result<Option<Keyset>, BadToken> {
     let (micros, id) = token.split_once('.').ok_or(BadToken)?;
     let at = DateTime::from_timestamp_micros(micros.parse().map_err(|_| BadToken)?).ok_or(BadToken)?;
     Ok(Some((at, Uuid::parse_str(id).map_err(|_| BadToken)?)))
+}
+
+/// A newest-first list's page size: what was asked for, at most 100; 50 when nothing was.
+pub fn page_size(requested: i32) -> i64 {
+    i64::from(if requested <= 0 { 50 } else { requested.min(100) })
+}
+
+/// The position a request's page token names, or the violation to answer.
+pub fn page_cursor(token: &str) -> Result<Option<Keyset>, crate::error::FieldViolation> {
+    parse_keyset(token)
+        .map_err(|_| crate::error::FieldViolation::new("page.page_token", "is not a token this list issued"))
+}
+
+/// The page part of a list's answer.
+pub fn next_page(next: Option<Keyset>) -> era_proto::common::v1::PageResponse {
+    era_proto::common::v1::PageResponse {
+        next_page_token: next.map(keyset_token).unwrap_or_default(),
+    }
 }
 
 #[cfg(test)]

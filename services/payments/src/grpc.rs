@@ -134,8 +134,9 @@ impl PaymentsService for Service {
         let r = req.get_ref();
         let who = staff_or_own(&req, &r.canvas_patient_id)?;
         let page = r.page.clone().unwrap_or_default();
-        let before = crate::app_page::cursor(&page.page_token).map_err(Status::from)?;
-        let size = crate::app_page::size(page.page_size);
+        let before = era_kit::time::page_cursor(&page.page_token)
+            .map_err(|v| Status::from(crate::Error::InvalidArgument(vec![v])))?;
+        let size = era_kit::time::page_size(page.page_size);
         let (charges, next) = self
             .app
             .store
@@ -159,7 +160,7 @@ impl PaymentsService for Service {
         Ok(Response::new(pb::ListPatientPaymentsResponse {
             charges,
             holds,
-            page: Some(crate::app_page::response(next)),
+            page: Some(era_kit::time::next_page(next)),
         }))
     }
 
@@ -167,8 +168,9 @@ impl PaymentsService for Service {
         staff(&req)?;
         let r = req.get_ref();
         let page = r.page.clone().unwrap_or_default();
-        let before = crate::app_page::cursor(&page.page_token).map_err(Status::from)?;
-        let size = crate::app_page::size(page.page_size);
+        let before = era_kit::time::page_cursor(&page.page_token)
+            .map_err(|v| Status::from(crate::Error::InvalidArgument(vec![v])))?;
+        let size = era_kit::time::page_size(page.page_size);
         let status = match pb::ChargeStatus::try_from(r.status) {
             Ok(pb::ChargeStatus::Unspecified) => None,
             Ok(s) => Some(crate::store::charge_status_code(s)),
@@ -196,7 +198,7 @@ impl PaymentsService for Service {
             .map_err(Status::from)?;
         Ok(Response::new(pb::ListPaymentsResponse {
             charges,
-            page: Some(crate::app_page::response(next)),
+            page: Some(era_kit::time::next_page(next)),
         }))
     }
 

@@ -15,7 +15,6 @@ use sqlx::{migrate::Migrator, PgPool};
 use tokio::net::TcpListener;
 
 mod app;
-mod app_page;
 mod charges;
 pub mod config;
 mod discounts;

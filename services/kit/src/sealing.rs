@@ -1,10 +1,14 @@
-//! Encryption of intake records: AES-256-GCM with a random 96-bit nonce per record; the record id,
-//! the key version and the row's clear columns (its `context`: patient, submission, time) bound in
-//! as associated data, so a ciphertext moved to another row, relabelled with another version, or a
-//! row re-pointed at another patient fails to open. HMAC-SHA256 blind indexes let email and date of
-//! birth be searched without being stored in the clear.
+//! Encryption of stored rows that hold PHI (intake records, outbox messages): AES-256-GCM with a
+//! random 96-bit nonce per row; the row id, the key version and the row's clear columns (its
+//! `context`) bound in as associated data, so a ciphertext moved to another row, relabelled with
+//! another version, or a row re-pointed at another patient fails to open. Keys are versioned so they
+//! rotate: old versions keep opening what they sealed. HMAC-SHA256 blind indexes let a value (an
+//! email, a date of birth, a one-time code) be matched without being stored in the clear.
 
 use std::{collections::BTreeMap, fmt};
+
+use base64::{engine::general_purpose::STANDARD as BASE64, Engine as _};
+use secrecy::{ExposeSecret, SecretString};
 
 use aes_gcm::{
     aead::{Aead, KeyInit, OsRng, Payload},
@@ -13,6 +17,8 @@ use aes_gcm::{
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use uuid::Uuid;
+
+use crate::config::ConfigError;
 
 /// Why a stored record cannot be opened.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -129,6 +135,51 @@ fn associated_data(record_id: Uuid, version: u32, context: &[u8]) -> Vec<u8> {
     aad.extend_from_slice(&version.to_be_bytes());
     aad.extend_from_slice(context);
     aad
+}
+
+/// The parsed keys: version -> 32 bytes.
+pub type KeyVersions = BTreeMap<u32, [u8; 32]>;
+
+/// Parses a key list, `version:base64key` separated by commas (e.g. `1:<44 chars>,2:<44 chars>`),
+/// and checks `active` is among them. Errors name `var` (and `active_var`) and never show a key.
+pub fn parse_keys(
+    var: &'static str,
+    keys: &SecretString,
+    active_var: &'static str,
+    active: u32,
+) -> Result<KeyVersions, ConfigError> {
+    let mut out = KeyVersions::new();
+    for (i, entry) in keys.expose_secret().split(',').enumerate() {
+        let entry = entry.trim();
+        let Some((version, key)) = entry.split_once(':') else {
+            return Err(ConfigError::new(
+                var,
+                format!("entry {} is not `version:base64key`", i + 1),
+            ));
+        };
+        let version: u32 = version
+            .trim()
+            .parse()
+            .ok()
+            .filter(|v| *v > 0)
+            .ok_or_else(|| ConfigError::new(var, format!("entry {} has no positive integer version", i + 1)))?;
+        let bytes = BASE64
+            .decode(key.trim())
+            .map_err(|_| ConfigError::new(var, format!("key version {version} is not base64")))?;
+        let key: [u8; 32] = bytes
+            .try_into()
+            .map_err(|_| ConfigError::new(var, format!("key version {version} is not 32 bytes (AES-256)")))?;
+        if out.insert(version, key).is_some() {
+            return Err(ConfigError::new(var, format!("key version {version} is listed twice")));
+        }
+    }
+    if !out.contains_key(&active) {
+        return Err(ConfigError::new(
+            active_var,
+            format!("version {active} is not in {var}"),
+        ));
+    }
+    Ok(out)
 }
 
 #[cfg(test)]
