@@ -1,5 +1,5 @@
-//! `/_sandbox`: reset, the ledger, fault injection, and per-vendor controls (`/_sandbox/canvas`,
-//! `/_sandbox/stripe`).
+//! `/_sandbox`: reset, the ledger, fault injection, the inbox of sent email and SMS, and per-vendor
+//! controls (`/_sandbox/canvas`, `/_sandbox/stripe`, `/_sandbox/sendgrid`, `/_sandbox/hubspot`).
 
 use std::collections::BTreeMap;
 
@@ -20,8 +20,12 @@ pub(crate) fn router() -> Router<Sandbox> {
         .route("/ledger", get(ledger))
         .route("/ledger/counts", get(counts))
         .route("/faults", get(list_faults).post(add_fault).delete(clear_faults))
+        .route("/inbox", get(crate::inbox::page))
+        .route("/inbox.json", get(crate::inbox::json))
         .nest("/canvas", crate::canvas::control_router())
         .nest("/stripe", crate::stripe::control_router())
+        .nest("/sendgrid", crate::sendgrid::control_router())
+        .nest("/hubspot", crate::hubspot::control_router())
 }
 
 async fn reset(State(sandbox): State<Sandbox>) -> StatusCode {

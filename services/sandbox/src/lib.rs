@@ -3,9 +3,19 @@
 //! (an error status, latency, a dropped connection) can be injected for the next N calls to a route.
 //!
 //! Vendors are filled in by the issues that integrate them; until then a prefix answers 404 in a
-//! JSON body that says the route is not simulated yet. Simulated: Canvas (`/canvas` for OAuth,
-//! `/canvas-fhir` for FHIR R4; see [`canvas`]) and Stripe (`/stripe`, the v1 API with signed
-//! webhooks, also at the root `/v1` for stripe-node; see [`stripe`]).
+//! JSON body that says the route is not simulated yet. Simulated:
+//! - Canvas (`/canvas` for OAuth, `/canvas-fhir` for FHIR R4; see [`canvas`]);
+//! - Stripe (`/stripe`, the v1 API with signed webhooks, also at the root `/v1` for stripe-node;
+//!   see [`stripe`]);
+//! - SendGrid (`/sendgrid`: v3 mail/send with rate-limit headers, and the Email Activity lookup;
+//!   see [`sendgrid`]);
+//! - Twilio (`/twilio`: the 2010-04-01 Messages API with test-credential magic numbers and signed
+//!   status callbacks; see [`twilio`]);
+//! - HubSpot (`/hubspot`: the v3 Conversations inbox API over a seeded demo account; see
+//!   [`hubspot`]).
+//!
+//! Email, SMS and conversation replies the simulators accepted are listed, newest first, at
+//! `/_sandbox/inbox` (a page) and `/_sandbox/inbox.json` (for tests reading one-time codes).
 
 use std::{future::Future, sync::Arc};
 
@@ -21,9 +31,15 @@ use tokio::net::TcpListener;
 
 pub mod canvas;
 mod control;
+pub mod hubspot;
+mod inbox;
+mod secret;
+pub mod sendgrid;
 mod serve;
 pub mod state;
 pub mod stripe;
+pub mod twilio;
+mod urlencoded;
 
 pub use serve::serve;
 pub use state::{Fault, FaultAction, LedgerEntry, Sandbox, SandboxConfig, EFFECT};
@@ -77,6 +93,9 @@ fn vendor_router(vendor: &'static str) -> Router<Sandbox> {
         "canvas-fhir" => return canvas::fhir_router(),
         // Stripe answers unknown routes itself, with its "Unrecognized request URL" error.
         "stripe" => return stripe::api_router(),
+        "sendgrid" => sendgrid::router(),
+        "twilio" => twilio::router(),
+        "hubspot" => hubspot::router(),
         _ => Router::new(),
     };
     routes.fallback(move |req: Request| async move {
@@ -108,6 +127,10 @@ async fn record_and_inject(State(sandbox): State<Sandbox>, req: Request, next: N
             let mut response = (status, Json(body)).into_response();
             if path.starts_with("/stripe/") {
                 stripe::stamp(&mut response);
+            }
+            // SendGrid puts its rate-limit headers on every response, made-up failures included.
+            if path.starts_with("/sendgrid/") {
+                sendgrid::stamp(&sandbox, &mut response);
             }
             response
         }

@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use chrono::{SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::{canvas, stripe};
+use crate::{canvas, hubspot, inbox, sendgrid, stripe, twilio};
 
 /// One call to a vendor route, or one effect a vendor recorded. An effect has method `EFFECT`, its
 /// kind as `path` (e.g. `payment_intent.succeeded`), no status, and names the object it touched.
@@ -97,6 +97,17 @@ pub struct SandboxConfig {
     pub stripe_webhook_url: Option<String>,
     /// The endpoint secret (`whsec_...`) events are signed with.
     pub stripe_webhook_secret: String,
+    /// The one API key SendGrid accepts, as `Authorization: Bearer <key>`.
+    pub sendgrid_api_key: String,
+    /// The Twilio account (`AC` + 32 hex) whose Messages resource is served; requests authenticate
+    /// with HTTP Basic `AccountSid:AuthToken`, and status callbacks are signed with the token.
+    pub twilio_account_sid: String,
+    pub twilio_auth_token: String,
+    /// `From` numbers the account "owns": a send from any other number fails with 21606, as
+    /// Twilio's test credentials do (the magic `+15005550006` is always accepted).
+    pub twilio_from_numbers: Vec<String>,
+    /// The private app token HubSpot accepts, as `Authorization: Bearer <token>`.
+    pub hubspot_token: String,
 }
 
 impl Default for SandboxConfig {
@@ -107,6 +118,11 @@ impl Default for SandboxConfig {
             stripe_secret_key: DEFAULT_STRIPE_SECRET_KEY.into(),
             stripe_webhook_url: None,
             stripe_webhook_secret: DEFAULT_STRIPE_WEBHOOK_SECRET.into(),
+            sendgrid_api_key: DEFAULT_SENDGRID_API_KEY.into(),
+            twilio_account_sid: DEFAULT_TWILIO_ACCOUNT_SID.into(),
+            twilio_auth_token: DEFAULT_TWILIO_AUTH_TOKEN.into(),
+            twilio_from_numbers: DEFAULT_TWILIO_FROM_NUMBERS.iter().map(|n| (*n).to_owned()).collect(),
+            hubspot_token: DEFAULT_HUBSPOT_TOKEN.into(),
         }
     }
 }
@@ -115,6 +131,17 @@ impl Default for SandboxConfig {
 pub const DEFAULT_STRIPE_SECRET_KEY: &str = "sk_test_era_sandbox";
 /// The secret a default sandbox signs Stripe events with.
 pub const DEFAULT_STRIPE_WEBHOOK_SECRET: &str = "whsec_era_sandbox_local_webhook_secret";
+/// The SendGrid API key a default sandbox accepts.
+pub const DEFAULT_SENDGRID_API_KEY: &str = "SG.era-sandbox-sendgrid-key";
+/// The Twilio account a default sandbox serves (34 characters, like a real Account SID).
+pub const DEFAULT_TWILIO_ACCOUNT_SID: &str = "AC0e7a5a4db0c0e7a5a4db0c0e7a5a4db0";
+/// The Twilio auth token a default sandbox accepts and signs status callbacks with.
+pub const DEFAULT_TWILIO_AUTH_TOKEN: &str = "era-sandbox-twilio-auth-token";
+/// The `From` numbers a default Twilio account owns: Twilio's magic test number, and a 555 number
+/// reserved for fiction.
+pub const DEFAULT_TWILIO_FROM_NUMBERS: &[&str] = &["+15005550006", "+15555550100"];
+/// The HubSpot private app token a default sandbox accepts.
+pub const DEFAULT_HUBSPOT_TOKEN: &str = "pat-na1-era-sandbox";
 
 #[derive(Debug, Default)]
 struct Inner {
@@ -130,6 +157,10 @@ pub struct Sandbox {
     config: Arc<SandboxConfig>,
     canvas: Arc<Mutex<canvas::State>>,
     stripe: Arc<stripe::Handle>,
+    sendgrid: Arc<sendgrid::Handle>,
+    twilio: Arc<twilio::Handle>,
+    hubspot: Arc<Mutex<hubspot::State>>,
+    inbox: Arc<inbox::Inbox>,
 }
 
 impl Default for Sandbox {
@@ -151,6 +182,10 @@ impl Sandbox {
             config: Arc::new(config),
             canvas: Arc::new(Mutex::new(canvas::State::seeded())),
             stripe,
+            sendgrid: Arc::default(),
+            twilio: Arc::default(),
+            hubspot: Arc::new(Mutex::new(hubspot::State::seeded(Utc::now()))),
+            inbox: Arc::default(),
         }
     }
 
@@ -171,13 +206,36 @@ impl Sandbox {
         &self.stripe
     }
 
+    pub(crate) fn sendgrid(&self) -> &sendgrid::Handle {
+        &self.sendgrid
+    }
+
+    pub(crate) fn twilio(&self) -> &twilio::Handle {
+        &self.twilio
+    }
+
+    pub(crate) fn hubspot(&self) -> MutexGuard<'_, hubspot::State> {
+        self.hubspot.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Every email, SMS and conversation reply the simulators accepted, for `/_sandbox/inbox`.
+    pub(crate) fn inbox(&self) -> &inbox::Inbox {
+        &self.inbox
+    }
+
     /// Forgets every call, effect and fault, and puts every vendor back to its seed state (for
     /// Canvas that also revokes every issued token; for Stripe it forgets every object, event and
-    /// idempotency key but keeps the webhook target set at run time).
+    /// idempotency key but keeps the webhook target set at run time; SendGrid and Twilio forget
+    /// what they sent and SendGrid's simulated rate limit; HubSpot gets its demo inboxes back; the
+    /// inbox page is emptied).
     pub fn reset(&self) {
         *self.lock() = Inner::default();
         *self.canvas() = canvas::State::seeded();
         self.stripe.reset();
+        self.sendgrid.reset();
+        self.twilio.reset();
+        *self.hubspot() = hubspot::State::seeded(Utc::now());
+        self.inbox.clear();
     }
 
     pub fn add_fault(&self, fault: Fault) {
