@@ -136,6 +136,17 @@ impl TestMesh {
         assert_eq!(resp.status().as_u16(), 201, "fault accepted");
     }
 
+    /// Removes every fault still waiting.
+    pub async fn clear_faults(&self) {
+        let resp = self
+            .http
+            .delete(self.sandbox_url("/_sandbox/faults"))
+            .send()
+            .await
+            .expect("the sandbox answers");
+        assert!(resp.status().is_success(), "faults cleared");
+    }
+
     /// POSTs to a sandbox control route.
     pub async fn sandbox_post(&self, path: &str) -> reqwest::Response {
         self.http
@@ -170,7 +181,62 @@ impl TestMesh {
         )
     }
 
-    /// A client of the canvas service.
+    /// A client of the notifications service.
+    pub fn notifications(
+        &self,
+    ) -> era_proto::notifications::v1::notifications_service_client::NotificationsServiceClient<tonic::transport::Channel>
+    {
+        let url = self.mesh.service_url("era-notifications").expect("notifications runs");
+        era_proto::notifications::v1::notifications_service_client::NotificationsServiceClient::new(
+            era_kit::client::channel(url).expect("a valid URL"),
+        )
+    }
+
+    /// The URL of one of the mesh's databases (`service` as in `era_<service>`).
+    pub fn database_url(&self, service: &str) -> String {
+        let name = self
+            .mesh
+            .databases
+            .iter()
+            .find(|d| d.ends_with(&format!("_{service}")))
+            .expect("the mesh has that database");
+        era_dev::database_url(&era_kit::testing::server_url(), name).expect("a database URL")
+    }
+
+    /// Runs SQL against the notifications database as its owner (tests stage states a crash leaves).
+    pub async fn notifications_sql(&self, sql: &str) {
+        let pool = sqlx::PgPool::connect(&self.database_url("notifications"))
+            .await
+            .expect("the database answers");
+        sqlx::query(sql).execute(&pool).await.expect("the statement runs");
+        pool.close().await;
+    }
+
+    /// Starts another notifications replica on the mesh's database (with its own worker); it
+    /// stops when the returned guard is dropped.
+    pub async fn start_notifications_replica(&self, outbox: era_notifications::config::OutboxConfig) -> Replica {
+        let database = era_kit::config::DatabaseConfig::new(self.database_url("notifications"));
+        let pool = era_kit::db::connect(&database).await.expect("the database answers");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("a port");
+        let addr = listener.local_addr().expect("an address");
+        let service = era_kit::config::ServiceConfig {
+            listen_addr: Some(addr),
+            database,
+            auth: self.mesh.secrets.auth(),
+            logging: Default::default(),
+        };
+        let canvas = self.mesh.service_url("era-canvas").expect("canvas runs");
+        let config = era_dev::notifications_config(service, &self.mesh.secrets, &self.mesh.sandbox_url, canvas, outbox);
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(era_notifications::run(config, listener, pool, async {
+            let _ = stopped.await;
+        }));
+        Replica {
+            _stop: stop,
+            task,
+            url: format!("http://{addr}"),
+        }
+    }
     pub fn canvas(
         &self,
     ) -> era_proto::canvas::v1::canvas_service_client::CanvasServiceClient<tonic::transport::Channel> {
@@ -178,6 +244,20 @@ impl TestMesh {
         era_proto::canvas::v1::canvas_service_client::CanvasServiceClient::new(
             era_kit::client::channel(url).expect("a valid URL"),
         )
+    }
+}
+
+/// A service replica a test started; stopped when dropped.
+#[derive(Debug)]
+pub struct Replica {
+    _stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+    pub url: String,
+}
+
+impl Drop for Replica {
+    fn drop(&mut self) {
+        self.task.abort();
     }
 }
 

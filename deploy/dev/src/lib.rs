@@ -67,6 +67,13 @@ pub struct Secrets {
     pub stripe_secret_key: SecretString,
     /// The secret the sandbox signs Stripe events with and the edge verifies them with.
     pub stripe_webhook_secret: SecretString,
+    /// `MESSAGE_KEYS`: versioned AES-256 keys of stored messages (`1:<base64>`).
+    pub message_keys: SecretString,
+    pub login_code_key: SecretString,
+    /// The vendor credentials notifications uses and the sandbox accepts.
+    pub sendgrid_api_key: SecretString,
+    pub twilio_account_sid: String,
+    pub twilio_auth_token: SecretString,
 }
 
 impl std::fmt::Debug for Secrets {
@@ -94,6 +101,18 @@ pub fn random_webhook_secret() -> SecretString {
     SecretString::from(format!("whsec_{}", hex::encode(bytes)))
 }
 
+/// A SendGrid-style API key: `SG.` and random characters.
+pub fn random_sendgrid_key() -> SecretString {
+    let bytes: [u8; 24] = rand::random();
+    SecretString::from(format!("SG.{}", hex::encode(bytes)))
+}
+
+/// A Twilio account SID: `AC` and 32 hex digits.
+pub fn random_twilio_sid() -> String {
+    let bytes: [u8; 16] = rand::random();
+    format!("AC{}", hex::encode(bytes))
+}
+
 /// 32 random bytes as hex.
 pub fn random_secret() -> SecretString {
     let bytes: [u8; 32] = rand::random();
@@ -114,6 +133,11 @@ impl Secrets {
             canvas_client_secret: random_secret(),
             stripe_secret_key: random_stripe_key(),
             stripe_webhook_secret: random_webhook_secret(),
+            message_keys: random_records_key(),
+            login_code_key: random_secret(),
+            sendgrid_api_key: random_sendgrid_key(),
+            twilio_account_sid: random_twilio_sid(),
+            twilio_auth_token: random_secret(),
         }
     }
 
@@ -137,6 +161,8 @@ impl Secrets {
         let internal_token_secret = take("INTERNAL_TOKEN_SECRET");
         let blind_index_key = take("BLIND_INDEX_KEY");
         let canvas_client_secret = take("CANVAS_CLIENT_SECRET");
+        let login_code_key = take("LOGIN_CODE_KEY");
+        let twilio_auth_token = take("TWILIO_AUTH_TOKEN");
         let (records_keys, records_active_key) = match std::env::var("RECORDS_KEYS") {
             Ok(v) if !v.is_empty() => (
                 SecretString::from(v),
@@ -164,6 +190,21 @@ impl Secrets {
                 random_webhook_secret()
             }
         };
+        let message_keys = match std::env::var("MESSAGE_KEYS") {
+            Ok(v) if !v.is_empty() => SecretString::from(v),
+            _ => {
+                generated.push("MESSAGE_KEYS");
+                random_records_key()
+            }
+        };
+        let sendgrid_api_key = match std::env::var("SENDGRID_API_KEY") {
+            Ok(v) if !v.is_empty() => SecretString::from(v),
+            _ => random_sendgrid_key(),
+        };
+        let twilio_account_sid = std::env::var("TWILIO_ACCOUNT_SID")
+            .ok()
+            .filter(|v| !v.is_empty())
+            .unwrap_or_else(random_twilio_sid);
         let canvas_client_id = std::env::var("CANVAS_CLIENT_ID")
             .ok()
             .filter(|v| !v.is_empty())
@@ -181,12 +222,17 @@ impl Secrets {
                 canvas_client_secret,
                 stripe_secret_key,
                 stripe_webhook_secret,
+                message_keys,
+                login_code_key,
+                sendgrid_api_key,
+                twilio_account_sid,
+                twilio_auth_token,
             },
             generated,
         )
     }
 
-    fn auth(&self) -> AuthConfig {
+    pub fn auth(&self) -> AuthConfig {
         AuthConfig {
             admin_secret: self.admin_secret.clone(),
             internal_token_secret: self.internal_token_secret.clone(),
@@ -207,6 +253,8 @@ pub struct MeshOptions {
     pub cors_allowed_origins: Vec<String>,
     /// The payments worker that finishes unfinished charges and refunds.
     pub payments_resume: era_payments::config::ResumeConfig,
+    /// The notifications outbox (retry schedule, polling, whether the worker runs).
+    pub notifications_outbox: era_notifications::config::OutboxConfig,
 }
 
 impl MeshOptions {
@@ -220,6 +268,7 @@ impl MeshOptions {
             logging: LoggingConfig::default(),
             cors_allowed_origins: Vec::new(),
             payments_resume: Default::default(),
+            notifications_outbox: Default::default(),
         }
     }
 }
@@ -237,6 +286,43 @@ pub struct Mesh {
     /// One stop switch per component, so a test can take a single service down.
     stops: Vec<(&'static str, watch::Sender<bool>)>,
     tasks: JoinSet<(&'static str, anyhow::Result<()>)>,
+}
+
+/// The notifications service's settings against the sandbox: also used by tests that start a second
+/// replica of it.
+pub fn notifications_config(
+    service: ServiceConfig,
+    secrets: &Secrets,
+    sandbox_url: &str,
+    canvas_url: &str,
+    outbox: era_notifications::config::OutboxConfig,
+) -> era_notifications::Config {
+    era_notifications::Config {
+        service,
+        email: era_notifications::config::EmailConfig {
+            api_base: format!("{sandbox_url}/sendgrid"),
+            api_key: secrets.sendgrid_api_key.clone(),
+            from: "care@hisera.com".into(),
+            from_name: "YourEra Care Team".into(),
+            timeout_secs: 10,
+        },
+        sms: era_notifications::config::SmsConfig {
+            api_base: format!("{sandbox_url}/twilio"),
+            account_sid: secrets.twilio_account_sid.clone(),
+            auth_token: secrets.twilio_auth_token.clone(),
+            // Twilio's magic test number that always sends.
+            from_number: "+15005550006".into(),
+            messaging_service_sid: String::new(),
+            timeout_secs: 10,
+        },
+        keys: era_notifications::config::MessageKeys {
+            keys: secrets.message_keys.clone(),
+            active_key: 1,
+            login_code_key: secrets.login_code_key.clone(),
+        },
+        outbox,
+        canvas_grpc_url: canvas_url.to_owned(),
+    }
 }
 
 /// Sets the sandbox's Stripe webhook URL to the edge's route.
@@ -304,6 +390,9 @@ impl Mesh {
             canvas_client_secret: options.secrets.canvas_client_secret.expose_secret().to_owned(),
             stripe_secret_key: options.secrets.stripe_secret_key.expose_secret().to_owned(),
             stripe_webhook_secret: options.secrets.stripe_webhook_secret.expose_secret().to_owned(),
+            sendgrid_api_key: options.secrets.sendgrid_api_key.expose_secret().to_owned(),
+            twilio_account_sid: options.secrets.twilio_account_sid.clone(),
+            twilio_auth_token: options.secrets.twilio_auth_token.expose_secret().to_owned(),
             ..Default::default()
         };
         tasks.spawn({
@@ -384,11 +473,21 @@ impl Mesh {
             payments_config
         );
         let scheduling = service!(era_scheduling, "era-scheduling", "scheduling", options.ports.scheduling);
+        let notifications_config = |service: ServiceConfig| {
+            notifications_config(
+                service,
+                &options.secrets,
+                &sandbox_url,
+                &canvas,
+                options.notifications_outbox.clone(),
+            )
+        };
         let notifications = service!(
             era_notifications,
             "era-notifications",
             "notifications",
-            options.ports.notifications
+            options.ports.notifications,
+            notifications_config
         );
 
         let (database, pool, db_name) = database(&options, "edge").await?;

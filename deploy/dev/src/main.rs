@@ -66,8 +66,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
 
     println!("edge         {}   (docs {}/docs)", mesh.edge_url, mesh.edge_url);
     println!(
-        "sandbox      {}   (ledger {}/_sandbox/ledger)",
-        mesh.sandbox_url, mesh.sandbox_url
+        "sandbox      {}   (ledger {}/_sandbox/ledger, what patients were sent {}/_sandbox/inbox)",
+        mesh.sandbox_url, mesh.sandbox_url, mesh.sandbox_url
     );
     for (name, url) in &mesh.services {
         println!("{name:<21}{url}");
@@ -82,6 +82,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         ("CANVAS_CLIENT_SECRET", &s.canvas_client_secret),
         ("STRIPE_SECRET_KEY", &s.stripe_secret_key),
         ("STRIPE_WEBHOOK_SECRET", &s.stripe_webhook_secret),
+        ("TWILIO_AUTH_TOKEN", &s.twilio_auth_token),
     ] {
         // A secret the operator set is theirs to know; printing it would copy it into terminals
         // and logs.
@@ -93,7 +94,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     }
     // The keys that protect stored records are not printed: they live in a file of their own.
     println!(
-        "RECORDS_KEYS, BLIND_INDEX_KEY   (from the environment, else kept in {})",
+        "RECORDS_KEYS, BLIND_INDEX_KEY, MESSAGE_KEYS, LOGIN_CODE_KEY   (from the environment, else kept in {})",
         cli.dir.join(DATA_KEYS_FILE).display()
     );
     println!(
@@ -146,7 +147,7 @@ async fn first_task(mesh: &Mesh) -> Option<String> {
 
 const DATA_KEYS_FILE: &str = "data-keys.env";
 
-/// The keys that protect stored data (intake records and their blind indexes) must outlive one run:
+/// The keys that protect stored data (intake records, messages, their blind indexes) must outlive one run:
 /// the databases do. Generated ones are written to `<dir>/data-keys.env` (mode 0600) and read back
 /// on the next start; values set in the environment always win.
 fn keep_data_keys(
@@ -165,12 +166,14 @@ fn keep_data_keys(
         })
         .collect();
     let mut to_save = Vec::new();
-    for var in ["RECORDS_KEYS", "BLIND_INDEX_KEY"] {
+    for var in ["RECORDS_KEYS", "BLIND_INDEX_KEY", "MESSAGE_KEYS", "LOGIN_CODE_KEY"] {
         if !generated.contains(&var) {
             continue;
         }
         let slot = match var {
             "RECORDS_KEYS" => &mut secrets.records_keys,
+            "MESSAGE_KEYS" => &mut secrets.message_keys,
+            "LOGIN_CODE_KEY" => &mut secrets.login_code_key,
             _ => &mut secrets.blind_index_key,
         };
         match saved.get(var) {

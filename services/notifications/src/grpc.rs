@@ -1,13 +1,34 @@
-//! The NotificationsService RPCs. Every one answers UNIMPLEMENTED, naming the issue that delivers it,
-//! until that issue replaces it with the real implementation.
+//! The NotificationsService RPCs: who may call each, then the module that does it. The
+//! conversation and login RPCs answer UNIMPLEMENTED, naming issue 5, until they land.
 
+use era_kit::auth::Caller;
 use era_proto::notifications::v1::{self as pb, notifications_service_server::NotificationsService};
 use tonic::{Request, Response, Status};
 
+use crate::{app::Shared, outbox, portal};
+
 const PENDING: &str = "arrives with issue 5 (notifications service)";
 
-#[derive(Debug, Default)]
-pub(crate) struct Service;
+#[derive(Debug)]
+pub(crate) struct Service {
+    pub(crate) app: Shared,
+}
+
+type Reply<T> = Result<Response<T>, Status>;
+
+fn caller<T>(req: &Request<T>) -> Result<Caller, Status> {
+    Caller::of(req).cloned()
+}
+
+fn staff<T>(req: &Request<T>) -> Result<Caller, Status> {
+    let who = caller(req)?;
+    who.require_staff()?;
+    Ok(who)
+}
+
+fn ok<T>(result: crate::error::Result<T>) -> Reply<T> {
+    result.map(Response::new).map_err(Status::from)
+}
 
 fn pending(rpc: &str) -> Status {
     Status::unimplemented(format!("{rpc} {PENDING}"))
@@ -17,51 +38,59 @@ fn pending(rpc: &str) -> Status {
 impl NotificationsService for Service {
     async fn send_notification(
         &self,
-        _: Request<pb::SendNotificationRequest>,
-    ) -> Result<Response<pb::SendNotificationResponse>, Status> {
-        Err(pending("SendNotification"))
+        req: Request<pb::SendNotificationRequest>,
+    ) -> Reply<pb::SendNotificationResponse> {
+        let who = staff(&req)?;
+        let request = outbox::request_of(&self.app, req.into_inner(), &who).map_err(Status::from)?;
+        ok(outbox::record(&self.app, request).await)
     }
 
     async fn cancel_notification(
         &self,
-        _: Request<pb::CancelNotificationRequest>,
-    ) -> Result<Response<pb::CancelNotificationResponse>, Status> {
-        Err(pending("CancelNotification"))
+        req: Request<pb::CancelNotificationRequest>,
+    ) -> Reply<pb::CancelNotificationResponse> {
+        staff(&req)?;
+        ok(outbox::cancel(&self.app, req.get_ref()).await)
     }
 
     async fn get_outbox_message(
         &self,
-        _: Request<pb::GetOutboxMessageRequest>,
-    ) -> Result<Response<pb::GetOutboxMessageResponse>, Status> {
-        Err(pending("GetOutboxMessage"))
+        req: Request<pb::GetOutboxMessageRequest>,
+    ) -> Reply<pb::GetOutboxMessageResponse> {
+        staff(&req)?;
+        ok(outbox::get(&self.app, req.get_ref()).await)
     }
 
     async fn list_outbox_messages(
         &self,
-        _: Request<pb::ListOutboxMessagesRequest>,
-    ) -> Result<Response<pb::ListOutboxMessagesResponse>, Status> {
-        Err(pending("ListOutboxMessages"))
+        req: Request<pb::ListOutboxMessagesRequest>,
+    ) -> Reply<pb::ListOutboxMessagesResponse> {
+        staff(&req)?;
+        ok(outbox::list(&self.app, req.get_ref()).await)
     }
 
     async fn replay_dead_letter(
         &self,
-        _: Request<pb::ReplayDeadLetterRequest>,
-    ) -> Result<Response<pb::ReplayDeadLetterResponse>, Status> {
-        Err(pending("ReplayDeadLetter"))
+        req: Request<pb::ReplayDeadLetterRequest>,
+    ) -> Reply<pb::ReplayDeadLetterResponse> {
+        staff(&req)?;
+        ok(outbox::replay(&self.app, req.get_ref()).await)
     }
 
     async fn list_patient_notifications(
         &self,
-        _: Request<pb::ListPatientNotificationsRequest>,
-    ) -> Result<Response<pb::ListPatientNotificationsResponse>, Status> {
-        Err(pending("ListPatientNotifications"))
+        req: Request<pb::ListPatientNotificationsRequest>,
+    ) -> Reply<pb::ListPatientNotificationsResponse> {
+        caller(&req)?.require_patient_access(&req.get_ref().canvas_patient_id)?;
+        ok(portal::list(&self.app, req.get_ref()).await)
     }
 
     async fn mark_notification_read(
         &self,
-        _: Request<pb::MarkNotificationReadRequest>,
-    ) -> Result<Response<pb::MarkNotificationReadResponse>, Status> {
-        Err(pending("MarkNotificationRead"))
+        req: Request<pb::MarkNotificationReadRequest>,
+    ) -> Reply<pb::MarkNotificationReadResponse> {
+        caller(&req)?.require_patient_access(&req.get_ref().canvas_patient_id)?;
+        ok(portal::mark_read(&self.app, req.get_ref()).await)
     }
 
     async fn list_conversations(
