@@ -2,6 +2,7 @@
 
 use era_proto::{
     canvas::v1::canvas_service_client::CanvasServiceClient,
+    notifications::v1::notifications_service_client::NotificationsServiceClient,
     payments::v1::payments_service_client::PaymentsServiceClient,
     pharmacy_routing::v1::pharmacy_routing_service_client::PharmacyRoutingServiceClient,
 };
@@ -14,6 +15,7 @@ pub struct Clients {
     pub canvas: CanvasServiceClient<Channel>,
     pub payments: PaymentsServiceClient<Channel>,
     pub routing: PharmacyRoutingServiceClient<Channel>,
+    pub notifications: NotificationsServiceClient<Channel>,
     /// Every peer's channel with the gRPC service name it must report SERVING, for `/readyz`.
     pub health: Vec<(&'static str, Channel)>,
 }
@@ -23,6 +25,7 @@ impl Clients {
         let routing = era_kit::client::channel(&peers.pharmacy_routing)?;
         let canvas = era_kit::client::channel(&peers.canvas)?;
         let payments = era_kit::client::channel(&peers.payments)?;
+        let notifications = era_kit::client::channel(&peers.notifications)?;
         // Readiness asks over the same channels the calls use, so it checks the paths calls take.
         let health = peers
             .all()
@@ -34,6 +37,8 @@ impl Clients {
                     canvas.clone()
                 } else if url == peers.payments {
                     payments.clone()
+                } else if url == peers.notifications {
+                    notifications.clone()
                 } else {
                     era_kit::client::channel(url)?
                 };
@@ -44,6 +49,7 @@ impl Clients {
             canvas: CanvasServiceClient::new(canvas),
             payments: PaymentsServiceClient::new(payments),
             routing: PharmacyRoutingServiceClient::new(routing),
+            notifications: NotificationsServiceClient::new(notifications),
             health,
         })
     }

@@ -226,7 +226,14 @@ impl TestMesh {
             logging: Default::default(),
         };
         let canvas = self.mesh.service_url("era-canvas").expect("canvas runs");
-        let config = era_dev::notifications_config(service, &self.mesh.secrets, &self.mesh.sandbox_url, canvas, outbox);
+        let config = era_dev::notifications_config(
+            service,
+            &self.mesh.secrets,
+            &self.mesh.sandbox_url,
+            canvas,
+            &self.mesh.edge_url,
+            outbox,
+        );
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(era_notifications::run(config, listener, pool, async {
             let _ = stopped.await;

@@ -112,7 +112,7 @@ impl Canary {
 async fn no_canary_phi_appears_in_any_log() {
     let capture = Capture::default();
     let filter = EnvFilter::new(
-        "info,era_canvas=debug,era_edge=debug,era_kit=debug,era_sandbox=debug,era_pharmacy_routing=debug,era_dev=debug",
+        "info,era_canvas=debug,era_edge=debug,era_kit=debug,era_sandbox=debug,era_pharmacy_routing=debug,era_dev=debug,era_notifications=debug,era_payments=debug",
     );
     tracing_subscriber::fmt()
         .json()
@@ -197,6 +197,65 @@ async fn no_canary_phi_appears_in_any_log() {
         200
     );
 
+    // Notifications to the canary: an email, an SMS and a portal notification from the chart's
+    // contact details, a refusal and a retry on the way; then a patient sign-in code by email.
+    mesh.fault(json!({ "method": "POST", "path": "/sendgrid/v3/mail/send", "times": 1, "action": { "kind": "status", "status": 500 } }))
+        .await;
+    let mut notifications = mesh.notifications();
+    let sent = notifications
+        .send_notification(
+            mesh.admin_request(era_proto::notifications::v1::SendNotificationRequest {
+                notification_type: era_proto::notifications::v1::NotificationType::PrescriptionApproved as i32,
+                canvas_patient_id: patient_id.clone(),
+                variables: [("medication".to_owned(), format!("canarymed{}", canary.tag))].into(),
+                reference: "canary-run".into(),
+                ..Default::default()
+            }),
+        )
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(sent.messages.len(), 3);
+    let bad = notifications
+        .send_notification(
+            mesh.admin_request(era_proto::notifications::v1::SendNotificationRequest {
+                notification_type: era_proto::notifications::v1::NotificationType::ShipmentCreated as i32,
+                recipient: Some(era_proto::notifications::v1::Recipient {
+                    email: format!("{} {}", canary.given, canary.email),
+                    phone: canary.phone.clone(),
+                    name: canary.family.clone(),
+                }),
+                reference: "canary-bad".into(),
+                ..Default::default()
+            }),
+        )
+        .await
+        .unwrap_err();
+    canary.absent_from(bad.message(), "a notification refusal");
+    let code = mesh
+        .http
+        .post(mesh.url("/api/patient/auth/send-code"))
+        .json(&json!({ "email": canary.email }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(code.status(), 202);
+    for _ in 0..100 {
+        let m = notifications
+            .get_outbox_message(
+                mesh.admin_request(era_proto::notifications::v1::GetOutboxMessageRequest {
+                    id: sent.messages[0].id.clone(),
+                }),
+            )
+            .await
+            .unwrap()
+            .into_inner();
+        if m.message.unwrap().status == era_proto::notifications::v1::MessageStatus::Sent as i32 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+
     // Canvas refusing the answers with a text that quotes them: the intake goes on, the text is
     // logged nowhere.
     let quoted = format!("Answer '{}' of {} is not valid", canary.family, canary.email);
@@ -238,5 +297,6 @@ async fn no_canary_phi_appears_in_any_log() {
         "the refused answers were logged"
     );
     assert!(logs.contains("\"target\":\"era_edge"), "the edge's logs were captured");
+    assert!(logs.contains("message sent"), "the outbox's logs were captured");
     canary.absent_from(&logs, "the logs");
 }

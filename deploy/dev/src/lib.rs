@@ -295,6 +295,7 @@ pub fn notifications_config(
     secrets: &Secrets,
     sandbox_url: &str,
     canvas_url: &str,
+    edge_url: &str,
     outbox: era_notifications::config::OutboxConfig,
 ) -> era_notifications::Config {
     era_notifications::Config {
@@ -321,6 +322,7 @@ pub fn notifications_config(
             login_code_key: secrets.login_code_key.clone(),
         },
         outbox,
+        magic_link_url: format!("{edge_url}/api/auth/magic-link"),
         canvas_grpc_url: canvas_url.to_owned(),
     }
 }
@@ -473,12 +475,16 @@ impl Mesh {
             payments_config
         );
         let scheduling = service!(era_scheduling, "era-scheduling", "scheduling", options.ports.scheduling);
+        // The edge's socket comes first: the magic links notifications sends point at it.
+        let (edge_listener, edge_addr) = bind(host, options.ports.edge, "era-edge").await?;
+        let edge_url = format!("http://{edge_addr}");
         let notifications_config = |service: ServiceConfig| {
             notifications_config(
                 service,
                 &options.secrets,
                 &sandbox_url,
                 &canvas,
+                &edge_url,
                 options.notifications_outbox.clone(),
             )
         };
@@ -495,7 +501,7 @@ impl Mesh {
             .await
             .context("migrating era-edge")?;
         databases.push(db_name);
-        let (listener, addr) = bind(host, options.ports.edge, "era-edge").await?;
+        let (listener, addr) = (edge_listener, edge_addr);
         let config = era_edge::Config {
             listen_addr: addr,
             database,

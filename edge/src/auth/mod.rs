@@ -2,6 +2,7 @@
 //! revocation) and the Canvas plugin's HMAC signature; plus patient JWTs on patient routes. Each is
 //! an extractor, so a handler states in its signature who may call it.
 
+mod admins;
 pub mod hmac;
 pub mod jwt;
 mod revocation;
@@ -15,7 +16,7 @@ use chrono::Utc;
 use era_kit::auth::{bearer, constant_time_eq, Caller, ADMIN_SECRET_SUBJECT};
 use secrecy::ExposeSecret;
 
-pub use self::revocation::Revocations;
+pub use self::{admins::Admins, revocation::Revocations};
 use crate::{error::ApiError, AppState};
 
 impl AppState {
@@ -142,6 +143,26 @@ impl FromRequestParts<AppState> for CardHolder {
         Err(ApiError::unauthorized(
             "invalid_token",
             "send the intake token from the intake submission, or a patient token",
+        ))
+    }
+}
+
+/// `ADMIN_SECRET` itself: the one credential that manages who may sign in as an admin.
+#[derive(Clone, Debug)]
+pub struct AdminSecret;
+
+impl FromRequestParts<AppState> for AdminSecret {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let token = token(parts)?;
+        if constant_time_eq(token.as_bytes(), state.admin_secret.expose_secret().as_bytes()) {
+            return Ok(Self);
+        }
+        // Authenticate first so sessions and patients get their usual answers, then refuse.
+        state.authenticate_admin(token)?;
+        Err(ApiError::forbidden(
+            "the admin allowlist is managed with ADMIN_SECRET only",
         ))
     }
 }

@@ -108,6 +108,6 @@ impl Revocations {
     }
 }
 
-fn db(e: sqlx::Error) -> ApiError {
+pub(super) fn db(e: sqlx::Error) -> ApiError {
     ApiError::internal(&anyhow::Error::new(e).context("edge database"))
 }

@@ -1,6 +1,8 @@
 //! The REST surface: one module per area, merged here behind the shared layers.
 
 pub mod auth;
+pub mod logins;
+pub mod notifications;
 pub mod ops;
 pub mod patients;
 pub mod payments;
@@ -23,7 +25,9 @@ use tracing::Instrument;
 
 use crate::{error::ApiError, AppState};
 
-pub use self::{auth::*, ops::*, patients::*, payments::*, routing::*, rx_queue::*, webhooks::*};
+pub use self::{
+    auth::*, logins::*, notifications::*, ops::*, patients::*, payments::*, routing::*, rx_queue::*, webhooks::*,
+};
 
 /// The whole edge.
 pub fn router(state: AppState) -> Router {
@@ -31,6 +35,8 @@ pub fn router(state: AppState) -> Router {
     let cors = cors(&state.config.cors_allowed_origins);
     Router::new()
         .merge(auth::router())
+        .merge(logins::router())
+        .merge(notifications::router())
         .merge(routing::router())
         .merge(rx_queue::router())
         .merge(patients::router())

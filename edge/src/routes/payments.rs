@@ -15,7 +15,7 @@ use era_proto::payments::v1 as pb;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use super::views::{page, rfc3339};
+use super::views::{page, rfc3339, snake};
 use crate::{
     auth::{Admin, CardHolder},
     error::{ApiError, ErrorBody},
@@ -32,27 +32,6 @@ pub(super) fn router() -> Router<AppState> {
         .route("/api/admin/refund", post(refund))
         .route("/api/admin/orders", get(orders))
         .route("/api/admin/patients/{id}/payments", get(patient_payments))
-}
-
-/// A proto enum value's name in the API's snake_case (`AuthenticationRequired` ->
-/// `authentication_required`); empty for the unspecified value.
-fn snake<E: std::fmt::Debug>(e: E) -> String {
-    let name = format!("{e:?}");
-    if name == "Unspecified" {
-        return String::new();
-    }
-    let mut out = String::with_capacity(name.len() + 4);
-    for (i, c) in name.chars().enumerate() {
-        if c.is_ascii_uppercase() {
-            if i > 0 {
-                out.push('_');
-            }
-            out.push(c.to_ascii_lowercase());
-        } else {
-            out.push(c);
-        }
-    }
-    out
 }
 
 fn charge_status(s: i32) -> String {

@@ -14,6 +14,27 @@ pub fn page(page_size: Option<i32>, page_token: Option<String>) -> Option<common
 }
 
 /// RFC 3339 UTC, as the API writes every timestamp.
+/// A proto enum value's name in the API's snake_case (`AuthenticationRequired` ->
+/// `authentication_required`); empty for the unspecified value.
+pub fn snake<E: std::fmt::Debug>(e: E) -> String {
+    let name = format!("{e:?}");
+    if name == "Unspecified" {
+        return String::new();
+    }
+    let mut out = String::with_capacity(name.len() + 4);
+    for (i, c) in name.chars().enumerate() {
+        if c.is_ascii_uppercase() {
+            if i > 0 {
+                out.push('_');
+            }
+            out.push(c.to_ascii_lowercase());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 pub fn rfc3339(t: era_proto::Timestamp) -> String {
     chrono::DateTime::from_timestamp(t.seconds, t.nanos.max(0) as u32)
         .unwrap_or_default()

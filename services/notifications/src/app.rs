@@ -33,6 +33,8 @@ pub(crate) struct App {
     pub(crate) poll: Duration,
     /// Wakes this replica's worker when a message is recorded, so a send does not wait for a poll.
     pub(crate) wake: Notify,
+    /// The page a magic link opens (`?token=` is appended).
+    pub(crate) magic_link_url: String,
 }
 
 pub(crate) type Shared = Arc<App>;
@@ -61,6 +63,7 @@ impl App {
             lease: Duration::from_secs(config.outbox.lease_secs),
             poll: Duration::from_millis(config.outbox.poll_ms),
             wake: Notify::new(),
+            magic_link_url: config.magic_link_url.clone(),
         })
     }
 
@@ -89,6 +92,26 @@ impl App {
             Err(s) => Err(Error::Unavailable(
                 "CANVAS_UNAVAILABLE",
                 format!("the patient's contact details could not be read ({:?})", s.code()),
+            )),
+        }
+    }
+
+    /// Active Canvas patients with this email, newest first.
+    pub(crate) async fn patients_by_email(&self, email: &str) -> Result<Vec<String>> {
+        let req = self.canvas_request(canvas::SearchPatientsRequest {
+            email: email.to_owned(),
+            ..Default::default()
+        });
+        match self.canvas.clone().search_patients(req).await {
+            Ok(resp) => {
+                let mut found = resp.into_inner().patients;
+                found.retain(|p| p.active && p.email.eq_ignore_ascii_case(email));
+                found.sort_by_key(|p| std::cmp::Reverse(p.created_at.as_ref().map(|t| (t.seconds, t.nanos))));
+                Ok(found.into_iter().map(|p| p.id).collect())
+            }
+            Err(s) => Err(Error::Unavailable(
+                "CANVAS_UNAVAILABLE",
+                format!("patients could not be searched ({:?})", s.code()),
             )),
         }
     }

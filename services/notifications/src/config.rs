@@ -23,6 +23,13 @@ pub struct Config {
     pub keys: MessageKeys,
     #[command(flatten)]
     pub outbox: OutboxConfig,
+    /// The page a magic link opens; the link is this with `?token=...` appended.
+    #[arg(
+        long,
+        env = "MAGIC_LINK_URL",
+        default_value = "http://127.0.0.1:8080/api/auth/magic-link"
+    )]
+    pub magic_link_url: String,
     /// Where canvas serves gRPC (a patient's email and phone when a notification names only the patient).
     #[arg(long, env = "CANVAS_GRPC_URL", default_value = "http://127.0.0.1:50051")]
     pub canvas_grpc_url: String,
@@ -42,6 +49,10 @@ impl Config {
         self.keys.keyring()?;
         self.outbox.schedule()?;
         self.outbox.channels()?;
+        url("MAGIC_LINK_URL", &self.magic_link_url)?;
+        if self.magic_link_url.contains('?') || self.magic_link_url.contains('#') {
+            return Err(ConfigError::new("MAGIC_LINK_URL", "must not have a query or fragment"));
+        }
         url("CANVAS_GRPC_URL", &self.canvas_grpc_url)
     }
 }

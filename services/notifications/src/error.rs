@@ -18,6 +18,12 @@ pub enum Error {
     /// A dependency the call needs at once (not a send: the outbox retries those) is unreachable.
     #[error("{1}")]
     Unavailable(&'static str, String),
+    /// A wrong, expired, used or exhausted code or link, with its stable reason.
+    #[error("the code or link is not valid")]
+    Unauthenticated(&'static str),
+    /// Too many of something bounded (codes sent for one email), with its stable reason.
+    #[error("{1}")]
+    Exhausted(&'static str, String),
     /// A stored row that fails its integrity check.
     #[error("a stored message failed its integrity check")]
     Integrity,
@@ -53,6 +59,8 @@ impl From<Error> for Status {
             Error::Precondition(reason, message) => with_reason(Code::FailedPrecondition, reason, message.clone()),
             Error::Unavailable(reason, message) => with_reason(Code::Unavailable, reason, message.clone()),
             Error::Integrity => with_reason(Code::DataLoss, "RECORD_INTEGRITY", err.to_string()),
+            Error::Unauthenticated(reason) => with_reason(Code::Unauthenticated, reason, err.to_string()),
+            Error::Exhausted(reason, message) => with_reason(Code::ResourceExhausted, reason, message.clone()),
             Error::Db(e) => internal(&anyhow::anyhow!("database: {e}")),
             Error::Internal(e) => internal(e),
         }

@@ -1,11 +1,11 @@
 //! The NotificationsService RPCs: who may call each, then the module that does it. The
-//! conversation and login RPCs answer UNIMPLEMENTED, naming issue 5, until they land.
+//! conversation RPCs answer UNIMPLEMENTED, naming issue 5, until they land.
 
 use era_kit::auth::Caller;
 use era_proto::notifications::v1::{self as pb, notifications_service_server::NotificationsService};
 use tonic::{Request, Response, Status};
 
-use crate::{app::Shared, outbox, portal};
+use crate::{app::Shared, logins, outbox, portal};
 
 const PENDING: &str = "arrives with issue 5 (notifications service)";
 
@@ -121,45 +121,45 @@ impl NotificationsService for Service {
         Err(pending("ReplyToConversation"))
     }
 
-    async fn send_admin_otp(
-        &self,
-        _: Request<pb::SendAdminOtpRequest>,
-    ) -> Result<Response<pb::SendAdminOtpResponse>, Status> {
-        Err(pending("SendAdminOtp"))
+    async fn send_admin_otp(&self, req: Request<pb::SendAdminOtpRequest>) -> Reply<pb::SendAdminOtpResponse> {
+        // Logins are the edge's to drive: it checks the allowlist and mints the session.
+        staff(&req)?;
+        ok(logins::send_admin_otp(&self.app, req.get_ref()).await)
     }
 
-    async fn verify_admin_otp(
-        &self,
-        _: Request<pb::VerifyAdminOtpRequest>,
-    ) -> Result<Response<pb::VerifyAdminOtpResponse>, Status> {
-        Err(pending("VerifyAdminOtp"))
+    async fn verify_admin_otp(&self, req: Request<pb::VerifyAdminOtpRequest>) -> Reply<pb::VerifyAdminOtpResponse> {
+        // Logins are the edge's to drive: it checks the allowlist and mints the session.
+        staff(&req)?;
+        ok(logins::verify_admin_otp(&self.app, req.get_ref()).await)
     }
 
-    async fn send_magic_link(
-        &self,
-        _: Request<pb::SendMagicLinkRequest>,
-    ) -> Result<Response<pb::SendMagicLinkResponse>, Status> {
-        Err(pending("SendMagicLink"))
+    async fn send_magic_link(&self, req: Request<pb::SendMagicLinkRequest>) -> Reply<pb::SendMagicLinkResponse> {
+        // Logins are the edge's to drive: it checks the allowlist and mints the session.
+        staff(&req)?;
+        ok(logins::send_magic_link(&self.app, req.get_ref()).await)
     }
 
     async fn consume_magic_link(
         &self,
-        _: Request<pb::ConsumeMagicLinkRequest>,
-    ) -> Result<Response<pb::ConsumeMagicLinkResponse>, Status> {
-        Err(pending("ConsumeMagicLink"))
+        req: Request<pb::ConsumeMagicLinkRequest>,
+    ) -> Reply<pb::ConsumeMagicLinkResponse> {
+        // Logins are the edge's to drive: it checks the allowlist and mints the session.
+        staff(&req)?;
+        ok(logins::consume_magic_link(&self.app, req.get_ref()).await)
     }
 
-    async fn send_patient_otp(
-        &self,
-        _: Request<pb::SendPatientOtpRequest>,
-    ) -> Result<Response<pb::SendPatientOtpResponse>, Status> {
-        Err(pending("SendPatientOtp"))
+    async fn send_patient_otp(&self, req: Request<pb::SendPatientOtpRequest>) -> Reply<pb::SendPatientOtpResponse> {
+        // Logins are the edge's to drive: it checks the allowlist and mints the session.
+        staff(&req)?;
+        ok(logins::send_patient_otp(&self.app, req.get_ref()).await)
     }
 
     async fn verify_patient_otp(
         &self,
-        _: Request<pb::VerifyPatientOtpRequest>,
-    ) -> Result<Response<pb::VerifyPatientOtpResponse>, Status> {
-        Err(pending("VerifyPatientOtp"))
+        req: Request<pb::VerifyPatientOtpRequest>,
+    ) -> Reply<pb::VerifyPatientOtpResponse> {
+        // Logins are the edge's to drive: it checks the allowlist and mints the session.
+        staff(&req)?;
+        ok(logins::verify_patient_otp(&self.app, req.get_ref()).await)
     }
 }

@@ -17,6 +17,7 @@ mod app;
 pub mod config;
 mod error;
 mod grpc;
+mod logins;
 mod outbox;
 mod portal;
 pub mod store;

@@ -174,6 +174,19 @@ pub(crate) fn request_of(
             }
         }
     }
+    if kind.is_some_and(Kind::is_secret) {
+        bad.push(FieldViolation::new(
+            "notification_type",
+            "sign-in codes and links are sent by the login flow only",
+        ));
+    }
+    // Without a reference the derived key would stand for every event of the type for the patient.
+    if req.dedupe_key.is_empty() && req.reference.is_empty() && kind.is_some_and(|k| k != Kind::Welcome) {
+        bad.push(FieldViolation::new(
+            "reference",
+            "is required when no dedupe_key is given: it says which event this is",
+        ));
+    }
     let (Some(kind), true) = (kind, bad.is_empty()) else {
         return Err(Error::InvalidArgument(bad));
     };
@@ -190,7 +203,12 @@ pub(crate) fn request_of(
             name: recipient.name,
         },
         reference: req.reference,
-        dedupe_key: req.dedupe_key,
+        // Callers' keys have a space of their own, apart from derived and login keys.
+        dedupe_key: if req.dedupe_key.is_empty() {
+            String::new()
+        } else {
+            format!("key:{}", req.dedupe_key)
+        },
         channels,
         send_at,
         by: Actor {
@@ -314,11 +332,18 @@ pub(crate) fn parse_id(field: &str, id: &str) -> Result<Uuid> {
 pub(crate) async fn cancel(app: &App, req: &pb::CancelNotificationRequest) -> Result<pb::CancelNotificationResponse> {
     let id = match (req.notification_id.is_empty(), req.dedupe_key.is_empty()) {
         (false, _) => parse_id("notification_id", &req.notification_id)?,
-        (true, false) => app
-            .store
-            .notification_by_key(&req.dedupe_key)
-            .await?
-            .ok_or_else(|| Error::not_found("notification", "with that dedupe key"))?,
+        (true, false) => {
+            // The key as the caller gave it, or as the outbox shows it.
+            let found = match app
+                .store
+                .notification_by_key(&format!("key:{}", req.dedupe_key))
+                .await?
+            {
+                Some(id) => Some(id),
+                None => app.store.notification_by_key(&req.dedupe_key).await?,
+            };
+            found.ok_or_else(|| Error::not_found("notification", "with that dedupe key"))?
+        }
         (true, true) => {
             return Err(Error::field(
                 "notification_id",

@@ -120,6 +120,28 @@ pub struct PortalRow {
     pub created_at: DateTime<Utc>,
 }
 
+/// A login code or link to store (hashes only).
+#[derive(Debug)]
+pub struct NewLoginCode<'a> {
+    pub id: Uuid,
+    pub purpose: &'a str,
+    pub email_hash: &'a str,
+    pub admin_email: Option<&'a str>,
+    pub canvas_patient_id: Option<&'a str>,
+    pub secret_hash: &'a str,
+    pub expires_at: DateTime<Utc>,
+}
+
+/// A login code or link as stored.
+#[derive(Debug, Clone)]
+pub struct LoginCodeRow {
+    pub id: Uuid,
+    pub admin_email: Option<String>,
+    pub canvas_patient_id: Option<String>,
+    pub secret_hash: String,
+    pub failed_attempts: i32,
+}
+
 const MESSAGE_COLUMNS: &str = "m.*, n.dedupe_key, n.send_at";
 
 impl Store {
@@ -327,15 +349,24 @@ impl Store {
 
     /// Takes up to `limit` due messages (pending and due, or held by a worker whose lease ran out)
     /// for `lease`.
+    ///
+    /// A message retaken from a worker whose lease ran out (it stopped mid-delivery) has that lost
+    /// attempt counted and recorded as `abandoned`, so a message that kills its workers still reaches
+    /// the dead letter.
     pub async fn claim(&self, owner: &str, lease: Duration, limit: i64) -> Result<Vec<MessageRow>> {
         let mut tx = self.begin().await?;
         let ids: Vec<Uuid> = sqlx::query_scalar(
-            "update outbox_messages m set status = 'sending', lease_owner = $1, \
-             lease_until = now() + make_interval(secs => $2), lease_generation = lease_generation + 1, \
-             updated_at = now() \
-             where id in (select id from outbox_messages where (status = 'pending' and next_attempt_at <= now()) \
-             or (status = 'sending' and lease_until < now()) order by next_attempt_at for update skip locked limit $3) \
-             returning m.id",
+            "with picked as (select id, status as was from outbox_messages \
+             where (status = 'pending' and next_attempt_at <= now()) or (status = 'sending' and lease_until < now()) \
+             order by next_attempt_at for update skip locked limit $3), \
+             taken as (update outbox_messages m set status = 'sending', lease_owner = $1, \
+             lease_until = now() + make_interval(secs => $2), lease_generation = m.lease_generation + 1, \
+             attempt_count = m.attempt_count + case when picked.was = 'sending' then 1 else 0 end, updated_at = now() \
+             from picked where m.id = picked.id returning m.id, picked.was), \
+             lost as (insert into delivery_attempts (message_id, number, outcome, error) \
+             select t.id, (select count(*) from delivery_attempts d where d.message_id = t.id) + 1, 'abandoned', \
+             'its worker stopped before recording the outcome' from taken t where t.was = 'sending') \
+             select id from taken",
         )
         .bind(owner)
         .bind(lease.as_secs_f64())
@@ -349,8 +380,28 @@ impl Store {
         .bind(&ids)
         .fetch_all(&mut *tx)
         .await?;
+        // A row this version cannot read (a type a newer release added) must not hold back the
+        // rest of the batch: it goes back untouched for a replica that can.
+        let mut out = Vec::with_capacity(rows.len());
+        for row in &rows {
+            match message_of(row) {
+                Ok(m) => out.push(m),
+                Err(e) => {
+                    let id: Uuid = row.try_get("id")?;
+                    tracing::error!(message = %id, error = %e, "an outbox message this version cannot read");
+                    sqlx::query(
+                        "update outbox_messages set status = 'pending', lease_owner = null, lease_until = null, \
+                         attempt_count = greatest(attempt_count - 1, 0), next_attempt_at = now() + interval '5 minutes' \
+                         where id = $1",
+                    )
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+            }
+        }
         tx.commit().await?;
-        rows.iter().map(message_of).collect()
+        Ok(out)
     }
 
     /// Extends a held lease; `false` when the message is no longer ours.
@@ -421,13 +472,21 @@ impl Store {
             tx.rollback().await?;
             return Ok(false);
         }
+        // A code or link is kept (sealed) only until its message is over: then nothing holds it
+        // but the recipient's mailbox and the hash the login checks.
+        if m.kind.is_secret() && f.status != "pending" {
+            sqlx::query("update notifications set nonce = ''::bytea, sealed = ''::bytea where id = $1")
+                .bind(m.notification_id)
+                .execute(&mut *tx)
+                .await?;
+        }
         if let Some((outcome, http_status, error)) = f.attempt {
+            // Numbered by the message's whole history, which a replay keeps.
             sqlx::query(
                 "insert into delivery_attempts (message_id, number, outcome, http_status, error) \
-                 values ($1, $2, $3, $4, $5)",
+                 values ($1, (select count(*) from delivery_attempts where message_id = $1) + 1, $2, $3, $4)",
             )
             .bind(m.id)
-            .bind(m.attempt_count + 1)
             .bind(outcome)
             .bind(http_status)
             .bind(error)
@@ -472,14 +531,103 @@ impl Store {
         .execute(&mut *tx)
         .await?;
         sqlx::query(
-            "insert into delivery_attempts (message_id, number, outcome, http_status, error) values ($1, $2, 'sent', 0, '')",
+            "insert into delivery_attempts (message_id, number, outcome, http_status, error) \
+             values ($1, (select count(*) from delivery_attempts where message_id = $1) + 1, 'sent', 0, '')",
         )
         .bind(m.id)
-        .bind(m.attempt_count + 1)
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
         Ok(true)
+    }
+
+    // ---- logins ----
+
+    pub async fn insert_login_code(&self, c: NewLoginCode<'_>) -> Result<()> {
+        let mut tx = self.begin().await?;
+        sqlx::query(
+            "insert into login_codes (id, purpose, email_hash, admin_email, canvas_patient_id, secret_hash, expires_at) \
+             values ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(c.id)
+        .bind(c.purpose)
+        .bind(c.email_hash)
+        .bind(c.admin_email)
+        .bind(c.canvas_patient_id)
+        .bind(c.secret_hash)
+        .bind(c.expires_at)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Codes or links of this purpose created for the email since `since`.
+    pub async fn recent_login_codes(&self, purpose: &str, email_hash: &str, since: DateTime<Utc>) -> Result<i64> {
+        let mut tx = self.begin().await?;
+        let n = sqlx::query_scalar(
+            "select count(*) from login_codes where purpose = $1 and email_hash = $2 and created_at > $3",
+        )
+        .bind(purpose)
+        .bind(email_hash)
+        .bind(since)
+        .fetch_one(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(n)
+    }
+
+    /// Uses the email's newest live code if `matches` says the code given is it; a wrong code counts
+    /// against it. The row is locked, so of concurrent right answers exactly one uses it.
+    pub async fn use_login_code(
+        &self,
+        purpose: &str,
+        email_hash: &str,
+        max_failed: i32,
+        matches: impl FnOnce(&LoginCodeRow) -> bool,
+    ) -> Result<Option<LoginCodeRow>> {
+        let mut tx = self.begin().await?;
+        let row = sqlx::query(
+            "select * from login_codes where purpose = $1 and email_hash = $2 and expires_at > now() \
+             order by created_at desc limit 1 for update",
+        )
+        .bind(purpose)
+        .bind(email_hash)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(row) = row else {
+            tx.commit().await?;
+            return Ok(None);
+        };
+        let consumed: Option<DateTime<Utc>> = row.try_get("consumed_at")?;
+        let code = login_code_of(&row)?;
+        if consumed.is_some() || code.failed_attempts >= max_failed {
+            tx.commit().await?;
+            return Ok(None);
+        }
+        let right = matches(&code);
+        let sql = if right {
+            "update login_codes set consumed_at = now() where id = $1"
+        } else {
+            "update login_codes set failed_attempts = failed_attempts + 1 where id = $1"
+        };
+        sqlx::query(sql).bind(code.id).execute(&mut *tx).await?;
+        tx.commit().await?;
+        Ok(right.then_some(code))
+    }
+
+    /// Uses a live, unused magic link once.
+    pub async fn use_magic_link(&self, secret_hash: &str) -> Result<Option<LoginCodeRow>> {
+        let mut tx = self.begin().await?;
+        let row = sqlx::query(
+            "update login_codes set consumed_at = now() where purpose = 'magic_link' and secret_hash = $1 \
+             and consumed_at is null and expires_at > now() returning *",
+        )
+        .bind(secret_hash)
+        .fetch_optional(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        row.as_ref().map(login_code_of).transpose()
     }
 
     // ---- the portal ----
@@ -566,6 +714,16 @@ fn message_of(r: &PgRow) -> Result<MessageRow> {
         lease_generation: r.try_get("lease_generation")?,
         created_at: r.try_get("created_at")?,
         updated_at: r.try_get("updated_at")?,
+    })
+}
+
+fn login_code_of(r: &PgRow) -> Result<LoginCodeRow> {
+    Ok(LoginCodeRow {
+        id: r.try_get("id")?,
+        admin_email: r.try_get("admin_email")?,
+        canvas_patient_id: r.try_get("canvas_patient_id")?,
+        secret_hash: r.try_get("secret_hash")?,
+        failed_attempts: r.try_get("failed_attempts")?,
     })
 }
 

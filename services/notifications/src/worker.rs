@@ -25,6 +25,12 @@ use crate::{
 
 /// Messages one claim takes.
 const BATCH: i64 = 16;
+/// The longest a vendor may make us wait before the next attempt (a larger `Retry-After` is taken
+/// as this).
+const MAX_VENDOR_WAIT: Duration = Duration::from_secs(24 * 60 * 60);
+/// How long SendGrid's Email Activity may take to show a message: before that, "not found" after a
+/// lost answer means "cannot tell yet".
+const ACTIVITY_LAG: chrono::Duration = chrono::Duration::minutes(10);
 
 /// Runs until the task is dropped. Each batch's messages are delivered concurrently.
 pub(crate) async fn run(app: Shared) {
@@ -58,24 +64,26 @@ pub(crate) async fn run(app: Shared) {
     }
 }
 
-/// Delivers one claimed message while a heartbeat keeps its lease.
+/// Keeps a held message's lease alive; pends for ever once the lease is lost (the fence then
+/// refuses the holder's writes).
+async fn heartbeat(app: &App, m: &MessageRow) {
+    loop {
+        tokio::time::sleep(app.lease / 3).await;
+        match app.store.heartbeat(m.id, m.lease_generation, app.lease).await {
+            Ok(true) => {}
+            Ok(false) => std::future::pending::<()>().await,
+            Err(e) => tracing::warn!(message = %m.id, error = %e, "an outbox heartbeat failed"),
+        }
+    }
+}
+
+/// Delivers one claimed message while a heartbeat keeps its lease. Both run in this one future, so
+/// however delivery ends (a panic included) the heartbeat ends with it and the lease can run out.
 async fn deliver_held(app: &Shared, m: MessageRow) {
-    let heartbeat = {
-        let app = app.clone();
-        let (id, generation) = (m.id, m.lease_generation);
-        tokio::spawn(async move {
-            loop {
-                tokio::time::sleep(app.lease / 3).await;
-                match app.store.heartbeat(id, generation, app.lease).await {
-                    Ok(true) => {}
-                    Ok(false) => break,
-                    Err(e) => tracing::warn!(message = %id, error = %e, "an outbox heartbeat failed"),
-                }
-            }
-        })
+    let result = tokio::select! {
+        r = deliver(app, &m) => r,
+        () = heartbeat(app, &m) => unreachable!("the heartbeat never finishes"),
     };
-    let result = deliver(app, &m).await;
-    heartbeat.abort();
     match result {
         Ok(()) => {}
         // A payload that no longer opens will not open next time either.
@@ -137,7 +145,36 @@ async fn address(app: &App, m: &MessageRow, p: &Payload) -> Result<Option<(Strin
     Ok(usable.then_some((to, contact)))
 }
 
+/// Ends a message without calling its vendor.
+async fn give_up(app: &App, m: &MessageRow, status: &str, why: &str) -> Result<()> {
+    app.store
+        .finish(
+            m,
+            Finish {
+                status,
+                attempt: None,
+                next_attempt_at: None,
+                vendor_message_id: None,
+                last_error: Some(why),
+                still_uncertain: m.uncertain_since.is_some(),
+            },
+        )
+        .await?;
+    tracing::warn!(message = %m.id, channel = m.channel.code(), why, "message not sent");
+    Ok(())
+}
+
 async fn deliver(app: &App, m: &MessageRow) -> Result<()> {
+    // Attempts whose workers stopped mid-delivery count too (the claim recorded them).
+    if m.attempt_count as usize >= app.schedule.len() {
+        return give_up(app, m, "dead_lettered", "every attempt was used up").await;
+    }
+    // A sign-in code or link that can no longer be used is not worth sending.
+    if let Some(life) = crate::logins::lifetime(m.kind) {
+        if Utc::now() - m.created_at > life {
+            return give_up(app, m, "dead_lettered", "it expired before it could be delivered").await;
+        }
+    }
     let n = app
         .store
         .notification(m.notification_id)
@@ -151,20 +188,7 @@ async fn deliver(app: &App, m: &MessageRow) -> Result<()> {
         Ok(Some(found)) => found,
         Ok(None) => {
             let why = format!("no {} address for the recipient", m.channel.code());
-            app.store
-                .finish(
-                    m,
-                    Finish {
-                        status: "skipped",
-                        attempt: None,
-                        next_attempt_at: None,
-                        vendor_message_id: None,
-                        last_error: Some(&why),
-                        still_uncertain: false,
-                    },
-                )
-                .await?;
-            return Ok(());
+            return give_up(app, m, "skipped", &why).await;
         }
         Err(Error::Unavailable(_, why)) => {
             let outcome = Outcome::Retry {
@@ -172,7 +196,7 @@ async fn deliver(app: &App, m: &MessageRow) -> Result<()> {
                 error: why,
                 after: None,
             };
-            return record(app, m, outcome).await;
+            return record(app, m, outcome, false).await;
         }
         Err(e) => return Err(e),
     };
@@ -198,6 +222,32 @@ async fn deliver(app: &App, m: &MessageRow) -> Result<()> {
                     .await
             }
             Rendered::Portal { .. } => Found::NotSent,
+        };
+        // SendGrid's activity shows a message minutes after it was sent: a miss before then proves
+        // nothing, so the message waits (a code or link, short-lived, is sent again instead).
+        let found = match found {
+            Found::NotSent
+                if matches!(rendered, Rendered::Email { .. })
+                    && Utc::now() - since < ACTIVITY_LAG
+                    && crate::logins::lifetime(m.kind).is_none() =>
+            {
+                let at = since + ACTIVITY_LAG;
+                app.store
+                    .finish(
+                        m,
+                        Finish {
+                            status: "pending",
+                            attempt: None,
+                            next_attempt_at: Some(at),
+                            vendor_message_id: None,
+                            last_error: Some("waiting to learn whether an earlier attempt went out"),
+                            still_uncertain: true,
+                        },
+                    )
+                    .await?;
+                return Ok(());
+            }
+            other => other,
         };
         match found {
             Found::Sent { vendor_id } => {
@@ -247,18 +297,21 @@ async fn deliver(app: &App, m: &MessageRow) -> Result<()> {
         Rendered::Sms { body } => app.sms.send(&Sms { to, body }).await,
         Rendered::Portal { .. } => unreachable!("portal messages return above"),
     };
-    record(app, m, outcome).await
+    record(app, m, outcome, true).await
 }
 
-/// Records an attempt's outcome and schedules what follows.
-async fn record(app: &App, m: &MessageRow, outcome: Outcome) -> Result<()> {
+/// Records an attempt's outcome and schedules what follows. `reached_vendor` is false when the
+/// attempt failed before the vendor was called: a "possibly sent" mark from an earlier attempt
+/// then stays.
+async fn record(app: &App, m: &MessageRow, outcome: Outcome, reached_vendor: bool) -> Result<()> {
     let attempt = m.attempt_count + 1;
-    // The delay before attempt `attempt + 1`, or `None` after the last.
+    // The time of attempt `attempt + 1`, or `None` after the last.
     let next = |after: Option<Duration>| -> Option<chrono::DateTime<Utc>> {
         let planned = *app.schedule.get(attempt as usize)?;
-        let wait = after.map_or(planned, |a| a.max(planned));
-        Some(Utc::now() + chrono::Duration::from_std(wait).unwrap_or_default())
+        let wait = after.map_or(planned, |a| a.max(planned)).min(MAX_VENDOR_WAIT);
+        Utc::now().checked_add_signed(chrono::Duration::from_std(wait).ok()?)
     };
+    let kept = !reached_vendor && m.uncertain_since.is_some();
     let finish = match &outcome {
         Outcome::Sent { vendor_id, http_status } => Finish {
             status: "sent",
@@ -280,7 +333,7 @@ async fn record(app: &App, m: &MessageRow, outcome: Outcome) -> Result<()> {
                 next_attempt_at: at,
                 vendor_message_id: None,
                 last_error: Some(error),
-                still_uncertain: false,
+                still_uncertain: kept,
             }
         }
         Outcome::Permanent { http_status, error } => Finish {
@@ -289,7 +342,7 @@ async fn record(app: &App, m: &MessageRow, outcome: Outcome) -> Result<()> {
             next_attempt_at: None,
             vendor_message_id: None,
             last_error: Some(error),
-            still_uncertain: false,
+            still_uncertain: kept,
         },
         Outcome::Uncertain { error } => {
             let at = next(None);

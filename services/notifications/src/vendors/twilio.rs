@@ -116,16 +116,16 @@ impl Twilio {
         }
     }
 
-    /// Looks for a message with this body to this number created since `since`.
+    /// Looks for a message from us with this body to this number, created since `since`. Twilio
+    /// lists newest first; no date filter, since a message still queued has no send date yet.
     pub(crate) async fn find(&self, m: &Sms, since: chrono::DateTime<chrono::Utc>) -> Found {
-        // A minute of slack for the clocks; Twilio filters by date only.
+        // A minute of slack for the clocks.
         let since = since - chrono::Duration::minutes(1);
-        let day = since.format("%Y-%m-%d").to_string();
         let resp = self
             .http
             .get(self.messages_url())
             .basic_auth(&self.account, Some(self.token.expose_secret()))
-            .query(&[("To", m.to.as_str()), ("DateSent>", day.as_str()), ("PageSize", "100")])
+            .query(&[("To", m.to.as_str()), ("PageSize", "100")])
             .send()
             .await;
         let body: serde_json::Value = match resp {
@@ -153,7 +153,12 @@ impl Twilio {
                 .as_str()
                 .and_then(|d| chrono::DateTime::parse_from_rfc2822(d).ok())
                 .map(|d| d.with_timezone(&chrono::Utc));
-            msg["body"].as_str() == Some(m.body.as_str()) && created.is_some_and(|c| c >= since)
+            let ours = if self.from.is_empty() {
+                msg["messaging_service_sid"].as_str() == Some(self.messaging_service.as_str())
+            } else {
+                msg["from"].as_str() == Some(self.from.as_str())
+            };
+            ours && msg["body"].as_str() == Some(m.body.as_str()) && created.is_some_and(|c| c >= since)
         });
         match found {
             Some(msg) => Found::Sent {

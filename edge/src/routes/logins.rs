@@ -1,0 +1,477 @@
+//! Passwordless logins: an admin's one-time code or magic link, a patient's one-time code, and the
+//! admin allowlist they check. Codes and links are made, sent and checked by notifications; the edge
+//! decides who may have one, throttles sends, and mints the session.
+//!
+//! Every send answers the same whether or not the email belongs to anyone, and sends are throttled
+//! per email for known and unknown emails alike, so the routes do not reveal who is an admin or a
+//! patient.
+
+use axum::{
+    body::Bytes,
+    extract::{rejection::BytesRejection, Path, Query, State},
+    http::{header, HeaderMap, StatusCode},
+    response::{Html, IntoResponse, Response},
+    routing::{delete, get, post},
+    Router,
+};
+use era_kit::auth::Caller;
+use era_proto::notifications::v1 as pb;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use super::auth::SessionToken;
+use crate::{
+    auth::AdminSecret,
+    error::{ApiError, ErrorBody},
+    routes::{grpc, ApiJson},
+    AppState,
+};
+
+pub(super) fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/auth/otp/send", post(admin_otp_send))
+        .route("/api/auth/otp/verify", post(admin_otp_verify))
+        .route("/api/auth/magic-link", post(magic_link_send).get(magic_link_page))
+        .route("/api/auth/magic-link/consume", post(magic_link_consume))
+        .route("/api/patient/auth/send-code", post(patient_code_send))
+        .route("/api/patient/auth/verify", post(patient_code_verify))
+        .route("/api/admin/admin-users", get(list_admins).post(add_admin))
+        .route("/api/admin/admin-users/{email}", delete(remove_admin))
+}
+
+/// The edge calls notifications for logins as itself.
+fn edge() -> Caller {
+    Caller::service("era-edge/logins")
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct EmailRequest {
+    pub email: String,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CodeRequest {
+    pub email: String,
+    /// Six digits.
+    pub code: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SendAccepted {
+    /// Always true: the answer does not say whether the email belongs to anyone.
+    pub accepted: bool,
+    /// How long a code or link lives.
+    pub expires_in_seconds: i64,
+}
+
+/// An email as accounts know it: trimmed, lowercased, plausible.
+fn email_of(raw: &str) -> Result<String, ApiError> {
+    let email = raw.trim().to_lowercase();
+    let plausible = email.len() <= 254
+        && email
+            .rsplit_once('@')
+            .is_some_and(|(local, domain)| !local.is_empty() && domain.contains('.') && !domain.ends_with('.'))
+        && !email.chars().any(|c| c.is_whitespace() || c.is_control());
+    if !plausible {
+        return Err(ApiError::field("email", "is not an email address"));
+    }
+    Ok(email)
+}
+
+fn accepted(seconds: i64) -> (StatusCode, ApiJson<SendAccepted>) {
+    (
+        StatusCode::ACCEPTED,
+        ApiJson(SendAccepted {
+            accepted: true,
+            expires_in_seconds: seconds,
+        }),
+    )
+}
+
+/// A send's failure as the caller sees it: vendor trouble never shows (the outbox retries), and a
+/// service-side throttle answers like the edge's own.
+fn send_failed(status: tonic::Status) -> ApiError {
+    if status.code() == tonic::Code::ResourceExhausted {
+        return ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limited",
+            "too many codes or links were asked for this email; try again in 15 minutes",
+        );
+    }
+    status.into()
+}
+
+/// A check's failure: a wrong, expired or used code or link is 401 with its reason; anything else
+/// keeps the usual mapping.
+fn check_failed(status: tonic::Status) -> ApiError {
+    if status.code() == tonic::Code::Unauthenticated {
+        return match era_kit::error::reason_of(&status).as_deref() {
+            Some("INVALID_LINK") => ApiError::unauthorized(
+                "invalid_link",
+                "the link is unknown, expired or already used; ask for a new one",
+            ),
+            _ => ApiError::unauthorized(
+                "invalid_code",
+                "the code is wrong, expired or already used; ask for a new one",
+            ),
+        };
+    }
+    status.into()
+}
+
+/// Mints the admin session for an allowlisted email (checked again: it may have been removed since
+/// the code was sent); otherwise answers as a bad code or link would.
+async fn admin_session(
+    state: &AppState,
+    email: &str,
+    how: &str,
+    refused: tonic::Status,
+) -> Result<ApiJson<SessionToken>, ApiError> {
+    if !state.admins.is_admin(email).await? {
+        return Err(check_failed(refused));
+    }
+    let issued = state.admin_tokens.issue(email);
+    tracing::info!(subject = %issued.claims.sub, how, "admin session issued");
+    Ok(ApiJson(SessionToken {
+        token: issued.token.clone(),
+        token_type: "Bearer".into(),
+        expires_at: issued.expires_at().to_rfc3339(),
+        subject: issued.claims.sub,
+    }))
+}
+
+/// Sends an admin a six-digit sign-in code (10 minutes, single use).
+#[utoipa::path(
+    post, path = "/api/auth/otp/send", tag = "auth",
+    request_body = EmailRequest,
+    responses(
+        (status = 202, description = "the same answer whether or not the email is an admin's", body = SendAccepted),
+        (status = 400, body = ErrorBody),
+        (status = 429, description = "`rate_limited`: 5 sends per email per 15 minutes", body = ErrorBody),
+    )
+)]
+pub async fn admin_otp_send(
+    State(state): State<AppState>,
+    ApiJson(body): ApiJson<EmailRequest>,
+) -> Result<(StatusCode, ApiJson<SendAccepted>), ApiError> {
+    let email = email_of(&body.email)?;
+    state.admins.throttle("admin_otp", &email).await?;
+    if state.admins.is_admin(&email).await? {
+        let req = pb::SendAdminOtpRequest { email };
+        state
+            .clients
+            .notifications
+            .clone()
+            .send_admin_otp(grpc(&state, &edge(), req))
+            .await
+            .map_err(send_failed)?;
+    }
+    Ok(accepted(600))
+}
+
+/// Checks an admin's code: a 24 h admin JWT. At most 5 wrong tries per code.
+#[utoipa::path(
+    post, path = "/api/auth/otp/verify", tag = "auth",
+    request_body = CodeRequest,
+    responses(
+        (status = 200, body = SessionToken),
+        (status = 400, body = ErrorBody),
+        (status = 401, description = "`invalid_code`: wrong, expired, used, or too many wrong tries", body = ErrorBody),
+    )
+)]
+pub async fn admin_otp_verify(
+    State(state): State<AppState>,
+    ApiJson(body): ApiJson<CodeRequest>,
+) -> Result<ApiJson<SessionToken>, ApiError> {
+    let email = email_of(&body.email)?;
+    let req = pb::VerifyAdminOtpRequest { email, code: body.code };
+    let admin = state
+        .clients
+        .notifications
+        .clone()
+        .verify_admin_otp(grpc(&state, &edge(), req))
+        .await
+        .map_err(check_failed)?
+        .into_inner()
+        .admin
+        .unwrap_or_default();
+    let refused = era_kit::error::with_reason(tonic::Code::Unauthenticated, "INVALID_CODE", "not an admin");
+    admin_session(&state, &admin.email, "one-time code", refused).await
+}
+
+/// Sends an admin a sign-in link (15 minutes, single use).
+#[utoipa::path(
+    post, path = "/api/auth/magic-link", tag = "auth",
+    request_body = EmailRequest,
+    responses(
+        (status = 202, description = "the same answer whether or not the email is an admin's", body = SendAccepted),
+        (status = 400, body = ErrorBody),
+        (status = 429, description = "`rate_limited`", body = ErrorBody),
+    )
+)]
+pub async fn magic_link_send(
+    State(state): State<AppState>,
+    ApiJson(body): ApiJson<EmailRequest>,
+) -> Result<(StatusCode, ApiJson<SendAccepted>), ApiError> {
+    let email = email_of(&body.email)?;
+    state.admins.throttle("magic_link", &email).await?;
+    if state.admins.is_admin(&email).await? {
+        let req = pb::SendMagicLinkRequest { email };
+        state
+            .clients
+            .notifications
+            .clone()
+            .send_magic_link(grpc(&state, &edge(), req))
+            .await
+            .map_err(send_failed)?;
+    }
+    Ok(accepted(900))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct LinkQuery {
+    pub token: Option<String>,
+}
+
+/// What a magic link opens: a page asking to confirm, which does not use the link up (mail
+/// scanners open links); its button POSTs to `/api/auth/magic-link/consume`.
+#[utoipa::path(
+    get, path = "/api/auth/magic-link", tag = "auth",
+    params(LinkQuery),
+    responses((status = 200, description = "an HTML confirm page", content_type = "text/html"))
+)]
+pub async fn magic_link_page(Query(q): Query<LinkQuery>) -> Response {
+    // Only a token's own characters reach the page, so nothing in it can be markup.
+    let token: String = q
+        .token
+        .unwrap_or_default()
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_')
+        .take(200)
+        .collect();
+    let page = format!(
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Sign in to YourEra</title>\
+         <meta name=\"viewport\" content=\"width=device-width\"></head>\
+         <body style=\"font-family:sans-serif;max-width:32rem;margin:4rem auto\">\
+         <h1>Sign in to YourEra</h1><p>Continue to sign in as an admin. The link works once.</p>\
+         <form method=\"post\" action=\"/api/auth/magic-link/consume\">\
+         <input type=\"hidden\" name=\"token\" value=\"{token}\"><button type=\"submit\">Sign in</button>\
+         </form></body></html>"
+    );
+    (
+        [
+            (header::CACHE_CONTROL, "no-store"),
+            (header::REFERRER_POLICY, "no-referrer"),
+            (header::X_FRAME_OPTIONS, "DENY"),
+        ],
+        Html(page),
+    )
+        .into_response()
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ConsumeRequest {
+    pub token: String,
+}
+
+/// Uses a magic link once: a 24 h admin JWT. Takes the confirm page's form post or JSON.
+#[utoipa::path(
+    post, path = "/api/auth/magic-link/consume", tag = "auth",
+    request_body(content = ConsumeRequest, content_type = "application/x-www-form-urlencoded"),
+    responses(
+        (status = 200, body = SessionToken),
+        (status = 401, description = "`invalid_link`: unknown, expired or used", body = ErrorBody),
+    )
+)]
+pub async fn magic_link_consume(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<ApiJson<SessionToken>, ApiError> {
+    let body = body?;
+    let json = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    let parsed: Option<ConsumeRequest> = if json {
+        serde_json::from_slice(&body).ok()
+    } else {
+        serde_urlencoded::from_bytes(&body).ok()
+    };
+    let token = parsed
+        .map(|r| r.token)
+        .ok_or_else(|| ApiError::field("token", "send the link's token, as a form field or JSON"))?;
+    let req = pb::ConsumeMagicLinkRequest { token };
+    let admin = state
+        .clients
+        .notifications
+        .clone()
+        .consume_magic_link(grpc(&state, &edge(), req))
+        .await
+        .map_err(check_failed)?
+        .into_inner()
+        .admin
+        .unwrap_or_default();
+    let refused = era_kit::error::with_reason(tonic::Code::Unauthenticated, "INVALID_LINK", "not an admin");
+    admin_session(&state, &admin.email, "magic link", refused).await
+}
+
+/// Sends a patient a six-digit sign-in code, when the email is a patient's.
+#[utoipa::path(
+    post, path = "/api/patient/auth/send-code", tag = "auth",
+    request_body = EmailRequest,
+    responses(
+        (status = 202, description = "the same answer whether or not the email is a patient's", body = SendAccepted),
+        (status = 400, body = ErrorBody),
+        (status = 429, description = "`rate_limited`", body = ErrorBody),
+        (status = 503, description = "`canvas_unavailable`", body = ErrorBody),
+    )
+)]
+pub async fn patient_code_send(
+    State(state): State<AppState>,
+    ApiJson(body): ApiJson<EmailRequest>,
+) -> Result<(StatusCode, ApiJson<SendAccepted>), ApiError> {
+    let email = email_of(&body.email)?;
+    state.admins.throttle("patient_otp", &email).await?;
+    let req = pb::SendPatientOtpRequest { email };
+    state
+        .clients
+        .notifications
+        .clone()
+        .send_patient_otp(grpc(&state, &edge(), req))
+        .await
+        .map_err(send_failed)?;
+    Ok(accepted(600))
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PatientSession {
+    pub token: String,
+    /// Always `Bearer`.
+    pub token_type: String,
+    /// RFC 3339, 4 h after issue.
+    pub expires_at: String,
+    pub canvas_patient_id: String,
+}
+
+/// Checks a patient's code: a 4 h patient JWT for that Canvas patient.
+#[utoipa::path(
+    post, path = "/api/patient/auth/verify", tag = "auth",
+    request_body = CodeRequest,
+    responses(
+        (status = 200, body = PatientSession),
+        (status = 400, body = ErrorBody),
+        (status = 401, description = "`invalid_code`", body = ErrorBody),
+    )
+)]
+pub async fn patient_code_verify(
+    State(state): State<AppState>,
+    ApiJson(body): ApiJson<CodeRequest>,
+) -> Result<ApiJson<PatientSession>, ApiError> {
+    let email = email_of(&body.email)?;
+    let req = pb::VerifyPatientOtpRequest { email, code: body.code };
+    let patient = state
+        .clients
+        .notifications
+        .clone()
+        .verify_patient_otp(grpc(&state, &edge(), req))
+        .await
+        .map_err(check_failed)?
+        .into_inner()
+        .canvas_patient_id;
+    let issued = state.patient_tokens.issue(&patient);
+    tracing::info!(patient = %patient, "patient session issued");
+    Ok(ApiJson(PatientSession {
+        token: issued.token.clone(),
+        token_type: "Bearer".into(),
+        expires_at: issued.expires_at().to_rfc3339(),
+        canvas_patient_id: patient,
+    }))
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AdminUserView {
+    pub email: String,
+    pub added_by: String,
+    pub added_at: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AdminUsers {
+    pub items: Vec<AdminUserView>,
+}
+
+/// Who may sign in as an admin.
+#[utoipa::path(
+    get, path = "/api/admin/admin-users", tag = "auth",
+    security(("admin_secret" = [])),
+    responses((status = 200, body = AdminUsers), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody))
+)]
+pub async fn list_admins(State(state): State<AppState>, _: AdminSecret) -> Result<ApiJson<AdminUsers>, ApiError> {
+    let items = state
+        .admins
+        .list()
+        .await?
+        .into_iter()
+        .map(|a| AdminUserView {
+            email: a.email,
+            added_by: a.added_by,
+            added_at: a.added_at.to_rfc3339(),
+        })
+        .collect();
+    Ok(ApiJson(AdminUsers { items }))
+}
+
+/// Lets an email sign in as an admin.
+#[utoipa::path(
+    post, path = "/api/admin/admin-users", tag = "auth",
+    security(("admin_secret" = [])),
+    request_body = EmailRequest,
+    responses(
+        (status = 201, description = "added"),
+        (status = 200, description = "already listed"),
+        (status = 400, body = ErrorBody),
+        (status = 403, description = "only `ADMIN_SECRET` manages the list", body = ErrorBody),
+    )
+)]
+pub async fn add_admin(
+    State(state): State<AppState>,
+    _: AdminSecret,
+    ApiJson(body): ApiJson<EmailRequest>,
+) -> Result<StatusCode, ApiError> {
+    let email = email_of(&body.email)?;
+    let added = state.admins.add(&email, era_kit::auth::ADMIN_SECRET_SUBJECT).await?;
+    tracing::info!(admin = %email, added, "admin allowlist updated");
+    Ok(if added { StatusCode::CREATED } else { StatusCode::OK })
+}
+
+/// Stops an email signing in as an admin (sessions already issued end at expiry or logout).
+#[utoipa::path(
+    delete, path = "/api/admin/admin-users/{email}", tag = "auth",
+    security(("admin_secret" = [])),
+    params(("email" = String, Path)),
+    responses((status = 204, description = "removed"), (status = 404, body = ErrorBody), (status = 403, body = ErrorBody))
+)]
+pub async fn remove_admin(
+    State(state): State<AppState>,
+    _: AdminSecret,
+    Path(email): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let email = email_of(&email)?;
+    if !state.admins.remove(&email).await? {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "that email is not on the list",
+        ));
+    }
+    tracing::info!(admin = %email, "admin removed from the allowlist");
+    Ok(StatusCode::NO_CONTENT)
+}
