@@ -87,7 +87,12 @@ impl ApiError {
 /// Server-side failures whose reason (and the service's message for it) the caller sees: operators
 /// and portals must tell a Canvas outage or a tampered record from a bug. The messages are written
 /// by canvas for callers; any other server error is described by its class only.
-const SERVER_REASONS_SHOWN: &[&str] = &["CANVAS_UNAVAILABLE", "STRIPE_UNAVAILABLE", "RECORD_INTEGRITY"];
+const SERVER_REASONS_SHOWN: &[&str] = &[
+    "CANVAS_UNAVAILABLE",
+    "STRIPE_UNAVAILABLE",
+    "HUBSPOT_UNAVAILABLE",
+    "RECORD_INTEGRITY",
+];
 
 /// The HTTP status and default code for each gRPC code. No wildcard: every code is decided here.
 pub fn http_status(code: Code) -> (StatusCode, &'static str) {

@@ -74,6 +74,7 @@ pub struct Secrets {
     pub sendgrid_api_key: SecretString,
     pub twilio_account_sid: String,
     pub twilio_auth_token: SecretString,
+    pub hubspot_token: SecretString,
 }
 
 impl std::fmt::Debug for Secrets {
@@ -107,6 +108,12 @@ pub fn random_sendgrid_key() -> SecretString {
     SecretString::from(format!("SG.{}", hex::encode(bytes)))
 }
 
+/// A HubSpot private-app-style token.
+pub fn random_hubspot_token() -> SecretString {
+    let bytes: [u8; 16] = rand::random();
+    SecretString::from(format!("pat-na1-{}", hex::encode(bytes)))
+}
+
 /// A Twilio account SID: `AC` and 32 hex digits.
 pub fn random_twilio_sid() -> String {
     let bytes: [u8; 16] = rand::random();
@@ -138,6 +145,7 @@ impl Secrets {
             sendgrid_api_key: random_sendgrid_key(),
             twilio_account_sid: random_twilio_sid(),
             twilio_auth_token: random_secret(),
+            hubspot_token: random_hubspot_token(),
         }
     }
 
@@ -197,6 +205,10 @@ impl Secrets {
                 random_records_key()
             }
         };
+        let hubspot_token = match std::env::var("HUBSPOT_ACCESS_TOKEN") {
+            Ok(v) if !v.is_empty() => SecretString::from(v),
+            _ => random_hubspot_token(),
+        };
         let sendgrid_api_key = match std::env::var("SENDGRID_API_KEY") {
             Ok(v) if !v.is_empty() => SecretString::from(v),
             _ => random_sendgrid_key(),
@@ -227,6 +239,7 @@ impl Secrets {
                 sendgrid_api_key,
                 twilio_account_sid,
                 twilio_auth_token,
+                hubspot_token,
             },
             generated,
         )
@@ -316,6 +329,12 @@ pub fn notifications_config(
             messaging_service_sid: String::new(),
             timeout_secs: 10,
         },
+        hubspot: era_notifications::config::HubSpotConfig {
+            api_base: format!("{sandbox_url}/hubspot"),
+            access_token: secrets.hubspot_token.clone(),
+            sender_actor_id: era_sandbox::hubspot::seed::CARE_TEAM_AGENT.into(),
+            timeout_secs: 10,
+        },
         keys: era_notifications::config::MessageKeys {
             keys: secrets.message_keys.clone(),
             active_key: 1,
@@ -395,6 +414,7 @@ impl Mesh {
             sendgrid_api_key: options.secrets.sendgrid_api_key.expose_secret().to_owned(),
             twilio_account_sid: options.secrets.twilio_account_sid.clone(),
             twilio_auth_token: options.secrets.twilio_auth_token.expose_secret().to_owned(),
+            hubspot_token: options.secrets.hubspot_token.expose_secret().to_owned(),
             ..Default::default()
         };
         tasks.spawn({

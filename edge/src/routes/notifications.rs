@@ -1,5 +1,5 @@
-//! Notifications: a patient's portal notifications (and marking them read), and the outbox for
-//! admins (messages with their attempts, replaying a dead letter).
+//! Notifications: a patient's portal notifications (and marking them read); for admins, the outbox
+//! (messages with their attempts, replaying a dead letter) and the HubSpot conversation inbox.
 
 use axum::{
     extract::{
@@ -31,6 +31,10 @@ pub(super) fn router() -> Router<AppState> {
         .route("/api/admin/outbox", get(outbox))
         .route("/api/admin/outbox/{id}", get(outbox_message))
         .route("/api/admin/outbox/{id}/replay", post(replay))
+        .route("/api/admin/conversations", get(conversations))
+        .route("/api/admin/conversations/{id}", get(conversation))
+        .route("/api/admin/conversations/{id}/messages", get(conversation_messages))
+        .route("/api/admin/conversations/{id}/reply", post(reply_to_conversation))
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -362,4 +366,258 @@ pub async fn replay(
     r.message
         .map(|m| ApiJson(m.into()))
         .ok_or_else(|| ApiError::new(axum::http::StatusCode::NOT_FOUND, "not_found", "no such message"))
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ConversationView {
+    pub id: String,
+    /// open or closed.
+    pub status: String,
+    pub inbox_id: String,
+    pub contact_id: String,
+    pub assigned_to: String,
+    pub archived: bool,
+    pub latest_message_at: Option<String>,
+    pub created_at: Option<String>,
+    pub closed_at: Option<String>,
+}
+
+impl From<pb::Conversation> for ConversationView {
+    fn from(c: pb::Conversation) -> Self {
+        Self {
+            status: pb::ConversationStatus::try_from(c.status)
+                .map(snake)
+                .unwrap_or_default(),
+            id: c.id,
+            inbox_id: c.inbox_id,
+            contact_id: c.contact_id,
+            assigned_to: c.assigned_to,
+            archived: c.archived,
+            latest_message_at: c.latest_message_at.map(rfc3339),
+            created_at: c.created_at.map(rfc3339),
+            closed_at: c.closed_at.map(rfc3339),
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ConversationMessageView {
+    pub id: String,
+    /// message, comment or event.
+    pub kind: String,
+    /// incoming, outgoing, or empty for comments and events.
+    pub direction: String,
+    pub text: String,
+    pub rich_text: String,
+    pub subject: String,
+    pub sender_actor_id: String,
+    pub sender_name: String,
+    /// SENT, RECEIVED, READ or FAILED.
+    pub status: String,
+    pub created_at: Option<String>,
+}
+
+impl From<pb::ConversationMessage> for ConversationMessageView {
+    fn from(m: pb::ConversationMessage) -> Self {
+        Self {
+            kind: pb::ConversationMessageKind::try_from(m.kind)
+                .map(snake)
+                .unwrap_or_default(),
+            direction: pb::ConversationMessageDirection::try_from(m.direction)
+                .map(snake)
+                .unwrap_or_default(),
+            id: m.id,
+            text: m.text,
+            rich_text: m.rich_text,
+            subject: m.subject,
+            sender_actor_id: m.sender_actor_id,
+            sender_name: m.sender_name,
+            status: m.status,
+            created_at: m.created_at.map(rfc3339),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ConversationQuery {
+    /// open or closed.
+    pub status: Option<String>,
+    pub inbox_id: Option<String>,
+    pub page_size: Option<i32>,
+    pub page_token: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ConversationPage {
+    pub items: Vec<ConversationView>,
+    pub next_page_token: String,
+}
+
+/// HubSpot conversation threads, in HubSpot's order, by status or inbox.
+#[utoipa::path(
+    get, path = "/api/admin/conversations", tag = "notifications",
+    security(("admin_secret" = []), ("admin_jwt" = [])),
+    params(ConversationQuery),
+    responses((status = 200, body = ConversationPage), (status = 400, body = ErrorBody), (status = 503, description = "`hubspot_unavailable`", body = ErrorBody))
+)]
+pub async fn conversations(
+    State(state): State<AppState>,
+    Admin(caller): Admin,
+    query: Result<Query<ConversationQuery>, QueryRejection>,
+) -> Result<ApiJson<ConversationPage>, ApiError> {
+    let Query(q) = query?;
+    use pb::ConversationStatus as S;
+    let req = pb::ListConversationsRequest {
+        status: enum_value("status", q.status.as_deref(), &[S::Open, S::Closed])?,
+        inbox_id: q.inbox_id.unwrap_or_default(),
+        page: page(q.page_size, q.page_token),
+    };
+    let r = state
+        .clients
+        .notifications
+        .clone()
+        .list_conversations(grpc(&state, &caller, req))
+        .await?
+        .into_inner();
+    Ok(ApiJson(ConversationPage {
+        items: r.conversations.into_iter().map(Into::into).collect(),
+        next_page_token: r.page.map(|p| p.next_page_token).unwrap_or_default(),
+    }))
+}
+
+/// One conversation thread.
+#[utoipa::path(
+    get, path = "/api/admin/conversations/{id}", tag = "notifications",
+    security(("admin_secret" = []), ("admin_jwt" = [])),
+    params(("id" = String, Path)),
+    responses((status = 200, body = ConversationView), (status = 404, body = ErrorBody))
+)]
+pub async fn conversation(
+    State(state): State<AppState>,
+    Admin(caller): Admin,
+    id: Result<Path<String>, PathRejection>,
+) -> Result<ApiJson<ConversationView>, ApiError> {
+    let Path(id) = id?;
+    let r = state
+        .clients
+        .notifications
+        .clone()
+        .get_conversation(grpc(&state, &caller, pb::GetConversationRequest { id }))
+        .await?
+        .into_inner();
+    r.conversation
+        .map(|c| ApiJson(c.into()))
+        .ok_or_else(|| ApiError::new(axum::http::StatusCode::NOT_FOUND, "not_found", "no such conversation"))
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ConversationMessagePage {
+    pub items: Vec<ConversationMessageView>,
+    pub next_page_token: String,
+}
+
+/// A thread's messages, comments and events, oldest first.
+#[utoipa::path(
+    get, path = "/api/admin/conversations/{id}/messages", tag = "notifications",
+    security(("admin_secret" = []), ("admin_jwt" = [])),
+    params(("id" = String, Path), super::patients::ListQuery),
+    responses((status = 200, body = ConversationMessagePage), (status = 404, body = ErrorBody))
+)]
+pub async fn conversation_messages(
+    State(state): State<AppState>,
+    Admin(caller): Admin,
+    id: Result<Path<String>, PathRejection>,
+    query: Result<Query<super::patients::ListQuery>, QueryRejection>,
+) -> Result<ApiJson<ConversationMessagePage>, ApiError> {
+    let (Path(id), Query(q)) = (id?, query?);
+    let req = pb::ListConversationMessagesRequest {
+        conversation_id: id,
+        page: page(q.page_size, q.page_token),
+    };
+    let r = state
+        .clients
+        .notifications
+        .clone()
+        .list_conversation_messages(grpc(&state, &caller, req))
+        .await?
+        .into_inner();
+    Ok(ApiJson(ConversationMessagePage {
+        items: r.messages.into_iter().map(Into::into).collect(),
+        next_page_token: r.page.map(|p| p.next_page_token).unwrap_or_default(),
+    }))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ReplyRequest {
+    pub text: String,
+    /// Optional HTML version.
+    #[serde(default)]
+    pub rich_text: String,
+    /// An internal note the contact does not see.
+    #[serde(default)]
+    pub internal_comment: bool,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ReplyResult {
+    pub message: Option<ConversationMessageView>,
+    /// True when the Idempotency-Key had already posted this reply.
+    pub existing: bool,
+}
+
+/// Replies on the thread's channel, or adds an internal comment; once per `Idempotency-Key`.
+#[utoipa::path(
+    post, path = "/api/admin/conversations/{id}/reply", tag = "notifications",
+    security(("admin_secret" = []), ("admin_jwt" = [])),
+    params(("id" = String, Path), ("Idempotency-Key" = String, Header, description = "required: a repeat posts nothing more")),
+    request_body = ReplyRequest,
+    responses(
+        (status = 200, body = ReplyResult),
+        (status = 400, body = ErrorBody),
+        (status = 404, body = ErrorBody),
+        (status = 422, description = "`conversation_closed`, `no_contact_message`, `idempotency_key_reused`", body = ErrorBody),
+        (status = 503, description = "`hubspot_unavailable`: retry with the same key", body = ErrorBody),
+    )
+)]
+pub async fn reply_to_conversation(
+    State(state): State<AppState>,
+    Admin(caller): Admin,
+    id: Result<Path<String>, PathRejection>,
+    headers: axum::http::HeaderMap,
+    ApiJson(body): ApiJson<ReplyRequest>,
+) -> Result<ApiJson<ReplyResult>, ApiError> {
+    let Path(id) = id?;
+    let key = headers
+        .get("idempotency-key")
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|k| !k.is_empty())
+        .ok_or_else(|| ApiError::field("Idempotency-Key", "is required, so a retried reply is posted once"))?
+        .to_owned();
+    let req = pb::ReplyToConversationRequest {
+        conversation_id: id,
+        text: body.text,
+        rich_text: body.rich_text,
+        internal_comment: body.internal_comment,
+        idempotency_key: key,
+        actor: None,
+    };
+    let r = state
+        .clients
+        .notifications
+        .clone()
+        .reply_to_conversation(grpc(&state, &caller, req))
+        .await?
+        .into_inner();
+    Ok(ApiJson(ReplyResult {
+        message: r.message.map(Into::into),
+        existing: r.existing,
+    }))
 }

@@ -16,7 +16,7 @@ use crate::{
     error::{Error, Result},
     store::Store,
     templates::{Channel, Kind},
-    vendors::{SendGrid, Twilio},
+    vendors::{HubSpot, SendGrid, Twilio},
 };
 
 #[derive(Debug)]
@@ -25,6 +25,9 @@ pub(crate) struct App {
     pub(crate) keys: Keyring,
     pub(crate) email: SendGrid,
     pub(crate) sms: Twilio,
+    pub(crate) hubspot: HubSpot,
+    /// Serialises work on one reply's idempotency key across calls and replicas.
+    pub(crate) locks: era_kit::keylock::KeyLocks,
     canvas: CanvasServiceClient<GrpcChannel>,
     tokens: InternalTokens,
     pub(crate) channels: BTreeMap<Kind, Vec<Channel>>,
@@ -51,11 +54,14 @@ pub(crate) struct Contact {
 impl App {
     pub(crate) fn new(config: &Config, store: Store) -> anyhow::Result<Self> {
         let err = |e: era_kit::config::ConfigError| anyhow::anyhow!("{e}");
+        let locks = store.locks();
         Ok(Self {
             store,
             keys: config.keys.keyring().map_err(err)?,
             email: SendGrid::new(&config.email)?,
             sms: Twilio::new(&config.sms)?,
+            hubspot: HubSpot::new(&config.hubspot)?,
+            locks,
             canvas: CanvasServiceClient::new(era_kit::client::channel(&config.canvas_grpc_url)?),
             tokens: InternalTokens::new(&config.service.auth.internal_token_secret),
             channels: config.outbox.channels().map_err(err)?,

@@ -20,6 +20,8 @@ pub struct Config {
     #[command(flatten)]
     pub sms: SmsConfig,
     #[command(flatten)]
+    pub hubspot: HubSpotConfig,
+    #[command(flatten)]
     pub keys: MessageKeys,
     #[command(flatten)]
     pub outbox: OutboxConfig,
@@ -46,6 +48,7 @@ impl Config {
         self.service.validate()?;
         self.email.validate()?;
         self.sms.validate()?;
+        self.hubspot.validate()?;
         self.keys.keyring()?;
         self.outbox.schedule()?;
         self.outbox.channels()?;
@@ -173,6 +176,52 @@ impl SmsConfig {
             _ => {}
         }
         timeout("TWILIO_TIMEOUT_SECS", self.timeout_secs)
+    }
+}
+
+/// HubSpot's conversation inbox and the agent replies are sent as.
+#[derive(Clone, clap::Args)]
+pub struct HubSpotConfig {
+    /// HubSpot's API host (the sandbox's `/hubspot` locally).
+    #[arg(long, env = "HUBSPOT_API_BASE", default_value = "https://api.hubapi.com")]
+    pub api_base: String,
+    /// A private app's (or the new platform's static) access token with `conversations.read` and
+    /// `conversations.write`.
+    #[arg(long, env = "HUBSPOT_ACCESS_TOKEN", hide_env_values = true)]
+    pub access_token: SecretString,
+    /// The agent actor replies are sent as, `A-<userId>`.
+    #[arg(long, env = "HUBSPOT_SENDER_ACTOR_ID")]
+    pub sender_actor_id: String,
+    #[arg(long, env = "HUBSPOT_TIMEOUT_SECS", default_value_t = 10)]
+    pub timeout_secs: u64,
+}
+
+impl fmt::Debug for HubSpotConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HubSpotConfig")
+            .field("api_base", &self.api_base)
+            .field("sender_actor_id", &self.sender_actor_id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl HubSpotConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        url("HUBSPOT_API_BASE", &self.api_base)?;
+        if self.access_token.expose_secret().trim().len() < 8 {
+            return Err(ConfigError::new(
+                "HUBSPOT_ACCESS_TOKEN",
+                "is required (a private app access token)",
+            ));
+        }
+        let agent = self.sender_actor_id.strip_prefix("A-").unwrap_or_default();
+        if agent.is_empty() || !agent.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(ConfigError::new(
+                "HUBSPOT_SENDER_ACTOR_ID",
+                "must be an agent actor id, A-<userId>",
+            ));
+        }
+        timeout("HUBSPOT_TIMEOUT_SECS", self.timeout_secs)
     }
 }
 

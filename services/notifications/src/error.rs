@@ -24,6 +24,9 @@ pub enum Error {
     /// Too many of something bounded (codes sent for one email), with its stable reason.
     #[error("{1}")]
     Exhausted(&'static str, String),
+    /// Someone else is working on the same key: retry shortly.
+    #[error("{1}")]
+    Aborted(&'static str, String),
     /// A stored row that fails its integrity check.
     #[error("a stored message failed its integrity check")]
     Integrity,
@@ -61,6 +64,7 @@ impl From<Error> for Status {
             Error::Integrity => with_reason(Code::DataLoss, "RECORD_INTEGRITY", err.to_string()),
             Error::Unauthenticated(reason) => with_reason(Code::Unauthenticated, reason, err.to_string()),
             Error::Exhausted(reason, message) => with_reason(Code::ResourceExhausted, reason, message.clone()),
+            Error::Aborted(reason, message) => with_reason(Code::Aborted, reason, message.clone()),
             Error::Db(e) => internal(&anyhow::anyhow!("database: {e}")),
             Error::Internal(e) => internal(e),
         }

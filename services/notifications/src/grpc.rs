@@ -1,13 +1,10 @@
-//! The NotificationsService RPCs: who may call each, then the module that does it. The
-//! conversation RPCs answer UNIMPLEMENTED, naming issue 5, until they land.
+//! The NotificationsService RPCs: who may call each, then the module that does it.
 
 use era_kit::auth::Caller;
 use era_proto::notifications::v1::{self as pb, notifications_service_server::NotificationsService};
 use tonic::{Request, Response, Status};
 
-use crate::{app::Shared, logins, outbox, portal};
-
-const PENDING: &str = "arrives with issue 5 (notifications service)";
+use crate::{app::Shared, conversations, logins, outbox, portal};
 
 #[derive(Debug)]
 pub(crate) struct Service {
@@ -28,10 +25,6 @@ fn staff<T>(req: &Request<T>) -> Result<Caller, Status> {
 
 fn ok<T>(result: crate::error::Result<T>) -> Reply<T> {
     result.map(Response::new).map_err(Status::from)
-}
-
-fn pending(rpc: &str) -> Status {
-    Status::unimplemented(format!("{rpc} {PENDING}"))
 }
 
 #[tonic::async_trait]
@@ -95,30 +88,31 @@ impl NotificationsService for Service {
 
     async fn list_conversations(
         &self,
-        _: Request<pb::ListConversationsRequest>,
-    ) -> Result<Response<pb::ListConversationsResponse>, Status> {
-        Err(pending("ListConversations"))
+        req: Request<pb::ListConversationsRequest>,
+    ) -> Reply<pb::ListConversationsResponse> {
+        staff(&req)?;
+        ok(conversations::list(&self.app, req.get_ref()).await)
     }
 
-    async fn get_conversation(
-        &self,
-        _: Request<pb::GetConversationRequest>,
-    ) -> Result<Response<pb::GetConversationResponse>, Status> {
-        Err(pending("GetConversation"))
+    async fn get_conversation(&self, req: Request<pb::GetConversationRequest>) -> Reply<pb::GetConversationResponse> {
+        staff(&req)?;
+        ok(conversations::get(&self.app, req.get_ref()).await)
     }
 
     async fn list_conversation_messages(
         &self,
-        _: Request<pb::ListConversationMessagesRequest>,
-    ) -> Result<Response<pb::ListConversationMessagesResponse>, Status> {
-        Err(pending("ListConversationMessages"))
+        req: Request<pb::ListConversationMessagesRequest>,
+    ) -> Reply<pb::ListConversationMessagesResponse> {
+        staff(&req)?;
+        ok(conversations::messages(&self.app, req.get_ref()).await)
     }
 
     async fn reply_to_conversation(
         &self,
-        _: Request<pb::ReplyToConversationRequest>,
-    ) -> Result<Response<pb::ReplyToConversationResponse>, Status> {
-        Err(pending("ReplyToConversation"))
+        req: Request<pb::ReplyToConversationRequest>,
+    ) -> Reply<pb::ReplyToConversationResponse> {
+        let who = staff(&req)?;
+        ok(conversations::reply(&self.app, &who, req.get_ref()).await)
     }
 
     async fn send_admin_otp(&self, req: Request<pb::SendAdminOtpRequest>) -> Reply<pb::SendAdminOtpResponse> {

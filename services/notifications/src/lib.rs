@@ -15,6 +15,7 @@ use tokio::net::TcpListener;
 
 mod app;
 pub mod config;
+mod conversations;
 mod error;
 mod grpc;
 mod logins;

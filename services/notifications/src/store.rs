@@ -120,6 +120,25 @@ pub struct PortalRow {
     pub created_at: DateTime<Utc>,
 }
 
+/// A reply to record before it is posted.
+#[derive(Debug)]
+pub struct NewReply<'a> {
+    pub key: &'a str,
+    pub conversation_id: &'a str,
+    pub request_mac: &'a str,
+    pub internal_comment: bool,
+    pub by: &'a str,
+    pub on_behalf_of: Option<&'a str>,
+}
+
+/// A reply as recorded.
+#[derive(Debug, Clone)]
+pub struct ReplyRow {
+    pub request_mac: String,
+    pub hubspot_message_id: Option<String>,
+    pub uncertain_since: Option<DateTime<Utc>>,
+}
+
 /// A login code or link to store (hashes only).
 #[derive(Debug)]
 pub struct NewLoginCode<'a> {
@@ -147,6 +166,11 @@ const MESSAGE_COLUMNS: &str = "m.*, n.dedupe_key, n.send_at";
 impl Store {
     pub fn new(pool: PgPool) -> Self {
         Self { pool }
+    }
+
+    /// Per-key locks on this database, taken as the service role.
+    pub fn locks(&self) -> era_kit::keylock::KeyLocks {
+        era_kit::keylock::KeyLocks::new(self.pool.clone(), Some(SET_ROLE))
     }
 
     async fn begin(&self) -> Result<Transaction<'static, Postgres>> {
@@ -539,6 +563,86 @@ impl Store {
         .await?;
         tx.commit().await?;
         Ok(true)
+    }
+
+    // ---- conversation replies ----
+
+    pub async fn reply(&self, key: &str) -> Result<Option<ReplyRow>> {
+        let mut tx = self.begin().await?;
+        let row = sqlx::query(
+            "select request_mac, hubspot_message_id, uncertain_since from conversation_replies where idempotency_key = $1",
+        )
+        .bind(key)
+        .fetch_optional(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        row.map(|r| {
+            Ok(ReplyRow {
+                request_mac: r.try_get("request_mac")?,
+                hubspot_message_id: r.try_get("hubspot_message_id")?,
+                uncertain_since: r.try_get("uncertain_since")?,
+            })
+        })
+        .transpose()
+    }
+
+    pub async fn insert_reply(&self, r: NewReply<'_>) -> Result<()> {
+        let mut tx = self.begin().await?;
+        sqlx::query(
+            "insert into conversation_replies (idempotency_key, conversation_id, request_mac, internal_comment, \
+             requested_by_subject, on_behalf_of_subject) values ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(r.key)
+        .bind(r.conversation_id)
+        .bind(r.request_mac)
+        .bind(r.internal_comment)
+        .bind(r.by)
+        .bind(r.on_behalf_of)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn reply_set(&self, sql: &str, key: &str, message_id: Option<&str>) -> Result<()> {
+        let mut tx = self.begin().await?;
+        let mut q = sqlx::query(sql).bind(key);
+        if let Some(id) = message_id {
+            q = q.bind(id);
+        }
+        q.execute(&mut *tx).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Right before the post: from now on the reply may exist in HubSpot.
+    pub async fn reply_uncertain(&self, key: &str) -> Result<()> {
+        self.reply_set(
+            "update conversation_replies set uncertain_since = coalesce(uncertain_since, now()) where idempotency_key = $1",
+            key,
+            None,
+        )
+        .await
+    }
+
+    /// The post certainly did not happen.
+    pub async fn reply_not_posted(&self, key: &str) -> Result<()> {
+        self.reply_set(
+            "update conversation_replies set uncertain_since = null where idempotency_key = $1 and hubspot_message_id is null",
+            key,
+            None,
+        )
+        .await
+    }
+
+    pub async fn reply_posted(&self, key: &str, message_id: &str) -> Result<()> {
+        self.reply_set(
+            "update conversation_replies set hubspot_message_id = $2, uncertain_since = null, posted_at = now() \
+             where idempotency_key = $1",
+            key,
+            Some(message_id),
+        )
+        .await
     }
 
     // ---- logins ----

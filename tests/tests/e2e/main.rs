@@ -2,6 +2,7 @@
 
 mod auth;
 mod canvas;
+mod conversations;
 mod logins;
 mod notifications;
 mod ops;

@@ -492,3 +492,71 @@ async fn a_crash_before_or_during_a_send_still_sends_once() {
     assert_eq!(inbox(&mesh, &other_email).await.len(), 1, "not sent a second time");
     drop(replica);
 }
+
+#[tokio::test]
+async fn two_workers_send_each_message_once_and_scheduled_sends_wait_or_are_withdrawn() {
+    let mesh = TestMesh::start_with(|o| o.notifications_outbox = fast()).await;
+    // A second replica, so two workers race for every message.
+    let _replica = mesh.start_notifications_replica(fast()).await;
+    let (patient, email) = new_patient(&mesh, "replicas").await;
+    let mark = mesh.ledger_mark().await;
+    let sends = (0..20).map(|i| {
+        let mut client = mesh.notifications();
+        let req = mesh.admin_request(pb::SendNotificationRequest {
+            channels: vec![pb::Channel::Email as i32],
+            ..approved(&patient, &format!("run-{i}"))
+        });
+        async move { client.send_notification(req).await.unwrap().into_inner() }
+    });
+    let recorded = futures::future::join_all(sends).await;
+    let all: Vec<String> = recorded.iter().flat_map(ids).collect();
+    until_status(&mesh, &all, pb::MessageStatus::Sent).await;
+    let counts = mesh.ledger_counts("sendgrid", mark).await;
+    assert_eq!(counts.get("POST /sendgrid/v3/mail/send"), Some(&20), "{counts:?}");
+    assert_eq!(inbox(&mesh, &email).await.len(), 20);
+
+    // A reminder scheduled two seconds ahead waits, then goes.
+    let at = chrono::Utc::now() + chrono::Duration::seconds(2);
+    let reminder = |reference: &str, at: chrono::DateTime<chrono::Utc>| pb::SendNotificationRequest {
+        notification_type: pb::NotificationType::AppointmentReminder as i32,
+        canvas_patient_id: patient.clone(),
+        variables: [("appointment_time".to_owned(), "Tuesday 3:00 PM ET".to_owned())].into(),
+        reference: reference.into(),
+        channels: vec![pb::Channel::Email as i32],
+        send_at: Some(era_kit::time::timestamp(at)),
+        ..Default::default()
+    };
+    let soon = mesh
+        .notifications()
+        .send_notification(mesh.admin_request(reminder("visit-1", at)))
+        .await
+        .unwrap()
+        .into_inner();
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    assert_eq!(
+        message(&mesh, &soon.messages[0].id).await.message.unwrap().status,
+        pb::MessageStatus::Pending as i32
+    );
+    let sent = until_status(&mesh, &ids(&soon), pb::MessageStatus::Sent).await;
+    let sent_at = era_kit::time::from_timestamp(sent[0].message.as_ref().unwrap().sent_at.as_ref().unwrap()).unwrap();
+    assert!(sent_at >= at, "not before its time");
+
+    // One scheduled for later is withdrawn (the appointment was cancelled) and never goes.
+    let later = mesh
+        .notifications()
+        .send_notification(mesh.admin_request(reminder("visit-2", chrono::Utc::now() + chrono::Duration::hours(1))))
+        .await
+        .unwrap()
+        .into_inner();
+    let cancelled = mesh
+        .notifications()
+        .cancel_notification(mesh.admin_request(pb::CancelNotificationRequest {
+            notification_id: later.notification_id.clone(),
+            ..Default::default()
+        }))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(cancelled.messages[0].status, pb::MessageStatus::Cancelled as i32);
+    assert_eq!(inbox(&mesh, &email).await.len(), 21);
+}

@@ -2,12 +2,14 @@
 //! key, so the outbox never sends blind after an attempt whose outcome is unknown: it first asks the
 //! vendor whether the message went out ([`Found`]).
 
+mod hubspot;
 mod sendgrid;
 mod twilio;
 
 use std::time::Duration;
 
 pub(crate) use self::{
+    hubspot::{HubError, HubSpot},
     sendgrid::{Email, SendGrid},
     twilio::{Sms, Twilio},
 };
