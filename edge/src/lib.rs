@@ -62,7 +62,7 @@ impl AppState {
             hmac_secret: admin_jwt,
             internal: InternalTokens::new(&config.auth.internal_token_secret),
             revocations: auth::Revocations::start(pool.clone()).await?,
-            admins: auth::Admins::new(pool, config.secrets.patient_jwt_secret.clone()),
+            admins: auth::Admins::new(pool, &config.secrets.patient_jwt_secret),
             clients: Clients::connect(&config.peers)?,
             metrics: metrics::Metrics::default(),
             config,

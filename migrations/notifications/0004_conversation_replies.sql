@@ -15,4 +15,8 @@ create table conversation_replies (
     posted_at timestamptz
 );
 
+-- One HubSpot message answers one key: a lookup after a lost answer never claims another's.
+create unique index conversation_replies_by_message on conversation_replies (hubspot_message_id)
+    where hubspot_message_id is not null;
+
 grant select, insert, update on conversation_replies to era_notifications_service;

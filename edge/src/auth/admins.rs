@@ -28,7 +28,12 @@ pub struct AdminUser {
 }
 
 impl Admins {
-    pub fn new(pool: PgPool, hash_key: SecretString) -> Self {
+    /// `secret` is a key the edge already holds; the throttle's own key is derived from it.
+    pub fn new(pool: PgPool, secret: &SecretString) -> Self {
+        let mut mac =
+            Hmac::<Sha256>::new_from_slice(secret.expose_secret().as_bytes()).expect("HMAC takes any key length");
+        mac.update(b"era-login-throttle-key");
+        let hash_key = SecretString::from(hex::encode(mac.finalize().into_bytes()));
         Self { pool, hash_key }
     }
 
@@ -80,7 +85,6 @@ impl Admins {
     fn email_hash(&self, email: &str) -> String {
         let mut mac = Hmac::<Sha256>::new_from_slice(self.hash_key.expose_secret().as_bytes())
             .expect("HMAC takes any key length");
-        mac.update(b"login-throttle:");
         mac.update(email.as_bytes());
         hex::encode(mac.finalize().into_bytes())
     }

@@ -31,7 +31,7 @@ impl AppState {
             .verify(token)
             .filter(|c| c.sub != ADMIN_SECRET_SUBJECT)
         {
-            if self.revocations.is_revoked(&claims.jti) {
+            if self.revocations.is_revoked(&claims) {
                 return Err(ApiError::unauthorized(
                     "token_revoked",
                     "this session has been logged out",

@@ -102,8 +102,9 @@ impl App {
         }
     }
 
-    /// Active Canvas patients with this email, newest first.
-    pub(crate) async fn patients_by_email(&self, email: &str) -> Result<Vec<String>> {
+    /// Active Canvas patients with this email, newest first: their ids, and who each is (name and
+    /// date of birth, folded) to tell one person's several charts from several people's.
+    pub(crate) async fn patients_by_email(&self, email: &str) -> Result<Vec<(String, String)>> {
         let req = self.canvas_request(canvas::SearchPatientsRequest {
             email: email.to_owned(),
             ..Default::default()
@@ -113,7 +114,13 @@ impl App {
                 let mut found = resp.into_inner().patients;
                 found.retain(|p| p.active && p.email.eq_ignore_ascii_case(email));
                 found.sort_by_key(|p| std::cmp::Reverse(p.created_at.as_ref().map(|t| (t.seconds, t.nanos))));
-                Ok(found.into_iter().map(|p| p.id).collect())
+                Ok(found
+                    .into_iter()
+                    .map(|p| {
+                        let person = format!("{}|{}|{}", p.given_name, p.family_name, p.birth_date).to_lowercase();
+                        (p.id, person)
+                    })
+                    .collect())
             }
             Err(s) => Err(Error::Unavailable(
                 "CANVAS_UNAVAILABLE",

@@ -249,6 +249,34 @@ pub(crate) async fn reply(
             });
         }
     }
+    // An earlier attempt may have posted: look on the thread before anything else (the thread may
+    // have closed since), and before posting again.
+    if let Some(since) = existing.as_ref().and_then(|r| r.uncertain_since) {
+        let since = since - chrono::Duration::minutes(1);
+        let kind = if req.internal_comment { "COMMENT" } else { "MESSAGE" };
+        let mut found = None;
+        for m in recent(app, &id).await? {
+            let same = m["type"].as_str() == Some(kind)
+                && m["text"].as_str() == Some(req.text.as_str())
+                && (req.internal_comment || m["senders"][0]["actorId"].as_str() == Some(app.hubspot.sender.as_str()))
+                && m["createdAt"]
+                    .as_str()
+                    .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+                    .is_some_and(|t| t.with_timezone(&Utc) >= since);
+            // Another key's reply with the same words is not this one.
+            if same && !app.store.message_recorded(&text(&m["id"])).await? {
+                found = Some(m);
+                break;
+            }
+        }
+        if let Some(m) = found {
+            app.store.reply_posted(key, &text(&m["id"])).await?;
+            return Ok(pb::ReplyToConversationResponse {
+                message: Some(message(&m)),
+                existing: true,
+            });
+        }
+    }
     let thread = app.hubspot.get(&format!("/threads/{id}"), &[]).await?;
     if !req.internal_comment && thread["status"].as_str() == Some("CLOSED") {
         return Err(Error::Precondition(
@@ -272,26 +300,6 @@ pub(crate) async fn reply(
                 on_behalf_of: on_behalf_of.as_deref(),
             })
             .await?;
-    }
-    // An earlier attempt may have posted: look on the thread before posting again.
-    if let Some(since) = existing.as_ref().and_then(|r| r.uncertain_since) {
-        let since = since - chrono::Duration::minutes(1);
-        let kind = if req.internal_comment { "COMMENT" } else { "MESSAGE" };
-        let found = recent(app, &id).await?.into_iter().find(|m| {
-            m["type"].as_str() == Some(kind)
-                && m["text"].as_str() == Some(req.text.as_str())
-                && m["createdAt"]
-                    .as_str()
-                    .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
-                    .is_some_and(|t| t.with_timezone(&Utc) >= since)
-        });
-        if let Some(m) = found {
-            app.store.reply_posted(key, &text(&m["id"])).await?;
-            return Ok(pb::ReplyToConversationResponse {
-                message: Some(message(&m)),
-                existing: true,
-            });
-        }
     }
     let egg = if req.internal_comment {
         let mut c = serde_json::json!({ "type": "COMMENT", "text": req.text, "attachments": [] });

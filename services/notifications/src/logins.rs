@@ -21,6 +21,8 @@ use crate::{
 pub(crate) const CODE_TTL: Duration = Duration::minutes(10);
 pub(crate) const LINK_TTL: Duration = Duration::minutes(15);
 pub(crate) const MAX_FAILED: i32 = 5;
+/// Wrong codes an email may have in an hour, over all its codes.
+pub(crate) const MAX_FAILED_PER_HOUR: i64 = 10;
 pub(crate) const SENDS_PER_WINDOW: i64 = 5;
 pub(crate) const WINDOW: Duration = Duration::minutes(15);
 
@@ -66,6 +68,13 @@ fn invalid(reason: &'static str) -> Error {
 /// The keyed hash of a code, bound to its row so a hash cannot be moved to another row.
 fn code_hash(app: &App, id: Uuid, code: &str) -> String {
     app.keys.blind_index("login-code", &format!("{id}:{code}"))
+}
+
+/// The keyed hash of a link's token. Hex first: the blind index folds case, and a token whose
+/// letters changed case is another token.
+fn link_hash(app: &App, token: &str) -> String {
+    let hex: String = token.bytes().map(|b| format!("{b:02x}")).collect();
+    app.keys.blind_index("magic-link", &hex)
 }
 
 /// Refuses a send beyond the window's allowance for this email (and purpose).
@@ -160,7 +169,7 @@ async fn verify_code(app: &App, purpose: Purpose, email: &str, code: &str) -> Re
     }
     let email_hash = app.keys.blind_index("login-email", &email);
     app.store
-        .use_login_code(purpose.code(), &email_hash, MAX_FAILED, |row| {
+        .use_login_code(purpose.code(), &email_hash, MAX_FAILED, MAX_FAILED_PER_HOUR, |row| {
             constant_time_eq(code_hash(app, row.id, code).as_bytes(), row.secret_hash.as_bytes())
         })
         .await?
@@ -186,9 +195,20 @@ pub(crate) async fn verify_admin_otp(app: &App, req: &pb::VerifyAdminOtpRequest)
 
 pub(crate) async fn send_patient_otp(app: &App, req: &pb::SendPatientOtpRequest) -> Result<pb::SendPatientOtpResponse> {
     let email = email_of(&req.email)?;
-    // The newest chart with this email (a repeated intake makes several); none sends nothing but
-    // answers the same.
-    let patient = app.patients_by_email(&email).await?.into_iter().next();
+    // The newest chart with this email: a repeated intake makes several for one person. When the
+    // charts are of different people (a family sharing an address, or someone else's intake naming
+    // this email) no code is sent: signing into the wrong chart is worse than not signing in.
+    let charts = app.patients_by_email(&email).await?;
+    let people: std::collections::BTreeSet<&str> = charts.iter().map(|(_, person)| person.as_str()).collect();
+    let patient = if people.len() > 1 {
+        tracing::warn!(
+            charts = charts.len(),
+            "several people's charts share an email; no sign-in code sent"
+        );
+        None
+    } else {
+        charts.first().map(|(id, _)| id.clone())
+    };
     let expires = issue_code(app, Purpose::PatientOtp, &email, None, patient.as_deref()).await?;
     Ok(pb::SendPatientOtpResponse {
         expires_at: Some(era_kit::time::timestamp(expires)),
@@ -224,7 +244,7 @@ pub(crate) async fn send_magic_link(app: &App, req: &pb::SendMagicLinkRequest) -
             email_hash: &email_hash,
             admin_email: Some(&email),
             canvas_patient_id: None,
-            secret_hash: &app.keys.blind_index("magic-link", &token),
+            secret_hash: &link_hash(app, &token),
             expires_at,
         })
         .await?;
@@ -250,7 +270,7 @@ pub(crate) async fn consume_magic_link(
     }
     let row = app
         .store
-        .use_magic_link(&app.keys.blind_index("magic-link", token))
+        .use_magic_link(&link_hash(app, token))
         .await?
         .ok_or_else(|| invalid("INVALID_LINK"))?;
     Ok(pb::ConsumeMagicLinkResponse {

@@ -363,8 +363,14 @@ pub(crate) async fn cancel(app: &App, req: &pb::CancelNotificationRequest) -> Re
 
 pub(crate) async fn replay(app: &App, req: &pb::ReplayDeadLetterRequest) -> Result<pb::ReplayDeadLetterResponse> {
     let id = parse_id("id", &req.id)?;
-    if app.store.message(id).await?.is_none() {
+    let Some((m, _)) = app.store.message(id).await? else {
         return Err(Error::not_found("outbox message", id.to_string()));
+    };
+    if m.kind.is_secret() {
+        return Err(Error::Precondition(
+            "NOT_REPLAYABLE",
+            "a sign-in code or link is not sent again; the person asks for a new one".into(),
+        ));
     }
     if !app.store.replay(id).await? {
         return Err(Error::Precondition(

@@ -339,12 +339,21 @@ impl Store {
         rows.iter().map(message_of).collect()
     }
 
-    /// Withdraws the notification's messages that have not been taken by a worker.
+    /// Withdraws the notification's messages that have not been taken by a worker (and erases a
+    /// withdrawn sign-in code or link).
     pub async fn cancel(&self, notification: Uuid) -> Result<()> {
         let mut tx = self.begin().await?;
         sqlx::query(
             "update outbox_messages set status = 'cancelled', updated_at = now() \
              where notification_id = $1 and status = 'pending'",
+        )
+        .bind(notification)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "update notifications set nonce = ''::bytea, sealed = ''::bytea where id = $1 \
+             and notification_type in ('one_time_code', 'magic_link') \
+             and not exists (select 1 from outbox_messages where notification_id = $1 and status in ('pending', 'sending'))",
         )
         .bind(notification)
         .execute(&mut *tx)
@@ -379,7 +388,7 @@ impl Store {
     /// the dead letter.
     pub async fn claim(&self, owner: &str, lease: Duration, limit: i64) -> Result<Vec<MessageRow>> {
         let mut tx = self.begin().await?;
-        let ids: Vec<Uuid> = sqlx::query_scalar(
+        let ids: Vec<(Uuid, String)> = sqlx::query_as(
             "with picked as (select id, status as was from outbox_messages \
              where (status = 'pending' and next_attempt_at <= now()) or (status = 'sending' and lease_until < now()) \
              order by next_attempt_at for update skip locked limit $3), \
@@ -390,7 +399,7 @@ impl Store {
              lost as (insert into delivery_attempts (message_id, number, outcome, error) \
              select t.id, (select count(*) from delivery_attempts d where d.message_id = t.id) + 1, 'abandoned', \
              'its worker stopped before recording the outcome' from taken t where t.was = 'sending') \
-             select id from taken",
+             select id, was from taken",
         )
         .bind(owner)
         .bind(lease.as_secs_f64())
@@ -401,7 +410,7 @@ impl Store {
             "select {MESSAGE_COLUMNS} from outbox_messages m join notifications n on n.id = m.notification_id \
              where m.id = any($1)"
         ))
-        .bind(&ids)
+        .bind(ids.iter().map(|(id, _)| *id).collect::<Vec<_>>())
         .fetch_all(&mut *tx)
         .await?;
         // A row this version cannot read (a type a newer release added) must not hold back the
@@ -413,12 +422,15 @@ impl Store {
                 Err(e) => {
                     let id: Uuid = row.try_get("id")?;
                     tracing::error!(message = %id, error = %e, "an outbox message this version cannot read");
+                    // Back as it was: the abandoned attempt the claim counted was not one.
+                    let retaken = ids.iter().any(|(i, was)| *i == id && was == "sending");
                     sqlx::query(
                         "update outbox_messages set status = 'pending', lease_owner = null, lease_until = null, \
-                         attempt_count = greatest(attempt_count - 1, 0), next_attempt_at = now() + interval '5 minutes' \
+                         attempt_count = greatest(attempt_count - $2, 0), next_attempt_at = now() + interval '5 minutes' \
                          where id = $1",
                     )
                     .bind(id)
+                    .bind(i32::from(retaken))
                     .execute(&mut *tx)
                     .await?;
                 }
@@ -586,6 +598,18 @@ impl Store {
         .transpose()
     }
 
+    /// Whether some reply already records this HubSpot message as its own.
+    pub async fn message_recorded(&self, message_id: &str) -> Result<bool> {
+        let mut tx = self.begin().await?;
+        let found =
+            sqlx::query_scalar("select exists (select 1 from conversation_replies where hubspot_message_id = $1)")
+                .bind(message_id)
+                .fetch_one(&mut *tx)
+                .await?;
+        tx.commit().await?;
+        Ok(found)
+    }
+
     pub async fn insert_reply(&self, r: NewReply<'_>) -> Result<()> {
         let mut tx = self.begin().await?;
         sqlx::query(
@@ -649,6 +673,10 @@ impl Store {
 
     pub async fn insert_login_code(&self, c: NewLoginCode<'_>) -> Result<()> {
         let mut tx = self.begin().await?;
+        // Codes and links live minutes; a day later a row only takes room.
+        sqlx::query("delete from login_codes where created_at < now() - interval '1 day'")
+            .execute(&mut *tx)
+            .await?;
         sqlx::query(
             "insert into login_codes (id, purpose, email_hash, admin_email, canvas_patient_id, secret_hash, expires_at) \
              values ($1, $2, $3, $4, $5, $6, $7)",
@@ -683,14 +711,30 @@ impl Store {
 
     /// Uses the email's newest live code if `matches` says the code given is it; a wrong code counts
     /// against it. The row is locked, so of concurrent right answers exactly one uses it.
+    ///
+    /// Beyond `max_failed_per_hour` wrong codes for the email in the last hour (over all its codes),
+    /// nothing is checked: asking for new codes must not buy an attacker more guesses.
     pub async fn use_login_code(
         &self,
         purpose: &str,
         email_hash: &str,
         max_failed: i32,
+        max_failed_per_hour: i64,
         matches: impl FnOnce(&LoginCodeRow) -> bool,
     ) -> Result<Option<LoginCodeRow>> {
         let mut tx = self.begin().await?;
+        let failed: i64 = sqlx::query_scalar(
+            "select coalesce(sum(failed_attempts), 0)::bigint from login_codes where purpose = $1 and email_hash = $2 \
+             and created_at > now() - interval '1 hour'",
+        )
+        .bind(purpose)
+        .bind(email_hash)
+        .fetch_one(&mut *tx)
+        .await?;
+        if failed >= max_failed_per_hour {
+            tx.commit().await?;
+            return Ok(None);
+        }
         let row = sqlx::query(
             "select * from login_codes where purpose = $1 and email_hash = $2 and expires_at > now() \
              order by created_at desc limit 1 for update",

@@ -203,6 +203,9 @@ async fn admins_sign_in_with_a_code_once_and_only_when_allowlisted() {
     )
     .await;
     assert_eq!(error_code(after, 401).await, "invalid_code");
+    // ... and the session they already had ends at once.
+    let ended = mesh.get("/api/admin/routing/GA", Some(&token)).await;
+    assert_eq!(error_code(ended, 401).await, "token_revoked");
 
     // Sends are throttled per email, known or not: the sixth in 15 minutes is refused for both.
     for email in [admin, "stranger@example.test"] {
@@ -256,6 +259,21 @@ async fn a_magic_link_survives_being_opened_and_signs_in_once() {
         assert_eq!(page.headers()["cache-control"], "no-store");
         let html = page.text().await.unwrap();
         assert!(html.contains(&format!("value=\"{token}\"")) && html.contains("method=\"post\""));
+    }
+    // The token is exact: the same letters in another case are another token.
+    let recased: String = token
+        .chars()
+        .map(|c| {
+            if c.is_ascii_lowercase() {
+                c.to_ascii_uppercase()
+            } else {
+                c.to_ascii_lowercase()
+            }
+        })
+        .collect();
+    if recased != token {
+        let wrong = post(&mesh, "/api/auth/magic-link/consume", None, json!({ "token": recased })).await;
+        assert_eq!(error_code(wrong, 401).await, "invalid_link");
     }
     // The page's form post signs in, once.
     let consume = || {
@@ -350,6 +368,33 @@ async fn patients_sign_in_with_a_code_to_their_own_records() {
     assert_eq!(other.status(), 403);
     let admin_route = mesh.get("/api/admin/routing/GA", Some(token)).await;
     assert_eq!(admin_route.status(), 403);
+    // Another person's chart naming the same email (someone else's intake, a shared family
+    // address): no code goes out rather than one that could open the wrong chart.
+    mesh.canvas()
+        .create_patient(mesh.admin_request(canvas::CreatePatientRequest {
+            given_name: "Other".into(),
+            family_name: "Person".into(),
+            birth_date: "1990-09-09".into(),
+            gender: canvas::Gender::Female as i32,
+            birth_sex: canvas::BirthSex::Female as i32,
+            email: email.into(),
+            phone: "+15555550144".into(),
+            address: Some(Address {
+                lines: vec!["6 Portal Rd".into()],
+                city: "Columbus".into(),
+                state: "OH".into(),
+                postal_code: "43004".into(),
+                country: "US".into(),
+            }),
+            idempotency_key: "portal-other".into(),
+            ..Default::default()
+        }))
+        .await
+        .unwrap();
+    let shared = post(&mesh, "/api/patient/auth/send-code", None, json!({ "email": email })).await;
+    assert_eq!(shared.status(), 202);
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    assert_eq!(mail(&mesh, email).await.len(), 1, "no second code");
     // A code for an email with no patient never verifies.
     let guess = post(
         &mesh,

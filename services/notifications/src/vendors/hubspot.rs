@@ -97,10 +97,20 @@ impl HubSpot {
             .json(body)
             .send()
             .await;
-        match sent {
-            Ok(resp) => classify(resp).await,
-            Err(e) if e.is_connect() => Err(HubError::Unavailable("hubspot: could not connect".into())),
-            Err(_) => Err(HubError::Uncertain("hubspot: no answer to a post".into())),
+        let resp = match sent {
+            Ok(resp) => resp,
+            Err(e) if e.is_connect() => return Err(HubError::Unavailable("hubspot: could not connect".into())),
+            Err(_) => return Err(HubError::Uncertain("hubspot: no answer to a post".into())),
+        };
+        // A gateway error can come after HubSpot saved the message: only a 429 says it did nothing.
+        let status = resp.status().as_u16();
+        match classify(resp).await {
+            Ok(body) if body["id"].as_str().is_some_and(|id| !id.is_empty()) => Ok(body),
+            Ok(_) => Err(HubError::Uncertain(
+                "hubspot: a post answered without the message".into(),
+            )),
+            Err(HubError::Unavailable(why)) if status >= 500 => Err(HubError::Uncertain(why)),
+            Err(e) => Err(e),
         }
     }
 }
