@@ -17,4 +17,3 @@ create table login_sends (
 );
 
 create index login_sends_by_email on login_sends (purpose, email_hash, sent_at desc);
-create index login_sends_by_time on login_sends (sent_at);

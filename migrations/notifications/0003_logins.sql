@@ -21,4 +21,4 @@ create table login_codes (
 create index login_codes_by_email on login_codes (purpose, email_hash, created_at desc);
 create unique index login_codes_by_secret on login_codes (secret_hash) where purpose = 'magic_link';
 
-grant select, insert, update, delete on login_codes to era_notifications_service;
+grant select, insert, update on login_codes to era_notifications_service;
