@@ -1,5 +1,6 @@
 //! `/_sandbox`: reset, the ledger, fault injection, the inbox of sent email and SMS, and per-vendor
-//! controls (`/_sandbox/canvas`, `/_sandbox/stripe`, `/_sandbox/sendgrid`, `/_sandbox/hubspot`).
+//! controls (`/_sandbox/canvas`, `/_sandbox/stripe`, `/_sandbox/sendgrid`, `/_sandbox/hubspot`,
+//! `/_sandbox/pharmacy`).
 
 use std::collections::BTreeMap;
 
@@ -26,6 +27,7 @@ pub(crate) fn router() -> Router<Sandbox> {
         .nest("/stripe", crate::stripe::control_router())
         .nest("/sendgrid", crate::sendgrid::control_router())
         .nest("/hubspot", crate::hubspot::control_router())
+        .nest("/pharmacy", crate::pharmacy::control_router())
 }
 
 async fn reset(State(sandbox): State<Sandbox>) -> StatusCode {

@@ -12,7 +12,12 @@
 //! - Twilio (`/twilio`: the 2010-04-01 Messages API with test-credential magic numbers and signed
 //!   status callbacks; see [`twilio`]);
 //! - HubSpot (`/hubspot`: the v3 Conversations inbox API over a seeded demo account; see
-//!   [`hubspot`]).
+//!   [`hubspot`]);
+//! - the compounding pharmacies (see [`pharmacy`]): PioneerRx, GMP's system (`/pioneerrx`, an
+//!   assumed order API behind PioneerRx's documented request signing; see [`pharmacy::pioneerrx`]),
+//!   and Boothwyn and Strive, two LifeFile instances (`/boothwyn/lfapi/v1`, `/strive/lfapi/v1`;
+//!   see [`pharmacy::lifefile`]). Orders are not idempotent, and each status change is a signed
+//!   JSON callback to `{pharmacy_webhook_url}/{pharmacy}`, controlled at `/_sandbox/pharmacy`.
 //!
 //! Email, SMS and conversation replies the simulators accepted are listed, newest first, at
 //! `/_sandbox/inbox` (a page) and `/_sandbox/inbox.json` (for tests reading one-time codes).
@@ -33,6 +38,7 @@ pub mod canvas;
 mod control;
 pub mod hubspot;
 mod inbox;
+pub mod pharmacy;
 mod secret;
 pub mod sendgrid;
 mod serve;
@@ -42,7 +48,7 @@ pub mod twilio;
 mod urlencoded;
 
 pub use serve::serve;
-pub use state::{Fault, FaultAction, LedgerEntry, Sandbox, SandboxConfig, EFFECT};
+pub use state::{Fault, FaultAction, LedgerEntry, LifeFileAccount, Sandbox, SandboxConfig, EFFECT};
 
 /// The vendors and the path prefix each is served under (ARCHITECTURE.md's table).
 pub const VENDORS: &[(&str, &str)] = &[
@@ -96,6 +102,9 @@ fn vendor_router(vendor: &'static str) -> Router<Sandbox> {
         "sendgrid" => sendgrid::router(),
         "twilio" => twilio::router(),
         "hubspot" => hubspot::router(),
+        "pioneerrx" => pharmacy::pioneerrx::router(),
+        "boothwyn" => pharmacy::lifefile::router(pharmacy::Pharmacy::Boothwyn),
+        "strive" => pharmacy::lifefile::router(pharmacy::Pharmacy::Strive),
         _ => Router::new(),
     };
     routes.fallback(move |req: Request| async move {

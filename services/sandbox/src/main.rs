@@ -81,8 +81,112 @@ struct Config {
         hide_env_values = true
     )]
     hubspot_access_token: String,
+    /// The `prx-api-key` PioneerRx's (GMP's) order API accepts.
+    #[arg(
+        long,
+        env = "PIONEERRX_API_KEY",
+        default_value = era_sandbox::state::DEFAULT_PIONEERRX_API_KEY,
+        hide_env_values = true
+    )]
+    pioneerrx_api_key: String,
+    /// The shared secret PioneerRx checks `prx-signature` with.
+    #[arg(
+        long,
+        env = "PIONEERRX_SHARED_SECRET",
+        default_value = era_sandbox::state::DEFAULT_PIONEERRX_SHARED_SECRET,
+        hide_env_values = true
+    )]
+    pioneerrx_shared_secret: String,
+    /// Ship-to states PioneerRx (GMP) serves, comma-separated; others are refused.
+    #[arg(
+        long,
+        env = "PIONEERRX_STATES",
+        value_delimiter = ',',
+        default_values_t = era_sandbox::state::DEFAULT_PIONEERRX_STATES.iter().map(|s| (*s).to_owned())
+    )]
+    pioneerrx_states: Vec<String>,
+    /// The HTTP Basic username Boothwyn's LifeFile API accepts.
+    #[arg(long, env = "BOOTHWYN_USERNAME", default_value = era_sandbox::state::DEFAULT_BOOTHWYN_USERNAME)]
+    boothwyn_username: String,
+    /// The matching password.
+    #[arg(
+        long,
+        env = "BOOTHWYN_PASSWORD",
+        default_value = era_sandbox::state::DEFAULT_BOOTHWYN_PASSWORD,
+        hide_env_values = true
+    )]
+    boothwyn_password: String,
+    /// The `X-Vendor-ID` Boothwyn's LifeFile API expects.
+    #[arg(long, env = "BOOTHWYN_VENDOR_ID", default_value = era_sandbox::state::DEFAULT_BOOTHWYN_VENDOR_ID)]
+    boothwyn_vendor_id: String,
+    /// The `X-Location-ID` Boothwyn's LifeFile API expects.
+    #[arg(long, env = "BOOTHWYN_LOCATION_ID", default_value = era_sandbox::state::DEFAULT_BOOTHWYN_LOCATION_ID)]
+    boothwyn_location_id: String,
+    /// The `X-API-Network-ID` Boothwyn's LifeFile API expects.
+    #[arg(long, env = "BOOTHWYN_NETWORK_ID", default_value = era_sandbox::state::DEFAULT_BOOTHWYN_NETWORK_ID)]
+    boothwyn_network_id: String,
+    /// Ship-to states Boothwyn serves, comma-separated; others are refused.
+    #[arg(
+        long,
+        env = "BOOTHWYN_STATES",
+        value_delimiter = ',',
+        default_values_t = era_sandbox::state::default_lifefile_states()
+    )]
+    boothwyn_states: Vec<String>,
+    /// The HTTP Basic username Strive's LifeFile API accepts.
+    #[arg(long, env = "STRIVE_USERNAME", default_value = era_sandbox::state::DEFAULT_STRIVE_USERNAME)]
+    strive_username: String,
+    /// The matching password.
+    #[arg(
+        long,
+        env = "STRIVE_PASSWORD",
+        default_value = era_sandbox::state::DEFAULT_STRIVE_PASSWORD,
+        hide_env_values = true
+    )]
+    strive_password: String,
+    /// The `X-Vendor-ID` Strive's LifeFile API expects.
+    #[arg(long, env = "STRIVE_VENDOR_ID", default_value = era_sandbox::state::DEFAULT_STRIVE_VENDOR_ID)]
+    strive_vendor_id: String,
+    /// The `X-Location-ID` Strive's LifeFile API expects.
+    #[arg(long, env = "STRIVE_LOCATION_ID", default_value = era_sandbox::state::DEFAULT_STRIVE_LOCATION_ID)]
+    strive_location_id: String,
+    /// The `X-API-Network-ID` Strive's LifeFile API expects.
+    #[arg(long, env = "STRIVE_NETWORK_ID", default_value = era_sandbox::state::DEFAULT_STRIVE_NETWORK_ID)]
+    strive_network_id: String,
+    /// Ship-to states Strive serves, comma-separated; others are refused.
+    #[arg(
+        long,
+        env = "STRIVE_STATES",
+        value_delimiter = ',',
+        default_values_t = era_sandbox::state::default_lifefile_states()
+    )]
+    strive_states: Vec<String>,
+    /// Base URL pharmacy status callbacks are POSTed under (`{url}/{pharmacy}`); unset, they are
+    /// only stored (and can be set at run time with `PUT /_sandbox/pharmacy/webhook`).
+    #[arg(long, env = "PHARMACY_WEBHOOK_URL")]
+    pharmacy_webhook_url: Option<String>,
+    /// The secret all three pharmacies sign callbacks with (`X-Pharmacy-Signature`).
+    #[arg(
+        long,
+        env = "PHARMACY_WEBHOOK_SECRET",
+        default_value = era_sandbox::state::DEFAULT_PHARMACY_WEBHOOK_SECRET,
+        hide_env_values = true
+    )]
+    pharmacy_webhook_secret: String,
+    /// When set, new pharmacy orders move processing → shipped → delivered on their own, this many
+    /// seconds per step.
+    #[arg(long, env = "PHARMACY_AUTO_ADVANCE_SECS")]
+    pharmacy_auto_advance_secs: Option<u64>,
     #[command(flatten)]
     logging: LoggingConfig,
+}
+
+/// Trimmed, upper-case state codes, blanks dropped.
+fn states(list: Vec<String>) -> Vec<String> {
+    list.into_iter()
+        .map(|s| s.trim().to_ascii_uppercase())
+        .filter(|s| !s.is_empty())
+        .collect()
 }
 
 #[tokio::main]
@@ -123,6 +227,28 @@ async fn main() -> ExitCode {
             .filter(|n| !n.is_empty())
             .collect(),
         hubspot_token: config.hubspot_access_token,
+        pioneerrx_api_key: config.pioneerrx_api_key,
+        pioneerrx_shared_secret: config.pioneerrx_shared_secret,
+        pioneerrx_states: states(config.pioneerrx_states),
+        boothwyn: era_sandbox::LifeFileAccount {
+            username: config.boothwyn_username,
+            password: config.boothwyn_password,
+            vendor_id: config.boothwyn_vendor_id,
+            location_id: config.boothwyn_location_id,
+            network_id: config.boothwyn_network_id,
+            states: states(config.boothwyn_states),
+        },
+        strive: era_sandbox::LifeFileAccount {
+            username: config.strive_username,
+            password: config.strive_password,
+            vendor_id: config.strive_vendor_id,
+            location_id: config.strive_location_id,
+            network_id: config.strive_network_id,
+            states: states(config.strive_states),
+        },
+        pharmacy_webhook_url: config.pharmacy_webhook_url.filter(|u| !u.is_empty()),
+        pharmacy_webhook_secret: config.pharmacy_webhook_secret,
+        pharmacy_auto_advance_secs: config.pharmacy_auto_advance_secs,
     });
     match era_sandbox::run(sandbox, listener, era_kit::server::shutdown_signal()).await {
         Ok(()) => ExitCode::SUCCESS,

@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use chrono::{SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::{canvas, hubspot, inbox, sendgrid, stripe, twilio};
+use crate::{canvas, hubspot, inbox, pharmacy, sendgrid, stripe, twilio};
 
 /// One call to a vendor route, or one effect a vendor recorded. An effect has method `EFFECT`, its
 /// kind as `path` (e.g. `payment_intent.succeeded`), no status, and names the object it touched.
@@ -108,6 +108,64 @@ pub struct SandboxConfig {
     pub twilio_from_numbers: Vec<String>,
     /// The private app token HubSpot accepts, as `Authorization: Bearer <token>`.
     pub hubspot_token: String,
+    /// PioneerRx (GMP): the `prx-api-key` its order API accepts, and the shared secret the
+    /// `prx-signature` hash is made with (see [`crate::pharmacy::pioneerrx`]).
+    pub pioneerrx_api_key: String,
+    pub pioneerrx_shared_secret: String,
+    /// Ship-to states GMP serves (two-letter codes); other states are refused `state_not_served`.
+    pub pioneerrx_states: Vec<String>,
+    /// Boothwyn's and Strive's LifeFile instances: each its own credentials, ids and states.
+    pub boothwyn: LifeFileAccount,
+    pub strive: LifeFileAccount,
+    /// Base URL of the receiver of signed pharmacy status callbacks; each pharmacy POSTs to
+    /// `{url}/{pharmacy}` (`pioneerrx`, `boothwyn`, `strive`). `None` keeps callbacks undelivered
+    /// (readable and deliverable from `/_sandbox/pharmacy`).
+    pub pharmacy_webhook_url: Option<String>,
+    /// The one secret all three pharmacies sign callbacks with (`X-Pharmacy-Signature`). One is
+    /// enough here: the receiver tells the pharmacies apart by path, and the sandbox is one party.
+    pub pharmacy_webhook_secret: String,
+    /// When set, each new order moves on its own, this many seconds per step, through
+    /// `processing`, `shipped` and `delivered` (for the local demo); `None` waits for
+    /// `/_sandbox/pharmacy/.../advance`.
+    pub pharmacy_auto_advance_secs: Option<u64>,
+}
+
+/// One LifeFile instance's API credentials: HTTP Basic plus the three id headers every request
+/// carries (`X-Vendor-ID`, `X-Location-ID`, `X-API-Network-ID`), and the ship-to states served.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LifeFileAccount {
+    pub username: String,
+    pub password: String,
+    pub vendor_id: String,
+    pub location_id: String,
+    pub network_id: String,
+    pub states: Vec<String>,
+}
+
+impl LifeFileAccount {
+    /// Boothwyn's default sandbox credentials.
+    pub fn boothwyn() -> Self {
+        Self {
+            username: DEFAULT_BOOTHWYN_USERNAME.into(),
+            password: DEFAULT_BOOTHWYN_PASSWORD.into(),
+            vendor_id: DEFAULT_BOOTHWYN_VENDOR_ID.into(),
+            location_id: DEFAULT_BOOTHWYN_LOCATION_ID.into(),
+            network_id: DEFAULT_BOOTHWYN_NETWORK_ID.into(),
+            states: default_lifefile_states(),
+        }
+    }
+
+    /// Strive's default sandbox credentials.
+    pub fn strive() -> Self {
+        Self {
+            username: DEFAULT_STRIVE_USERNAME.into(),
+            password: DEFAULT_STRIVE_PASSWORD.into(),
+            vendor_id: DEFAULT_STRIVE_VENDOR_ID.into(),
+            location_id: DEFAULT_STRIVE_LOCATION_ID.into(),
+            network_id: DEFAULT_STRIVE_NETWORK_ID.into(),
+            states: default_lifefile_states(),
+        }
+    }
 }
 
 impl Default for SandboxConfig {
@@ -123,6 +181,14 @@ impl Default for SandboxConfig {
             twilio_auth_token: DEFAULT_TWILIO_AUTH_TOKEN.into(),
             twilio_from_numbers: DEFAULT_TWILIO_FROM_NUMBERS.iter().map(|n| (*n).to_owned()).collect(),
             hubspot_token: DEFAULT_HUBSPOT_TOKEN.into(),
+            pioneerrx_api_key: DEFAULT_PIONEERRX_API_KEY.into(),
+            pioneerrx_shared_secret: DEFAULT_PIONEERRX_SHARED_SECRET.into(),
+            pioneerrx_states: DEFAULT_PIONEERRX_STATES.iter().map(|s| (*s).to_owned()).collect(),
+            boothwyn: LifeFileAccount::boothwyn(),
+            strive: LifeFileAccount::strive(),
+            pharmacy_webhook_url: None,
+            pharmacy_webhook_secret: DEFAULT_PHARMACY_WEBHOOK_SECRET.into(),
+            pharmacy_auto_advance_secs: None,
         }
     }
 }
@@ -142,6 +208,46 @@ pub const DEFAULT_TWILIO_AUTH_TOKEN: &str = "era-sandbox-twilio-auth-token";
 pub const DEFAULT_TWILIO_FROM_NUMBERS: &[&str] = &["+15005550006", "+15555550100"];
 /// The HubSpot private app token a default sandbox accepts.
 pub const DEFAULT_HUBSPOT_TOKEN: &str = "pat-na1-era-sandbox";
+/// The `prx-api-key` a default PioneerRx accepts.
+pub const DEFAULT_PIONEERRX_API_KEY: &str = "prx-era-sandbox-api-key";
+/// The shared secret a default PioneerRx checks `prx-signature` with.
+pub const DEFAULT_PIONEERRX_SHARED_SECRET: &str = "prx-era-sandbox-shared-secret";
+/// The ship-to states a default PioneerRx (GMP) serves: the placeholder 18 GMP states of the
+/// routing matrix's default (migrations/pharmacy-routing/0002_default_matrix.sql).
+pub const DEFAULT_PIONEERRX_STATES: &[&str] = &[
+    "AL", "AZ", "FL", "GA", "IL", "IN", "KY", "LA", "MI", "MO", "MS", "NJ", "NY", "OH", "PA", "SC", "TN", "VA",
+];
+/// The 50 states and DC, the jurisdictions the routing matrix knows.
+pub const US_JURISDICTIONS: &[&str] = &[
+    "AL", "AK", "AZ", "AR", "CA", "CO", "CT", "DE", "DC", "FL", "GA", "HI", "ID", "IL", "IN", "IA", "KS", "KY", "LA",
+    "ME", "MD", "MA", "MI", "MN", "MS", "MO", "MT", "NE", "NV", "NH", "NJ", "NM", "NY", "NC", "ND", "OH", "OK", "OR",
+    "PA", "RI", "SC", "SD", "TN", "TX", "UT", "VT", "VA", "WA", "WV", "WI", "WY",
+];
+/// States where the clinic does not operate; no pharmacy ships there by default.
+pub const EXCLUDED_STATES: &[&str] = &["MN", "CA", "TX", "AR", "NC", "OK"];
+/// Boothwyn's default LifeFile credentials and ids.
+pub const DEFAULT_BOOTHWYN_USERNAME: &str = "era-boothwyn";
+pub const DEFAULT_BOOTHWYN_PASSWORD: &str = "era-sandbox-boothwyn-password";
+pub const DEFAULT_BOOTHWYN_VENDOR_ID: &str = "4021";
+pub const DEFAULT_BOOTHWYN_LOCATION_ID: &str = "402101";
+pub const DEFAULT_BOOTHWYN_NETWORK_ID: &str = "40";
+/// Strive's default LifeFile credentials and ids.
+pub const DEFAULT_STRIVE_USERNAME: &str = "era-strive";
+pub const DEFAULT_STRIVE_PASSWORD: &str = "era-sandbox-strive-password";
+pub const DEFAULT_STRIVE_VENDOR_ID: &str = "5133";
+pub const DEFAULT_STRIVE_LOCATION_ID: &str = "513301";
+pub const DEFAULT_STRIVE_NETWORK_ID: &str = "51";
+/// The secret a default sandbox signs pharmacy callbacks with (all three pharmacies).
+pub const DEFAULT_PHARMACY_WEBHOOK_SECRET: &str = "era-sandbox-pharmacy-webhook-secret";
+
+/// The states a default Boothwyn or Strive serves: every jurisdiction but [`EXCLUDED_STATES`].
+pub fn default_lifefile_states() -> Vec<String> {
+    US_JURISDICTIONS
+        .iter()
+        .filter(|s| !EXCLUDED_STATES.contains(s))
+        .map(|s| (*s).to_owned())
+        .collect()
+}
 
 #[derive(Debug, Default)]
 struct Inner {
@@ -161,6 +267,7 @@ pub struct Sandbox {
     twilio: Arc<twilio::Handle>,
     hubspot: Arc<Mutex<hubspot::State>>,
     inbox: Arc<inbox::Inbox>,
+    pharmacy: Arc<pharmacy::Handle>,
 }
 
 impl Default for Sandbox {
@@ -177,6 +284,7 @@ impl Sandbox {
 
     pub fn with_config(config: SandboxConfig) -> Self {
         let stripe = Arc::new(stripe::Handle::new(&config));
+        let pharmacy = Arc::new(pharmacy::Handle::new(&config));
         Self {
             inner: Arc::default(),
             config: Arc::new(config),
@@ -186,6 +294,7 @@ impl Sandbox {
             twilio: Arc::default(),
             hubspot: Arc::new(Mutex::new(hubspot::State::seeded(Utc::now()))),
             inbox: Arc::default(),
+            pharmacy,
         }
     }
 
@@ -218,6 +327,10 @@ impl Sandbox {
         self.hubspot.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    pub(crate) fn pharmacy(&self) -> &pharmacy::Handle {
+        &self.pharmacy
+    }
+
     /// Every email, SMS and conversation reply the simulators accepted, for `/_sandbox/inbox`.
     pub(crate) fn inbox(&self) -> &inbox::Inbox {
         &self.inbox
@@ -227,7 +340,8 @@ impl Sandbox {
     /// Canvas that also revokes every issued token; for Stripe it forgets every object, event and
     /// idempotency key but keeps the webhook target set at run time; SendGrid and Twilio forget
     /// what they sent and SendGrid's simulated rate limit; HubSpot gets its demo inboxes back; the
-    /// inbox page is emptied).
+    /// pharmacies forget every order, callback event and pending reject-next but keep the callback
+    /// target set at run time; the inbox page is emptied).
     pub fn reset(&self) {
         *self.lock() = Inner::default();
         *self.canvas() = canvas::State::seeded();
@@ -236,6 +350,7 @@ impl Sandbox {
         self.twilio.reset();
         *self.hubspot() = hubspot::State::seeded(Utc::now());
         self.inbox.clear();
+        self.pharmacy.reset();
     }
 
     pub fn add_fault(&self, fault: Fault) {
