@@ -16,6 +16,7 @@ use tokio::net::TcpListener;
 pub mod domain;
 pub mod error;
 mod grpc;
+pub mod pharmacies;
 pub mod store;
 
 pub static MIGRATOR: Migrator = sqlx::migrate!("../../migrations/pharmacy-routing");

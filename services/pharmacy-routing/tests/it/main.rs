@@ -4,6 +4,7 @@ mod auth;
 mod cli;
 mod decide;
 mod matrix;
+mod pharmacies;
 
 use era_kit::{
     auth::{Caller, InternalTokens},

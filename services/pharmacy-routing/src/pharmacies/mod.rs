@@ -1,0 +1,172 @@
+//! Placing, reading and cancelling orders at the compounding pharmacies. One trait, one adapter per
+//! kind of pharmacy API: PioneerRx (GMP) and LifeFile (Boothwyn, Strive). None of them takes an
+//! idempotency key and a repeated submission is a second order, so the adapters never retry a
+//! submission: they tell the caller whether the pharmacy certainly did nothing ([`PharmacyError::
+//! Unavailable`]), may have placed it ([`PharmacyError::Uncertain`]) or refused it; the approval
+//! pipeline decides what is safe. Reads are retried by the caller freely.
+//!
+//! Orders carry PHI (the patient's name, birth date, address). Nothing here logs a body; errors keep
+//! statuses and the pharmacies' stable codes, never their messages' values.
+
+mod lifefile;
+mod pioneerrx;
+
+use std::time::Duration;
+
+pub use self::{
+    lifefile::{LifeFile, LifeFileAccount},
+    pioneerrx::{PioneerRx, PioneerRxAccount},
+};
+
+/// The order the pipeline places: one patient, one prescriber, the items to compound and ship.
+#[derive(Clone, Debug)]
+pub struct OrderRequest {
+    /// Ours (the run's), carried back in the pharmacy's callbacks.
+    pub reference_id: String,
+    pub prescriber: Prescriber,
+    pub patient: Patient,
+    pub ship_to: Address,
+    pub items: Vec<Item>,
+}
+
+#[derive(Clone, Debug)]
+pub struct Prescriber {
+    pub npi: String,
+    pub first_name: String,
+    pub last_name: String,
+    pub license_state: String,
+    pub license_number: String,
+}
+
+#[derive(Clone, Debug)]
+pub struct Patient {
+    pub first_name: String,
+    pub last_name: String,
+    /// `YYYY-MM-DD`.
+    pub date_of_birth: String,
+    /// `M`, `F` or `U`.
+    pub gender: char,
+    pub phone: String,
+    pub email: String,
+}
+
+#[derive(Clone, Debug)]
+pub struct Address {
+    pub line1: String,
+    pub line2: String,
+    pub city: String,
+    pub state: String,
+    pub zip: String,
+}
+
+#[derive(Clone, Debug)]
+pub struct Item {
+    pub drug_name: String,
+    pub strength: String,
+    pub form: String,
+    pub quantity: f64,
+    pub quantity_units: String,
+    pub days_supply: u32,
+    pub refills: u32,
+    /// The SIG.
+    pub directions: String,
+}
+
+/// An order the pharmacy accepted.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Placed {
+    pub external_id: String,
+    pub http_status: u16,
+}
+
+/// Where an order stands at the pharmacy.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OrderState {
+    /// received, processing, shipped, delivered, cancelled or rejected.
+    pub status: String,
+    pub carrier: Option<String>,
+    pub tracking_number: Option<String>,
+}
+
+/// Why a pharmacy call failed.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum PharmacyError {
+    /// The pharmacy refused the order for a reason that will not change on retry (an invalid NPI,
+    /// a state it does not serve, its own rejection). `code` is stable where the API gives one.
+    #[error("the pharmacy refused the request ({code})")]
+    Refused { code: String, http_status: u16 },
+    /// Nothing was done (no connection, 429, a 5xx to a read or cancel): retrying is safe.
+    #[error("the pharmacy is unavailable ({0})")]
+    Unavailable(String),
+    /// The request went out and no clear answer came back: the order may exist.
+    #[error("the pharmacy's answer was lost ({0})")]
+    Uncertain(String),
+    /// The pharmacy does not know the order.
+    #[error("the pharmacy has no such order")]
+    NotFound,
+    /// The order can no longer be cancelled (it shipped).
+    #[error("the order can no longer be cancelled")]
+    TooLate,
+    /// Our credentials or request were refused: a configuration or code fault, not the order's.
+    #[error("the pharmacy refused our request ({0})")]
+    Misconfigured(String),
+}
+
+impl PharmacyError {
+    /// The HTTP status behind the error, for the sync log (0 when none came back).
+    pub fn http_status(&self) -> u16 {
+        match self {
+            Self::Refused { http_status, .. } => *http_status,
+            _ => 0,
+        }
+    }
+}
+
+/// A compounding pharmacy's order API.
+#[tonic::async_trait]
+pub trait PharmacyAdapter: Send + Sync + std::fmt::Debug {
+    /// The pharmacy's id in the routing matrix ("gmp", "boothwyn", "strive").
+    fn pharmacy_id(&self) -> &str;
+    /// Places the order, once: never retried here.
+    async fn submit(&self, order: &OrderRequest) -> Result<Placed, PharmacyError>;
+    /// Reads where the order stands.
+    async fn status(&self, external_id: &str) -> Result<OrderState, PharmacyError>;
+    /// Cancels an order that has not shipped; cancelling a cancelled order succeeds.
+    async fn cancel(&self, external_id: &str) -> Result<(), PharmacyError>;
+}
+
+/// The HTTP client every adapter uses: bounded, no redirects (a pharmacy API does not move).
+pub(crate) fn http(timeout: Duration) -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(timeout)
+        .connect_timeout(Duration::from_secs(5))
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("a TLS-capable client builds")
+}
+
+/// A transport failure as an error: a request that never connected did nothing; for a submission,
+/// anything later may have placed the order.
+pub(crate) fn transport(e: &reqwest::Error, submission: bool) -> PharmacyError {
+    if e.is_connect() {
+        PharmacyError::Unavailable("could not connect".into())
+    } else if submission {
+        PharmacyError::Uncertain(
+            if e.is_timeout() {
+                "no answer in time"
+            } else {
+                "connection lost"
+            }
+            .into(),
+        )
+    } else {
+        PharmacyError::Unavailable(
+            if e.is_timeout() {
+                "no answer in time"
+            } else {
+                "connection lost"
+            }
+            .into(),
+        )
+    }
+}
