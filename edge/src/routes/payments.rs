@@ -379,6 +379,7 @@ pub async fn orders(
         Some("authentication_required") => pb::ChargeStatus::AuthenticationRequired,
         Some("failed") => pb::ChargeStatus::Failed,
         Some("canceled") => pb::ChargeStatus::Canceled,
+        Some("authorized") => pb::ChargeStatus::Authorized,
         Some(_) => return Err(ApiError::field("status", "is not a charge status")),
     };
     let req = pb::ListPaymentsRequest {

@@ -80,10 +80,12 @@ fn actors(actor: Option<&Actor>, caller: &era_kit::auth::Caller, bad: &mut Vec<F
     }
 }
 
+/// Charges the hold now (`manual_capture` false), or authorises it for a capture later.
 pub(crate) async fn charge_hold(
     app: &App,
     caller: &era_kit::auth::Caller,
     req: &pb::ChargeHoldRequest,
+    manual_capture: bool,
 ) -> Result<pb::ChargeHoldResponse> {
     let mut bad = Vec::new();
     check_id(&mut bad, "canvas_patient_id", &req.canvas_patient_id);
@@ -129,6 +131,7 @@ pub(crate) async fn charge_hold(
                 || c.canvas_patient_id != req.canvas_patient_id
                 || c.amount_cents != req.amount_cents
                 || c.currency != currency
+                || row.manual_capture != manual_capture
             {
                 return Err(Error::Precondition(
                     "IDEMPOTENCY_KEY_REUSED",
@@ -144,10 +147,11 @@ pub(crate) async fn charge_hold(
             if c.canvas_patient_id != req.canvas_patient_id
                 || c.amount_cents != req.amount_cents
                 || c.currency != currency
+                || row.manual_capture != manual_capture
             {
                 return Err(Error::Precondition(
                     "REFERENCE_CONFLICT",
-                    "this reference already has a charge for another patient or amount".into(),
+                    "this reference already has a charge for another patient, amount or way of capture".into(),
                 ));
             }
             if is_final(c.status) {
@@ -180,6 +184,7 @@ pub(crate) async fn charge_hold(
                     currency: &currency,
                     description: &req.description,
                     actors: &actors,
+                    manual_capture,
                 })
                 .await?;
             (row, false)
@@ -213,6 +218,8 @@ pub(crate) fn is_final(status: i32) -> bool {
         S::AuthenticationRequired,
         S::Failed,
         S::Canceled,
+        // Waiting for the pipeline's capture: nothing more for ChargeHold or the resume worker.
+        S::Authorized,
     ]
     .iter()
     .any(|s| *s as i32 == status)
@@ -245,7 +252,7 @@ async fn submit(app: &App, row: &ChargeRow) -> Result<ChargeOutcome> {
         .await?
         .ok_or_else(|| Error::Internal(anyhow::anyhow!("a charge's hold vanished")))?;
     let c = &row.charge;
-    let params: Params = vec![
+    let mut params: Params = vec![
         ("amount".into(), c.amount_cents.to_string()),
         ("currency".into(), c.currency.clone()),
         ("customer".into(), hold.stripe_customer_id.clone()),
@@ -256,6 +263,9 @@ async fn submit(app: &App, row: &ChargeRow) -> Result<ChargeOutcome> {
         ("metadata[charge_id]".into(), c.id.clone()),
         ("metadata[reference]".into(), c.reference.clone()),
     ];
+    if row.manual_capture {
+        params.push(("capture_method".into(), "manual".into()));
+    }
     // The description stays with us: a caller may name a medication, and Stripe is not told.
     match app
         .stripe
@@ -308,6 +318,7 @@ pub(crate) fn outcome_of(pi: &types::PaymentIntent) -> ChargeOutcome {
         "succeeded" => "succeeded",
         "processing" => "processing",
         "canceled" => "canceled",
+        "requires_capture" => "authorized",
         "requires_action" => "authentication_required",
         "requires_payment_method" if pi.last_payment_error.is_some() => "declined",
         _ => "pending",
@@ -344,6 +355,77 @@ fn declined(e: &StripeError) -> ChargeOutcome {
         // Stripe's card messages ("Your card was declined.") are written for people and carry no PHI.
         failure_message: Some(e.message.clone()),
     }
+}
+
+/// Captures (`capture`) or releases an authorised charge, once: under the reference's lock, with a
+/// key of the charge's own, reading the PaymentIntent back when Stripe refuses (an expired
+/// authorisation is canceled by Stripe).
+pub(crate) async fn settle_authorization(app: &App, charge_id: &str, capture: bool) -> Result<pb::Charge> {
+    let id: uuid::Uuid = charge_id
+        .parse()
+        .map_err(|_| Error::field("charge_id", "must be a charge id (UUID)"))?;
+    let first = app
+        .store
+        .charge_by_id(id)
+        .await?
+        .ok_or_else(|| Error::not_found("charge", charge_id))?;
+    let mut lock = app.store.lock(&format!("charge:{}", first.charge.reference)).await?;
+    let row = app
+        .store
+        .charge_by_id(id)
+        .await?
+        .ok_or_else(|| Error::not_found("charge", charge_id))?;
+    use pb::ChargeStatus as S;
+    let status = S::try_from(row.charge.status).unwrap_or_default();
+    let done = if capture { S::Succeeded } else { S::Canceled };
+    if status == done && row.manual_capture {
+        return Ok(row.charge);
+    }
+    if capture && status == S::Canceled && row.manual_capture {
+        return Err(Error::Precondition(
+            "NOT_AUTHORIZED",
+            "the authorisation was released".into(),
+        ));
+    }
+    if !capture && status == S::Succeeded {
+        return Err(Error::Precondition(
+            "ALREADY_CAPTURED",
+            "the charge was captured; refund it instead".into(),
+        ));
+    }
+    if status != S::Authorized {
+        return Err(Error::Precondition(
+            "NOT_AUTHORIZED",
+            "only an authorisation waiting for capture can be captured or released".into(),
+        ));
+    }
+    let pi = row.charge.stripe_payment_intent_id.clone();
+    let (path, key) = if capture {
+        (format!("/v1/payment_intents/{pi}/capture"), format!("capture-{id}"))
+    } else {
+        (format!("/v1/payment_intents/{pi}/cancel"), format!("release-{id}"))
+    };
+    lock.check().await?;
+    let intent: types::PaymentIntent = match app.stripe.post(&path, &Vec::new(), &key).await {
+        Ok(pi) => pi,
+        Err(e) if e.kind == StripeErrorKind::InvalidRequest => {
+            tracing::warn!(
+                code = e.code.as_deref().unwrap_or_default(),
+                capture,
+                "Stripe refused to settle an authorisation"
+            );
+            app.stripe
+                .get(&format!("/v1/payment_intents/{pi}"), &Vec::new())
+                .await?
+        }
+        Err(e) => return Err(e.into()),
+    };
+    app.store.settle_charge(row.id, &checked(&row, &intent)?).await?;
+    app.store
+        .charge_by_id(id)
+        .await?
+        .map(|r| r.charge)
+        .ok_or_else(|| Error::Internal(anyhow::anyhow!("a charge vanished")))
 }
 
 pub(crate) async fn get_charge(app: &App, req: &pb::GetChargeRequest) -> Result<ChargeRow> {

@@ -94,7 +94,27 @@ impl PaymentsService for Service {
 
     async fn charge_hold(&self, req: Request<pb::ChargeHoldRequest>) -> Reply<pb::ChargeHoldResponse> {
         let who = staff(&req)?;
-        ok(charges::charge_hold(&self.app, &who, req.get_ref()).await)
+        ok(charges::charge_hold(&self.app, &who, req.get_ref(), false).await)
+    }
+
+    async fn authorize_hold(&self, req: Request<pb::ChargeHoldRequest>) -> Reply<pb::ChargeHoldResponse> {
+        let who = staff(&req)?;
+        ok(charges::charge_hold(&self.app, &who, req.get_ref(), true).await)
+    }
+
+    async fn capture_charge(&self, req: Request<pb::CaptureChargeRequest>) -> Reply<pb::CaptureChargeResponse> {
+        staff(&req)?;
+        let charge = charges::settle_authorization(&self.app, &req.get_ref().charge_id, true).await;
+        ok(charge.map(|c| pb::CaptureChargeResponse { charge: Some(c) }))
+    }
+
+    async fn cancel_authorization(
+        &self,
+        req: Request<pb::CancelAuthorizationRequest>,
+    ) -> Reply<pb::CancelAuthorizationResponse> {
+        staff(&req)?;
+        let charge = charges::settle_authorization(&self.app, &req.get_ref().charge_id, false).await;
+        ok(charge.map(|c| pb::CancelAuthorizationResponse { charge: Some(c) }))
     }
 
     async fn get_charge(&self, req: Request<pb::GetChargeRequest>) -> Reply<pb::GetChargeResponse> {

@@ -41,6 +41,7 @@ pub fn charge_status(s: &str) -> pb::ChargeStatus {
         "authentication_required" => S::AuthenticationRequired,
         "failed" => S::Failed,
         "canceled" => S::Canceled,
+        "authorized" => S::Authorized,
         _ => S::Unspecified,
     }
 }
@@ -55,6 +56,7 @@ pub fn charge_status_code(s: pb::ChargeStatus) -> &'static str {
         S::AuthenticationRequired => "authentication_required",
         S::Failed => "failed",
         S::Canceled => "canceled",
+        S::Authorized => "authorized",
         S::Unspecified => "",
     }
 }
@@ -110,6 +112,8 @@ pub struct ChargeRow {
     pub id: Uuid,
     pub stripe_key: String,
     pub client_key: Option<String>,
+    /// Authorised now, captured later (AuthorizeHold).
+    pub manual_capture: bool,
 }
 
 /// A refund row with what the flow needs besides the message.
@@ -154,6 +158,7 @@ pub struct NewCharge<'a> {
     pub currency: &'a str,
     pub description: &'a str,
     pub actors: &'a Actors,
+    pub manual_capture: bool,
 }
 
 /// A refund to record (with its audit row) before Stripe is called.
@@ -394,7 +399,8 @@ impl Store {
         let row = sqlx::query(
             "insert into charges (id, reference, idempotency_key, client_key, canvas_patient_id, hold_id, amount_cents, \
              currency, description, status, created_by_subject, created_by_role, on_behalf_of_subject, \
-             on_behalf_of_role) values ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'pending', $10, $11, $12, $13) returning *",
+             on_behalf_of_role, capture_method) values ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'pending', $10, $11, $12, $13, $14) \
+             returning *",
         )
         .bind(id)
         .bind(c.reference)
@@ -409,14 +415,15 @@ impl Store {
         .bind(&c.actors.by.role)
         .bind(c.actors.on_behalf_of.as_ref().map(|a| &a.subject))
         .bind(c.actors.on_behalf_of.as_ref().map(|a| &a.role))
+        .bind(if c.manual_capture { "manual" } else { "automatic" })
         .fetch_one(&mut *tx)
         .await?;
         tx.commit().await?;
         charge_of(&row)
     }
 
-    /// Records Stripe's answer. Statuses only move forward (pending, then processing, then one
-    /// terminal status, which never changes); the ids Stripe gave are kept either way.
+    /// Records Stripe's answer. Statuses only move forward (pending, then processing or authorized,
+    /// then one terminal status, which never changes); the ids Stripe gave are kept either way.
     pub async fn settle_charge(&self, id: Uuid, o: &ChargeOutcome) -> Result<()> {
         let mut tx = self.begin().await?;
         sqlx::query(
@@ -431,7 +438,8 @@ impl Store {
         sqlx::query(
             "update charges set status = $2, failure_code = $3, decline_code = $4, failure_message = $5, \
              updated_at = now() where id = $1 and $2 <> status and (status = 'pending' \
-             or (status = 'processing' and $2 not in ('pending', 'processing')))",
+             or (status = 'processing' and $2 not in ('pending', 'processing')) \
+             or (status = 'authorized' and $2 not in ('pending', 'processing', 'authorized')))",
         )
         .bind(id)
         .bind(o.status)
@@ -842,6 +850,7 @@ fn charge_of(r: &PgRow) -> Result<ChargeRow> {
         id,
         stripe_key: r.try_get("idempotency_key")?,
         client_key: r.try_get("client_key")?,
+        manual_capture: r.try_get::<String, _>("capture_method")? == "manual",
         charge: pb::Charge {
             id: id.to_string(),
             canvas_patient_id: r.try_get("canvas_patient_id")?,

@@ -1229,3 +1229,116 @@ async fn the_rest_of_the_test_cards_and_refunds_racing_under_different_keys() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn an_authorisation_is_captured_or_released_once() {
+    let mesh = TestMesh::start().await;
+    save_card(&mesh, "pat-auth", "pm_card_visa").await.unwrap();
+    let mut payments = mesh.payments();
+    let mark = mesh.ledger_mark().await;
+    // Held, not charged: the PaymentIntent waits for capture.
+    let held = payments
+        .authorize_hold(mesh.admin_request(charge("pat-auth", "run-a:payment", 19_900)))
+        .await
+        .unwrap()
+        .into_inner()
+        .charge
+        .unwrap();
+    assert_eq!(held.status, pb::ChargeStatus::Authorized as i32);
+    let again = payments
+        .authorize_hold(mesh.admin_request(charge("pat-auth", "run-a:payment", 19_900)))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(again.existing);
+    // The same reference as an immediate charge is another request.
+    let err = payments
+        .charge_hold(mesh.admin_request(charge("pat-auth", "run-a:payment", 19_900)))
+        .await
+        .unwrap_err();
+    assert_eq!(era_kit::error::reason_of(&err).as_deref(), Some("REFERENCE_CONFLICT"));
+    let capture = || {
+        let mut client = mesh.payments();
+        let req = mesh.admin_request(pb::CaptureChargeRequest {
+            charge_id: held.id.clone(),
+            actor: None,
+        });
+        async move { client.capture_charge(req).await }
+    };
+    let captured = capture().await.unwrap().into_inner().charge.unwrap();
+    assert_eq!(captured.status, pb::ChargeStatus::Succeeded as i32);
+    assert_eq!(
+        capture().await.unwrap().into_inner().charge.unwrap().status,
+        pb::ChargeStatus::Succeeded as i32
+    );
+    let counts = mesh.ledger_counts("stripe", mark).await;
+    assert_eq!(counts.get("POST /stripe/v1/payment_intents"), Some(&1), "{counts:?}");
+    let captures: u64 = counts
+        .iter()
+        .filter(|(k, _)| k.starts_with("POST /stripe/v1/payment_intents/") && k.ends_with("/capture"))
+        .map(|(_, n)| n)
+        .sum();
+    assert_eq!(captures, 1, "the second capture found it captured: {counts:?}");
+    let release = |id: &str| {
+        let mut client = mesh.payments();
+        let req = mesh.admin_request(pb::CancelAuthorizationRequest {
+            charge_id: id.to_owned(),
+            actor: None,
+        });
+        async move { client.cancel_authorization(req).await }
+    };
+    let err = release(&held.id).await.unwrap_err();
+    assert_eq!(era_kit::error::reason_of(&err).as_deref(), Some("ALREADY_CAPTURED"));
+
+    // Another hold released (the pharmacy refused): canceled, and not capturable after.
+    let second = payments
+        .authorize_hold(mesh.admin_request(charge("pat-auth", "run-b:payment", 19_900)))
+        .await
+        .unwrap()
+        .into_inner()
+        .charge
+        .unwrap();
+    let released = release(&second.id).await.unwrap().into_inner().charge.unwrap();
+    assert_eq!(released.status, pb::ChargeStatus::Canceled as i32);
+    assert_eq!(
+        release(&second.id).await.unwrap().into_inner().charge.unwrap().status,
+        pb::ChargeStatus::Canceled as i32
+    );
+    let err = payments
+        .capture_charge(mesh.admin_request(pb::CaptureChargeRequest {
+            charge_id: second.id.clone(),
+            actor: None,
+        }))
+        .await
+        .unwrap_err();
+    assert_eq!(era_kit::error::reason_of(&err).as_deref(), Some("NOT_AUTHORIZED"));
+
+    // A card that fails ends the hold declined, like a charge; an immediate charge cannot be
+    // "captured".
+    save_card(&mesh, "pat-auth-fail", "pm_card_chargeCustomerFail")
+        .await
+        .unwrap();
+    let declined = payments
+        .authorize_hold(mesh.admin_request(charge("pat-auth-fail", "run-c:payment", 19_900)))
+        .await
+        .unwrap()
+        .into_inner()
+        .charge
+        .unwrap();
+    assert_eq!(declined.status, pb::ChargeStatus::Declined as i32);
+    let immediate = payments
+        .charge_hold(mesh.admin_request(charge("pat-auth", "run-d", 1_000)))
+        .await
+        .unwrap()
+        .into_inner()
+        .charge
+        .unwrap();
+    let err = payments
+        .capture_charge(mesh.admin_request(pb::CaptureChargeRequest {
+            charge_id: immediate.id,
+            actor: None,
+        }))
+        .await
+        .unwrap_err();
+    assert_eq!(era_kit::error::reason_of(&err).as_deref(), Some("NOT_AUTHORIZED"));
+}
