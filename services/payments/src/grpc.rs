@@ -97,9 +97,23 @@ impl PaymentsService for Service {
         ok(charges::charge_hold(&self.app, &who, req.get_ref(), false).await)
     }
 
-    async fn authorize_hold(&self, req: Request<pb::ChargeHoldRequest>) -> Reply<pb::ChargeHoldResponse> {
+    async fn authorize_hold(&self, req: Request<pb::AuthorizeHoldRequest>) -> Reply<pb::AuthorizeHoldResponse> {
         let who = staff(&req)?;
-        ok(charges::charge_hold(&self.app, &who, req.get_ref(), true).await)
+        let r = req.into_inner();
+        let as_charge = pb::ChargeHoldRequest {
+            canvas_patient_id: r.canvas_patient_id,
+            amount_cents: r.amount_cents,
+            currency: r.currency,
+            reference: r.reference,
+            description: r.description,
+            idempotency_key: r.idempotency_key,
+            actor: r.actor,
+        };
+        let held = charges::charge_hold(&self.app, &who, &as_charge, true).await;
+        ok(held.map(|h| pb::AuthorizeHoldResponse {
+            charge: h.charge,
+            existing: h.existing,
+        }))
     }
 
     async fn capture_charge(&self, req: Request<pb::CaptureChargeRequest>) -> Reply<pb::CaptureChargeResponse> {

@@ -1230,6 +1230,19 @@ async fn the_rest_of_the_test_cards_and_refunds_racing_under_different_keys() {
     .await;
 }
 
+fn hold(patient: &str, reference: &str, cents: i64) -> pb::AuthorizeHoldRequest {
+    let c = charge(patient, reference, cents);
+    pb::AuthorizeHoldRequest {
+        canvas_patient_id: c.canvas_patient_id,
+        amount_cents: c.amount_cents,
+        currency: c.currency,
+        reference: c.reference,
+        description: c.description,
+        idempotency_key: c.idempotency_key,
+        actor: c.actor,
+    }
+}
+
 #[tokio::test]
 async fn an_authorisation_is_captured_or_released_once() {
     let mesh = TestMesh::start().await;
@@ -1238,7 +1251,7 @@ async fn an_authorisation_is_captured_or_released_once() {
     let mark = mesh.ledger_mark().await;
     // Held, not charged: the PaymentIntent waits for capture.
     let held = payments
-        .authorize_hold(mesh.admin_request(charge("pat-auth", "run-a:payment", 19_900)))
+        .authorize_hold(mesh.admin_request(hold("pat-auth", "run-a:payment", 19_900)))
         .await
         .unwrap()
         .into_inner()
@@ -1246,7 +1259,7 @@ async fn an_authorisation_is_captured_or_released_once() {
         .unwrap();
     assert_eq!(held.status, pb::ChargeStatus::Authorized as i32);
     let again = payments
-        .authorize_hold(mesh.admin_request(charge("pat-auth", "run-a:payment", 19_900)))
+        .authorize_hold(mesh.admin_request(hold("pat-auth", "run-a:payment", 19_900)))
         .await
         .unwrap()
         .into_inner();
@@ -1292,7 +1305,7 @@ async fn an_authorisation_is_captured_or_released_once() {
 
     // Another hold released (the pharmacy refused): canceled, and not capturable after.
     let second = payments
-        .authorize_hold(mesh.admin_request(charge("pat-auth", "run-b:payment", 19_900)))
+        .authorize_hold(mesh.admin_request(hold("pat-auth", "run-b:payment", 19_900)))
         .await
         .unwrap()
         .into_inner()
@@ -1319,7 +1332,7 @@ async fn an_authorisation_is_captured_or_released_once() {
         .await
         .unwrap();
     let declined = payments
-        .authorize_hold(mesh.admin_request(charge("pat-auth-fail", "run-c:payment", 19_900)))
+        .authorize_hold(mesh.admin_request(hold("pat-auth-fail", "run-c:payment", 19_900)))
         .await
         .unwrap()
         .into_inner()
