@@ -602,9 +602,13 @@ impl Store {
     // ---- refunds ----
 
     pub async fn refund_by_client_key(&self, key: &str) -> Result<Option<RefundRow>> {
+        self.refund_where("client_key = $1", key).await
+    }
+
+    async fn refund_where(&self, condition: &str, value: &str) -> Result<Option<RefundRow>> {
         let mut tx = self.begin().await?;
-        let row = sqlx::query("select * from refunds where client_key = $1")
-            .bind(key)
+        let row = sqlx::query(&format!("select * from refunds where {condition}"))
+            .bind(value)
             .fetch_optional(&mut *tx)
             .await?;
         tx.commit().await?;
@@ -722,13 +726,7 @@ impl Store {
     }
 
     pub async fn refund_by_id(&self, id: Uuid) -> Result<Option<RefundRow>> {
-        let mut tx = self.begin().await?;
-        let row = sqlx::query("select * from refunds where id = $1")
-            .bind(id)
-            .fetch_optional(&mut *tx)
-            .await?;
-        tx.commit().await?;
-        row.as_ref().map(refund_of).transpose()
+        self.refund_where("id = $1::text::uuid", &id.to_string()).await
     }
 
     // ---- unfinished work ----
@@ -793,13 +791,7 @@ impl Store {
     }
 
     pub async fn refund_by_stripe_id(&self, stripe_id: &str) -> Result<Option<RefundRow>> {
-        let mut tx = self.begin().await?;
-        let row = sqlx::query("select * from refunds where stripe_refund_id = $1")
-            .bind(stripe_id)
-            .fetch_optional(&mut *tx)
-            .await?;
-        tx.commit().await?;
-        row.as_ref().map(refund_of).transpose()
+        self.refund_where("stripe_refund_id = $1", stripe_id).await
     }
 }
 
