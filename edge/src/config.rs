@@ -48,6 +48,10 @@ pub struct EdgeSecrets {
     /// Unset: `POST /api/webhooks/stripe` answers 503.
     #[arg(long, env = "STRIPE_WEBHOOK_SECRET", hide_env_values = true)]
     pub stripe_webhook_secret: Option<SecretString>,
+    /// The secret the pharmacies sign their status callbacks with (`X-Pharmacy-Signature`); several,
+    /// comma-separated, during a rotation. Unset: `POST /api/webhooks/pharmacy/{pharmacy}` answers 503.
+    #[arg(long, env = "PHARMACY_WEBHOOK_SECRET", hide_env_values = true)]
+    pub pharmacy_webhook_secret: Option<SecretString>,
 }
 
 impl std::fmt::Debug for EdgeSecrets {

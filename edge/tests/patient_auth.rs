@@ -10,16 +10,14 @@ use axum::{
 };
 use era_edge::{
     auth::{jwt::TokenKind, Patient},
-    config::{EdgeSecrets, Peers},
+    config::EdgeSecrets,
     error::ApiError,
     AppState, Config,
 };
-use era_kit::{
-    config::LoggingConfig,
-    testing::{self, TestDb},
-    ExposeSecret, SecretString,
-};
+use era_kit::{testing::TestDb, ExposeSecret, SecretString};
 use tower::ServiceExt;
+
+mod common;
 
 async fn own_record(
     State(_): State<AppState>,
@@ -42,30 +40,10 @@ struct Fixture {
 
 async fn fixture() -> Fixture {
     let db = TestDb::new(&era_edge::MIGRATOR).await;
-    let auth = testing::auth_config();
-    let admin_jwt = SecretString::from("admin-jwt-secret-0123456789abcdef0123456789");
-    let patient_jwt = SecretString::from("patient-jwt-secret-0123456789abcdef012345678");
-    let config = Config {
-        listen_addr: "127.0.0.1:0".parse().unwrap(),
-        database: db.config(),
-        auth: auth.clone(),
-        secrets: EdgeSecrets {
-            admin_jwt_secret: Some(admin_jwt.clone()),
-            canvas_auth_secret: None,
-            patient_jwt_secret: patient_jwt.clone(),
-            stripe_webhook_secret: None,
-        },
-        peers: Peers {
-            canvas: "http://127.0.0.1:1".into(),
-            payments: "http://127.0.0.1:1".into(),
-            pharmacy_routing: "http://127.0.0.1:1".into(),
-            scheduling: "http://127.0.0.1:1".into(),
-            notifications: "http://127.0.0.1:1".into(),
-        },
-        cors_allowed_origins: vec![],
-        max_body_bytes: 1 << 20,
-        logging: LoggingConfig::default(),
-    };
+    let config = common::config(&db);
+    let auth = config.auth.clone();
+    let admin_jwt = SecretString::from(common::ADMIN_JWT_SECRET);
+    let patient_jwt = SecretString::from(common::PATIENT_JWT_SECRET);
     config.validate().unwrap();
     let state = AppState::new(config.clone(), db.pool.clone()).await.unwrap();
     let app = Router::new()
@@ -158,6 +136,7 @@ async fn configuration_errors_name_the_variable() {
         canvas_auth_secret: Some(SecretString::from("b".repeat(40))),
         patient_jwt_secret: SecretString::from("p".repeat(40)),
         stripe_webhook_secret: None,
+        pharmacy_webhook_secret: None,
     };
     assert_eq!(base().admin_jwt().unwrap_err().var, "CANVAS_AUTH_SECRET");
     let none = EdgeSecrets {

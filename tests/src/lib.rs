@@ -254,6 +254,62 @@ impl TestMesh {
     }
 }
 
+impl TestMesh {
+    pub fn pharmacy_routing(
+        &self,
+    ) -> era_proto::pharmacy_routing::v1::pharmacy_routing_service_client::PharmacyRoutingServiceClient<
+        tonic::transport::Channel,
+    > {
+        Self::routing_client(self.mesh.service_url("era-pharmacy-routing").expect("routing runs"))
+    }
+
+    pub fn routing_client(
+        url: &str,
+    ) -> era_proto::pharmacy_routing::v1::pharmacy_routing_service_client::PharmacyRoutingServiceClient<
+        tonic::transport::Channel,
+    > {
+        era_proto::pharmacy_routing::v1::pharmacy_routing_service_client::PharmacyRoutingServiceClient::new(
+            era_kit::client::channel(url).expect("a valid URL"),
+        )
+    }
+
+    /// Starts another pharmacy-routing replica on the mesh's database with `pipeline` (a failpoint,
+    /// a short lease); it stops when the returned guard is dropped.
+    pub async fn start_routing_replica(&self, pipeline: era_pharmacy_routing::config::PipelineConfig) -> Replica {
+        let database = era_kit::config::DatabaseConfig::new(self.database_url("pharmacy_routing"));
+        let pool = era_kit::db::connect(&database).await.expect("the database answers");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("a port");
+        let addr = listener.local_addr().expect("an address");
+        let service = era_kit::config::ServiceConfig {
+            listen_addr: Some(addr),
+            database,
+            auth: self.mesh.secrets.auth(),
+            logging: Default::default(),
+        };
+        let url = |name| self.mesh.service_url(name).expect("the service runs");
+        let config = era_dev::pharmacy_routing_config(
+            service,
+            &self.mesh.secrets,
+            &self.mesh.sandbox_url,
+            era_dev::Peers {
+                canvas: url("era-canvas"),
+                payments: url("era-payments"),
+                notifications: url("era-notifications"),
+            },
+            pipeline,
+        );
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(era_pharmacy_routing::run(config, listener, pool, async {
+            let _ = stopped.await;
+        }));
+        Replica {
+            _stop: stop,
+            task,
+            url: format!("http://{addr}"),
+        }
+    }
+}
+
 /// A service replica a test started; stopped when dropped.
 #[derive(Debug)]
 pub struct Replica {

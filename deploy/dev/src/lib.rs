@@ -75,6 +75,10 @@ pub struct Secrets {
     pub twilio_account_sid: String,
     pub twilio_auth_token: SecretString,
     pub hubspot_token: SecretString,
+    /// `PIPELINE_KEYS`: versioned AES-256 keys of approval notes (`1:<base64>`).
+    pub pipeline_keys: SecretString,
+    /// The secret the sandbox's pharmacies sign callbacks with and the edge verifies them with.
+    pub pharmacy_webhook_secret: SecretString,
 }
 
 impl std::fmt::Debug for Secrets {
@@ -146,6 +150,8 @@ impl Secrets {
             twilio_account_sid: random_twilio_sid(),
             twilio_auth_token: random_secret(),
             hubspot_token: random_hubspot_token(),
+            pipeline_keys: random_records_key(),
+            pharmacy_webhook_secret: random_secret(),
         }
     }
 
@@ -171,6 +177,7 @@ impl Secrets {
         let canvas_client_secret = take("CANVAS_CLIENT_SECRET");
         let login_code_key = take("LOGIN_CODE_KEY");
         let twilio_auth_token = take("TWILIO_AUTH_TOKEN");
+        let pharmacy_webhook_secret = take("PHARMACY_WEBHOOK_SECRET");
         let (records_keys, records_active_key) = match std::env::var("RECORDS_KEYS") {
             Ok(v) if !v.is_empty() => (
                 SecretString::from(v),
@@ -202,6 +209,13 @@ impl Secrets {
             Ok(v) if !v.is_empty() => SecretString::from(v),
             _ => {
                 generated.push("MESSAGE_KEYS");
+                random_records_key()
+            }
+        };
+        let pipeline_keys = match std::env::var("PIPELINE_KEYS") {
+            Ok(v) if !v.is_empty() => SecretString::from(v),
+            _ => {
+                generated.push("PIPELINE_KEYS");
                 random_records_key()
             }
         };
@@ -240,6 +254,8 @@ impl Secrets {
                 twilio_account_sid,
                 twilio_auth_token,
                 hubspot_token,
+                pipeline_keys,
+                pharmacy_webhook_secret,
             },
             generated,
         )
@@ -268,6 +284,8 @@ pub struct MeshOptions {
     pub payments_resume: era_payments::config::ResumeConfig,
     /// The notifications outbox (retry schedule, polling, whether the worker runs).
     pub notifications_outbox: era_notifications::config::OutboxConfig,
+    /// The approval pipeline's worker (lease, polling, the synchronous wait).
+    pub pipeline: era_pharmacy_routing::config::PipelineConfig,
 }
 
 impl MeshOptions {
@@ -282,6 +300,7 @@ impl MeshOptions {
             cors_allowed_origins: Vec::new(),
             payments_resume: Default::default(),
             notifications_outbox: Default::default(),
+            pipeline: Default::default(),
         }
     }
 }
@@ -347,19 +366,77 @@ pub fn notifications_config(
 }
 
 /// Sets the sandbox's Stripe webhook URL to the edge's route.
-async fn point_stripe_webhooks_at(sandbox_url: &str, edge_url: &str) -> anyhow::Result<()> {
+/// Tells the sandbox's `vendor` (stripe, pharmacy) where to POST its signed events.
+async fn point_webhooks_at(sandbox_url: &str, vendor: &str, url: &str) -> anyhow::Result<()> {
     let resp = reqwest::Client::new()
-        .put(format!("{sandbox_url}/_sandbox/stripe/webhook"))
-        .json(&serde_json::json!({ "url": format!("{edge_url}/api/webhooks/stripe") }))
+        .put(format!("{sandbox_url}/_sandbox/{vendor}/webhook"))
+        .json(&serde_json::json!({ "url": url }))
         .send()
         .await
-        .context("cannot reach the sandbox to set the Stripe webhook URL")?;
+        .with_context(|| format!("cannot reach the sandbox to set the {vendor} webhook URL"))?;
     anyhow::ensure!(
         resp.status().is_success(),
-        "the sandbox refused the Stripe webhook URL: {}",
+        "the sandbox refused the {vendor} webhook URL: {}",
         resp.status()
     );
     Ok(())
+}
+
+/// The gRPC URLs of the services the approval pipeline calls.
+#[derive(Clone, Copy, Debug)]
+pub struct Peers<'a> {
+    pub canvas: &'a str,
+    pub payments: &'a str,
+    pub notifications: &'a str,
+}
+
+/// pharmacy-routing's settings against the sandbox's pharmacies (their default accounts).
+pub fn pharmacy_routing_config(
+    service: ServiceConfig,
+    secrets: &Secrets,
+    sandbox_url: &str,
+    peers: Peers<'_>,
+    pipeline: era_pharmacy_routing::config::PipelineConfig,
+) -> era_pharmacy_routing::Config {
+    use era_pharmacy_routing::config as c;
+    use era_sandbox::state as s;
+    c::Config {
+        service,
+        peers: c::Peers {
+            canvas_grpc_url: peers.canvas.to_owned(),
+            payments_grpc_url: peers.payments.to_owned(),
+            notifications_grpc_url: peers.notifications.to_owned(),
+        },
+        keys: c::PipelineKeys {
+            keys: secrets.pipeline_keys.clone(),
+            active_key: 1,
+        },
+        pharmacies: c::PharmacyAccounts {
+            pioneerrx_api_base: format!("{sandbox_url}/pioneerrx"),
+            pioneerrx_api_key: s::DEFAULT_PIONEERRX_API_KEY.into(),
+            pioneerrx_shared_secret: s::DEFAULT_PIONEERRX_SHARED_SECRET.into(),
+            boothwyn: c::BoothwynAccount {
+                api_base: format!("{sandbox_url}/boothwyn/lfapi/v1"),
+                username: s::DEFAULT_BOOTHWYN_USERNAME.into(),
+                password: s::DEFAULT_BOOTHWYN_PASSWORD.into(),
+                vendor_id: s::DEFAULT_BOOTHWYN_VENDOR_ID.into(),
+                location_id: s::DEFAULT_BOOTHWYN_LOCATION_ID.into(),
+                network_id: s::DEFAULT_BOOTHWYN_NETWORK_ID.into(),
+                practice_id: "era-clinic".into(),
+            },
+            strive: c::StriveAccount {
+                api_base: format!("{sandbox_url}/strive/lfapi/v1"),
+                username: s::DEFAULT_STRIVE_USERNAME.into(),
+                password: s::DEFAULT_STRIVE_PASSWORD.into(),
+                vendor_id: s::DEFAULT_STRIVE_VENDOR_ID.into(),
+                location_id: s::DEFAULT_STRIVE_LOCATION_ID.into(),
+                network_id: s::DEFAULT_STRIVE_NETWORK_ID.into(),
+                practice_id: "era-clinic".into(),
+            },
+            timeout_secs: 20,
+        },
+        pipeline,
+    }
 }
 
 /// The URL of database `name` on the server of `server_url`.
@@ -415,6 +492,7 @@ impl Mesh {
             twilio_account_sid: options.secrets.twilio_account_sid.clone(),
             twilio_auth_token: options.secrets.twilio_auth_token.expose_secret().to_owned(),
             hubspot_token: options.secrets.hubspot_token.expose_secret().to_owned(),
+            pharmacy_webhook_secret: options.secrets.pharmacy_webhook_secret.expose_secret().to_owned(),
             ..Default::default()
         };
         tasks.spawn({
@@ -433,12 +511,16 @@ impl Mesh {
                 service!($krate, $name, $db, $port, |service: ServiceConfig| service)
             };
             ($krate:ident, $name:literal, $db:literal, $port:expr, $config:expr) => {{
+                let bound = bind(host, $port, $name).await?;
+                service!($krate, $name, $db, bound: bound, $config)
+            }};
+            ($krate:ident, $name:literal, $db:literal, bound: $bound:expr, $config:expr) => {{
                 let (database, pool, db_name) = database(&options, $db).await?;
                 era_kit::db::migrate(&pool, &$krate::MIGRATOR)
                     .await
                     .with_context(|| format!("migrating {}", $name))?;
                 databases.push(db_name);
-                let (listener, addr) = bind(host, $port, $name).await?;
+                let (listener, addr) = $bound;
                 let config = ($config)(ServiceConfig {
                     listen_addr: Some(addr),
                     database,
@@ -451,13 +533,10 @@ impl Mesh {
                 format!("http://{addr}")
             }};
         }
-        // pharmacy-routing first: canvas needs its URL.
-        let pharmacy_routing = service!(
-            era_pharmacy_routing,
-            "era-pharmacy-routing",
-            "pharmacy-routing",
-            options.ports.pharmacy_routing
-        );
+        // pharmacy-routing's socket first: canvas needs its URL, and it needs canvas's, payments' and
+        // notifications' (channels connect lazily, so it starts last).
+        let routing_bound = bind(host, options.ports.pharmacy_routing, "era-pharmacy-routing").await?;
+        let pharmacy_routing = format!("http://{}", routing_bound.1);
         let canvas_config = |service: ServiceConfig| era_canvas::Config {
             service,
             canvas: era_canvas::config::CanvasConfig {
@@ -515,6 +594,27 @@ impl Mesh {
             options.ports.notifications,
             notifications_config
         );
+        let routing_config = |service: ServiceConfig| {
+            pharmacy_routing_config(
+                service,
+                &options.secrets,
+                &sandbox_url,
+                Peers {
+                    canvas: &canvas,
+                    payments: &payments,
+                    notifications: &notifications,
+                },
+                options.pipeline.clone(),
+            )
+        };
+        let served = service!(
+            era_pharmacy_routing,
+            "era-pharmacy-routing",
+            "pharmacy-routing",
+            bound: routing_bound,
+            routing_config
+        );
+        debug_assert_eq!(served, pharmacy_routing);
 
         let (database, pool, db_name) = database(&options, "edge").await?;
         era_kit::db::migrate(&pool, &era_edge::MIGRATOR)
@@ -531,6 +631,7 @@ impl Mesh {
                 canvas_auth_secret: None,
                 patient_jwt_secret: options.secrets.patient_jwt_secret.clone(),
                 stripe_webhook_secret: Some(options.secrets.stripe_webhook_secret.clone()),
+                pharmacy_webhook_secret: Some(options.secrets.pharmacy_webhook_secret.clone()),
             },
             peers: era_edge::config::Peers {
                 canvas,
@@ -549,7 +650,8 @@ impl Mesh {
 
         // The sandbox started before the edge had an address: now tell it where Stripe's events go.
         let edge_url = format!("http://{addr}");
-        point_stripe_webhooks_at(&sandbox_url, &edge_url).await?;
+        point_webhooks_at(&sandbox_url, "stripe", &format!("{edge_url}/api/webhooks/stripe")).await?;
+        point_webhooks_at(&sandbox_url, "pharmacy", &format!("{edge_url}/api/webhooks/pharmacy")).await?;
 
         Ok(Mesh {
             edge_url,

@@ -94,7 +94,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     }
     // The keys that protect stored records are not printed: they live in a file of their own.
     println!(
-        "RECORDS_KEYS, BLIND_INDEX_KEY, MESSAGE_KEYS, LOGIN_CODE_KEY   (from the environment, else kept in {})",
+        "RECORDS_KEYS, BLIND_INDEX_KEY, MESSAGE_KEYS, LOGIN_CODE_KEY, PIPELINE_KEYS   (from the environment, else kept in {})",
         cli.dir.join(DATA_KEYS_FILE).display()
     );
     println!(
@@ -166,7 +166,13 @@ fn keep_data_keys(
         })
         .collect();
     let mut to_save = Vec::new();
-    for var in ["RECORDS_KEYS", "BLIND_INDEX_KEY", "MESSAGE_KEYS", "LOGIN_CODE_KEY"] {
+    for var in [
+        "RECORDS_KEYS",
+        "BLIND_INDEX_KEY",
+        "MESSAGE_KEYS",
+        "LOGIN_CODE_KEY",
+        "PIPELINE_KEYS",
+    ] {
         if !generated.contains(&var) {
             continue;
         }
@@ -174,6 +180,7 @@ fn keep_data_keys(
             "RECORDS_KEYS" => &mut secrets.records_keys,
             "MESSAGE_KEYS" => &mut secrets.message_keys,
             "LOGIN_CODE_KEY" => &mut secrets.login_code_key,
+            "PIPELINE_KEYS" => &mut secrets.pipeline_keys,
             _ => &mut secrets.blind_index_key,
         };
         match saved.get(var) {

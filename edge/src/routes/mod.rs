@@ -1,12 +1,13 @@
 //! The REST surface: one module per area, merged here behind the shared layers.
 
+pub mod approvals;
 pub mod auth;
+pub mod fulfilment;
 pub mod logins;
 pub mod notifications;
 pub mod ops;
 pub mod patients;
 pub mod payments;
-mod pending;
 pub mod routing;
 pub mod rx_queue;
 pub mod views;
@@ -14,7 +15,7 @@ pub mod webhooks;
 
 use axum::{
     extract::{DefaultBodyLimit, Request},
-    http::{header, HeaderName, HeaderValue, Method, StatusCode},
+    http::{header, HeaderMap, HeaderName, HeaderValue, Method, StatusCode},
     middleware::{self, Next},
     response::{IntoResponse, Response},
     Router,
@@ -26,7 +27,8 @@ use tracing::Instrument;
 use crate::{error::ApiError, AppState};
 
 pub use self::{
-    auth::*, logins::*, notifications::*, ops::*, patients::*, payments::*, routing::*, rx_queue::*, webhooks::*,
+    approvals::*, auth::*, fulfilment::*, logins::*, notifications::*, ops::*, patients::*, payments::*, routing::*,
+    rx_queue::*, webhooks::*,
 };
 
 /// The whole edge.
@@ -39,11 +41,12 @@ pub fn router(state: AppState) -> Router {
         .merge(notifications::router())
         .merge(routing::router())
         .merge(rx_queue::router())
+        .merge(approvals::router())
+        .merge(fulfilment::router())
         .merge(patients::router())
         .merge(webhooks::router())
         .merge(payments::router())
         .merge(ops::router())
-        .merge(pending::router())
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(
@@ -103,6 +106,17 @@ async fn request_context(req: Request, next: Next) -> Response {
 /// Builds the gRPC request for a call made on behalf of `caller`.
 pub(crate) fn grpc<T>(state: &AppState, caller: &era_kit::auth::Caller, message: T) -> tonic::Request<T> {
     era_kit::client::request(message, &state.internal, caller)
+}
+
+/// The `Idempotency-Key` header, when sent (empty otherwise).
+pub(crate) fn idempotency_key(headers: &HeaderMap) -> Result<String, ApiError> {
+    match headers.get("idempotency-key") {
+        None => Ok(String::new()),
+        Some(v) => v
+            .to_str()
+            .map(|s| s.trim().to_owned())
+            .map_err(|_| ApiError::field("Idempotency-Key", "must be printable text")),
+    }
 }
 
 /// A JSON body whose rejections use the API's error body.

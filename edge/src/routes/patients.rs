@@ -369,17 +369,7 @@ pub async fn submit_intake(
         (Ok(g), Ok(b)) => (g, b),
         (g, b) => return Err(ApiError::invalid([g.err(), b.err()].into_iter().flatten().collect())),
     };
-    let submitted_at = match input.submitted_at.as_deref() {
-        None | Some("") => None,
-        Some(s) => {
-            let t = chrono::DateTime::parse_from_rfc3339(s)
-                .map_err(|_| ApiError::field("submittedAt", "must be an RFC 3339 date-time"))?;
-            Some(era_proto::Timestamp {
-                seconds: t.timestamp(),
-                nanos: t.timestamp_subsec_nanos() as i32,
-            })
-        }
-    };
+    let submitted_at = super::views::parse_time("submittedAt", input.submitted_at.as_deref())?;
     let req = pb::SubmitIntakeRequest {
         submission_id: input.submission_id,
         submission: Some(pb::IntakeSubmission {

@@ -19,7 +19,7 @@ use super::views::{page, rfc3339, snake};
 use crate::{
     auth::{Admin, CardHolder},
     error::{ApiError, ErrorBody},
-    routes::{grpc, ApiJson},
+    routes::{grpc, idempotency_key, ApiJson},
     AppState,
 };
 
@@ -117,17 +117,6 @@ impl From<pb::Refund> for RefundView {
             on_behalf_of: r.on_behalf_of.map(|a| a.subject).unwrap_or_default(),
             created_at: r.created_at.map(rfc3339),
         }
-    }
-}
-
-/// The `Idempotency-Key` header, when sent.
-fn idempotency_key(headers: &HeaderMap) -> Result<String, ApiError> {
-    match headers.get("idempotency-key") {
-        None => Ok(String::new()),
-        Some(v) => v
-            .to_str()
-            .map(|s| s.trim().to_owned())
-            .map_err(|_| ApiError::field("Idempotency-Key", "must be printable text")),
     }
 }
 

@@ -1,9 +1,12 @@
 //! JSON shapes of the canvas service's messages: lowerCamelCase, RFC 3339 UTC timestamps, enums as
-//! lowercase strings, money in integer cents.
+//! lowercase strings, money in integer cents; and the helpers every route module shares (paging,
+//! enum names, timestamps both ways, status filters).
 
 use era_proto::{canvas::v1 as pb, common::v1 as common};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
+
+use crate::error::ApiError;
 
 /// A list call's `pageSize` and `pageToken` query parameters, as the services take them.
 pub fn page(page_size: Option<i32>, page_token: Option<String>) -> Option<common::PageRequest> {
@@ -13,7 +16,6 @@ pub fn page(page_size: Option<i32>, page_token: Option<String>) -> Option<common
     })
 }
 
-/// RFC 3339 UTC, as the API writes every timestamp.
 /// A proto enum value's name in the API's snake_case (`AuthenticationRequired` ->
 /// `authentication_required`); empty for the unspecified value.
 pub fn snake<E: std::fmt::Debug>(e: E) -> String {
@@ -35,6 +37,44 @@ pub fn snake<E: std::fmt::Debug>(e: E) -> String {
     out
 }
 
+/// A status filter of a list route: one of `statuses`, named as the API writes them ([`snake`]);
+/// absent or empty means no filter (the enum's unspecified value). Anything else is a 400 naming
+/// `field` and the accepted words.
+pub fn status_filter<E: Copy + Default + std::fmt::Debug>(
+    field: &str,
+    value: Option<&str>,
+    statuses: &[E],
+) -> Result<E, ApiError> {
+    let Some(value) = value.filter(|v| !v.is_empty()) else {
+        return Ok(E::default());
+    };
+    statuses.iter().copied().find(|s| snake(*s) == value).ok_or_else(|| {
+        let names: Vec<String> = statuses.iter().map(|s| snake(*s)).collect();
+        let list = match names.split_last() {
+            Some((last, rest)) if !rest.is_empty() => format!("{} or {last}", rest.join(", ")),
+            _ => names.concat(),
+        };
+        ApiError::field(field, format!("must be {list}"))
+    })
+}
+
+/// An RFC 3339 date-time from the caller (`2025-01-31T00:00:00Z`); absent or empty is `None`, anything
+/// else unparseable a 400 naming `field`.
+pub fn parse_time(field: &str, value: Option<&str>) -> Result<Option<era_proto::Timestamp>, ApiError> {
+    match value {
+        None | Some("") => Ok(None),
+        Some(s) => {
+            let t = chrono::DateTime::parse_from_rfc3339(s)
+                .map_err(|_| ApiError::field(field, "must be an RFC 3339 date-time, e.g. 2025-01-31T00:00:00Z"))?;
+            Ok(Some(era_proto::Timestamp {
+                seconds: t.timestamp(),
+                nanos: t.timestamp_subsec_nanos() as i32,
+            }))
+        }
+    }
+}
+
+/// RFC 3339 UTC, as the API writes every timestamp.
 pub fn rfc3339(t: era_proto::Timestamp) -> String {
     chrono::DateTime::from_timestamp(t.seconds, t.nanos.max(0) as u32)
         .unwrap_or_default()

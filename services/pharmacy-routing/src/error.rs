@@ -19,8 +19,13 @@ pub enum Error {
     NoLicensedPrescriber { state: String },
     #[error("{what} {id} not found")]
     NotFound { what: &'static str, id: String },
-    #[error("{0}")]
-    NotYetAvailable(&'static str),
+    #[error("task {task_id} is not open for review")]
+    TaskNotOpen { task_id: String },
+    #[error("task {task_id} was already decided differently (run {run_id})")]
+    TaskAlreadyDecided { task_id: String, run_id: String },
+    /// A peer the request needs is unavailable; the reason names which.
+    #[error("{1}")]
+    Unavailable(&'static str, String),
     #[error(transparent)]
     Db(#[from] sqlx::Error),
     #[error(transparent)]
@@ -39,11 +44,10 @@ impl Error {
             Self::NoActiveRoute { .. } => Some("NO_ACTIVE_ROUTE"),
             Self::MedicationNotAvailable { .. } => Some("MEDICATION_NOT_AVAILABLE"),
             Self::NoLicensedPrescriber { .. } => Some("NO_LICENSED_PRESCRIBER"),
-            Self::InvalidArgument(_)
-            | Self::NotFound { .. }
-            | Self::NotYetAvailable(_)
-            | Self::Db(_)
-            | Self::Internal(_) => None,
+            Self::TaskNotOpen { .. } => Some("TASK_NOT_OPEN"),
+            Self::TaskAlreadyDecided { .. } => Some("TASK_ALREADY_DECIDED"),
+            Self::Unavailable(reason, _) => Some(reason),
+            Self::InvalidArgument(_) | Self::NotFound { .. } | Self::Db(_) | Self::Internal(_) => None,
         }
     }
 }
@@ -56,13 +60,15 @@ impl From<Error> for Status {
             Error::StateExcluded { .. }
             | Error::NoActiveRoute { .. }
             | Error::MedicationNotAvailable { .. }
-            | Error::NoLicensedPrescriber { .. } => with_reason(
+            | Error::NoLicensedPrescriber { .. }
+            | Error::TaskNotOpen { .. }
+            | Error::TaskAlreadyDecided { .. } => with_reason(
                 Code::FailedPrecondition,
                 err.reason().unwrap_or_default(),
                 err.to_string(),
             ),
             Error::NotFound { .. } => Status::not_found(err.to_string()),
-            Error::NotYetAvailable(what) => Status::unimplemented(*what),
+            Error::Unavailable(reason, _) => with_reason(Code::Unavailable, reason, err.to_string()),
             Error::Db(e) => internal(&anyhow::anyhow!("database: {e}")),
             Error::Internal(e) => internal(e),
         }
@@ -108,7 +114,24 @@ mod tests {
                 Code::NotFound,
                 None,
             ),
-            (Error::NotYetAvailable("later"), Code::Unimplemented, None),
+            (
+                Error::TaskNotOpen { task_id: "t".into() },
+                Code::FailedPrecondition,
+                Some("TASK_NOT_OPEN"),
+            ),
+            (
+                Error::TaskAlreadyDecided {
+                    task_id: "t".into(),
+                    run_id: "r".into(),
+                },
+                Code::FailedPrecondition,
+                Some("TASK_ALREADY_DECIDED"),
+            ),
+            (
+                Error::Unavailable("CANVAS_UNAVAILABLE", "down".into()),
+                Code::Unavailable,
+                Some("CANVAS_UNAVAILABLE"),
+            ),
             (Error::Db(sqlx::Error::RowNotFound), Code::Internal, None),
             (Error::Internal(anyhow::anyhow!("boom")), Code::Internal, None),
         ];

@@ -9,9 +9,12 @@ use era_proto::{
 use sqlx::PgPool;
 use tonic::{Request, Response, Status};
 
+use std::sync::Arc;
+
 use crate::{
     domain::{self, Reason},
     error::{Error, Result},
+    pipeline::{orders, runs, Approval, Denial, Pipeline},
     store::{self, Matrix, RouteRow, Snapshot, StateUpdate},
 };
 
@@ -19,18 +22,57 @@ const DEFAULT_PAGE_SIZE: i64 = 50;
 const MAX_PAGE_SIZE: i64 = 200;
 const MAX_NOTE_LEN: usize = 500;
 
+/// Longest approval note or denial reason (they go to Canvas as the task's comment or the H&P note).
+const MAX_DECISION_TEXT: usize = 4000;
+
 #[derive(Debug)]
 pub(crate) struct RoutingService {
-    matrix: tokio::sync::OnceCell<Matrix>,
+    matrix: Arc<tokio::sync::OnceCell<Matrix>>,
     pool: PgPool,
+    pipeline: Arc<Pipeline>,
 }
 
 impl RoutingService {
-    pub(crate) fn new(pool: PgPool) -> Self {
-        Self {
-            matrix: tokio::sync::OnceCell::new(),
-            pool,
-        }
+    pub(crate) fn new(pool: PgPool, matrix: Arc<tokio::sync::OnceCell<Matrix>>, pipeline: Arc<Pipeline>) -> Self {
+        Self { matrix, pool, pipeline }
+    }
+
+    /// A run as the API shows it, with its steps.
+    async fn run_view(&self, run: runs::Run) -> Result<pb::OrchestrationRun> {
+        let steps = runs::steps(self.pipeline.pool(), run.id).await?;
+        let order = orders::for_run(self.pipeline.pool(), run.id).await?;
+        let status = match run.status.as_str() {
+            "pending" => pb::RunStatus::Pending,
+            "running" => pb::RunStatus::Running,
+            "succeeded" => pb::RunStatus::Succeeded,
+            "failed" => pb::RunStatus::Failed,
+            "denied" => pb::RunStatus::Denied,
+            _ => pb::RunStatus::Unspecified,
+        };
+        Ok(pb::OrchestrationRun {
+            id: run.id.to_string(),
+            task_id: run.task_id,
+            canvas_patient_id: run.canvas_patient_id,
+            medication: run.medication,
+            dose_label: run.dose_label,
+            status: status as i32,
+            failure_reason: run.failure_reason,
+            steps: steps
+                .into_iter()
+                .map(|st| pb::RunStep {
+                    name: st.name,
+                    status: st.status,
+                    detail: st.detail,
+                    finished_at: st.finished_at.map(timestamp),
+                })
+                .collect(),
+            warnings: run.warnings,
+            pharmacy_order_id: order.map(|o| o.id.to_string()).unwrap_or_default(),
+            payment_id: run.charge_id,
+            approved_by: run.approved_by,
+            created_at: Some(timestamp(run.created_at)),
+            updated_at: Some(timestamp(run.updated_at)),
+        })
     }
 
     /// Loaded on first use, so a slow database delays the first call, not the server's start.
@@ -44,10 +86,6 @@ impl RoutingService {
 }
 
 type RpcResult<T> = std::result::Result<Response<T>, Status>;
-
-fn later(issue: &'static str) -> Status {
-    Status::from(Error::NotYetAvailable(issue))
-}
 
 #[tonic::async_trait]
 impl PharmacyRoutingService for RoutingService {
@@ -192,59 +230,307 @@ impl PharmacyRoutingService for RoutingService {
         }))
     }
 
-    async fn approve_task(&self, _: Request<pb::ApproveTaskRequest>) -> RpcResult<pb::ApproveTaskResponse> {
-        Err(later("ApproveTask arrives with the approval pipeline (issue 6)"))
+    async fn approve_task(&self, request: Request<pb::ApproveTaskRequest>) -> RpcResult<pb::ApproveTaskResponse> {
+        let caller = Caller::of(&request)?.clone();
+        caller.require_staff()?;
+        let req = request.into_inner();
+        let mut bad = Vec::new();
+        check_task_id(&req.task_id, &mut bad);
+        optional_id("canvas_patient_id", &req.canvas_patient_id, &mut bad);
+        if req.dose_label.trim().is_empty() {
+            bad.push(FieldViolation::new(
+                "dose_label",
+                "is required: one of the task's dosage options",
+            ));
+        }
+        if !req.medication.is_empty() {
+            if let Err(Error::InvalidArgument(v)) = domain::normalise_medication("medication", &req.medication) {
+                bad.extend(v);
+            }
+        }
+        if req.note.len() > MAX_DECISION_TEXT {
+            bad.push(FieldViolation::new(
+                "note",
+                format!("must be at most {MAX_DECISION_TEXT} characters"),
+            ));
+        }
+        if req.idempotency_key.len() > 200 {
+            bad.push(FieldViolation::new("idempotency_key", "must be at most 200 characters"));
+        }
+        if !bad.is_empty() {
+            return Err(Error::InvalidArgument(bad).into());
+        }
+        let (run, existing) = self
+            .pipeline
+            .approve(Approval {
+                task_id: req.task_id,
+                canvas_patient_id: req.canvas_patient_id,
+                medication: req.medication.trim().to_lowercase(),
+                dose_label: req.dose_label.trim().to_owned(),
+                note: req.note,
+                idempotency_key: req.idempotency_key,
+                approved_by: actor_of(&caller, req.actor),
+            })
+            .await?;
+        Ok(Response::new(pb::ApproveTaskResponse {
+            run: Some(self.run_view(run).await?),
+            existing,
+        }))
     }
 
-    async fn deny_task(&self, _: Request<pb::DenyTaskRequest>) -> RpcResult<pb::DenyTaskResponse> {
-        Err(later("DenyTask arrives with the approval pipeline (issue 6)"))
+    async fn deny_task(&self, request: Request<pb::DenyTaskRequest>) -> RpcResult<pb::DenyTaskResponse> {
+        let caller = Caller::of(&request)?.clone();
+        caller.require_staff()?;
+        let req = request.into_inner();
+        let mut bad = Vec::new();
+        check_task_id(&req.task_id, &mut bad);
+        optional_id("canvas_patient_id", &req.canvas_patient_id, &mut bad);
+        if req.reason.trim().is_empty() {
+            bad.push(FieldViolation::new("reason", "is required"));
+        } else if req.reason.len() > MAX_DECISION_TEXT {
+            bad.push(FieldViolation::new(
+                "reason",
+                format!("must be at most {MAX_DECISION_TEXT} characters"),
+            ));
+        }
+        if !bad.is_empty() {
+            return Err(Error::InvalidArgument(bad).into());
+        }
+        let run = self
+            .pipeline
+            .deny(Denial {
+                task_id: req.task_id,
+                canvas_patient_id: req.canvas_patient_id,
+                reason: req.reason,
+                denied_by: actor_of(&caller, req.actor),
+            })
+            .await?;
+        Ok(Response::new(pb::DenyTaskResponse {
+            run: Some(self.run_view(run).await?),
+        }))
     }
 
     async fn get_orchestration_run(
         &self,
-        _: Request<pb::GetOrchestrationRunRequest>,
+        request: Request<pb::GetOrchestrationRunRequest>,
     ) -> RpcResult<pb::GetOrchestrationRunResponse> {
-        Err(later("orchestration runs arrive with the approval pipeline (issue 6)"))
+        Caller::of(&request)?.require_staff()?;
+        let id = uuid_field("id", &request.get_ref().id)?;
+        let run = runs::get(self.pipeline.pool(), id)
+            .await?
+            .ok_or_else(|| Error::NotFound {
+                what: "orchestration run",
+                id: id.to_string(),
+            })?;
+        Ok(Response::new(pb::GetOrchestrationRunResponse {
+            run: Some(self.run_view(run).await?),
+        }))
     }
 
     async fn list_orchestration_runs(
         &self,
-        _: Request<pb::ListOrchestrationRunsRequest>,
+        request: Request<pb::ListOrchestrationRunsRequest>,
     ) -> RpcResult<pb::ListOrchestrationRunsResponse> {
-        Err(later("orchestration runs arrive with the approval pipeline (issue 6)"))
+        Caller::of(&request)?.require_staff()?;
+        let req = request.into_inner();
+        let page = req.page.unwrap_or_default();
+        let status = match pb::RunStatus::try_from(req.status) {
+            Ok(pb::RunStatus::Unspecified) => None,
+            Ok(s) => Some(run_status_word(s).to_owned()),
+            Err(_) => return Err(Error::field("status", "is not a run status").into()),
+        };
+        let limit = era_kit::time::page_size(page.page_size);
+        let filter = runs::RunFilter {
+            task_id: nonempty(req.task_id),
+            canvas_patient_id: nonempty(req.canvas_patient_id),
+            status,
+            after: era_kit::time::page_cursor(&page.page_token).map_err(|v| Error::InvalidArgument(vec![v]))?,
+            limit: limit + 1,
+        };
+        let mut rows = runs::list(self.pipeline.pool(), &filter).await?;
+        let next = more(&mut rows, limit).map(|r| (r.created_at, r.id));
+        let mut out = Vec::with_capacity(rows.len());
+        for run in rows {
+            out.push(self.run_view(run).await?);
+        }
+        Ok(Response::new(pb::ListOrchestrationRunsResponse {
+            runs: out,
+            page: Some(era_kit::time::next_page(next)),
+        }))
     }
 
     async fn get_pharmacy_order(
         &self,
-        _: Request<pb::GetPharmacyOrderRequest>,
+        request: Request<pb::GetPharmacyOrderRequest>,
     ) -> RpcResult<pb::GetPharmacyOrderResponse> {
-        Err(later("pharmacy orders arrive with the approval pipeline (issue 6)"))
+        Caller::of(&request)?.require_staff()?;
+        let id = uuid_field("id", &request.get_ref().id)?;
+        let order = orders::get(self.pipeline.pool(), id)
+            .await?
+            .ok_or_else(|| Error::NotFound {
+                what: "pharmacy order",
+                id: id.to_string(),
+            })?;
+        Ok(Response::new(pb::GetPharmacyOrderResponse {
+            order: Some(order_view(order)),
+        }))
     }
 
     async fn list_pharmacy_orders(
         &self,
-        _: Request<pb::ListPharmacyOrdersRequest>,
+        request: Request<pb::ListPharmacyOrdersRequest>,
     ) -> RpcResult<pb::ListPharmacyOrdersResponse> {
-        Err(later("pharmacy orders arrive with the approval pipeline (issue 6)"))
+        Caller::of(&request)?.require_staff()?;
+        let req = request.into_inner();
+        let page = req.page.unwrap_or_default();
+        let status = match pb::OrderStatus::try_from(req.status) {
+            Ok(pb::OrderStatus::Unspecified) => None,
+            Ok(s) => Some(order_status_word(s).to_owned()),
+            Err(_) => return Err(Error::field("status", "is not an order status").into()),
+        };
+        let limit = era_kit::time::page_size(page.page_size);
+        let filter = orders::OrderFilter {
+            canvas_patient_id: nonempty(req.canvas_patient_id),
+            pharmacy_id: nonempty(req.pharmacy_id),
+            status,
+            after: era_kit::time::page_cursor(&page.page_token).map_err(|v| Error::InvalidArgument(vec![v]))?,
+            limit: limit + 1,
+        };
+        let mut rows = orders::list(self.pipeline.pool(), &filter).await?;
+        let next = more(&mut rows, limit).map(|o| (o.created_at, o.id));
+        Ok(Response::new(pb::ListPharmacyOrdersResponse {
+            orders: rows.into_iter().map(order_view).collect(),
+            page: Some(era_kit::time::next_page(next)),
+        }))
     }
 
-    async fn list_sync_logs(&self, _: Request<pb::ListSyncLogsRequest>) -> RpcResult<pb::ListSyncLogsResponse> {
-        Err(later("sync logs arrive with the approval pipeline (issue 6)"))
+    async fn list_sync_logs(&self, request: Request<pb::ListSyncLogsRequest>) -> RpcResult<pb::ListSyncLogsResponse> {
+        Caller::of(&request)?.require_staff()?;
+        let req = request.into_inner();
+        let (limit, before_id) = page(req.page.unwrap_or_default())?;
+        let time = |field: &str, t: Option<prost_types::Timestamp>| -> Result<Option<chrono::DateTime<Utc>>> {
+            t.map(|t| era_kit::time::from_timestamp(&t).ok_or_else(|| Error::field(field, "is not a valid time")))
+                .transpose()
+        };
+        let status = nonempty(req.status);
+        if status
+            .as_deref()
+            .is_some_and(|s| !matches!(s, "success" | "failure" | "retry"))
+        {
+            return Err(Error::field("status", "must be success, failure or retry").into());
+        }
+        let filter = orders::LogFilter {
+            canvas_patient_id: nonempty(req.canvas_patient_id),
+            pharmacy_id: nonempty(req.pharmacy_id),
+            status,
+            from: time("from", req.from)?,
+            to: time("to", req.to)?,
+            before_id,
+            limit: limit + 1,
+        };
+        let mut rows = orders::logs(self.pipeline.pool(), &filter).await?;
+        let next = more(&mut rows, limit).map(|r| r.id.to_string());
+        Ok(Response::new(pb::ListSyncLogsResponse {
+            logs: rows
+                .into_iter()
+                .map(|r| pb::SyncLog {
+                    id: r.id,
+                    pharmacy_id: r.pharmacy_id,
+                    canvas_patient_id: r.canvas_patient_id,
+                    order_id: r.order_id,
+                    operation: r.operation,
+                    status: r.status,
+                    http_status: r.http_status,
+                    detail: r.detail,
+                    created_at: Some(timestamp(r.created_at)),
+                })
+                .collect(),
+            page: Some(PageResponse {
+                next_page_token: next.unwrap_or_default(),
+            }),
+        }))
     }
 
-    async fn list_shipments(&self, _: Request<pb::ListShipmentsRequest>) -> RpcResult<pb::ListShipmentsResponse> {
-        Err(later("shipments arrive with the approval pipeline (issue 6)"))
+    async fn list_shipments(&self, request: Request<pb::ListShipmentsRequest>) -> RpcResult<pb::ListShipmentsResponse> {
+        let caller = Caller::of(&request)?.clone();
+        let req = request.into_inner();
+        required_id("canvas_patient_id", &req.canvas_patient_id)?;
+        caller.require_patient_access(&req.canvas_patient_id)?;
+        let page = req.page.unwrap_or_default();
+        let limit = era_kit::time::page_size(page.page_size);
+        let after = era_kit::time::page_cursor(&page.page_token).map_err(|v| Error::InvalidArgument(vec![v]))?;
+        let (mut rows, events) =
+            orders::shipments(self.pipeline.pool(), &req.canvas_patient_id, after, limit + 1).await?;
+        let next = more(&mut rows, limit).map(|s| (s.created_at, s.id));
+        let shipments = rows
+            .into_iter()
+            .map(|s| pb::Shipment {
+                id: s.id.to_string(),
+                order_id: s.order_id.to_string(),
+                canvas_patient_id: s.canvas_patient_id,
+                pharmacy_id: s.pharmacy_id,
+                carrier: s.carrier,
+                tracking_number: s.tracking_number,
+                status: s.status,
+                events: events
+                    .iter()
+                    .filter(|e| e.shipment_id == s.id)
+                    .map(|e| pb::ShipmentEvent {
+                        status: e.status.clone(),
+                        description: e.description.clone(),
+                        occurred_at: Some(timestamp(e.occurred_at)),
+                    })
+                    .collect(),
+                shipped_at: s.shipped_at.map(timestamp),
+                delivered_at: s.delivered_at.map(timestamp),
+            })
+            .collect();
+        Ok(Response::new(pb::ListShipmentsResponse {
+            shipments,
+            page: Some(era_kit::time::next_page(next)),
+        }))
     }
 
-    async fn list_refills(&self, _: Request<pb::ListRefillsRequest>) -> RpcResult<pb::ListRefillsResponse> {
-        Err(later("refills arrive with the approval pipeline (issue 6)"))
+    async fn list_refills(&self, request: Request<pb::ListRefillsRequest>) -> RpcResult<pb::ListRefillsResponse> {
+        let caller = Caller::of(&request)?.clone();
+        let req = request.into_inner();
+        required_id("canvas_patient_id", &req.canvas_patient_id)?;
+        caller.require_patient_access(&req.canvas_patient_id)?;
+        let page = req.page.unwrap_or_default();
+        let limit = era_kit::time::page_size(page.page_size);
+        // Soonest first: the token is the last refill shown.
+        let after = era_kit::time::page_cursor(&page.page_token).map_err(|v| Error::InvalidArgument(vec![v]))?;
+        let mut rows = orders::refills(self.pipeline.pool(), &req.canvas_patient_id, after, limit + 1).await?;
+        let next = more(&mut rows, limit).map(|r| (r.due_at, r.id));
+        Ok(Response::new(pb::ListRefillsResponse {
+            refills: rows
+                .into_iter()
+                .map(|r| pb::Refill {
+                    id: r.id.to_string(),
+                    order_id: r.order_id.to_string(),
+                    canvas_patient_id: r.canvas_patient_id,
+                    medication: r.medication,
+                    sequence: r.sequence,
+                    status: r.status,
+                    due_at: Some(timestamp(r.due_at)),
+                    run_id: r.run_id.map(|u| u.to_string()).unwrap_or_default(),
+                })
+                .collect(),
+            page: Some(era_kit::time::next_page(next)),
+        }))
     }
 
     async fn handle_pharmacy_callback(
         &self,
-        _: Request<pb::HandlePharmacyCallbackRequest>,
+        request: Request<pb::HandlePharmacyCallbackRequest>,
     ) -> RpcResult<pb::HandlePharmacyCallbackResponse> {
-        Err(later("pharmacy callbacks arrive with the approval pipeline (issue 6)"))
+        Caller::of(&request)?.require_staff()?;
+        let req = request.into_inner();
+        let processed = self
+            .pipeline
+            .pharmacy_callback(&req.pharmacy_id, &req.callback_id, &req.body)
+            .await?;
+        Ok(Response::new(pb::HandlePharmacyCallbackResponse { processed }))
     }
 }
 
@@ -489,5 +775,114 @@ fn medication(m: &store::Medication) -> pb::Medication {
         }),
         pharmacy_ids: m.pharmacy_ids.clone(),
         active: m.row.active,
+    }
+}
+
+fn run_status_word(s: pb::RunStatus) -> &'static str {
+    match s {
+        pb::RunStatus::Unspecified => "",
+        pb::RunStatus::Pending => "pending",
+        pb::RunStatus::Running => "running",
+        pb::RunStatus::Succeeded => "succeeded",
+        pb::RunStatus::Failed => "failed",
+        pb::RunStatus::Denied => "denied",
+    }
+}
+
+fn order_status_word(s: pb::OrderStatus) -> &'static str {
+    match s {
+        pb::OrderStatus::Unspecified => "",
+        pb::OrderStatus::Pending => "pending",
+        pb::OrderStatus::Submitted => "submitted",
+        pb::OrderStatus::Accepted => "accepted",
+        pb::OrderStatus::Rejected => "rejected",
+        pb::OrderStatus::Cancelled => "cancelled",
+        pb::OrderStatus::Shipped => "shipped",
+        pb::OrderStatus::Delivered => "delivered",
+    }
+}
+
+fn order_view(o: orders::Order) -> pb::PharmacyOrder {
+    let status = [
+        pb::OrderStatus::Pending,
+        pb::OrderStatus::Submitted,
+        pb::OrderStatus::Accepted,
+        pb::OrderStatus::Rejected,
+        pb::OrderStatus::Cancelled,
+        pb::OrderStatus::Shipped,
+        pb::OrderStatus::Delivered,
+    ]
+    .into_iter()
+    .find(|s| order_status_word(*s) == o.status)
+    .unwrap_or(pb::OrderStatus::Unspecified);
+    pb::PharmacyOrder {
+        id: o.id.to_string(),
+        run_id: o.run_id.to_string(),
+        canvas_patient_id: o.canvas_patient_id,
+        pharmacy_id: o.pharmacy_id,
+        prescriber_id: o.prescriber_id,
+        medication: o.medication,
+        dose_label: o.dose_label,
+        status: status as i32,
+        external_order_id: o.external_order_id,
+        rejection_reason: o.rejection_reason,
+        created_at: Some(timestamp(o.created_at)),
+        updated_at: Some(timestamp(o.updated_at)),
+    }
+}
+
+/// Keeps `limit` rows of the `limit + 1` read; answers the last kept when there were more.
+fn more<T>(rows: &mut Vec<T>, limit: i64) -> Option<&T> {
+    if rows.len() as i64 > limit {
+        rows.truncate(limit as usize);
+        rows.last()
+    } else {
+        None
+    }
+}
+
+fn nonempty(s: String) -> Option<String> {
+    let s = s.trim();
+    (!s.is_empty()).then(|| s.to_owned())
+}
+
+/// Canvas ids: letters, digits and dashes, at most 100.
+fn is_id(s: &str) -> bool {
+    !s.is_empty() && s.len() <= 100 && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.')
+}
+
+fn check_task_id(id: &str, bad: &mut Vec<FieldViolation>) {
+    if id.is_empty() {
+        bad.push(FieldViolation::new("task_id", "is required"));
+    } else if !is_id(id) {
+        bad.push(FieldViolation::new("task_id", "is not a Canvas id"));
+    }
+}
+
+fn optional_id(field: &str, id: &str, bad: &mut Vec<FieldViolation>) {
+    if !id.is_empty() && !is_id(id) {
+        bad.push(FieldViolation::new(field, "is not a Canvas id"));
+    }
+}
+
+fn required_id(field: &str, id: &str) -> Result<()> {
+    if !is_id(id) {
+        return Err(Error::field(field, "is required (a Canvas id)"));
+    }
+    Ok(())
+}
+
+fn uuid_field(field: &str, raw: &str) -> Result<uuid::Uuid> {
+    uuid::Uuid::parse_str(raw.trim()).map_err(|_| Error::field(field, "is not an id this service issued"))
+}
+
+/// Who decided: the authenticated admin; a service caller may name the admin it acts for.
+fn actor_of(caller: &Caller, given: Option<era_proto::common::v1::Actor>) -> era_proto::common::v1::Actor {
+    match (caller.role, given) {
+        (era_kit::auth::Role::Service, Some(a)) if !a.subject.is_empty() => a,
+        _ => era_proto::common::v1::Actor {
+            subject: caller.subject.clone(),
+            role: "admin".into(),
+        },
     }
 }

@@ -1,28 +1,29 @@
 //! era-pharmacy-routing: which pharmacy and prescriber serve a patient's state, the medication
-//! catalogue, and (from later issues) the approval pipeline, pharmacy orders, shipments and refills.
+//! catalogue, the approval pipeline, pharmacy orders and their callbacks, shipments and refills.
 
-use std::net::SocketAddr;
+use std::{net::SocketAddr, sync::Arc};
 
 use era_kit::{
     auth::Authenticator,
     cli::{BoxFuture, ServiceBinary},
-    config::ServiceConfig,
+    config::ConfigError,
     server::GrpcServer,
 };
 use era_proto::pharmacy_routing::v1::pharmacy_routing_service_server::PharmacyRoutingServiceServer;
 use sqlx::{migrate::Migrator, PgPool};
 use tokio::net::TcpListener;
 
+pub mod config;
 pub mod domain;
 pub mod error;
 mod grpc;
 pub mod pharmacies;
+mod pipeline;
 pub mod store;
 
-pub static MIGRATOR: Migrator = sqlx::migrate!("../../migrations/pharmacy-routing");
+pub use config::Config;
 
-/// The service has no settings of its own yet.
-pub type Config = ServiceConfig;
+pub static MIGRATOR: Migrator = sqlx::migrate!("../../migrations/pharmacy-routing");
 
 /// Serves the routing service on `listener` until `shutdown` resolves. The database must be migrated.
 pub async fn run(
@@ -31,11 +32,23 @@ pub async fn run(
     pool: PgPool,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let service = grpc::RoutingService::new(pool);
-    GrpcServer::new(Authenticator::new(&config.auth))
+    let matrix = Arc::new(tokio::sync::OnceCell::new());
+    let pipeline = Arc::new(pipeline::Pipeline::new(&config, pool.clone(), matrix.clone())?);
+    // Runs are durable and every write is fenced, so stopping the worker anywhere loses nothing:
+    // a held run's lease runs out and another replica resumes it.
+    let worker = config
+        .pipeline
+        .worker
+        .then(|| tokio::spawn(pipeline::run_worker(pipeline.clone())));
+    let service = grpc::RoutingService::new(pool, matrix, pipeline);
+    let served = GrpcServer::new(Authenticator::new(&config.service.auth))
         .add_service(PharmacyRoutingServiceServer::new(service))
         .serve(listener, shutdown)
-        .await
+        .await;
+    if let Some(w) = worker {
+        w.abort();
+    }
+    served
 }
 
 /// The `era-pharmacy-routing` binary.
@@ -49,6 +62,10 @@ impl ServiceBinary for Binary {
 
     fn migrator() -> &'static Migrator {
         &MIGRATOR
+    }
+
+    fn validate(config: &Config) -> Result<(), ConfigError> {
+        config.validate()
     }
 
     fn run(

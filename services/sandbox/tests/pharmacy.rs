@@ -1,6 +1,7 @@
 //! The pharmacy simulators over real HTTP: PioneerRx's signed order API (auth, validation,
 //! refusals, cancellation), Boothwyn's and Strive's LifeFile APIs (auth headers, success and
-//! error envelopes, status and shipping), orders that are not idempotent, signed callbacks to a
+//! error envelopes, status and shipping), orders that are not idempotent and can be looked up by
+//! our reference id before submitting again, signed callbacks to a
 //! receiver run here (checked with our own HMAC), the `/_sandbox/pharmacy` controls, and reset.
 
 use std::{
@@ -580,6 +581,70 @@ async fn the_same_order_twice_is_two_orders() {
 }
 
 #[tokio::test]
+async fn pioneerrx_finds_its_orders_by_reference_id() {
+    let s = start().await;
+    // The pipeline's reference ids carry a colon: the query is percent-decoded.
+    let lookup = "/orders?referenceId=run-7%3Apharmacy_sync";
+    let none = s.prx(Method::GET, lookup, None).await.expect(200);
+    assert_eq!(none, json!({ "orders": [] }));
+
+    let first = s.prx_place("run-7:pharmacy_sync").await;
+    // Neither another reference nor another pharmacy's order with the same reference is found.
+    s.prx_place("run-8:pharmacy_sync").await;
+    s.lf_place("boothwyn", "run-7:pharmacy_sync").await;
+    let one = s.prx(Method::GET, lookup, None).await.expect(200);
+    let orders = one["orders"].as_array().unwrap();
+    assert_eq!(orders.len(), 1, "{one}");
+    assert_eq!(orders[0]["orderId"], first.as_str());
+    assert_eq!(orders[0]["referenceId"], "run-7:pharmacy_sync");
+    assert_eq!(orders[0]["status"], "received");
+    assert!(orders[0]["createdAt"].is_string(), "{one}");
+    assert_eq!(
+        orders[0].as_object().unwrap().len(),
+        4,
+        "orderId, referenceId, status, createdAt: {one}"
+    );
+
+    // A repeated submission is a second order, and the lookup shows both, oldest first.
+    s.advance("pioneerrx", &first, "processing").await;
+    let second = s.prx_place("run-7:pharmacy_sync").await;
+    let two = s.prx(Method::GET, lookup, None).await.expect(200);
+    let found: Vec<(&str, &str)> = two["orders"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| (o["orderId"].as_str().unwrap(), o["status"].as_str().unwrap()))
+        .collect();
+    assert_eq!(found, [(first.as_str(), "processing"), (second.as_str(), "received")]);
+
+    // The reference is required; the lookup is signed like every other route.
+    for path in [
+        "/orders",
+        "/orders?referenceId=",
+        "/orders?referenceId=%20",
+        "/orders?reference=x",
+    ] {
+        let e = s.prx(Method::GET, path, None).await.expect(400);
+        assert_eq!(e["error"]["code"], "invalid_request", "{path}");
+        assert_eq!(e["error"]["field"], "referenceId", "{path}");
+        assert!(e["error"]["message"].is_string(), "{path}");
+    }
+    let unsigned = s
+        .send(s.http.get(format!("{}/pioneerrx/api/v1{lookup}", s.base)))
+        .await
+        .expect(401);
+    assert_eq!(unsigned["error"]["code"], "unauthorized");
+    let wrong = s
+        .send(s.prx_signed(Method::GET, lookup, PRX_KEY, "not-the-secret", &prx_now()))
+        .await
+        .expect(401);
+    assert_eq!(wrong["error"]["code"], "unauthorized");
+    // A read: no order was placed or refused by asking.
+    assert_eq!(s.effects("pioneerrx", "order.created").await.len(), 3);
+    assert!(s.effects("pioneerrx", "order.refused").await.is_empty());
+}
+
+#[tokio::test]
 async fn a_pioneerrx_order_can_be_cancelled_until_it_ships() {
     let s = start().await;
     let id = s.prx_place("ref-c1").await;
@@ -843,6 +908,60 @@ async fn lifefile_status_and_shipping_follow_the_order() {
         .expect(404);
     assert_eq!(s.effects("boothwyn", "order.cancelled").await.len(), 1);
     assert_eq!(s.effects("boothwyn", "order.status").await.len(), 1);
+}
+
+#[tokio::test]
+async fn lifefile_finds_each_pharmacys_orders_by_reference_id() {
+    let s = start().await;
+    let lookup = "/orders?referenceId=run-9%3Apharmacy_sync";
+    for pharmacy in ["boothwyn", "strive"] {
+        let none = s.lf(pharmacy, Method::GET, lookup, None).await.expect(200);
+        assert_eq!(none["type"], "success", "{none}");
+        assert!(none["message"].is_string(), "{none}");
+        assert_eq!(none["data"], json!({ "orders": [] }), "{pharmacy}");
+    }
+
+    let first = s.lf_place("boothwyn", "run-9:pharmacy_sync").await;
+    s.lf_place("boothwyn", "run-10:pharmacy_sync").await;
+    s.prx_place("run-9:pharmacy_sync").await;
+    let one = s.lf("boothwyn", Method::GET, lookup, None).await.expect(200);
+    let orders = one["data"]["orders"].as_array().unwrap();
+    assert_eq!(orders.len(), 1, "{one}");
+    assert!(orders[0]["orderId"].is_u64(), "LifeFile order ids are numbers: {one}");
+    assert_eq!(orders[0]["orderId"].as_u64().unwrap().to_string(), first);
+    assert_eq!(orders[0]["referenceId"], "run-9:pharmacy_sync");
+    assert_eq!(orders[0]["status"], "received");
+    // Strive does not see Boothwyn's order.
+    let strive = s.lf("strive", Method::GET, lookup, None).await.expect(200);
+    assert_eq!(strive["data"]["orders"], json!([]));
+
+    // A repeated submission is a second order, and the lookup shows both, oldest first.
+    let second = s.lf_place("boothwyn", "run-9:pharmacy_sync").await;
+    let two = s.lf("boothwyn", Method::GET, lookup, None).await.expect(200);
+    let ids: Vec<String> = two["data"]["orders"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["orderId"].as_u64().unwrap().to_string())
+        .collect();
+    assert_eq!(ids, [first, second]);
+
+    // The reference is required; the lookup takes the same credentials as every other route.
+    for path in ["/orders", "/orders?referenceId="] {
+        let e = s.lf("strive", Method::GET, path, None).await.expect(400);
+        assert_eq!(e["type"], "error", "{path}");
+        assert!(e["message"].as_str().unwrap().contains("referenceId"), "{e}");
+    }
+    let strives_credentials = s
+        .send(
+            s.http
+                .get(format!("{}/boothwyn/lfapi/v1{lookup}", s.base))
+                .basic_auth(DEFAULT_STRIVE.0, Some(DEFAULT_STRIVE.1)),
+        )
+        .await;
+    assert_eq!(strives_credentials.status, 401, "{}", strives_credentials.body);
+    assert_eq!(strives_credentials.body["type"], "error");
+    assert_eq!(s.effects("boothwyn", "order.created").await.len(), 3);
 }
 
 // ---- callbacks ----

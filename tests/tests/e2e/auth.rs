@@ -222,8 +222,9 @@ async fn every_admin_prefix_requires_admin() {
         "/api/admin/routing",
         "/api/admin/medications",
         "/api/tasks",
-        "/api/task-action",
         "/api/rx-queue/tasks",
+        "/api/admin/sync-logs",
+        "/api/admin/orchestration-runs",
     ] {
         assert_eq!(
             error_code(mesh.get(path, None).await, 401).await,

@@ -1,5 +1,6 @@
 //! End-to-end suites over the whole mesh (TestMesh): REST -> edge auth -> gRPC -> PostgreSQL.
 
+mod approval;
 mod auth;
 mod canvas;
 mod conversations;

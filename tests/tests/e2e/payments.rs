@@ -7,7 +7,7 @@ use serde_json::json;
 use tonic::Code;
 
 /// Saves `card` (a Stripe test payment method) as the patient's hold.
-async fn save_card(mesh: &TestMesh, patient: &str, card: &str) -> Result<pb::PaymentHold, tonic::Status> {
+pub(crate) async fn save_card(mesh: &TestMesh, patient: &str, card: &str) -> Result<pb::PaymentHold, tonic::Status> {
     let mut payments = mesh.payments();
     let setup = payments
         .create_setup_intent(mesh.admin_request(pb::CreateSetupIntentRequest {

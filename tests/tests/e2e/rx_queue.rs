@@ -124,15 +124,16 @@ async fn an_admin_lists_the_queue_and_opens_a_task() {
         error_code(mesh.get("/api/rx-queue/tasks", Some(&patient)).await, 403).await,
         "forbidden"
     );
-    // Approving arrives with the approval pipeline.
+    // An approval names the dose it chose (the pipeline itself is tested in approval.rs).
     let approve = mesh
         .http
         .post(mesh.url(&format!("/api/rx-queue/tasks/{id}/approve")))
         .bearer_auth(&jwt)
+        .json(&serde_json::json!({}))
         .send()
         .await
         .unwrap();
-    assert_eq!(error_code(approve, 501).await, "not_implemented");
+    assert_eq!(error_code(approve, 400).await, "invalid_argument");
 }
 
 #[tokio::test]

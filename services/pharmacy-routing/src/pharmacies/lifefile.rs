@@ -4,6 +4,10 @@
 //! "error", message}`; `GET {base}/order/{id}/status`, `GET {base}/order/{id}/shipping`, and
 //! `PUT {base}/order/{id}/status {"status": "cancelled"}`. Errors carry no code, only a message,
 //! which is not kept (it can quote the order).
+//!
+//! `GET {base}/orders?referenceId=<ref>` → `{type: "success", data: {orders: [{orderId, referenceId,
+//! status}]}}` is an assumption, not observed: the lookup by our reference is the sandbox's own
+//! shape (`services/sandbox/src/pharmacy/lifefile.rs`) until a LifeFile instance confirms one.
 
 use std::time::Duration;
 
@@ -11,7 +15,10 @@ use chrono::Utc;
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{json, Value};
 
-use super::{http, transport, OrderRequest, OrderState, PharmacyAdapter, PharmacyError, Placed};
+use super::{
+    found, http, lookup_failure, order_id, transport, unreadable, Found, OrderRequest, OrderState, PharmacyAdapter,
+    PharmacyError, Placed,
+};
 
 /// One pharmacy's LifeFile instance and our credentials on it.
 #[derive(Clone)]
@@ -61,15 +68,6 @@ impl LifeFile {
             .header("X-Vendor-ID", &a.vendor_id)
             .header("X-Location-ID", &a.location_id)
             .header("X-API-Network-ID", &a.network_id)
-    }
-}
-
-/// LifeFile's order ids are numbers in its answers and strings in its pushes.
-fn order_id(v: &Value) -> Option<String> {
-    match v {
-        Value::String(s) if !s.is_empty() => Some(s.clone()),
-        Value::Number(n) => Some(n.to_string()),
-        _ => None,
     }
 }
 
@@ -194,10 +192,7 @@ impl PharmacyAdapter for LifeFile {
         if !resp.status().is_success() {
             return Err(failure(resp, false).await);
         }
-        let body: Value = resp
-            .json()
-            .await
-            .map_err(|_| PharmacyError::Unavailable("an unreadable answer".into()))?;
+        let body: Value = resp.json().await.map_err(|_| unreadable())?;
         let data = &body["data"];
         Ok(OrderState {
             status: data["status"].as_str().unwrap_or_default().to_owned(),
@@ -218,5 +213,22 @@ impl PharmacyAdapter for LifeFile {
         } else {
             Err(failure(resp, false).await)
         }
+    }
+
+    async fn find(&self, reference_id: &str) -> Result<Vec<Found>, PharmacyError> {
+        let resp = self
+            .request(reqwest::Method::GET, "/orders")
+            .query(&[("referenceId", reference_id)])
+            .send()
+            .await
+            .map_err(|e| transport(&e, false))?;
+        if !resp.status().is_success() {
+            return Err(lookup_failure(failure(resp, false).await));
+        }
+        let body: Value = resp.json().await.map_err(|_| unreadable())?;
+        if body["type"].as_str() != Some("success") {
+            return Err(unreadable());
+        }
+        found(&body["data"]["orders"], reference_id)
     }
 }

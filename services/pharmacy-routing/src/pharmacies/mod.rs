@@ -3,7 +3,9 @@
 //! idempotency key and a repeated submission is a second order, so the adapters never retry a
 //! submission: they tell the caller whether the pharmacy certainly did nothing ([`PharmacyError::
 //! Unavailable`]), may have placed it ([`PharmacyError::Uncertain`]) or refused it; the approval
-//! pipeline decides what is safe. Reads are retried by the caller freely.
+//! pipeline decides what is safe. Reads are retried by the caller freely. An uncertain submission
+//! is resolved by asking the pharmacy for the orders it holds under our reference id
+//! ([`PharmacyAdapter::find`]) before ever submitting again.
 //!
 //! Orders carry PHI (the patient's name, birth date, address). Nothing here logs a body; errors keep
 //! statuses and the pharmacies' stable codes, never their messages' values.
@@ -12,6 +14,9 @@ mod lifefile;
 mod pioneerrx;
 
 use std::time::Duration;
+
+use chrono::{DateTime, FixedOffset};
+use serde_json::Value;
 
 pub use self::{
     lifefile::{LifeFile, LifeFileAccount},
@@ -88,6 +93,14 @@ pub struct OrderState {
     pub tracking_number: Option<String>,
 }
 
+/// An order the pharmacy holds under our reference id.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Found {
+    pub external_id: String,
+    /// received, processing, shipped, delivered, cancelled or rejected.
+    pub status: String,
+}
+
 /// Why a pharmacy call failed.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum PharmacyError {
@@ -133,6 +146,69 @@ pub trait PharmacyAdapter: Send + Sync + std::fmt::Debug {
     async fn status(&self, external_id: &str) -> Result<OrderState, PharmacyError>;
     /// Cancels an order that has not shipped; cancelling a cancelled order succeeds.
     async fn cancel(&self, external_id: &str) -> Result<(), PharmacyError>;
+    /// The orders the pharmacy holds under our `reference_id`: oldest first when it says when each
+    /// was created, otherwise as it lists them. What settles a [`PharmacyError::Uncertain`]
+    /// submission before submitting again. A read, so never `Uncertain`; and only an answer that
+    /// lists the orders is an empty `Ok` ("none"): any failure is an error, never `NotFound`.
+    async fn find(&self, reference_id: &str) -> Result<Vec<Found>, PharmacyError>;
+}
+
+/// Order ids are strings at PioneerRx; LifeFile's are numbers in its answers and strings in its
+/// pushes.
+pub(crate) fn order_id(v: &Value) -> Option<String> {
+    match v {
+        Value::String(s) if !s.is_empty() => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+/// A 2xx whose body is not what the API answers.
+pub(crate) fn unreadable() -> PharmacyError {
+    PharmacyError::Unavailable("an unreadable answer".into())
+}
+
+/// A lookup's answer: `list`, each `{orderId, referenceId, status, createdAt?}`, oldest first when
+/// every order has a `createdAt` (a stable sort, so ties keep the pharmacy's order). Only a list
+/// of orders with ids is read as one: anything else is unreadable, never "none".
+pub(crate) fn found(list: &Value, reference_id: &str) -> Result<Vec<Found>, PharmacyError> {
+    let list = list.as_array().ok_or_else(unreadable)?;
+    let mut found: Vec<(Option<DateTime<FixedOffset>>, Found)> = Vec::with_capacity(list.len());
+    for o in list {
+        // An answer for other references (a filter ignored) cannot say whether ours exists.
+        if o["referenceId"].as_str().is_some_and(|r| r != reference_id) {
+            return Err(PharmacyError::Misconfigured(
+                "an order lookup answered for another reference".into(),
+            ));
+        }
+        let created = o["createdAt"]
+            .as_str()
+            .and_then(|t| DateTime::parse_from_rfc3339(t).ok());
+        let order = Found {
+            external_id: order_id(&o["orderId"]).ok_or_else(unreadable)?,
+            status: o["status"].as_str().unwrap_or_default().to_owned(),
+        };
+        found.push((created, order));
+    }
+    if found.iter().all(|(at, _)| at.is_some()) {
+        found.sort_by_key(|(at, _)| *at);
+    }
+    Ok(found.into_iter().map(|(_, order)| order).collect())
+}
+
+/// A lookup's failure, from what the same status means elsewhere. Only a listing can mean "none":
+/// a 404 (no such route, a wrong base URL), 409 or 422 to a lookup is our request's fault, not
+/// `NotFound`; and a read is never `Uncertain`.
+pub(crate) fn lookup_failure(e: PharmacyError) -> PharmacyError {
+    match e {
+        PharmacyError::NotFound => PharmacyError::Misconfigured("404 to an order lookup".into()),
+        PharmacyError::TooLate => PharmacyError::Misconfigured("409 to an order lookup".into()),
+        PharmacyError::Refused { code, http_status } => {
+            PharmacyError::Misconfigured(format!("{http_status} {code} to an order lookup"))
+        }
+        PharmacyError::Uncertain(why) => PharmacyError::Unavailable(why),
+        e @ (PharmacyError::Unavailable(_) | PharmacyError::Misconfigured(_)) => e,
+    }
 }
 
 /// The HTTP client every adapter uses: bounded, no redirects (a pharmacy API does not move).

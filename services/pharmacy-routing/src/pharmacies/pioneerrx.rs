@@ -7,6 +7,8 @@
 //!   = base64(SHA-512(UTF-16LE(timestamp + shared secret))). The signature does not cover the body.
 //! - `POST {base}/api/v1/orders` → `201 {orderId, status, referenceId}`; `GET
 //!   {base}/api/v1/orders/{id}`; `POST {base}/api/v1/orders/{id}/cancel` (409 once shipped).
+//! - `GET {base}/api/v1/orders?referenceId=<ref>` → `200 {orders: [{orderId, referenceId, status,
+//!   createdAt}]}`, the orders placed with our reference (assumed like the rest).
 //! - Errors `{"error": {code, message, field?}}`: 422 refusals (`invalid_npi`, `state_not_served`,
 //!   `rejected`), 400 `invalid_request`, 401 `unauthorized`, 404 `order_not_found`.
 
@@ -18,7 +20,10 @@ use secrecy::{ExposeSecret, SecretString};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha512};
 
-use super::{http, transport, OrderRequest, OrderState, PharmacyAdapter, PharmacyError, Placed};
+use super::{
+    found, http, lookup_failure, transport, unreadable, Found, OrderRequest, OrderState, PharmacyAdapter,
+    PharmacyError, Placed,
+};
 
 /// What we are issued by the pharmacy.
 #[derive(Clone)]
@@ -181,10 +186,7 @@ impl PharmacyAdapter for PioneerRx {
         if !resp.status().is_success() {
             return Err(failure(resp, false).await);
         }
-        let body: Value = resp
-            .json()
-            .await
-            .map_err(|_| PharmacyError::Unavailable("an unreadable answer".into()))?;
+        let body: Value = resp.json().await.map_err(|_| unreadable())?;
         Ok(OrderState {
             status: body["status"].as_str().unwrap_or_default().to_owned(),
             carrier: body["carrier"].as_str().map(str::to_owned),
@@ -204,6 +206,23 @@ impl PharmacyAdapter for PioneerRx {
         } else {
             Err(failure(resp, false).await)
         }
+    }
+
+    async fn find(&self, reference_id: &str) -> Result<Vec<Found>, PharmacyError> {
+        let resp = self
+            .signed(
+                self.http
+                    .get(self.url("/orders"))
+                    .query(&[("referenceId", reference_id)]),
+            )
+            .send()
+            .await
+            .map_err(|e| transport(&e, false))?;
+        if !resp.status().is_success() {
+            return Err(lookup_failure(failure(resp, false).await));
+        }
+        let body: Value = resp.json().await.map_err(|_| unreadable())?;
+        found(&body["orders"], reference_id)
     }
 }
 

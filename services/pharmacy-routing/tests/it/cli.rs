@@ -21,6 +21,7 @@ fn command(db_url: &str, listen: &str) -> Command {
         .env("LISTEN_ADDR", listen)
         .env("ADMIN_SECRET", auth.admin_secret.expose_secret())
         .env("INTERNAL_TOKEN_SECRET", auth.internal_token_secret.expose_secret())
+        .env("PIPELINE_KEYS", "1:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=")
         .env("LOG_FILTER", "warn");
     cmd
 }
@@ -43,6 +44,20 @@ fn configuration_errors_name_the_variable() {
         "{stderr}"
     );
     assert!(!stderr.contains("short"), "the value must not be echoed: {stderr}");
+
+    let out = command("postgres://x@127.0.0.1/db", "127.0.0.1:0")
+        .env("PIPELINE_KEYS", "1:not-base64")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("invalid PIPELINE_KEYS: key version 1 is not base64"));
+
+    let out = command("postgres://x@127.0.0.1/db", "127.0.0.1:0")
+        .env("BOOTHWYN_API_BASE", "https://boothwyn.example/lfapi/v1")
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&out.stderr)
+        .contains("invalid BOOTHWYN_USERNAME: is required when BOOTHWYN_API_BASE is set"));
 
     let out = command("mysql://x/db", "127.0.0.1:0").output().unwrap();
     assert!(String::from_utf8_lossy(&out.stderr).contains("invalid DATABASE_URL"));

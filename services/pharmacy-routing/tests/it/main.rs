@@ -27,8 +27,9 @@ impl Routing {
     pub(crate) async fn spawn() -> Self {
         let db = TestDb::new(&era_pharmacy_routing::MIGRATOR).await;
         let (listener, addr) = testing::listener().await;
-        let config = testing::service_config(&db);
-        let auth = config.auth.clone();
+        let service = testing::service_config(&db);
+        let auth = service.auth.clone();
+        let config = config(service);
         let (stop, stopped) = oneshot::channel::<()>();
         tokio::spawn(era_pharmacy_routing::run(config, listener, db.pool.clone(), async {
             let _ = stopped.await;
@@ -55,6 +56,53 @@ impl Routing {
     /// A request as the edge forwards it for `caller`.
     pub(crate) fn as_caller<T>(&self, message: T, caller: &Caller) -> tonic::Request<T> {
         era_kit::client::request(message, &InternalTokens::new(&self.auth.internal_token_secret), caller)
+    }
+}
+
+/// The service's settings for these tests: no peers or pharmacies are reached (the approval
+/// pipeline is tested end to end with the whole mesh in tests/), and no worker runs.
+pub(crate) fn config(service: era_kit::config::ServiceConfig) -> era_pharmacy_routing::Config {
+    use era_pharmacy_routing::config as c;
+    let none = || era_kit::SecretString::from(String::new());
+    c::Config {
+        service,
+        peers: c::Peers {
+            canvas_grpc_url: "http://127.0.0.1:9".into(),
+            payments_grpc_url: "http://127.0.0.1:9".into(),
+            notifications_grpc_url: "http://127.0.0.1:9".into(),
+        },
+        keys: c::PipelineKeys {
+            keys: era_kit::SecretString::from(format!("1:{}", "A".repeat(43) + "=")),
+            active_key: 1,
+        },
+        pharmacies: c::PharmacyAccounts {
+            pioneerrx_api_base: String::new(),
+            pioneerrx_api_key: none(),
+            pioneerrx_shared_secret: none(),
+            boothwyn: c::BoothwynAccount {
+                api_base: String::new(),
+                username: String::new(),
+                password: none(),
+                vendor_id: String::new(),
+                location_id: String::new(),
+                network_id: String::new(),
+                practice_id: String::new(),
+            },
+            strive: c::StriveAccount {
+                api_base: String::new(),
+                username: String::new(),
+                password: none(),
+                vendor_id: String::new(),
+                location_id: String::new(),
+                network_id: String::new(),
+                practice_id: String::new(),
+            },
+            timeout_secs: 20,
+        },
+        pipeline: c::PipelineConfig {
+            worker: false,
+            ..Default::default()
+        },
     }
 }
 

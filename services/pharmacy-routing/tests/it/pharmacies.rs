@@ -1,11 +1,12 @@
 //! The pharmacy adapters against the pharmacy sandbox over real HTTP: orders placed, refused, read
-//! and cancelled; PioneerRx's signature checked by the sandbox's own implementation; and what each
-//! failure tells the pipeline (nothing done, possibly placed, refused).
+//! and cancelled; PioneerRx's signature checked by the sandbox's own implementation; what each
+//! failure tells the pipeline (nothing done, possibly placed, refused); and the lookup by our
+//! reference id that settles a possibly placed order before anything is submitted again.
 
 use std::time::Duration;
 
 use era_pharmacy_routing::pharmacies::{
-    Address, Item, LifeFile, LifeFileAccount, OrderRequest, Patient, PharmacyAdapter, PharmacyError, PioneerRx,
+    Address, Found, Item, LifeFile, LifeFileAccount, OrderRequest, Patient, PharmacyAdapter, PharmacyError, PioneerRx,
     PioneerRxAccount, Prescriber,
 };
 use era_sandbox::{state, Sandbox};
@@ -239,6 +240,176 @@ async fn lifefile_orders_and_what_each_failure_means() {
         p.boothwyn.status(&placed.external_id).await.unwrap_err(),
         PharmacyError::Unavailable(_)
     ));
+}
+
+/// The external ids `find` returns, in its order.
+async fn found_ids(adapter: &dyn PharmacyAdapter, reference_id: &str) -> Vec<String> {
+    adapter
+        .find(reference_id)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|f| f.external_id)
+        .collect()
+}
+
+/// Injects one fault on the next matching sandbox call.
+fn fault(method: &str, path: &str, action: Value) -> Value {
+    json!({ "method": method, "path": path, "times": 1, "action": action })
+}
+
+#[tokio::test]
+async fn pioneerrx_finds_the_orders_placed_with_our_reference() {
+    let p = start().await;
+    let o = order("GA", ALI_NOLAN_NPI);
+    assert_eq!(
+        p.gmp.find(&o.reference_id).await.unwrap(),
+        vec![],
+        "nothing before submitting"
+    );
+
+    let placed = p.gmp.submit(&o).await.unwrap();
+    // Another reference at GMP, and the same reference at another pharmacy, are not found.
+    let mut other = order("GA", ALI_NOLAN_NPI);
+    other.reference_id = "run-2:pharmacy_sync".into();
+    p.gmp.submit(&other).await.unwrap();
+    p.boothwyn.submit(&order("WA", ALI_NOLAN_NPI)).await.unwrap();
+    assert_eq!(
+        p.gmp.find(&o.reference_id).await.unwrap(),
+        vec![Found {
+            external_id: placed.external_id.clone(),
+            status: "received".into()
+        }]
+    );
+
+    // A repeated submission is a second order: both are found, oldest first.
+    let again = p.gmp.submit(&o).await.unwrap();
+    assert_ne!(again.external_id, placed.external_id);
+    assert_eq!(
+        found_ids(&p.gmp, &o.reference_id).await,
+        [placed.external_id.clone(), again.external_id]
+    );
+
+    // A read: a 5xx or a lost answer is "nothing done", never "possibly placed" nor "none".
+    let lookup = "/pioneerrx/api/v1/orders";
+    for action in [
+        json!({ "kind": "status", "status": 503 }),
+        json!({ "kind": "drop_after" }),
+    ] {
+        assert!(p
+            .control("faults", fault("GET", lookup, action.clone()))
+            .await
+            .is_success());
+        let e = p.gmp.find(&o.reference_id).await.unwrap_err();
+        assert!(matches!(e, PharmacyError::Unavailable(_)), "{action}: {e:?}");
+    }
+    // A 404 to a lookup is not "no such order": only a listing can say "none".
+    assert!(p
+        .control(
+            "faults",
+            fault("GET", lookup, json!({ "kind": "status", "status": 404 }))
+        )
+        .await
+        .is_success());
+    let e = p.gmp.find(&o.reference_id).await.unwrap_err();
+    assert!(matches!(e, PharmacyError::Misconfigured(_)), "{e:?}");
+
+    // The lookup is signed like every call; a wrong secret is our configuration's fault.
+    let wrong = PioneerRx::new(
+        "gmp",
+        PioneerRxAccount {
+            base_url: format!("{}/pioneerrx", p.url),
+            api_key: SecretString::from(state::DEFAULT_PIONEERRX_API_KEY),
+            shared_secret: SecretString::from("not-the-secret"),
+            timeout: Duration::from_secs(5),
+        },
+    );
+    let e = wrong.find(&o.reference_id).await.unwrap_err();
+    assert!(matches!(e, PharmacyError::Misconfigured(_)), "{e:?}");
+    // No error carries the patient.
+    assert!(!format!("{e:?} {e}").contains("Dana"));
+}
+
+#[tokio::test]
+async fn lifefile_settles_a_lost_answer_by_finding_the_order() {
+    let p = start().await;
+    let o = order("WA", ALI_NOLAN_NPI);
+    assert_eq!(
+        p.boothwyn.find(&o.reference_id).await.unwrap(),
+        vec![],
+        "nothing before submitting"
+    );
+
+    let placed = p.boothwyn.submit(&o).await.unwrap();
+    p.gmp.submit(&order("GA", ALI_NOLAN_NPI)).await.unwrap();
+    assert_eq!(
+        p.boothwyn.find(&o.reference_id).await.unwrap(),
+        vec![Found {
+            external_id: placed.external_id.clone(),
+            status: "received".into()
+        }]
+    );
+
+    // A repeated submission is a second order: both are found, in the pharmacy's order.
+    let again = p.boothwyn.submit(&o).await.unwrap();
+    assert_eq!(
+        found_ids(&p.boothwyn, &o.reference_id).await,
+        [placed.external_id.clone(), again.external_id.clone()]
+    );
+
+    // The answer to a submission is lost; the lookup, not a resubmission, shows it was placed.
+    let mut lost = order("WA", ALI_NOLAN_NPI);
+    lost.reference_id = "run-3:pharmacy_sync".into();
+    assert!(p
+        .control(
+            "faults",
+            fault("POST", "/boothwyn/lfapi/v1/order", json!({ "kind": "drop_after" }))
+        )
+        .await
+        .is_success());
+    let e = p.boothwyn.submit(&lost).await.unwrap_err();
+    assert!(matches!(e, PharmacyError::Uncertain(_)), "{e:?}");
+    let found = p.boothwyn.find(&lost.reference_id).await.unwrap();
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!(found[0].status, "received");
+
+    // A read: a 5xx or a lost answer is "nothing done"; a 404 is not "none".
+    let lookup = "/boothwyn/lfapi/v1/orders";
+    for action in [
+        json!({ "kind": "status", "status": 502 }),
+        json!({ "kind": "drop_after" }),
+    ] {
+        assert!(p
+            .control("faults", fault("GET", lookup, action.clone()))
+            .await
+            .is_success());
+        let e = p.boothwyn.find(&o.reference_id).await.unwrap_err();
+        assert!(matches!(e, PharmacyError::Unavailable(_)), "{action}: {e:?}");
+    }
+    assert!(p
+        .control(
+            "faults",
+            fault("GET", lookup, json!({ "kind": "status", "status": 404 }))
+        )
+        .await
+        .is_success());
+    let e = p.boothwyn.find(&o.reference_id).await.unwrap_err();
+    assert!(matches!(e, PharmacyError::Misconfigured(_)), "{e:?}");
+    // A success status with an error envelope is not an empty list.
+    assert!(p
+        .control(
+            "faults",
+            fault(
+                "GET",
+                lookup,
+                json!({ "kind": "status", "status": 200, "body": { "type": "error", "message": "Dana Example" } })
+            )
+        )
+        .await
+        .is_success());
+    let e = p.boothwyn.find(&o.reference_id).await.unwrap_err();
+    assert!(matches!(e, PharmacyError::Unavailable(_)), "{e:?}");
+    assert!(!format!("{e:?} {e}").contains("Dana"), "no PHI in errors");
 }
 
 #[test]

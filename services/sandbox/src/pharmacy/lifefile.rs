@@ -24,6 +24,13 @@
 //! - `GET /order/{id}/shipping` → `{type: "success", message, data: {orderId, status,
 //!   shippingStatus (pending|shipped|delivered|cancelled|rejected), deliveryService, trackingNumber,
 //!   trackingUrl, shippedAt, deliveredAt}}`, the shipment fields `null` until shipped.
+//! - `GET /orders?referenceId=<ref>` → `{type: "success", message, data: {orders: [{orderId (a
+//!   number), referenceId, status}, ...]}}`, this pharmacy's orders placed with that
+//!   `order.general.referenceId`, oldest first (an empty list when there are none); `400` when
+//!   `referenceId` is missing or empty. A client asks this before submitting again after an answer
+//!   it never got, since a repeated submission is a second order. **This lookup is an assumption
+//!   about LifeFile**: nothing observed of its API shows a search by reference, so it is the
+//!   sandbox's own shape until a LifeFile instance confirms one.
 //!
 //! Failures are `{type: "error", message}`: 400 for a malformed body (the message names the
 //! field), 404 for an unknown order, 422 for a refusal (an invalid prescriber NPI, a shipping
@@ -31,7 +38,7 @@
 
 use axum::{
     body::Bytes,
-    extract::{Path, State},
+    extract::{Path, RawQuery, State},
     http::{header, HeaderMap, HeaderValue, StatusCode},
     response::{IntoResponse, Response},
     routing::{get, post},
@@ -51,6 +58,7 @@ use crate::{state::LifeFileAccount, Sandbox};
 pub(crate) fn router(pharmacy: Pharmacy) -> Router<Sandbox> {
     Router::new()
         .route("/lfapi/v1/order", post(create))
+        .route("/lfapi/v1/orders", get(lookup))
         .route("/lfapi/v1/order/{id}/status", get(status).put(set_status))
         .route("/lfapi/v1/order/{id}/shipping", get(shipping))
         // The handlers are shared; each instance's routes know whose they are.
@@ -223,6 +231,27 @@ async fn create(
         Ok(order) => success("Order received", json!({ "orderId": order_id(&order) })),
         Err(refusal) => error(StatusCode::UNPROCESSABLE_ENTITY, refusal.message(pharmacy)),
     }
+}
+
+/// `GET /orders?referenceId=...`.
+async fn lookup(
+    State(sandbox): State<Sandbox>,
+    Extension(pharmacy): Extension<Pharmacy>,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+) -> Response {
+    let sandbox = &sandbox;
+    if let Err(why) = authenticate(account(sandbox, pharmacy), &headers) {
+        return error(StatusCode::UNAUTHORIZED, why);
+    }
+    let Some(reference) = orders::lookup_reference(query.as_deref()) else {
+        return error(StatusCode::BAD_REQUEST, "referenceId is required");
+    };
+    let found: Vec<Value> = orders::by_reference(sandbox, pharmacy, &reference)
+        .iter()
+        .map(|o| json!({ "orderId": order_id(o), "referenceId": o.reference_id, "status": o.status }))
+        .collect();
+    success("Orders", json!({ "orders": found }))
 }
 
 fn find(sandbox: &Sandbox, pharmacy: Pharmacy, id: &str) -> Option<Order> {

@@ -203,6 +203,26 @@ pub(crate) fn place(
     placed
 }
 
+/// The `referenceId` an order lookup asks for (`?referenceId=...`); `None` when it is missing or
+/// blank.
+pub(crate) fn lookup_reference(query: Option<&str>) -> Option<String> {
+    let pairs = crate::urlencoded::pairs(query.unwrap_or(""));
+    crate::urlencoded::first(&pairs, "referenceId")
+        .filter(|r| !r.trim().is_empty())
+        .map(str::to_owned)
+}
+
+/// `pharmacy`'s orders placed with our `reference_id`, oldest first: what a client asks for before
+/// submitting again, since a repeated submission is a second order.
+pub(crate) fn by_reference(sandbox: &Sandbox, pharmacy: Pharmacy, reference_id: &str) -> Vec<Order> {
+    let st = sandbox.pharmacy().state();
+    st.orders
+        .iter()
+        .filter(|o| o.pharmacy == pharmacy && o.reference_id == reference_id)
+        .cloned()
+        .collect()
+}
+
 /// PioneerRx order ids are GUIDs (it is a .NET system); LifeFile's are numbers.
 fn new_id(pharmacy: Pharmacy, orders: &[Order]) -> String {
     if pharmacy == Pharmacy::PioneerRx {

@@ -29,6 +29,12 @@
 //! - `POST /pioneerrx/api/v1/orders/{orderId}/cancel` (body optional, `{reason?}`) → `200` with the
 //!   order as GET shows it while it has not shipped (again on a cancelled order), `409
 //!   order_not_cancellable` once shipped, delivered or rejected.
+//! - `GET /pioneerrx/api/v1/orders?referenceId=<ref>` → `200 {orders: [{orderId, referenceId,
+//!   status, createdAt}, ...]}`, this pharmacy's orders placed with that `referenceId`, oldest
+//!   first (an empty list when there are none); `400 invalid_request` (`field: "referenceId"`)
+//!   when it is missing or empty. A client asks this before submitting again after an answer it
+//!   never got, since a repeated submission is a second order. **Assumed too**, like the rest of
+//!   the order API: nothing says PioneerRx can be searched by our reference.
 //!
 //! Errors are `{"error": {"code", "message", "field"?}}`: `400 invalid_request` naming the first
 //! bad `field`; `404 order_not_found`; `422` refusals `invalid_npi` (not 10 digits, or failing the
@@ -37,7 +43,7 @@
 
 use axum::{
     body::Bytes,
-    extract::{Path, State},
+    extract::{Path, RawQuery, State},
     http::{HeaderMap, StatusCode},
     response::{IntoResponse, Response},
     routing::{get, post},
@@ -50,7 +56,7 @@ use sha2::{Digest, Sha512};
 
 use super::{
     fields::{self, Checked, Scope},
-    orders::{self, MoveError},
+    orders::{self, time, MoveError},
     Pharmacy,
 };
 use crate::{Sandbox, SandboxConfig};
@@ -77,7 +83,7 @@ pub fn signature(timestamp: &str, shared_secret: &str) -> String {
 /// `/pioneerrx`: the caller adds the not-simulated fallback for other paths.
 pub(crate) fn router() -> Router<Sandbox> {
     Router::new()
-        .route("/api/v1/orders", post(create))
+        .route("/api/v1/orders", post(create).get(lookup))
         .route("/api/v1/orders/{order_id}", get(fetch))
         .route("/api/v1/orders/{order_id}/cancel", post(cancel))
 }
@@ -198,6 +204,31 @@ async fn create(State(sandbox): State<Sandbox>, headers: HeaderMap, body: Bytes)
             refusal.message(pharmacy),
         ),
     }
+}
+
+/// `GET /api/v1/orders?referenceId=...`.
+async fn lookup(State(sandbox): State<Sandbox>, headers: HeaderMap, RawQuery(query): RawQuery) -> Response {
+    if let Err(why) = authenticate(sandbox.config(), &headers, Utc::now()) {
+        return unauthorized(why);
+    }
+    let Some(reference) = orders::lookup_reference(query.as_deref()) else {
+        return invalid(fields::Invalid {
+            field: "referenceId".into(),
+            message: "referenceId is required".into(),
+        });
+    };
+    let found: Vec<Value> = orders::by_reference(&sandbox, Pharmacy::PioneerRx, &reference)
+        .iter()
+        .map(|o| {
+            json!({
+                "orderId": o.id,
+                "referenceId": o.reference_id,
+                "status": o.status,
+                "createdAt": time(o.created_at),
+            })
+        })
+        .collect();
+    Json(json!({ "orders": found })).into_response()
 }
 
 /// The order as GET shows it: status and shipment, and the items as ordered.

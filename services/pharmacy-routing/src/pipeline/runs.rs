@@ -1,0 +1,344 @@
+//! The runs' tables: a run written before its first effect, its steps, the fenced writes a worker
+//! makes while it holds a run, and the claim that hands an unfinished run to a worker.
+
+use chrono::{DateTime, Utc};
+use sqlx::{PgPool, Postgres, Transaction};
+use uuid::Uuid;
+
+use crate::error::Result;
+
+/// The order the steps run in, by kind. An approval authorises the card before the order goes to
+/// the pharmacy and captures it once the pharmacy accepted (see the README's "Approval pipeline").
+pub(crate) const APPROVE_STEPS: &[&str] = &[
+    "medication_config",
+    "patient_lookup",
+    "prescriber_routing",
+    "pharmacy_routing",
+    "payment_authorization",
+    "pharmacy_sync",
+    "payment",
+    "notification",
+    "hp_note",
+    "task_completion",
+];
+pub(crate) const DENY_STEPS: &[&str] = &["task_update", "notification"];
+/// The phase a failed run passes through to undo what it did before it is marked failed.
+pub(crate) const COMPENSATION: &str = "compensation";
+pub(crate) const DONE: &str = "done";
+
+#[derive(Clone, Debug, sqlx::FromRow)]
+pub(crate) struct Run {
+    pub(crate) id: Uuid,
+    pub(crate) task_id: String,
+    pub(crate) kind: String,
+    pub(crate) canvas_patient_id: String,
+    pub(crate) medication: String,
+    pub(crate) dose_label: String,
+    pub(crate) status: String,
+    pub(crate) phase: String,
+    pub(crate) failure_reason: String,
+    pub(crate) warnings: Vec<String>,
+    pub(crate) practitioner_id: String,
+    pub(crate) patient_state: String,
+    pub(crate) prescriber_id: String,
+    pub(crate) pharmacy_id: String,
+    pub(crate) amount_cents: i64,
+    pub(crate) currency: String,
+    pub(crate) charge_id: String,
+    pub(crate) hp_note_id: String,
+    pub(crate) note_ciphertext: Option<Vec<u8>>,
+    pub(crate) note_nonce: Option<Vec<u8>>,
+    pub(crate) note_key_version: Option<i32>,
+    pub(crate) approved_by: String,
+    pub(crate) generation: i64,
+    pub(crate) attempts: i32,
+    pub(crate) created_at: DateTime<Utc>,
+    pub(crate) updated_at: DateTime<Utc>,
+}
+
+impl Run {
+    pub(crate) fn steps(&self) -> &'static [&'static str] {
+        if self.kind == "deny" {
+            DENY_STEPS
+        } else {
+            APPROVE_STEPS
+        }
+    }
+
+    /// The step after `step`, or [`DONE`].
+    pub(crate) fn after(&self, step: &str) -> &'static str {
+        let steps = self.steps();
+        steps
+            .iter()
+            .position(|s| *s == step)
+            .and_then(|i| steps.get(i + 1))
+            .copied()
+            .unwrap_or(DONE)
+    }
+
+    pub(crate) fn finished(&self) -> bool {
+        matches!(self.status.as_str(), "succeeded" | "failed" | "denied")
+    }
+}
+
+#[derive(Clone, Debug, sqlx::FromRow)]
+pub(crate) struct StepRow {
+    pub(crate) name: String,
+    pub(crate) status: String,
+    pub(crate) detail: String,
+    pub(crate) finished_at: Option<DateTime<Utc>>,
+}
+
+/// A run to record: everything known before the first step.
+#[derive(Debug)]
+pub(crate) struct NewRun<'a> {
+    pub(crate) id: Uuid,
+    pub(crate) task_id: &'a str,
+    pub(crate) kind: &'a str,
+    pub(crate) canvas_patient_id: &'a str,
+    pub(crate) medication: &'a str,
+    pub(crate) dose_label: &'a str,
+    pub(crate) practitioner_id: &'a str,
+    pub(crate) note: Option<era_kit::sealing::Sealed>,
+    pub(crate) approved_by: &'a str,
+    pub(crate) idempotency_key: &'a str,
+    /// The replica that records it holds it first, for `lease_secs`.
+    pub(crate) owner: Uuid,
+    pub(crate) lease_secs: i64,
+}
+
+/// Records the run and its pending steps, unless the task already has a live run: `Ok(None)` then.
+pub(crate) async fn insert(pool: &PgPool, run: &NewRun<'_>) -> Result<Option<Run>> {
+    let mut tx = pool.begin().await?;
+    let first = if run.kind == "deny" {
+        DENY_STEPS[0]
+    } else {
+        APPROVE_STEPS[0]
+    };
+    let inserted: Option<Run> = sqlx::query_as(
+        "insert into orchestration_runs (id, task_id, kind, canvas_patient_id, medication, dose_label, status,
+             phase, practitioner_id, note_ciphertext, note_nonce, note_key_version, approved_by, idempotency_key,
+             lease_owner, lease_until, generation)
+         values ($1, $2, $3, $4, $5, $6, 'running', $7, $8, $9, $10, $11, $12, $13, $14,
+             now() + make_interval(secs => $15), 1)
+         on conflict (task_id) where status in ('pending', 'running', 'succeeded', 'denied') do nothing
+         returning *",
+    )
+    .bind(run.id)
+    .bind(run.task_id)
+    .bind(run.kind)
+    .bind(run.canvas_patient_id)
+    .bind(run.medication)
+    .bind(run.dose_label)
+    .bind(first)
+    .bind(run.practitioner_id)
+    .bind(run.note.as_ref().map(|s| s.ciphertext.clone()))
+    .bind(run.note.as_ref().map(|s| s.nonce.clone()))
+    .bind(run.note.as_ref().map(|s| s.key_version as i32))
+    .bind(run.approved_by)
+    .bind(run.idempotency_key)
+    .bind(run.owner)
+    .bind(run.lease_secs as f64)
+    .fetch_optional(&mut *tx)
+    .await?;
+    let Some(inserted) = inserted else {
+        return Ok(None);
+    };
+    for (position, name) in inserted.steps().iter().enumerate() {
+        sqlx::query("insert into run_steps (run_id, position, name, status) values ($1, $2, $3, 'pending')")
+            .bind(inserted.id)
+            .bind(position as i32)
+            .bind(name)
+            .execute(&mut *tx)
+            .await?;
+    }
+    tx.commit().await?;
+    Ok(Some(inserted))
+}
+
+pub(crate) async fn get(pool: &PgPool, id: Uuid) -> Result<Option<Run>> {
+    Ok(sqlx::query_as("select * from orchestration_runs where id = $1")
+        .bind(id)
+        .fetch_optional(pool)
+        .await?)
+}
+
+/// The task's live run (pending, running, succeeded or denied), if any.
+pub(crate) async fn live_for_task(pool: &PgPool, task_id: &str) -> Result<Option<Run>> {
+    Ok(sqlx::query_as(
+        "select * from orchestration_runs
+         where task_id = $1 and status in ('pending', 'running', 'succeeded', 'denied')",
+    )
+    .bind(task_id)
+    .fetch_optional(pool)
+    .await?)
+}
+
+pub(crate) async fn steps(pool: &PgPool, run: Uuid) -> Result<Vec<StepRow>> {
+    Ok(
+        sqlx::query_as("select name, status, detail, finished_at from run_steps where run_id = $1 order by position")
+            .bind(run)
+            .fetch_all(pool)
+            .await?,
+    )
+}
+
+/// Filters of the admin list, newest first.
+#[derive(Debug, Default)]
+pub(crate) struct RunFilter {
+    pub(crate) task_id: Option<String>,
+    pub(crate) canvas_patient_id: Option<String>,
+    pub(crate) status: Option<String>,
+    pub(crate) after: Option<era_kit::time::Keyset>,
+    pub(crate) limit: i64,
+}
+
+pub(crate) async fn list(pool: &PgPool, filter: &RunFilter) -> Result<Vec<Run>> {
+    let (at, id) = filter.after.unzip();
+    Ok(sqlx::query_as(
+        "select * from orchestration_runs
+         where ($1::text is null or task_id = $1)
+           and ($2::text is null or canvas_patient_id = $2)
+           and ($3::text is null or status = $3)
+           and ($4::timestamptz is null or (created_at, id) < ($4, $5))
+         order by created_at desc, id desc
+         limit $6",
+    )
+    .bind(&filter.task_id)
+    .bind(&filter.canvas_patient_id)
+    .bind(&filter.status)
+    .bind(at)
+    .bind(id)
+    .bind(filter.limit)
+    .fetch_all(pool)
+    .await?)
+}
+
+/// Why a held run's write did not happen: another replica took the run over (its lease ran out).
+#[derive(Debug, thiserror::Error)]
+#[error("the run's lease was taken over")]
+pub(crate) struct Fenced;
+
+/// A write under the holder's generation: begins a transaction that holds the run's row, or
+/// answers [`Fenced`] when the generation moved on.
+pub(crate) async fn fenced(
+    pool: &PgPool,
+    run: Uuid,
+    generation: i64,
+) -> Result<std::result::Result<Transaction<'static, Postgres>, Fenced>> {
+    let mut tx = pool.begin().await?;
+    let held: Option<i64> = sqlx::query_scalar("select generation from orchestration_runs where id = $1 for update")
+        .bind(run)
+        .fetch_optional(&mut *tx)
+        .await?;
+    if held != Some(generation) {
+        return Ok(Err(Fenced));
+    }
+    Ok(Ok(tx))
+}
+
+/// Saves the run's findings and its phase, and one step's outcome, in `tx`.
+pub(crate) async fn save(
+    tx: &mut Transaction<'_, Postgres>,
+    run: &Run,
+    step: Option<(&str, &str, &str)>,
+) -> Result<()> {
+    sqlx::query(
+        "update orchestration_runs set status = $2, phase = $3, failure_reason = $4, warnings = $5,
+             patient_state = $6, prescriber_id = $7, pharmacy_id = $8, amount_cents = $9, currency = $10,
+             charge_id = $11, hp_note_id = $12, practitioner_id = $13, updated_at = now(),
+             lease_owner = case when $2 in ('succeeded', 'failed', 'denied') then null else lease_owner end,
+             lease_until = case when $2 in ('succeeded', 'failed', 'denied') then null else lease_until end
+         where id = $1",
+    )
+    .bind(run.id)
+    .bind(&run.status)
+    .bind(&run.phase)
+    .bind(&run.failure_reason)
+    .bind(&run.warnings)
+    .bind(&run.patient_state)
+    .bind(&run.prescriber_id)
+    .bind(&run.pharmacy_id)
+    .bind(run.amount_cents)
+    .bind(&run.currency)
+    .bind(&run.charge_id)
+    .bind(&run.hp_note_id)
+    .bind(&run.practitioner_id)
+    .execute(&mut **tx)
+    .await?;
+    if let Some((name, status, detail)) = step {
+        sqlx::query(
+            "update run_steps set status = $3, detail = $4,
+                 finished_at = case when $3 = 'pending' then null else now() end
+             where run_id = $1 and name = $2",
+        )
+        .bind(run.id)
+        .bind(name)
+        .bind(status)
+        .bind(detail)
+        .execute(&mut **tx)
+        .await?;
+    }
+    Ok(())
+}
+
+/// Puts the run back for a later attempt (a peer or pharmacy was unavailable): the lease is
+/// released so any replica's worker takes it when it is due.
+pub(crate) async fn postpone(
+    tx: &mut Transaction<'_, Postgres>,
+    run: Uuid,
+    step: &str,
+    detail: &str,
+    delay_secs: f64,
+) -> Result<()> {
+    sqlx::query(
+        "update orchestration_runs set attempts = attempts + 1, lease_owner = null, lease_until = null,
+             next_attempt_at = now() + make_interval(secs => $2), updated_at = now()
+         where id = $1",
+    )
+    .bind(run)
+    .bind(delay_secs)
+    .execute(&mut **tx)
+    .await?;
+    sqlx::query("update run_steps set detail = $3 where run_id = $1 and name = $2")
+        .bind(run)
+        .bind(step)
+        .bind(detail)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+/// Extends the holder's lease; false when the generation moved on (the run was taken over).
+pub(crate) async fn heartbeat(pool: &PgPool, run: Uuid, generation: i64, lease_secs: i64) -> Result<bool> {
+    let done = sqlx::query(
+        "update orchestration_runs set lease_until = now() + make_interval(secs => $3)
+         where id = $1 and generation = $2 and status in ('pending', 'running')",
+    )
+    .bind(run)
+    .bind(generation)
+    .bind(lease_secs as f64)
+    .execute(pool)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Takes the oldest due run whose lease is free or ran out, for `owner`, with a new generation.
+pub(crate) async fn claim(pool: &PgPool, owner: Uuid, lease_secs: i64) -> Result<Option<Run>> {
+    Ok(sqlx::query_as(
+        "update orchestration_runs set lease_owner = $1, lease_until = now() + make_interval(secs => $2),
+             generation = generation + 1
+         where id = (
+             select id from orchestration_runs
+             where status in ('pending', 'running') and next_attempt_at <= now()
+               and (lease_until is null or lease_until < now())
+             order by next_attempt_at
+             for update skip locked
+             limit 1)
+         returning *",
+    )
+    .bind(owner)
+    .bind(lease_secs as f64)
+    .fetch_optional(pool)
+    .await?)
+}

@@ -1,0 +1,1016 @@
+//! Driving a run: each step does its work, then its outcome and findings are committed under the
+//! run's generation, and the run moves on. A step whose peer is unavailable puts the run back for a
+//! later attempt; a step that fails for good sends the run through compensation to `failed`.
+
+use std::{sync::Arc, time::Duration};
+
+use era_proto::{
+    canvas::v1 as canvas,
+    common::v1::Actor,
+    notifications::v1 as notifications,
+    payments::v1::{self as payments, ChargeStatus},
+};
+use tonic::Code;
+use uuid::Uuid;
+
+use super::{
+    orders::{self, Exchange, Order},
+    runs::{self, Run, COMPENSATION, DONE},
+    Pipeline, Stop,
+};
+use crate::{
+    config::FailAt,
+    domain,
+    pharmacies::{Address, Item, OrderRequest, Patient, PharmacyError, Prescriber},
+};
+
+/// How a step ended.
+enum Outcome {
+    /// Move on; the step's status is "done", "warning" or "skipped".
+    Next { status: &'static str, detail: String },
+    /// The run cannot succeed: compensate, then mark it failed with `reason`.
+    Fail { reason: &'static str, detail: String },
+    /// A peer or pharmacy is unavailable for now: try again later.
+    Retry(String),
+}
+
+fn done(detail: impl Into<String>) -> Outcome {
+    Outcome::Next {
+        status: "done",
+        detail: detail.into(),
+    }
+}
+
+fn fail(reason: &'static str, detail: impl Into<String>) -> Outcome {
+    Outcome::Fail {
+        reason,
+        detail: detail.into(),
+    }
+}
+
+/// Codes a peer answers when trying again later may work.
+fn passing(code: Code) -> bool {
+    matches!(
+        code,
+        Code::Unavailable
+            | Code::DeadlineExceeded
+            | Code::ResourceExhausted
+            | Code::Aborted
+            | Code::Cancelled
+            | Code::Unknown
+            | Code::Internal
+    )
+}
+
+fn cents(amount: i64, currency: &str) -> String {
+    format!("{}.{:02} {}", amount / 100, amount % 100, currency.to_uppercase())
+}
+
+type Step = std::result::Result<Outcome, Stop>;
+
+impl Pipeline {
+    /// Drives `run` (held by this replica under `run.generation`) until it finishes, is put back for
+    /// later, or this replica loses it.
+    pub(crate) async fn drive(self: Arc<Self>, mut run: Run) {
+        let beat = self.clone().heartbeat(run.id, run.generation);
+        let result = self.drive_steps(&mut run).await;
+        beat.abort();
+        if let Err(e) = result {
+            // The lease runs out and another attempt resumes from the last commit.
+            tracing::warn!(run = %run.id, error = %e, "a run stopped on a database error");
+        }
+    }
+
+    fn heartbeat(self: Arc<Self>, id: Uuid, generation: i64) -> tokio::task::JoinHandle<()> {
+        tokio::spawn(async move {
+            let every = self.lease / 3;
+            loop {
+                tokio::time::sleep(every).await;
+                if self.halted() {
+                    return;
+                }
+                match runs::heartbeat(&self.pool, id, generation, self.lease_secs()).await {
+                    Ok(true) => {}
+                    Ok(false) => return,
+                    Err(e) => tracing::warn!(run = %id, error = %e, "a run's heartbeat failed"),
+                }
+            }
+        })
+    }
+
+    async fn drive_steps(&self, run: &mut Run) -> crate::error::Result<()> {
+        while !run.finished() {
+            if self.halted() {
+                return Ok(());
+            }
+            let phase: &'static str = match run.phase.as_str() {
+                COMPENSATION => COMPENSATION,
+                p => run.steps().iter().find(|s| **s == p).copied().unwrap_or(DONE),
+            };
+            let outcome = match phase {
+                COMPENSATION => self.compensate(run).await,
+                DONE => Ok(done("")),
+                step => self.step(run, step).await,
+            };
+            let Ok(outcome) = outcome else {
+                return Ok(());
+            };
+            let Ok(mut tx) = runs::fenced(&self.pool, run.id, run.generation).await? else {
+                tracing::info!(run = %run.id, "a run was taken over by another replica");
+                return Ok(());
+            };
+            match outcome {
+                Outcome::Retry(detail) => {
+                    let delay = self.backoff(run.attempts);
+                    runs::postpone(
+                        &mut tx,
+                        run.id,
+                        phase,
+                        &format!("retrying: {detail}"),
+                        delay.as_secs_f64(),
+                    )
+                    .await?;
+                    tx.commit().await?;
+                    tracing::info!(run = %run.id, step = phase, "run step postponed");
+                    return Ok(());
+                }
+                Outcome::Next { status, detail } => {
+                    let step = (phase != COMPENSATION && phase != DONE).then_some((phase, status, detail.as_str()));
+                    run.phase = match phase {
+                        COMPENSATION | DONE => DONE.to_owned(),
+                        p => run.after(p).to_owned(),
+                    };
+                    if run.phase == DONE {
+                        run.status = match (phase, run.kind.as_str()) {
+                            (COMPENSATION, _) => "failed",
+                            (_, "deny") => "denied",
+                            _ => "succeeded",
+                        }
+                        .to_owned();
+                    }
+                    if status == "warning" {
+                        run.warnings.push(format!("{phase}: {detail}"));
+                    }
+                    runs::save(&mut tx, run, step).await?;
+                    if run.status == "succeeded" {
+                        self.schedule_refills(&mut tx, run).await?;
+                    }
+                }
+                Outcome::Fail { reason, detail } => {
+                    run.failure_reason = reason.to_owned();
+                    run.phase = COMPENSATION.to_owned();
+                    runs::save(&mut tx, run, Some((phase, "failed", detail.as_str()))).await?;
+                }
+            }
+            tx.commit().await?;
+            if self.crash(phase, FailAt::AfterCommit).is_err() {
+                return Ok(());
+            }
+        }
+        tracing::info!(run = %run.id, status = %run.status, "run finished");
+        Ok(())
+    }
+
+    fn backoff(&self, attempts: i32) -> Duration {
+        let exp = Duration::from_secs(1u64 << attempts.clamp(0, 16));
+        let capped = exp.min(self.retry_max);
+        // Full jitter, so runs that failed together do not come back together.
+        capped.mul_f64(0.5 + rand_unit() / 2.0)
+    }
+
+    async fn step(&self, run: &mut Run, step: &'static str) -> Step {
+        if step == "pharmacy_sync" {
+            // Its failpoints sit around the submission itself, after the order is recorded.
+            return self.pharmacy_sync(run).await;
+        }
+        self.crash(step, FailAt::BeforeCall)?;
+        let outcome = match step {
+            "medication_config" => self.medication_config(run).await,
+            "patient_lookup" => self.patient_lookup(run).await,
+            "prescriber_routing" => self.prescriber_routing(run).await,
+            "pharmacy_routing" => self.pharmacy_routing(run).await,
+            "payment_authorization" => self.authorize(run).await,
+            "payment" => self.capture(run).await,
+            "notification" => self.notify(run).await,
+            "hp_note" => self.hp_note(run).await,
+            "task_completion" => self.close_task(run, canvas::TaskStatus::Completed).await,
+            "task_update" => self.close_task(run, canvas::TaskStatus::Cancelled).await,
+            _ => fail("internal", format!("unknown step {step}")),
+        };
+        self.crash(step, FailAt::AfterCall)?;
+        Ok(outcome)
+    }
+
+    fn actor(&self, run: &Run) -> Option<Actor> {
+        Some(Actor {
+            subject: run.approved_by.clone(),
+            role: "admin".into(),
+        })
+    }
+
+    async fn medication_config(&self, run: &mut Run) -> Outcome {
+        let snapshot = match self.snapshot().await {
+            Ok(s) => s,
+            Err(e) => return Outcome::Retry(format!("the catalogue could not be read ({e})")),
+        };
+        let Some(med) = snapshot.medications.get(&run.medication).filter(|m| m.row.active) else {
+            return fail(
+                "medication_not_configured",
+                format!("{} is not in the catalogue", run.medication),
+            );
+        };
+        if !med.doses.iter().any(|d| d.label == run.dose_label) {
+            return fail(
+                "medication_not_configured",
+                format!("{} has no dose {}", med.row.name, run.dose_label),
+            );
+        }
+        run.amount_cents = med.row.price_cents;
+        run.currency = med.row.currency.clone();
+        done(format!(
+            "{} {}: {}, {} days, {} refills",
+            med.row.name,
+            run.dose_label,
+            cents(run.amount_cents, &run.currency),
+            med.row.days_supply,
+            med.row.refills
+        ))
+    }
+
+    async fn patient(&self, run: &Run) -> Result<canvas::Patient, Outcome> {
+        let req = self.request(canvas::GetPatientRequest {
+            canvas_patient_id: run.canvas_patient_id.clone(),
+            view: canvas::PatientView::Basic as i32,
+        });
+        match self.canvas.clone().get_patient(req).await {
+            Ok(r) => r
+                .into_inner()
+                .patient
+                .ok_or_else(|| fail("patient_not_found", "Canvas has no such patient")),
+            Err(s) if s.code() == Code::NotFound => Err(fail("patient_not_found", "Canvas has no such patient")),
+            Err(s) if passing(s.code()) => Err(Outcome::Retry(format!("Canvas unavailable ({:?})", s.code()))),
+            Err(s) => Err(fail(
+                "patient_lookup_failed",
+                format!("Canvas refused ({:?})", s.code()),
+            )),
+        }
+    }
+
+    async fn patient_lookup(&self, run: &mut Run) -> Outcome {
+        let patient = match self.patient(run).await {
+            Ok(p) => p,
+            Err(o) => return o,
+        };
+        if !patient.active {
+            return fail("patient_inactive", "the patient's chart is inactive");
+        }
+        let state = patient.address.as_ref().map(|a| a.state.clone()).unwrap_or_default();
+        match domain::normalise_state("state", &state) {
+            Ok(s) => {
+                run.patient_state = s;
+                done(format!("patient active; ships to {}", run.patient_state))
+            }
+            Err(_) => fail("patient_address_missing", "the patient has no US shipping state"),
+        }
+    }
+
+    async fn prescriber_routing(&self, run: &mut Run) -> Outcome {
+        let snapshot = match self.snapshot().await {
+            Ok(s) => s,
+            Err(e) => return Outcome::Retry(format!("the routing matrix could not be read ({e})")),
+        };
+        let Some(facts) = snapshot.state_facts(&run.patient_state) else {
+            return fail(
+                "state_not_served",
+                format!("{} is not a state the matrix knows", run.patient_state),
+            );
+        };
+        let fills = snapshot
+            .medications
+            .get(&run.medication)
+            .map(|m| m.pharmacy_ids.clone())
+            .unwrap_or_default();
+        match domain::decide(&facts, Some((&run.medication, &fills)), chrono::Utc::now().date_naive()) {
+            Ok(decision) => {
+                run.prescriber_id = decision.prescriber.id.clone();
+                run.pharmacy_id = decision.route.pharmacy_id.clone();
+                done(format!(
+                    "{} ({}), licensed in {}",
+                    decision.prescriber.name, decision.prescriber.id, run.patient_state
+                ))
+            }
+            Err(e) => {
+                let reason = match e.reason() {
+                    Some("STATE_EXCLUDED") => "state_excluded",
+                    Some("NO_ACTIVE_ROUTE") => "no_active_route",
+                    Some("MEDICATION_NOT_AVAILABLE") => "medication_not_available",
+                    Some("NO_LICENSED_PRESCRIBER") => "no_licensed_prescriber",
+                    _ => "routing_failed",
+                };
+                fail(reason, e.to_string())
+            }
+        }
+    }
+
+    async fn pharmacy_routing(&self, run: &mut Run) -> Outcome {
+        if !self.pharmacies.contains_key(&run.pharmacy_id) {
+            return fail(
+                "pharmacy_not_configured",
+                format!("no account is configured for pharmacy {}", run.pharmacy_id),
+            );
+        }
+        done(format!("{} serves {}", run.pharmacy_id, run.patient_state))
+    }
+
+    /// Holds the money before the pharmacy is asked: a declined card stops the run with nothing ordered.
+    async fn authorize(&self, run: &mut Run) -> Outcome {
+        let req = self.request(payments::AuthorizeHoldRequest {
+            canvas_patient_id: run.canvas_patient_id.clone(),
+            amount_cents: run.amount_cents,
+            currency: run.currency.clone(),
+            reference: format!("run:{}", run.id),
+            description: "YourEra prescription order".into(),
+            idempotency_key: format!("run:{}:payment_authorization", run.id),
+            actor: self.actor(run),
+        });
+        match self.payments.clone().authorize_hold(req).await {
+            Ok(r) => {
+                let charge = r.into_inner().charge.unwrap_or_default();
+                run.charge_id = charge.id.clone();
+                match ChargeStatus::try_from(charge.status) {
+                    Ok(ChargeStatus::Authorized) => done(format!(
+                        "{} authorised (charge {})",
+                        cents(charge.amount_cents, &charge.currency),
+                        charge.id
+                    )),
+                    Ok(ChargeStatus::Pending | ChargeStatus::Processing) => {
+                        Outcome::Retry("the authorisation is still processing".into())
+                    }
+                    _ => fail(
+                        "payment_declined",
+                        format!(
+                            "the card was not authorised ({})",
+                            nonempty(&charge.failure_code, "declined")
+                        ),
+                    ),
+                }
+            }
+            Err(s) => match era_kit::error::reason_of(&s).as_deref() {
+                Some("NO_PAYMENT_HOLD") => fail("payment_declined", "the patient has no saved card"),
+                _ if passing(s.code()) => Outcome::Retry(format!("payments unavailable ({:?})", s.code())),
+                _ => fail("payment_failed", format!("payments refused ({:?})", s.code())),
+            },
+        }
+    }
+
+    /// Places the order once: recorded and marked before the call; a marked order is looked up at
+    /// the pharmacy by our reference before anything is submitted again.
+    async fn pharmacy_sync(&self, run: &mut Run) -> Step {
+        let step = "pharmacy_sync";
+        let Some(adapter) = self.pharmacies.get(&run.pharmacy_id) else {
+            return Ok(fail(
+                "pharmacy_not_configured",
+                format!("no account for {}", run.pharmacy_id),
+            ));
+        };
+        let order = match self.record_order(run).await {
+            Ok(Some(o)) => o,
+            Ok(None) => return Err(Stop),
+            Err(e) => return Ok(Outcome::Retry(format!("the order could not be recorded ({e})"))),
+        };
+        let log = |operation, status, http_status, detail: String| Exchange {
+            pharmacy_id: &run.pharmacy_id,
+            canvas_patient_id: &run.canvas_patient_id,
+            order_id: order.id.to_string(),
+            operation,
+            status,
+            http_status,
+            detail,
+        };
+        if !order.external_order_id.is_empty() {
+            return Ok(done(format!(
+                "order {} accepted by {}",
+                order.external_order_id, run.pharmacy_id
+            )));
+        }
+        if order.submit_started_at.is_some() {
+            // An earlier attempt may have placed it: ask before submitting again.
+            self.crash(step, FailAt::BeforeCall)?;
+            match adapter.find(&order.id.to_string()).await {
+                Ok(found) if !found.is_empty() => {
+                    let placed = &found[0];
+                    if found.len() > 1 {
+                        run.warnings.push(format!(
+                            "pharmacy_sync: {} holds {} orders for this reference; cancel all but {}",
+                            run.pharmacy_id,
+                            found.len(),
+                            placed.external_id
+                        ));
+                    }
+                    self.crash(step, FailAt::AfterCall)?;
+                    let detail = format!("found after an unanswered submission (status {})", placed.status);
+                    return self
+                        .order_placed(run, &order, &placed.external_id, 200, &detail, "lookup")
+                        .await;
+                }
+                Ok(_) => {
+                    let _ = self
+                        .log(&log("lookup", "success", 200, "not found: submitting".into()))
+                        .await;
+                }
+                Err(e) => {
+                    let _ = self.log(&log("lookup", "retry", e.http_status(), e.to_string())).await;
+                    return Ok(Outcome::Retry(format!("the pharmacy could not be asked ({e})")));
+                }
+            }
+        } else {
+            match self.mark_submitting(run, order.id).await {
+                Ok(true) => {}
+                Ok(false) => return Err(Stop),
+                Err(e) => return Ok(Outcome::Retry(format!("the order could not be marked ({e})"))),
+            }
+        }
+        let request = match self.order_request(run, &order).await {
+            Ok(r) => r,
+            Err(outcome) => return Ok(outcome),
+        };
+        self.crash(step, FailAt::BeforeCall)?;
+        let answer = adapter.submit(&request).await;
+        self.crash(step, FailAt::AfterCall)?;
+        match answer {
+            Ok(placed) => {
+                self.order_placed(
+                    run,
+                    &order,
+                    &placed.external_id,
+                    placed.http_status,
+                    "accepted",
+                    "submit",
+                )
+                .await
+            }
+            Err(PharmacyError::Refused { code, http_status }) => {
+                let _ = self
+                    .log(&log("submit", "failure", http_status, format!("refused: {code}")))
+                    .await;
+                match self.order_status(run, order.id, "rejected", None, Some(&code)).await {
+                    Ok(true) => Ok(fail(
+                        "pharmacy_rejected",
+                        format!("{} refused the order ({code})", run.pharmacy_id),
+                    )),
+                    Ok(false) => Err(Stop),
+                    Err(e) => Ok(Outcome::Retry(e.to_string())),
+                }
+            }
+            Err(e @ PharmacyError::Unavailable(_)) => {
+                let _ = self.log(&log("submit", "retry", 0, e.to_string())).await;
+                if let Ok(Ok(mut tx)) = runs::fenced(&self.pool, run.id, run.generation).await {
+                    if orders::clear_submitting(&mut tx, order.id).await.is_ok() {
+                        let _ = tx.commit().await;
+                    }
+                }
+                Ok(Outcome::Retry(e.to_string()))
+            }
+            Err(e @ PharmacyError::Misconfigured(_)) => {
+                let _ = self.log(&log("submit", "failure", 0, e.to_string())).await;
+                Ok(fail("pharmacy_misconfigured", e.to_string()))
+            }
+            Err(e) => {
+                let _ = self.log(&log("submit", "retry", e.http_status(), e.to_string())).await;
+                Ok(Outcome::Retry(e.to_string()))
+            }
+        }
+    }
+
+    async fn log(&self, e: &Exchange<'_>) -> crate::error::Result<()> {
+        orders::log(&self.pool, e).await
+    }
+
+    /// The run's order row, recorded once (fenced). `None` when the run was taken over.
+    async fn record_order(&self, run: &Run) -> crate::error::Result<Option<Order>> {
+        let Ok(mut tx) = runs::fenced(&self.pool, run.id, run.generation).await? else {
+            return Ok(None);
+        };
+        let now = chrono::Utc::now();
+        let order = orders::insert(
+            &mut tx,
+            &Order {
+                id: Uuid::new_v4(),
+                run_id: run.id,
+                canvas_patient_id: run.canvas_patient_id.clone(),
+                pharmacy_id: run.pharmacy_id.clone(),
+                prescriber_id: run.prescriber_id.clone(),
+                medication: run.medication.clone(),
+                dose_label: run.dose_label.clone(),
+                status: "pending".into(),
+                external_order_id: String::new(),
+                rejection_reason: String::new(),
+                submit_started_at: None,
+                created_at: now,
+                updated_at: now,
+            },
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(Some(order))
+    }
+
+    async fn mark_submitting(&self, run: &Run, order: Uuid) -> crate::error::Result<bool> {
+        let Ok(mut tx) = runs::fenced(&self.pool, run.id, run.generation).await? else {
+            return Ok(false);
+        };
+        orders::mark_submitting(&mut tx, order).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn order_status(
+        &self,
+        run: &Run,
+        order: Uuid,
+        status: &str,
+        external: Option<&str>,
+        rejection: Option<&str>,
+    ) -> crate::error::Result<bool> {
+        let Ok(mut tx) = runs::fenced(&self.pool, run.id, run.generation).await? else {
+            return Ok(false);
+        };
+        orders::set_status(&mut tx, order, status, external, rejection).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn order_placed(
+        &self,
+        run: &Run,
+        order: &Order,
+        external: &str,
+        http_status: u16,
+        detail: &str,
+        operation: &'static str,
+    ) -> Step {
+        let mut tx = match runs::fenced(&self.pool, run.id, run.generation).await {
+            Ok(Ok(tx)) => tx,
+            Ok(Err(_)) => return Err(Stop),
+            Err(e) => return Ok(Outcome::Retry(e.to_string())),
+        };
+        let saved = async {
+            orders::set_status(&mut tx, order.id, "accepted", Some(external), None).await?;
+            let exchange = Exchange {
+                pharmacy_id: &run.pharmacy_id,
+                canvas_patient_id: &run.canvas_patient_id,
+                order_id: order.id.to_string(),
+                operation,
+                status: "success",
+                http_status,
+                detail: format!("{detail}: pharmacy order {external}"),
+            };
+            orders::log(&mut *tx, &exchange).await?;
+            tx.commit().await?;
+            Ok::<(), crate::error::Error>(())
+        }
+        .await;
+        match saved {
+            Ok(()) => Ok(done(format!("order {external} accepted by {}", run.pharmacy_id))),
+            Err(e) => Ok(Outcome::Retry(e.to_string())),
+        }
+    }
+
+    /// The order as the pharmacy takes it: the patient's details are read from Canvas now, never stored.
+    async fn order_request(&self, run: &Run, order: &Order) -> Result<OrderRequest, Outcome> {
+        let snapshot = self
+            .snapshot()
+            .await
+            .map_err(|e| Outcome::Retry(format!("the catalogue could not be read ({e})")))?;
+        let patient = self.patient(run).await?;
+        let med = snapshot
+            .medications
+            .get(&run.medication)
+            .ok_or_else(|| fail("medication_not_configured", "the medication left the catalogue"))?;
+        let dose = med
+            .doses
+            .iter()
+            .find(|d| d.label == run.dose_label)
+            .ok_or_else(|| fail("medication_not_configured", "the dose left the catalogue"))?;
+        let prescriber = snapshot
+            .prescribers
+            .get(&run.prescriber_id)
+            .ok_or_else(|| fail("routing_failed", "the prescriber left the matrix"))?;
+        let licence = snapshot
+            .licence(&run.prescriber_id, &run.patient_state)
+            .map(|l| l.licence_number.clone())
+            .unwrap_or_default();
+        let (first, last) = split_name(&prescriber.name);
+        let address = patient.address.clone().unwrap_or_default();
+        let (quantity, units) = split_quantity(&med.row.quantity);
+        Ok(OrderRequest {
+            reference_id: order.id.to_string(),
+            prescriber: Prescriber {
+                npi: prescriber.npi.clone(),
+                first_name: first,
+                last_name: last,
+                license_state: run.patient_state.clone(),
+                license_number: licence,
+            },
+            patient: Patient {
+                first_name: patient.given_name.clone(),
+                last_name: patient.family_name.clone(),
+                date_of_birth: patient.birth_date.clone(),
+                gender: match canvas::Gender::try_from(patient.gender) {
+                    Ok(canvas::Gender::Male) => 'M',
+                    Ok(canvas::Gender::Female) => 'F',
+                    _ => 'U',
+                },
+                phone: patient.phone.clone(),
+                email: patient.email.clone(),
+            },
+            ship_to: Address {
+                line1: address.lines.first().cloned().unwrap_or_default(),
+                line2: address.lines.get(1).cloned().unwrap_or_default(),
+                city: address.city.clone(),
+                state: address.state.clone(),
+                zip: address.postal_code.clone(),
+            },
+            items: vec![Item {
+                drug_name: med.row.name.clone(),
+                strength: dose.strength.clone(),
+                form: "injection".into(),
+                quantity,
+                quantity_units: units,
+                days_supply: med.row.days_supply.max(0) as u32,
+                refills: med.row.refills.max(0) as u32,
+                directions: dose.directions.clone(),
+            }],
+        })
+    }
+
+    /// Captures the authorised amount once the pharmacy accepted the order.
+    async fn capture(&self, run: &mut Run) -> Outcome {
+        let req = self.request(payments::CaptureChargeRequest {
+            charge_id: run.charge_id.clone(),
+            actor: self.actor(run),
+        });
+        match self.payments.clone().capture_charge(req).await {
+            Ok(r) => {
+                let charge = r.into_inner().charge.unwrap_or_default();
+                match ChargeStatus::try_from(charge.status) {
+                    Ok(ChargeStatus::Succeeded) => done(format!(
+                        "{} captured (charge {})",
+                        cents(charge.amount_cents, &charge.currency),
+                        charge.id
+                    )),
+                    Ok(ChargeStatus::Pending | ChargeStatus::Processing) => {
+                        Outcome::Retry("the capture is still processing".into())
+                    }
+                    _ => fail(
+                        "payment_declined",
+                        format!(
+                            "the capture was refused ({})",
+                            nonempty(&charge.failure_code, "declined")
+                        ),
+                    ),
+                }
+            }
+            Err(s) if passing(s.code()) => Outcome::Retry(format!("payments unavailable ({:?})", s.code())),
+            Err(s) => fail(
+                "payment_declined",
+                format!(
+                    "the capture was refused ({})",
+                    era_kit::error::reason_of(&s).unwrap_or_else(|| format!("{:?}", s.code()))
+                ),
+            ),
+        }
+    }
+
+    /// Tells the patient through the outbox (which retries the vendors); a failure here is a warning.
+    async fn send(
+        &self,
+        run: &Run,
+        kind: notifications::NotificationType,
+        key: &str,
+        variables: &[(&str, String)],
+    ) -> Outcome {
+        let req = self.request(notifications::SendNotificationRequest {
+            notification_type: kind as i32,
+            canvas_patient_id: run.canvas_patient_id.clone(),
+            variables: variables.iter().map(|(k, v)| ((*k).to_owned(), v.clone())).collect(),
+            reference: run.id.to_string(),
+            dedupe_key: format!("run:{}:{key}", run.id),
+            actor: self.actor(run),
+            ..Default::default()
+        });
+        match self.notifications.clone().send_notification(req).await {
+            Ok(r) => done(format!("queued as notification {}", r.into_inner().notification_id)),
+            Err(s) => Outcome::Next {
+                status: "warning",
+                detail: format!(
+                    "the patient could not be notified ({:?}); send it again from the outbox",
+                    s.code()
+                ),
+            },
+        }
+    }
+
+    async fn notify(&self, run: &mut Run) -> Outcome {
+        if run.kind == "deny" {
+            return self
+                .send(
+                    run,
+                    notifications::NotificationType::PrescriptionDenied,
+                    "notification",
+                    &[],
+                )
+                .await;
+        }
+        let name = match self.snapshot().await {
+            Ok(s) => s.medications.get(&run.medication).map(|m| m.row.name.clone()),
+            Err(_) => None,
+        };
+        let medication = name.unwrap_or_else(|| run.medication.clone());
+        self.send(
+            run,
+            notifications::NotificationType::PrescriptionApproved,
+            "notification",
+            &[("medication", medication)],
+        )
+        .await
+    }
+
+    async fn hp_note(&self, run: &mut Run) -> Outcome {
+        let note = match self.note(run) {
+            Ok(n) => n,
+            Err(_) => return fail("record_integrity", "the approval's note could not be opened"),
+        };
+        let body = if note.is_empty() {
+            format!(
+                "Approved {} {} after review of the intake.",
+                run.medication, run.dose_label
+            )
+        } else {
+            note
+        };
+        let req = self.request(canvas::CreateHpNoteRequest {
+            task_id: run.task_id.clone(),
+            canvas_patient_id: run.canvas_patient_id.clone(),
+            practitioner_id: run.practitioner_id.clone(),
+            title: String::new(),
+            body,
+            medication: run.medication.clone(),
+            dose_label: run.dose_label.clone(),
+            idempotency_key: format!("run:{}:hp_note", run.id),
+            actor: self.actor(run),
+        });
+        match self.canvas.clone().create_hp_note(req).await {
+            Ok(r) => {
+                run.hp_note_id = r.into_inner().note.map(|n| n.id).unwrap_or_default();
+                done(format!("H&P note {}", run.hp_note_id))
+            }
+            Err(s) if passing(s.code()) => Outcome::Retry(format!("Canvas unavailable ({:?})", s.code())),
+            Err(s) => Outcome::Next {
+                status: "warning",
+                detail: format!("the H&P note was refused ({:?}); write it in Canvas", s.code()),
+            },
+        }
+    }
+
+    async fn close_task(&self, run: &mut Run, status: canvas::TaskStatus) -> Outcome {
+        let note = if run.kind == "deny" {
+            match self.note(run) {
+                Ok(reason) => format!("Denied: {reason}"),
+                Err(_) => return fail("record_integrity", "the denial's reason could not be opened"),
+            }
+        } else {
+            format!("Approved {} {} (run {})", run.medication, run.dose_label, run.id)
+        };
+        let req = self.request(canvas::UpdateTaskStatusRequest {
+            task_id: run.task_id.clone(),
+            status: status as i32,
+            note,
+            actor: self.actor(run),
+        });
+        match self.canvas.clone().update_task_status(req).await {
+            Ok(_) => done(format!(
+                "task {}",
+                if run.kind == "deny" { "cancelled" } else { "completed" }
+            )),
+            Err(s) if passing(s.code()) || s.code() == Code::FailedPrecondition => {
+                Outcome::Retry(format!("the task could not be updated ({:?})", s.code()))
+            }
+            Err(s) => Outcome::Next {
+                status: "warning",
+                detail: format!("the task could not be updated ({:?}); close it in Canvas", s.code()),
+            },
+        }
+    }
+
+    /// Undoes what a failed approval did, in reverse: the pharmacy order is cancelled where the
+    /// pharmacy still allows it, the authorisation released, the patient asked for a new card when
+    /// the card was the cause, and a comment left on the task for the admin who picks it up.
+    async fn compensate(&self, run: &mut Run) -> Step {
+        let step = COMPENSATION;
+        self.crash(step, FailAt::BeforeCall)?;
+        if let Ok(Some(order)) = orders::for_run(&self.pool, run.id).await {
+            match self.cancel_order(run, &order).await {
+                Ok(Some(warning)) => push_once(&mut run.warnings, warning),
+                Ok(None) => {}
+                Err(outcome) => return Ok(outcome),
+            }
+        }
+        if !run.charge_id.is_empty() {
+            let req = self.request(payments::CancelAuthorizationRequest {
+                charge_id: run.charge_id.clone(),
+                actor: self.actor(run),
+            });
+            match self.payments.clone().cancel_authorization(req).await {
+                Ok(_) => {}
+                Err(s) if era_kit::error::reason_of(&s).as_deref() == Some("NOT_AUTHORIZED") => {}
+                Err(s) if era_kit::error::reason_of(&s).as_deref() == Some("ALREADY_CAPTURED") => push_once(
+                    &mut run.warnings,
+                    format!(
+                        "compensation: charge {} was captured; refund it from the orders view",
+                        run.charge_id
+                    ),
+                ),
+                Err(s) if passing(s.code()) => {
+                    return Ok(Outcome::Retry(format!("payments unavailable ({:?})", s.code())));
+                }
+                Err(s) => push_once(
+                    &mut run.warnings,
+                    format!("compensation: the authorisation could not be released ({:?})", s.code()),
+                ),
+            }
+        }
+        if run.failure_reason == "payment_declined" {
+            if let Outcome::Next {
+                status: "warning",
+                detail,
+            } = self
+                .send(
+                    run,
+                    notifications::NotificationType::PaymentFailed,
+                    "payment_failed",
+                    &[],
+                )
+                .await
+            {
+                push_once(&mut run.warnings, format!("compensation: {detail}"));
+            }
+        }
+        let req = self.request(canvas::AddTaskNoteRequest {
+            task_id: run.task_id.clone(),
+            text: format!(
+                "Approval run {} failed ({}); the task stays open for review.",
+                run.id, run.failure_reason
+            ),
+            practitioner_id: String::new(),
+            idempotency_key: format!("run:{}:failure_note", run.id),
+            actor: self.actor(run),
+        });
+        if let Err(s) = self.canvas.clone().add_task_note(req).await {
+            if passing(s.code()) {
+                return Ok(Outcome::Retry(format!("Canvas unavailable ({:?})", s.code())));
+            }
+            push_once(
+                &mut run.warnings,
+                format!("compensation: the task comment was refused ({:?})", s.code()),
+            );
+        }
+        self.crash(step, FailAt::AfterCall)?;
+        Ok(done("compensated"))
+    }
+
+    /// Cancels the run's order at the pharmacy; `Ok(Some(warning))` when it is too late to.
+    async fn cancel_order(&self, run: &Run, order: &Order) -> Result<Option<String>, Outcome> {
+        let Some(adapter) = self.pharmacies.get(&order.pharmacy_id) else {
+            return Ok(Some(format!("compensation: no account to cancel order {}", order.id)));
+        };
+        let mut external = order.external_order_id.clone();
+        if external.is_empty() {
+            if order.status != "pending" || order.submit_started_at.is_none() {
+                return Ok(None);
+            }
+            // A submission that may have landed: find it to cancel it.
+            match adapter.find(&order.id.to_string()).await {
+                Ok(found) => match found.first() {
+                    Some(f) => external = f.external_id.clone(),
+                    None => return Ok(None),
+                },
+                Err(e) => return Err(Outcome::Retry(format!("the pharmacy could not be asked ({e})"))),
+            }
+        }
+        if order.status == "cancelled" {
+            return Ok(None);
+        }
+        let exchange = |status, http_status, detail: String| Exchange {
+            pharmacy_id: &order.pharmacy_id,
+            canvas_patient_id: &order.canvas_patient_id,
+            order_id: order.id.to_string(),
+            operation: "cancel",
+            status,
+            http_status,
+            detail,
+        };
+        match adapter.cancel(&external).await {
+            Ok(()) => {
+                let _ = self
+                    .log(&exchange(
+                        "success",
+                        200,
+                        format!("pharmacy order {external} cancelled"),
+                    ))
+                    .await;
+                match self
+                    .order_status(run, order.id, "cancelled", Some(&external), None)
+                    .await
+                {
+                    Ok(true) => Ok(None),
+                    Ok(false) => Err(Outcome::Retry("the run was taken over".into())),
+                    Err(e) => Err(Outcome::Retry(e.to_string())),
+                }
+            }
+            Err(PharmacyError::TooLate) => {
+                let _ = self
+                    .log(&exchange("failure", 409, "too late to cancel: shipped".into()))
+                    .await;
+                Ok(Some(format!(
+                    "compensation: pharmacy order {external} had shipped and could not be cancelled"
+                )))
+            }
+            Err(PharmacyError::NotFound) => Ok(None),
+            Err(e) => {
+                let _ = self.log(&exchange("retry", e.http_status(), e.to_string())).await;
+                Err(Outcome::Retry(format!("the pharmacy could not cancel yet ({e})")))
+            }
+        }
+    }
+
+    async fn schedule_refills(
+        &self,
+        tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+        run: &Run,
+    ) -> crate::error::Result<()> {
+        let Some(order) = sqlx::query_as::<_, Order>("select * from pharmacy_orders where run_id = $1")
+            .bind(run.id)
+            .fetch_optional(&mut **tx)
+            .await?
+        else {
+            return Ok(());
+        };
+        let snapshot = self.snapshot().await?;
+        if let Some(med) = snapshot.medications.get(&run.medication) {
+            orders::schedule_refills(tx, &order, med.row.refills, med.row.days_supply).await?;
+        }
+        Ok(())
+    }
+}
+
+fn push_once(warnings: &mut Vec<String>, warning: String) {
+    if !warnings.contains(&warning) {
+        warnings.push(warning);
+    }
+}
+
+fn nonempty<'a>(s: &'a str, default: &'a str) -> &'a str {
+    if s.is_empty() {
+        default
+    } else {
+        s
+    }
+}
+
+/// "Ali Nolan FNP-C" → ("Ali", "Nolan"): credentials after the family name are dropped.
+fn split_name(name: &str) -> (String, String) {
+    let mut parts = name.split_whitespace();
+    let first = parts.next().unwrap_or_default().to_owned();
+    let last = parts.next().unwrap_or_default().trim_end_matches(',').to_owned();
+    (first, last)
+}
+
+/// "2 mL" → (2.0, "mL").
+fn split_quantity(q: &str) -> (f64, String) {
+    let mut parts = q.split_whitespace();
+    let n = parts.next().and_then(|n| n.parse().ok()).unwrap_or(1.0);
+    (n, parts.collect::<Vec<_>>().join(" "))
+}
+
+fn rand_unit() -> f64 {
+    // Enough jitter without a dependency: the clock's nanoseconds.
+    let n = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    f64::from(n % 1000) / 1000.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_and_quantities_split_as_pharmacies_want_them() {
+        assert_eq!(split_name("Ali Nolan FNP-C"), ("Ali".into(), "Nolan".into()));
+        assert_eq!(split_quantity("2 mL"), (2.0, "mL".into()));
+        assert_eq!(split_quantity("30 tablets"), (30.0, "tablets".into()));
+        assert_eq!(cents(29_900, "usd"), "299.00 USD");
+    }
+}

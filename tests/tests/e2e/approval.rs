@@ -1,0 +1,566 @@
+//! The approval pipeline end to end: an admin approves a seeded Rx Review task through the edge and
+//! the mesh orders it from the pharmacy, authorises then captures the card, tells the patient, writes
+//! the H&P note and completes the task, each exactly once; denials, declines, rejections,
+//! concurrent approvals, pharmacy callbacks and crashes at every step.
+
+use std::time::Duration;
+
+use era_pharmacy_routing::config::{FailAt, Failpoint, PipelineConfig};
+use era_proto::{canvas::v1 as canvas, payments::v1 as payments, pharmacy_routing::v1 as pb};
+use era_tests::TestMesh;
+use serde_json::{json, Value};
+
+use crate::{payments::save_card, rx_queue::json_ok};
+
+/// A seeded open task the pipeline can fulfil: its patient's state is routed to `pharmacy`.
+#[derive(Clone, Debug)]
+struct Approvable {
+    task: String,
+    patient: String,
+    dose: String,
+}
+
+/// Open Rx Review tasks whose patients' states route (for their medication) to `pharmacy`.
+async fn approvable(mesh: &TestMesh, pharmacy: &str) -> Vec<Approvable> {
+    let mut canvas = mesh.canvas();
+    let tasks = canvas
+        .list_rx_review_tasks(mesh.admin_request(canvas::ListRxReviewTasksRequest {
+            page: Some(era_proto::common::v1::PageRequest {
+                page_size: 100,
+                page_token: String::new(),
+            }),
+            ..Default::default()
+        }))
+        .await
+        .unwrap()
+        .into_inner()
+        .tasks;
+    let mut out = Vec::new();
+    let mut seen = std::collections::BTreeSet::new();
+    for t in tasks {
+        // One task per patient, so tests that use several tasks do not share a card.
+        if !seen.insert(t.canvas_patient_id.clone()) {
+            continue;
+        }
+        let detail = canvas
+            .get_rx_review_task(mesh.admin_request(canvas::GetRxReviewTaskRequest { task_id: t.id.clone() }))
+            .await
+            .unwrap()
+            .into_inner();
+        let state = detail
+            .patient
+            .and_then(|p| p.address)
+            .map(|a| a.state)
+            .unwrap_or_default();
+        let Some(dose) = detail.dosage_options.first() else {
+            continue;
+        };
+        let decided = mesh
+            .pharmacy_routing()
+            .decide_route(mesh.admin_request(pb::DecideRouteRequest {
+                state,
+                medication: dose.medication.clone(),
+            }))
+            .await;
+        if decided.is_ok_and(|d| d.into_inner().pharmacy.is_some_and(|p| p.id == pharmacy)) {
+            out.push(Approvable {
+                task: t.id,
+                patient: t.canvas_patient_id,
+                dose: dose.label.clone(),
+            });
+        }
+    }
+    assert!(!out.is_empty(), "the seed has a task routed to {pharmacy}");
+    out
+}
+
+async fn post(mesh: &TestMesh, path: &str, body: Value) -> reqwest::Response {
+    mesh.http
+        .post(mesh.url(path))
+        .bearer_auth(mesh.admin_jwt("reviewer@hisera.com"))
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+}
+
+/// The sandbox pharmacy's orders for our order id (the reference the pipeline sends).
+async fn pharmacy_orders(mesh: &TestMesh, slug: &str, reference: &str) -> Vec<Value> {
+    let all: Value = mesh
+        .http
+        .get(mesh.sandbox_url(&format!("/_sandbox/pharmacy/{slug}/orders")))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    all["orders"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|o| o["referenceId"] == reference)
+        .cloned()
+        .collect()
+}
+
+async fn run_until_finished(mesh: &TestMesh, id: &str) -> pb::OrchestrationRun {
+    let mut routing = mesh.pharmacy_routing();
+    for _ in 0..300 {
+        let run = routing
+            .get_orchestration_run(mesh.admin_request(pb::GetOrchestrationRunRequest { id: id.into() }))
+            .await
+            .unwrap()
+            .into_inner()
+            .run
+            .unwrap();
+        if !matches!(
+            pb::RunStatus::try_from(run.status),
+            Ok(pb::RunStatus::Pending | pb::RunStatus::Running)
+        ) {
+            return run;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("run {id} did not finish");
+}
+
+async fn task_status(mesh: &TestMesh, task: &str) -> i32 {
+    mesh.canvas()
+        .get_rx_review_task(mesh.admin_request(canvas::GetRxReviewTaskRequest { task_id: task.into() }))
+        .await
+        .unwrap()
+        .into_inner()
+        .task
+        .unwrap()
+        .status
+}
+
+async fn charges(mesh: &TestMesh, patient: &str) -> Vec<payments::Charge> {
+    mesh.payments()
+        .list_patient_payments(mesh.admin_request(payments::ListPatientPaymentsRequest {
+            canvas_patient_id: patient.into(),
+            ..Default::default()
+        }))
+        .await
+        .unwrap()
+        .into_inner()
+        .charges
+}
+
+async fn outbox_for(mesh: &TestMesh, patient: &str, kind: &str) -> usize {
+    let pool = sqlx::PgPool::connect(&mesh.database_url("notifications"))
+        .await
+        .unwrap();
+    let n: i64 = sqlx::query_scalar(
+        "select count(*) from notifications where canvas_patient_id = $1 and notification_type = $2",
+    )
+    .bind(patient)
+    .bind(kind)
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    pool.close().await;
+    n as usize
+}
+
+/// Every effect of a succeeded approval, exactly once.
+async fn assert_fulfilled_once(mesh: &TestMesh, t: &Approvable, run: &pb::OrchestrationRun, mark: u64) {
+    assert_eq!(run.status, pb::RunStatus::Succeeded as i32, "{run:?}");
+    let orders = pharmacy_orders(mesh, "pioneerrx", &run.pharmacy_order_id).await;
+    assert_eq!(orders.len(), 1, "one pharmacy order: {orders:?}");
+    let charges = charges(mesh, &t.patient).await;
+    assert_eq!(charges.len(), 1, "{charges:?}");
+    assert_eq!(charges[0].status, payments::ChargeStatus::Succeeded as i32);
+    assert_eq!(charges[0].id, run.payment_id);
+    let stripe = mesh.ledger_counts("stripe", mark).await;
+    assert_eq!(stripe.get("POST /stripe/v1/payment_intents"), Some(&1), "{stripe:?}");
+    assert_eq!(outbox_for(mesh, &t.patient, "prescription_approved").await, 1);
+    let fhir = mesh.ledger_counts("canvas-fhir", mark).await;
+    assert_eq!(fhir.get("POST /canvas-fhir/DocumentReference"), Some(&1), "{fhir:?}");
+    assert_eq!(task_status(mesh, &t.task).await, canvas::TaskStatus::Completed as i32);
+}
+
+#[tokio::test]
+async fn approving_a_task_orders_charges_notifies_and_completes_it_once() {
+    let mesh = TestMesh::start().await;
+    let t = approvable(&mesh, "gmp").await.remove(0);
+    save_card(&mesh, &t.patient, "pm_card_visa").await.unwrap();
+    let mark = mesh.ledger_mark().await;
+
+    let resp = post(
+        &mesh,
+        &format!("/api/rx-queue/tasks/{}/approve", t.task),
+        json!({ "doseLabel": t.dose, "note": "Reviewed intake; BMI qualifies." }),
+    )
+    .await;
+    assert_eq!(resp.status(), 200);
+    let body: Value = resp.json().await.unwrap();
+    let run = &body["run"];
+    assert_eq!(run["status"], "succeeded", "{body}");
+    assert_eq!(body["existing"], false);
+    let steps: Vec<&str> = run["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        steps[..4],
+        [
+            "medication_config",
+            "patient_lookup",
+            "prescriber_routing",
+            "pharmacy_routing"
+        ]
+    );
+    assert!(
+        run["steps"].as_array().unwrap().iter().all(|s| s["status"] == "done"),
+        "{run}"
+    );
+    let id = run["id"].as_str().unwrap().to_owned();
+    let run_pb = run_until_finished(&mesh, &id).await;
+    assert_fulfilled_once(&mesh, &t, &run_pb, mark).await;
+
+    // Approving again (another portal, a retry) answers the same run and does nothing more.
+    let again = json_ok(
+        post(
+            &mesh,
+            "/api/task-action",
+            json!({ "taskId": t.task, "action": "approve", "doseLabel": t.dose }),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(again["run"]["id"], id.as_str());
+    assert_eq!(again["existing"], true);
+    assert_fulfilled_once(&mesh, &t, &run_pb, mark).await;
+
+    // The run, the order, the sync log and the refill schedule are there for admins.
+    let jwt = mesh.admin_jwt("reviewer@hisera.com");
+    let fetched = json_ok(mesh.get(&format!("/api/rx-queue/runs/{id}"), Some(&jwt)).await).await;
+    assert_eq!(fetched["run"]["pharmacyOrderId"], run["pharmacyOrderId"]);
+    let logs = json_ok(
+        mesh.get(&format!("/api/admin/sync-logs?patientId={}", t.patient), Some(&jwt))
+            .await,
+    )
+    .await;
+    let items = logs["items"].as_array().or(logs["logs"].as_array()).unwrap().clone();
+    assert!(
+        items
+            .iter()
+            .any(|l| l["operation"] == "submit" && l["status"] == "success"),
+        "{logs}"
+    );
+    let refills = json_ok(mesh.get(&format!("/api/admin/refills/{}", t.patient), Some(&jwt)).await).await;
+    assert!(refills.to_string().contains("scheduled"), "{refills}");
+
+    // A different dose for a decided task is refused and names the run.
+    let resp = post(
+        &mesh,
+        &format!("/api/rx-queue/tasks/{}/deny", t.task),
+        json!({ "reason": "changed my mind" }),
+    )
+    .await;
+    assert_eq!(era_tests::error_code(resp, 422).await, "task_already_decided");
+}
+
+#[tokio::test]
+async fn a_denial_closes_the_task_tells_the_patient_and_charges_nothing() {
+    let mesh = TestMesh::start().await;
+    let t = approvable(&mesh, "gmp").await.remove(0);
+    save_card(&mesh, &t.patient, "pm_card_visa").await.unwrap();
+    let mark = mesh.ledger_mark().await;
+    let body = json_ok(
+        post(
+            &mesh,
+            "/api/task-action",
+            json!({ "taskId": t.task, "action": "deny", "reason": "Contraindicated: history of pancreatitis" }),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(body["run"]["status"], "denied", "{body}");
+    assert_eq!(task_status(&mesh, &t.task).await, canvas::TaskStatus::Cancelled as i32);
+    assert_eq!(outbox_for(&mesh, &t.patient, "prescription_denied").await, 1);
+    assert!(charges(&mesh, &t.patient).await.is_empty());
+    assert!(!mesh
+        .ledger_counts("stripe", mark)
+        .await
+        .contains_key("POST /stripe/v1/payment_intents"));
+
+    // Bad input is refused before anything happens, naming the field.
+    let other = approvable(&mesh, "gmp").await.remove(0);
+    let resp = post(
+        &mesh,
+        &format!("/api/rx-queue/tasks/{}/approve", other.task),
+        json!({ "doseLabel": "9 mg hourly" }),
+    )
+    .await;
+    assert_eq!(resp.status(), 400);
+    let err: Value = resp.json().await.unwrap();
+    assert_eq!(err["error"]["fields"][0]["field"], "doseLabel", "{err}");
+    assert_eq!(
+        task_status(&mesh, &other.task).await,
+        canvas::TaskStatus::Requested as i32
+    );
+}
+
+#[tokio::test]
+async fn fifty_concurrent_approvals_of_one_task_make_one_run() {
+    let mesh = TestMesh::start().await;
+    let t = approvable(&mesh, "gmp").await.remove(0);
+    save_card(&mesh, &t.patient, "pm_card_visa").await.unwrap();
+    let mark = mesh.ledger_mark().await;
+    let calls = (0..50).map(|i| {
+        let mut routing = mesh.pharmacy_routing();
+        let req = mesh.admin_request(pb::ApproveTaskRequest {
+            task_id: t.task.clone(),
+            dose_label: t.dose.clone(),
+            idempotency_key: format!("portal-{i}"),
+            ..Default::default()
+        });
+        async move { routing.approve_task(req).await.map(|r| r.into_inner()) }
+    });
+    let answers: Vec<_> = futures::future::join_all(calls)
+        .await
+        .into_iter()
+        .map(|r| r.unwrap())
+        .collect();
+    let id = answers[0].run.as_ref().unwrap().id.clone();
+    assert!(answers.iter().all(|a| a.run.as_ref().unwrap().id == id));
+    assert_eq!(answers.iter().filter(|a| !a.existing).count(), 1);
+    let run = run_until_finished(&mesh, &id).await;
+    assert_fulfilled_once(&mesh, &t, &run, mark).await;
+    let runs = mesh
+        .pharmacy_routing()
+        .list_orchestration_runs(mesh.admin_request(pb::ListOrchestrationRunsRequest {
+            task_id: t.task.clone(),
+            ..Default::default()
+        }))
+        .await
+        .unwrap()
+        .into_inner()
+        .runs;
+    assert_eq!(runs.len(), 1);
+}
+
+#[tokio::test]
+async fn a_declined_card_orders_nothing_and_asks_for_a_new_card() {
+    let mesh = TestMesh::start().await;
+    let t = approvable(&mesh, "gmp").await.remove(0);
+    save_card(&mesh, &t.patient, "pm_card_chargeCustomerFail")
+        .await
+        .unwrap();
+    let body = json_ok(
+        post(
+            &mesh,
+            &format!("/api/rx-queue/tasks/{}/approve", t.task),
+            json!({ "doseLabel": t.dose }),
+        )
+        .await,
+    )
+    .await;
+    let run = &body["run"];
+    assert_eq!(
+        (run["status"].as_str(), run["failureReason"].as_str()),
+        (Some("failed"), Some("payment_declined")),
+        "{body}"
+    );
+    assert_eq!(run["pharmacyOrderId"], "", "nothing was ordered: {body}");
+    assert_eq!(outbox_for(&mesh, &t.patient, "payment_failed").await, 1);
+    assert_eq!(
+        task_status(&mesh, &t.task).await,
+        canvas::TaskStatus::Requested as i32,
+        "left for an admin"
+    );
+
+    // Once the patient saved a new card, the admin approves again: a new run succeeds.
+    save_card(&mesh, &t.patient, "pm_card_visa").await.unwrap();
+    let again = json_ok(
+        post(
+            &mesh,
+            &format!("/api/rx-queue/tasks/{}/approve", t.task),
+            json!({ "doseLabel": t.dose }),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(again["run"]["status"], "succeeded", "{again}");
+    assert_ne!(again["run"]["id"], run["id"]);
+}
+
+#[tokio::test]
+async fn a_pharmacy_rejection_releases_the_authorisation() {
+    let mesh = TestMesh::start().await;
+    let t = approvable(&mesh, "gmp").await.remove(0);
+    save_card(&mesh, &t.patient, "pm_card_visa").await.unwrap();
+    let resp = mesh
+        .http
+        .post(mesh.sandbox_url("/_sandbox/pharmacy/pioneerrx/reject-next"))
+        .json(&json!({ "reason": "formulary change" }))
+        .send()
+        .await
+        .unwrap();
+    assert!(resp.status().is_success());
+    let body = json_ok(
+        post(
+            &mesh,
+            &format!("/api/rx-queue/tasks/{}/approve", t.task),
+            json!({ "doseLabel": t.dose }),
+        )
+        .await,
+    )
+    .await;
+    let run = &body["run"];
+    assert_eq!(run["failureReason"], "pharmacy_rejected", "{body}");
+    let charges = charges(&mesh, &t.patient).await;
+    assert_eq!(charges.len(), 1);
+    assert_eq!(
+        charges[0].status,
+        payments::ChargeStatus::Canceled as i32,
+        "the hold was released"
+    );
+    assert_eq!(outbox_for(&mesh, &t.patient, "payment_failed").await, 0);
+    assert_eq!(task_status(&mesh, &t.task).await, canvas::TaskStatus::Requested as i32);
+}
+
+#[tokio::test]
+async fn pharmacy_callbacks_record_shipments_once_and_tell_the_patient() {
+    let mesh = TestMesh::start().await;
+    let t = approvable(&mesh, "gmp").await.remove(0);
+    save_card(&mesh, &t.patient, "pm_card_visa").await.unwrap();
+    let body = json_ok(
+        post(
+            &mesh,
+            &format!("/api/rx-queue/tasks/{}/approve", t.task),
+            json!({ "doseLabel": t.dose }),
+        )
+        .await,
+    )
+    .await;
+    let reference = body["run"]["pharmacyOrderId"].as_str().unwrap().to_owned();
+    let order = pharmacy_orders(&mesh, "pioneerrx", &reference).await.remove(0);
+    let external = order["orderId"].as_str().unwrap().to_owned();
+    let resp = mesh
+        .http
+        .post(mesh.sandbox_url(&format!("/_sandbox/pharmacy/pioneerrx/orders/{external}/advance")))
+        .json(&json!({ "status": "shipped" }))
+        .send()
+        .await
+        .unwrap();
+    assert!(resp.status().is_success(), "{:?}", resp.text().await);
+    let jwt = mesh.admin_jwt("reviewer@hisera.com");
+    let mut shipments = Value::Null;
+    for _ in 0..100 {
+        shipments = json_ok(
+            mesh.get(&format!("/api/admin/shipments/{}", t.patient), Some(&jwt))
+                .await,
+        )
+        .await;
+        if shipments.to_string().contains("shipped") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(shipments.to_string().contains("shipped"), "{shipments}");
+    assert_eq!(outbox_for(&mesh, &t.patient, "shipment_created").await, 1);
+
+    // Every callback delivered again changes nothing.
+    let events: Value = mesh
+        .http
+        .get(mesh.sandbox_url("/_sandbox/pharmacy/events"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    for e in events["events"].as_array().unwrap() {
+        let id = e["id"].as_str().or(e["eventId"].as_str()).unwrap();
+        let resp = mesh
+            .http
+            .post(mesh.sandbox_url(&format!("/_sandbox/pharmacy/events/{id}/deliver")))
+            .send()
+            .await
+            .unwrap();
+        assert!(resp.status().is_success());
+    }
+    assert_eq!(outbox_for(&mesh, &t.patient, "shipment_created").await, 1);
+    let order = json_ok(
+        mesh.get(&format!("/api/admin/pharmacy-orders/{reference}"), Some(&jwt))
+            .await,
+    )
+    .await;
+    assert!(order.to_string().contains("shipped"), "{order}");
+}
+
+/// Stops a replica's pipeline at `step`/`at`; another replica (the mesh's own) resumes after the
+/// lease, and every effect exists exactly once.
+async fn crash_and_resume(mesh: &TestMesh, t: &Approvable, step: &str, at: FailAt) {
+    let mark = mesh.ledger_mark().await;
+    let replica = mesh
+        .start_routing_replica(PipelineConfig {
+            worker: false,
+            lease_secs: 2,
+            poll_ms: 100,
+            sync_wait_ms: 500,
+            failpoint: Some(Failpoint { step: step.into(), at }),
+            ..Default::default()
+        })
+        .await;
+    let answer = TestMesh::routing_client(&replica.url)
+        .approve_task(mesh.admin_request(pb::ApproveTaskRequest {
+            task_id: t.task.clone(),
+            dose_label: t.dose.clone(),
+            ..Default::default()
+        }))
+        .await
+        .unwrap()
+        .into_inner();
+    let stopped = answer.run.unwrap();
+    if !(step == "task_completion" && at == FailAt::AfterCommit) {
+        // The replica stopped there: the run waits for its lease to run out.
+        assert_eq!(
+            stopped.status,
+            pb::RunStatus::Running as i32,
+            "{step} {at:?}: {stopped:?}"
+        );
+    }
+    let run = run_until_finished(mesh, &stopped.id).await;
+    drop(replica);
+    assert_fulfilled_once(mesh, t, &run, mark).await;
+}
+
+/// One test per step: before the call, after it but before its commit, and after the commit.
+macro_rules! crash_matrix {
+    ($($name:ident: $step:literal),* $(,)?) => {$(
+        #[tokio::test]
+        async fn $name() {
+            let mesh = TestMesh::start_with(|o| {
+                o.pipeline.lease_secs = 2;
+                o.pipeline.poll_ms = 100;
+            })
+            .await;
+            let tasks = approvable(&mesh, "gmp").await;
+            assert!(tasks.len() >= 3, "three tasks routed to GMP: {tasks:?}");
+            for (t, at) in tasks.iter().zip([FailAt::BeforeCall, FailAt::AfterCall, FailAt::AfterCommit]) {
+                save_card(&mesh, &t.patient, "pm_card_visa").await.unwrap();
+                crash_and_resume(&mesh, t, $step, at).await;
+            }
+        }
+    )*};
+}
+
+crash_matrix! {
+    crash_at_medication_config: "medication_config",
+    crash_at_patient_lookup: "patient_lookup",
+    crash_at_prescriber_routing: "prescriber_routing",
+    crash_at_pharmacy_routing: "pharmacy_routing",
+    crash_at_payment_authorization: "payment_authorization",
+    crash_at_pharmacy_sync: "pharmacy_sync",
+    crash_at_payment: "payment",
+    crash_at_notification: "notification",
+    crash_at_hp_note: "hp_note",
+    crash_at_task_completion: "task_completion",
+}
