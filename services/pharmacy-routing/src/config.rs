@@ -111,25 +111,30 @@ pub struct PharmacyAccounts {
 
 /// Declares a LifeFile pharmacy's settings under its own variable prefix.
 macro_rules! lifefile_account {
-    ($name:ident, $doc:literal, $base:literal, $user:literal, $password:literal, $vendor:literal,
-     $location:literal, $network:literal, $practice:literal) => {
+    ($name:ident, $doc:literal, $(($field:ident, $var:literal, $flag:literal)),* $(,)?) => {
+        lifefile_account!(@struct $name, $doc, $(($field, $var, $flag)),*);
+    };
+    (@struct $name:ident, $doc:literal, (api_base, $base:literal, $base_flag:literal),
+     (username, $user:literal, $user_flag:literal), (password, $password:literal, $password_flag:literal),
+     (vendor_id, $vendor:literal, $vendor_flag:literal), (location_id, $location:literal, $location_flag:literal),
+     (network_id, $network:literal, $network_flag:literal), (practice_id, $practice:literal, $practice_flag:literal)) => {
         #[doc = $doc]
         #[derive(Clone, clap::Args)]
         pub struct $name {
             /// The LifeFile API base including `/lfapi/v1` (the sandbox's `/<pharmacy>/lfapi/v1` locally).
-            #[arg(long, env = $base, default_value = "")]
+            #[arg(id = $base, long = $base_flag, env = $base, default_value = "")]
             pub api_base: String,
-            #[arg(long, env = $user, default_value = "")]
+            #[arg(id = $user, long = $user_flag, env = $user, default_value = "")]
             pub username: String,
-            #[arg(long, env = $password, default_value = "", hide_env_values = true)]
+            #[arg(id = $password, long = $password_flag, env = $password, default_value = "", hide_env_values = true)]
             pub password: SecretString,
-            #[arg(long, env = $vendor, default_value = "")]
+            #[arg(id = $vendor, long = $vendor_flag, env = $vendor, default_value = "")]
             pub vendor_id: String,
-            #[arg(long, env = $location, default_value = "")]
+            #[arg(id = $location, long = $location_flag, env = $location, default_value = "")]
             pub location_id: String,
-            #[arg(long, env = $network, default_value = "")]
+            #[arg(id = $network, long = $network_flag, env = $network, default_value = "")]
             pub network_id: String,
-            #[arg(long, env = $practice, default_value = "")]
+            #[arg(id = $practice, long = $practice_flag, env = $practice, default_value = "")]
             pub practice_id: String,
         }
 
@@ -172,24 +177,24 @@ macro_rules! lifefile_account {
 lifefile_account!(
     BoothwynAccount,
     "Boothwyn's LifeFile account.",
-    "BOOTHWYN_API_BASE",
-    "BOOTHWYN_USERNAME",
-    "BOOTHWYN_PASSWORD",
-    "BOOTHWYN_VENDOR_ID",
-    "BOOTHWYN_LOCATION_ID",
-    "BOOTHWYN_NETWORK_ID",
-    "BOOTHWYN_PRACTICE_ID"
+    (api_base, "BOOTHWYN_API_BASE", "boothwyn-api-base"),
+    (username, "BOOTHWYN_USERNAME", "boothwyn-username"),
+    (password, "BOOTHWYN_PASSWORD", "boothwyn-password"),
+    (vendor_id, "BOOTHWYN_VENDOR_ID", "boothwyn-vendor-id"),
+    (location_id, "BOOTHWYN_LOCATION_ID", "boothwyn-location-id"),
+    (network_id, "BOOTHWYN_NETWORK_ID", "boothwyn-network-id"),
+    (practice_id, "BOOTHWYN_PRACTICE_ID", "boothwyn-practice-id"),
 );
 lifefile_account!(
     StriveAccount,
     "Strive's LifeFile account.",
-    "STRIVE_API_BASE",
-    "STRIVE_USERNAME",
-    "STRIVE_PASSWORD",
-    "STRIVE_VENDOR_ID",
-    "STRIVE_LOCATION_ID",
-    "STRIVE_NETWORK_ID",
-    "STRIVE_PRACTICE_ID"
+    (api_base, "STRIVE_API_BASE", "strive-api-base"),
+    (username, "STRIVE_USERNAME", "strive-username"),
+    (password, "STRIVE_PASSWORD", "strive-password"),
+    (vendor_id, "STRIVE_VENDOR_ID", "strive-vendor-id"),
+    (location_id, "STRIVE_LOCATION_ID", "strive-location-id"),
+    (network_id, "STRIVE_NETWORK_ID", "strive-network-id"),
+    (practice_id, "STRIVE_PRACTICE_ID", "strive-practice-id"),
 );
 
 impl fmt::Debug for PharmacyAccounts {

@@ -3,7 +3,7 @@ use era_proto::pharmacy_routing::v1::{ApproveTaskRequest, GetRoutingMatrixReques
 use tonic::Code;
 use tonic_health::pb::{health_check_response::ServingStatus, health_client::HealthClient, HealthCheckRequest};
 
-use crate::Routing;
+use crate::{bad_fields, Routing};
 
 #[tokio::test]
 async fn calls_without_credentials_are_refused_but_health_answers() {
@@ -57,14 +57,22 @@ async fn a_patient_token_cannot_read_the_matrix() {
 }
 
 #[tokio::test]
-async fn rpcs_of_later_issues_say_so() {
+async fn an_approval_is_checked_before_anything_is_read_or_written() {
     let routing = Routing::spawn().await;
     let status = routing
         .client
         .clone()
-        .approve_task(routing.admin(ApproveTaskRequest::default()))
+        .approve_task(routing.admin(ApproveTaskRequest {
+            task_id: "../x".into(),
+            note: "n".repeat(4001),
+            ..Default::default()
+        }))
         .await
         .unwrap_err();
-    assert_eq!(status.code(), Code::Unimplemented);
-    assert!(status.message().contains("issue 6"), "{}", status.message());
+    assert_eq!(bad_fields(&status), ["task_id", "dose_label", "note"]);
+    let runs: i64 = sqlx::query_scalar("select count(*) from orchestration_runs")
+        .fetch_one(&routing.db.pool)
+        .await
+        .unwrap();
+    assert_eq!(runs, 0);
 }
