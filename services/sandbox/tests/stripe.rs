@@ -1365,3 +1365,47 @@ async fn the_root_v1_path_serves_stripe_for_stripe_node() {
     assert_eq!(counts["POST /stripe/v1/customers"], 1);
     assert_eq!(counts["GET /stripe/v1/customers"], 1);
 }
+
+#[tokio::test]
+async fn an_authorisation_that_lapses_is_cancelled_and_cannot_be_captured() {
+    let s = start().await;
+    let (cus, pm) = s.customer_with_card("pm_card_visa").await;
+    let pi = s
+        .post(
+            "/v1/payment_intents",
+            &format!(
+                "amount=29900&currency=usd&customer={cus}&payment_method={pm}&off_session=true&confirm=true\
+                 &capture_method=manual"
+            ),
+        )
+        .await
+        .ok();
+    assert_eq!(pi["status"], "requires_capture");
+    let id = pi["id"].as_str().unwrap();
+    let (status, expired) = s
+        .control(
+            Method::POST,
+            &format!("/stripe/payment_intents/{id}/expire-authorization"),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{expired}");
+    assert_eq!(
+        (expired["status"].as_str(), expired["cancellation_reason"].as_str()),
+        (Some("canceled"), Some("automatic"))
+    );
+    let e = s
+        .post(&format!("/v1/payment_intents/{id}/capture"), "")
+        .await
+        .error(400);
+    assert_eq!(e["code"], "payment_intent_unexpected_state");
+    // Only an authorisation waiting for capture can lapse.
+    let (status, _) = s
+        .control(
+            Method::POST,
+            &format!("/stripe/payment_intents/{id}/expire-authorization"),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+}

@@ -26,6 +26,7 @@ pub(crate) fn router() -> Router<Sandbox> {
         .route("/promotion_codes/{id}/redeem", post(redeem_promotion_code))
         .route("/setup_intents/{id}/authenticate", post(authenticate_setup))
         .route("/payment_intents/{id}/authenticate", post(authenticate_payment))
+        .route("/payment_intents/{id}/expire-authorization", post(expire_authorization))
         .route("/refunds/{id}/settle", post(settle_refund))
         .route("/delay", post(delay))
         .route(
@@ -153,6 +154,10 @@ async fn authenticate_setup(State(sandbox): State<Sandbox>, Path(id): Path<Strin
 
 async fn authenticate_payment(State(sandbox): State<Sandbox>, Path(id): Path<String>) -> Response {
     control(&sandbox, |cx| objects::payment_intents::authenticate(cx, &id))
+}
+
+async fn expire_authorization(State(sandbox): State<Sandbox>, Path(id): Path<String>) -> Response {
+    control(&sandbox, |cx| objects::payment_intents::expire_authorization(cx, &id))
 }
 
 async fn settle_refund(State(sandbox): State<Sandbox>, Path(id): Path<String>) -> Response {

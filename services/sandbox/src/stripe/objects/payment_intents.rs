@@ -562,6 +562,30 @@ pub(crate) fn authenticate(cx: &mut Ctx<'_>, id: &str) -> StripeResult<Value> {
     Ok(render(cx, id))
 }
 
+/// The sandbox control for an authorisation that ran past its window: Stripe cancels an uncaptured
+/// PaymentIntent itself (`cancellation_reason: automatic`), and a capture then fails.
+pub(crate) fn expire_authorization(cx: &mut Ctx<'_>, id: &str) -> StripeResult<Value> {
+    let intent = find(cx, id)?;
+    if intent.status != "requires_capture" {
+        return Err(StripeError::invalid_code(
+            "payment_intent_unexpected_state",
+            format!("PaymentIntent {id} has status {}, not requires_capture.", intent.status),
+            None,
+        ));
+    }
+    let now = cx.now;
+    let intent = intent_mut(cx, id)?;
+    intent.status = "canceled".into();
+    intent.canceled_at = Some(now);
+    intent.cancellation_reason = Some("automatic".into());
+    intent.next_action = None;
+    intent.amount_capturable = 0;
+    let rendered = intent.render();
+    cx.emit("payment_intent.canceled", rendered.clone(), None);
+    cx.effect("payment_intent.canceled", id, Some("authorisation expired".into()));
+    Ok(rendered)
+}
+
 fn unexpected(intent: &PaymentIntent, verb: &str, allowed: &[&str]) -> StripeError {
     let past = if verb == "cancel" { "canceled" } else { "confirmed" };
     StripeError::invalid_code(
