@@ -136,6 +136,13 @@ impl Config {
                 "must differ from ADMIN_JWT_SECRET",
             ));
         }
+        // Stripe's endpoint secrets are Stripe's to choose; ours for the pharmacies must be strong,
+        // since any holder can forge a shipment update.
+        if let Some(secrets) = &self.secrets.pharmacy_webhook_secret {
+            for part in secrets.expose_secret().split(',').filter(|p| !p.trim().is_empty()) {
+                require_secret("PHARMACY_WEBHOOK_SECRET", &SecretString::from(part.trim().to_owned()))?;
+            }
+        }
         for (var, url, _) in self.peers.all() {
             if !(url.starts_with("http://") || url.starts_with("https://")) || url.parse::<http::Uri>().is_err() {
                 return Err(ConfigError::new(var, "must be an http:// or https:// URL"));

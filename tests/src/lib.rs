@@ -215,16 +215,8 @@ impl TestMesh {
     /// Starts another notifications replica on the mesh's database (with its own worker); it
     /// stops when the returned guard is dropped.
     pub async fn start_notifications_replica(&self, outbox: era_notifications::config::OutboxConfig) -> Replica {
-        let database = era_kit::config::DatabaseConfig::new(self.database_url("notifications"));
-        let pool = era_kit::db::connect(&database).await.expect("the database answers");
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("a port");
-        let addr = listener.local_addr().expect("an address");
-        let service = era_kit::config::ServiceConfig {
-            listen_addr: Some(addr),
-            database,
-            auth: self.mesh.secrets.auth(),
-            logging: Default::default(),
-        };
+        let (service, listener, pool) = self.replica_service("notifications").await;
+        let addr = service.listen_addr.expect("a bound address");
         let canvas = self.mesh.service_url("era-canvas").expect("canvas runs");
         let config = era_dev::notifications_config(
             service,
@@ -234,16 +226,27 @@ impl TestMesh {
             &self.mesh.edge_url,
             outbox,
         );
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(era_notifications::run(config, listener, pool, async {
-            let _ = stopped.await;
-        }));
-        Replica {
-            _stop: stop,
-            task,
-            url: format!("http://{addr}"),
-        }
+        Replica::spawn(addr, |stopped| era_notifications::run(config, listener, pool, stopped))
     }
+
+    /// A second replica's settings for `service`: its own loopback socket, the mesh's database.
+    async fn replica_service(
+        &self,
+        service: &str,
+    ) -> (era_kit::config::ServiceConfig, tokio::net::TcpListener, sqlx::PgPool) {
+        let database = era_kit::config::DatabaseConfig::new(self.database_url(service));
+        let pool = era_kit::db::connect(&database).await.expect("the database answers");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("a port");
+        let addr = listener.local_addr().expect("an address");
+        let config = era_kit::config::ServiceConfig {
+            listen_addr: Some(addr),
+            database,
+            auth: self.mesh.secrets.auth(),
+            logging: Default::default(),
+        };
+        (config, listener, pool)
+    }
+
     pub fn canvas(
         &self,
     ) -> era_proto::canvas::v1::canvas_service_client::CanvasServiceClient<tonic::transport::Channel> {
@@ -276,16 +279,8 @@ impl TestMesh {
     /// Starts another pharmacy-routing replica on the mesh's database with `pipeline` (a failpoint,
     /// a short lease); it stops when the returned guard is dropped.
     pub async fn start_routing_replica(&self, pipeline: era_pharmacy_routing::config::PipelineConfig) -> Replica {
-        let database = era_kit::config::DatabaseConfig::new(self.database_url("pharmacy_routing"));
-        let pool = era_kit::db::connect(&database).await.expect("the database answers");
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("a port");
-        let addr = listener.local_addr().expect("an address");
-        let service = era_kit::config::ServiceConfig {
-            listen_addr: Some(addr),
-            database,
-            auth: self.mesh.secrets.auth(),
-            logging: Default::default(),
-        };
+        let (service, listener, pool) = self.replica_service("pharmacy_routing").await;
+        let addr = service.listen_addr.expect("a bound address");
         let url = |name| self.mesh.service_url(name).expect("the service runs");
         let config = era_dev::pharmacy_routing_config(
             service,
@@ -298,15 +293,9 @@ impl TestMesh {
             },
             pipeline,
         );
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(era_pharmacy_routing::run(config, listener, pool, async {
-            let _ = stopped.await;
-        }));
-        Replica {
-            _stop: stop,
-            task,
-            url: format!("http://{addr}"),
-        }
+        Replica::spawn(addr, |stopped| {
+            era_pharmacy_routing::run(config, listener, pool, stopped)
+        })
     }
 }
 
@@ -317,6 +306,26 @@ pub struct Replica {
     task: tokio::task::JoinHandle<anyhow::Result<()>>,
     pub url: String,
 }
+
+impl Replica {
+    /// Runs the server `serve` builds (given the future that resolves when the guard is dropped).
+    fn spawn<F>(addr: std::net::SocketAddr, serve: impl FnOnce(BoxedStop) -> F) -> Self
+    where
+        F: std::future::Future<Output = anyhow::Result<()>> + Send + 'static,
+    {
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(serve(Box::pin(async {
+            let _ = stopped.await;
+        })));
+        Self {
+            _stop: stop,
+            task,
+            url: format!("http://{addr}"),
+        }
+    }
+}
+
+type BoxedStop = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
 
 impl Drop for Replica {
     fn drop(&mut self) {

@@ -82,6 +82,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         ("CANVAS_CLIENT_SECRET", &s.canvas_client_secret),
         ("STRIPE_SECRET_KEY", &s.stripe_secret_key),
         ("STRIPE_WEBHOOK_SECRET", &s.stripe_webhook_secret),
+        ("PHARMACY_WEBHOOK_SECRET", &s.pharmacy_webhook_secret),
         ("TWILIO_AUTH_TOKEN", &s.twilio_auth_token),
     ] {
         // A secret the operator set is theirs to know; printing it would copy it into terminals
@@ -106,6 +107,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             "     curl -H \"Authorization: Bearer $ADMIN_SECRET\" {}/api/rx-queue/tasks/{task}",
             mesh.edge_url
         );
+        if let Some(dose) = demo_card(&mesh, &task).await {
+            println!(
+                "     curl -X POST -H \"Authorization: Bearer $ADMIN_SECRET\" -H 'content-type: application/json' -d '{{\"doseLabel\":\"{dose}\"}}' {}/api/rx-queue/tasks/{task}/approve",
+                mesh.edge_url
+            );
+        }
     }
     println!(
         "     curl -H \"Authorization: Bearer $ADMIN_SECRET\" '{}/api/admin/routing/GA?medication=semaglutide'",
@@ -133,16 +140,77 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
 /// The id of the demo queue's first task, for the launcher's example; the queue is read the way a
 /// newcomer would, through the edge.
 async fn first_task(mesh: &Mesh) -> Option<String> {
-    let resp: serde_json::Value = reqwest::Client::new()
-        .get(format!("{}/api/rx-queue/tasks?pageSize=1", mesh.edge_url))
+    let resp = edge_get(mesh, "/api/rx-queue/tasks?pageSize=1").await?;
+    resp["items"][0]["id"].as_str().map(str::to_owned)
+}
+
+/// A GET through the edge with `ADMIN_SECRET`, as a newcomer's curl would do it.
+async fn edge_get(mesh: &Mesh, path: &str) -> Option<serde_json::Value> {
+    reqwest::Client::new()
+        .get(format!("{}{path}", mesh.edge_url))
         .bearer_auth(mesh.admin_secret())
         .send()
         .await
         .ok()?
         .json()
         .await
-        .ok()?;
-    resp["items"][0]["id"].as_str().map(str::to_owned)
+        .ok()
+}
+
+/// Gives the task's patient a saved test card (Stripe's `pm_card_visa`, in the sandbox) when they
+/// have none, so the printed approval goes through; answers the task's first dose.
+async fn demo_card(mesh: &Mesh, task: &str) -> Option<String> {
+    use era_proto::payments::v1::{self as pb, payments_service_client::PaymentsServiceClient};
+    let detail = edge_get(mesh, &format!("/api/rx-queue/tasks/{task}")).await?;
+    let patient = detail["task"]["canvasPatientId"].as_str()?.to_owned();
+    let dose = detail["dosageOptions"][0]["label"].as_str()?.to_owned();
+    let channel = era_kit::client::channel(mesh.service_url("era-payments")?).ok()?;
+    let mut payments = PaymentsServiceClient::new(channel);
+    fn with_secret<T>(secret: &str, message: T) -> tonic::Request<T> {
+        let mut req = tonic::Request::new(message);
+        if let Ok(v) = format!("Bearer {secret}").parse() {
+            req.metadata_mut().insert("authorization", v);
+        }
+        req
+    }
+    let secret = mesh.admin_secret().to_owned();
+    let held = payments
+        .get_payment_hold(with_secret(
+            &secret,
+            pb::GetPaymentHoldRequest {
+                canvas_patient_id: patient.clone(),
+                ..Default::default()
+            },
+        ))
+        .await;
+    if held.is_err() {
+        let setup = payments
+            .create_setup_intent(with_secret(
+                &secret,
+                pb::CreateSetupIntentRequest {
+                    canvas_patient_id: patient.clone(),
+                    submission_id: "era-dev-demo".into(),
+                    idempotency_key: format!("era-dev-demo-{patient}"),
+                    ..Default::default()
+                },
+            ))
+            .await
+            .ok()?
+            .into_inner();
+        payments
+            .save_payment_method(with_secret(
+                &secret,
+                pb::SavePaymentMethodRequest {
+                    canvas_patient_id: patient,
+                    setup_intent_id: setup.setup_intent_id,
+                    payment_method_id: "pm_card_visa".into(),
+                    idempotency_key: String::new(),
+                },
+            ))
+            .await
+            .ok()?;
+    }
+    Some(dose)
 }
 
 const DATA_KEYS_FILE: &str = "data-keys.env";

@@ -121,7 +121,7 @@ pub async fn pharmacy_orders(
     let Query(q) = query?;
     let req = pb::ListPharmacyOrdersRequest {
         canvas_patient_id: q.patient_id.unwrap_or_default(),
-        pharmacy_id: q.pharmacy.unwrap_or_default(),
+        pharmacy_id: pharmacy_filter(q.pharmacy.as_deref())?,
         status: status_filter("status", q.status.as_deref(), &ORDER_STATUSES)? as i32,
         page: page(q.page_size, q.page_token),
     };
@@ -259,8 +259,12 @@ pub async fn sync_logs(
     }
     let req = pb::ListSyncLogsRequest {
         canvas_patient_id: q.patient_id.unwrap_or_default(),
-        pharmacy_id: q.pharmacy.unwrap_or_default(),
-        status: q.status.unwrap_or_default(),
+        pharmacy_id: pharmacy_filter(q.pharmacy.as_deref())?,
+        status: match q.status.as_deref().map(str::trim) {
+            None | Some("") => String::new(),
+            Some(s @ ("success" | "failure" | "retry")) => s.to_owned(),
+            Some(_) => return Err(ApiError::field("status", "must be success, failure or retry")),
+        },
         from,
         to,
         page: page(q.page_size, q.page_token),
@@ -466,6 +470,16 @@ pub async fn refills(
         items: r.refills.into_iter().map(Into::into).collect(),
         next_page_token: r.page.map(|p| p.next_page_token).unwrap_or_default(),
     }))
+}
+
+/// A pharmacy filter: the routing matrix's ids (GMP also by its system's name, as in the webhook path).
+fn pharmacy_filter(raw: Option<&str>) -> Result<String, ApiError> {
+    match raw.map(str::trim) {
+        None | Some("") => Ok(String::new()),
+        Some(slug) => super::webhooks::pharmacy_of_slug(&slug.to_ascii_lowercase())
+            .map(str::to_owned)
+            .ok_or_else(|| ApiError::field("pharmacy", "must be gmp, boothwyn or strive")),
+    }
 }
 
 #[cfg(test)]

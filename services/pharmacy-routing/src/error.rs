@@ -23,6 +23,9 @@ pub enum Error {
     TaskNotOpen { task_id: String },
     #[error("task {task_id} was already decided differently (run {run_id})")]
     TaskAlreadyDecided { task_id: String, run_id: String },
+    /// The same task is being decided by several requests at once and this one lost every round.
+    #[error("the task is being decided by another request; retry shortly")]
+    Busy,
     /// A peer the request needs is unavailable; the reason names which.
     #[error("{1}")]
     Unavailable(&'static str, String),
@@ -47,7 +50,7 @@ impl Error {
             Self::TaskNotOpen { .. } => Some("TASK_NOT_OPEN"),
             Self::TaskAlreadyDecided { .. } => Some("TASK_ALREADY_DECIDED"),
             Self::Unavailable(reason, _) => Some(reason),
-            Self::InvalidArgument(_) | Self::NotFound { .. } | Self::Db(_) | Self::Internal(_) => None,
+            Self::InvalidArgument(_) | Self::Busy | Self::NotFound { .. } | Self::Db(_) | Self::Internal(_) => None,
         }
     }
 }
@@ -68,6 +71,7 @@ impl From<Error> for Status {
                 err.to_string(),
             ),
             Error::NotFound { .. } => Status::not_found(err.to_string()),
+            Error::Busy => Status::aborted(err.to_string()),
             Error::Unavailable(reason, _) => with_reason(Code::Unavailable, reason, err.to_string()),
             Error::Db(e) => internal(&anyhow::anyhow!("database: {e}")),
             Error::Internal(e) => internal(e),
@@ -132,6 +136,7 @@ mod tests {
                 Code::Unavailable,
                 Some("CANVAS_UNAVAILABLE"),
             ),
+            (Error::Busy, Code::Aborted, None),
             (Error::Db(sqlx::Error::RowNotFound), Code::Internal, None),
             (Error::Internal(anyhow::anyhow!("boom")), Code::Internal, None),
         ];

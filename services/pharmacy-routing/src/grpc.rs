@@ -22,8 +22,9 @@ const DEFAULT_PAGE_SIZE: i64 = 50;
 const MAX_PAGE_SIZE: i64 = 200;
 const MAX_NOTE_LEN: usize = 500;
 
-/// Longest approval note or denial reason (they go to Canvas as the task's comment or the H&P note).
-const MAX_DECISION_TEXT: usize = 4000;
+/// Longest approval note (the H&P note's body) and denial reason (the task's comment), in characters.
+const MAX_NOTE: usize = 4000;
+const MAX_REASON: usize = 2000;
 
 #[derive(Debug)]
 pub(crate) struct RoutingService {
@@ -231,6 +232,7 @@ impl PharmacyRoutingService for RoutingService {
     }
 
     async fn approve_task(&self, request: Request<pb::ApproveTaskRequest>) -> RpcResult<pb::ApproveTaskResponse> {
+        let deadline = self.pipeline.answer_by(tokio::time::Instant::now());
         let caller = Caller::of(&request)?.clone();
         caller.require_staff()?;
         let req = request.into_inner();
@@ -248,10 +250,10 @@ impl PharmacyRoutingService for RoutingService {
                 bad.extend(v);
             }
         }
-        if req.note.len() > MAX_DECISION_TEXT {
+        if req.note.chars().count() > MAX_NOTE {
             bad.push(FieldViolation::new(
                 "note",
-                format!("must be at most {MAX_DECISION_TEXT} characters"),
+                format!("must be at most {MAX_NOTE} characters"),
             ));
         }
         if req.idempotency_key.len() > 200 {
@@ -262,15 +264,18 @@ impl PharmacyRoutingService for RoutingService {
         }
         let (run, existing) = self
             .pipeline
-            .approve(Approval {
-                task_id: req.task_id,
-                canvas_patient_id: req.canvas_patient_id,
-                medication: req.medication.trim().to_lowercase(),
-                dose_label: req.dose_label.trim().to_owned(),
-                note: req.note,
-                idempotency_key: req.idempotency_key,
-                approved_by: actor_of(&caller, req.actor),
-            })
+            .approve(
+                Approval {
+                    task_id: req.task_id,
+                    canvas_patient_id: req.canvas_patient_id,
+                    medication: req.medication.trim().to_lowercase(),
+                    dose_label: req.dose_label.trim().to_owned(),
+                    note: req.note,
+                    idempotency_key: req.idempotency_key,
+                    approved_by: actor_of(&caller, req.actor),
+                },
+                deadline,
+            )
             .await?;
         Ok(Response::new(pb::ApproveTaskResponse {
             run: Some(self.run_view(run).await?),
@@ -279,6 +284,7 @@ impl PharmacyRoutingService for RoutingService {
     }
 
     async fn deny_task(&self, request: Request<pb::DenyTaskRequest>) -> RpcResult<pb::DenyTaskResponse> {
+        let deadline = self.pipeline.answer_by(tokio::time::Instant::now());
         let caller = Caller::of(&request)?.clone();
         caller.require_staff()?;
         let req = request.into_inner();
@@ -287,10 +293,10 @@ impl PharmacyRoutingService for RoutingService {
         optional_id("canvas_patient_id", &req.canvas_patient_id, &mut bad);
         if req.reason.trim().is_empty() {
             bad.push(FieldViolation::new("reason", "is required"));
-        } else if req.reason.len() > MAX_DECISION_TEXT {
+        } else if req.reason.chars().count() > MAX_REASON {
             bad.push(FieldViolation::new(
                 "reason",
-                format!("must be at most {MAX_DECISION_TEXT} characters"),
+                format!("must be at most {MAX_REASON} characters"),
             ));
         }
         if !bad.is_empty() {
@@ -298,12 +304,15 @@ impl PharmacyRoutingService for RoutingService {
         }
         let run = self
             .pipeline
-            .deny(Denial {
-                task_id: req.task_id,
-                canvas_patient_id: req.canvas_patient_id,
-                reason: req.reason,
-                denied_by: actor_of(&caller, req.actor),
-            })
+            .deny(
+                Denial {
+                    task_id: req.task_id,
+                    canvas_patient_id: req.canvas_patient_id,
+                    reason: req.reason,
+                    denied_by: actor_of(&caller, req.actor),
+                },
+                deadline,
+            )
             .await?;
         Ok(Response::new(pb::DenyTaskResponse {
             run: Some(self.run_view(run).await?),
@@ -339,15 +348,15 @@ impl PharmacyRoutingService for RoutingService {
             Ok(s) => Some(run_status_word(s).to_owned()),
             Err(_) => return Err(Error::field("status", "is not a run status").into()),
         };
-        let limit = era_kit::time::page_size(page.page_size);
-        let filter = runs::RunFilter {
-            task_id: nonempty(req.task_id),
-            canvas_patient_id: nonempty(req.canvas_patient_id),
-            status,
-            after: era_kit::time::page_cursor(&page.page_token).map_err(|v| Error::InvalidArgument(vec![v]))?,
-            limit: limit + 1,
-        };
-        let mut rows = runs::list(self.pipeline.pool(), &filter).await?;
+        let (q, limit) = newest(
+            page,
+            vec![
+                ("task_id", nonempty(req.task_id)),
+                ("canvas_patient_id", nonempty(req.canvas_patient_id)),
+                ("status", status),
+            ],
+        )?;
+        let mut rows: Vec<runs::Run> = runs::newest_first(self.pipeline.pool(), "orchestration_runs", &q).await?;
         let next = more(&mut rows, limit).map(|r| (r.created_at, r.id));
         let mut out = Vec::with_capacity(rows.len());
         for run in rows {
@@ -388,15 +397,15 @@ impl PharmacyRoutingService for RoutingService {
             Ok(s) => Some(order_status_word(s).to_owned()),
             Err(_) => return Err(Error::field("status", "is not an order status").into()),
         };
-        let limit = era_kit::time::page_size(page.page_size);
-        let filter = orders::OrderFilter {
-            canvas_patient_id: nonempty(req.canvas_patient_id),
-            pharmacy_id: nonempty(req.pharmacy_id),
-            status,
-            after: era_kit::time::page_cursor(&page.page_token).map_err(|v| Error::InvalidArgument(vec![v]))?,
-            limit: limit + 1,
-        };
-        let mut rows = orders::list(self.pipeline.pool(), &filter).await?;
+        let (q, limit) = newest(
+            page,
+            vec![
+                ("canvas_patient_id", nonempty(req.canvas_patient_id)),
+                ("pharmacy_id", nonempty(req.pharmacy_id)),
+                ("status", status),
+            ],
+        )?;
+        let mut rows: Vec<orders::Order> = runs::newest_first(self.pipeline.pool(), "pharmacy_orders", &q).await?;
         let next = more(&mut rows, limit).map(|o| (o.created_at, o.id));
         Ok(Response::new(pb::ListPharmacyOrdersResponse {
             orders: rows.into_iter().map(order_view).collect(),
@@ -829,6 +838,24 @@ fn order_view(o: orders::Order) -> pb::PharmacyOrder {
         created_at: Some(timestamp(o.created_at)),
         updated_at: Some(timestamp(o.updated_at)),
     }
+}
+
+/// A newest-first query for `page` with `filters`, reading one row more than the page to know
+/// whether another follows; answers it with the page's size.
+fn newest(
+    page: era_proto::common::v1::PageRequest,
+    filters: Vec<(&'static str, Option<String>)>,
+) -> Result<(runs::Newest, i64)> {
+    let limit = era_kit::time::page_size(page.page_size);
+    let after = era_kit::time::page_cursor(&page.page_token).map_err(|v| Error::InvalidArgument(vec![v]))?;
+    Ok((
+        runs::Newest {
+            filters,
+            after,
+            limit: limit + 1,
+        },
+        limit,
+    ))
 }
 
 /// Keeps `limit` rows of the `limit + 1` read; answers the last kept when there were more.

@@ -84,6 +84,19 @@ async fn post(mesh: &TestMesh, path: &str, body: Value) -> reqwest::Response {
         .unwrap()
 }
 
+/// Approves `t` with its first dose through the edge; the answer's JSON (200 or 202).
+async fn approve(mesh: &TestMesh, t: &Approvable) -> Value {
+    json_ok(
+        post(
+            mesh,
+            &format!("/api/rx-queue/tasks/{}/approve", t.task),
+            json!({ "doseLabel": t.dose }),
+        )
+        .await,
+    )
+    .await
+}
+
 /// The sandbox pharmacy's orders for our order id (the reference the pipeline sends).
 async fn pharmacy_orders(mesh: &TestMesh, slug: &str, reference: &str) -> Vec<Value> {
     let all: Value = mesh
@@ -245,13 +258,48 @@ async fn approving_a_task_orders_charges_notifies_and_completes_it_once() {
             .await,
     )
     .await;
-    let items = logs["items"].as_array().or(logs["logs"].as_array()).unwrap().clone();
+    let items = logs["items"].as_array().unwrap().clone();
     assert!(
         items
             .iter()
             .any(|l| l["operation"] == "submit" && l["status"] == "success"),
         "{logs}"
     );
+    // The sync log's filters and paging.
+    let sync = |q: String| {
+        let jwt = jwt.clone();
+        let mesh = &mesh;
+        async move { json_ok(mesh.get(&format!("/api/admin/sync-logs?{q}"), Some(&jwt)).await).await }
+    };
+    let ok = sync("pharmacy=gmp&status=success".into()).await;
+    let ok_items = ok["items"].as_array().unwrap();
+    assert!(!ok_items.is_empty(), "{ok}");
+    assert!(
+        ok_items
+            .iter()
+            .all(|l| l["pharmacyId"] == "gmp" && l["status"] == "success"),
+        "{ok}"
+    );
+    assert!(sync("pharmacy=strive".into()).await["items"]
+        .as_array()
+        .unwrap()
+        .is_empty());
+    assert!(sync("status=failure".into()).await["items"]
+        .as_array()
+        .unwrap()
+        .is_empty());
+    let later = (chrono::Utc::now() + chrono::Duration::hours(1)).to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    assert!(sync(format!("from={later}")).await["items"]
+        .as_array()
+        .unwrap()
+        .is_empty());
+    let first = sync("pageSize=1".into()).await;
+    let token = first["nextPageToken"].as_str().unwrap().to_owned();
+    assert!(!token.is_empty(), "{first}");
+    let second = sync(format!("pageSize=1&pageToken={token}")).await;
+    assert_ne!(first["items"][0]["id"], second["items"][0]["id"]);
+    let resp = mesh.get("/api/admin/sync-logs?from=yesterday", Some(&jwt)).await;
+    assert_eq!(resp.status(), 400);
     let refills = json_ok(mesh.get(&format!("/api/admin/refills/{}", t.patient), Some(&jwt)).await).await;
     assert!(refills.to_string().contains("scheduled"), "{refills}");
 
@@ -352,15 +400,15 @@ async fn a_declined_card_orders_nothing_and_asks_for_a_new_card() {
     save_card(&mesh, &t.patient, "pm_card_chargeCustomerFail")
         .await
         .unwrap();
-    let body = json_ok(
-        post(
-            &mesh,
-            &format!("/api/rx-queue/tasks/{}/approve", t.task),
-            json!({ "doseLabel": t.dose }),
-        )
-        .await,
-    )
-    .await;
+    let keyed = || {
+        mesh.http
+            .post(mesh.url(&format!("/api/rx-queue/tasks/{}/approve", t.task)))
+            .bearer_auth(mesh.admin_jwt("reviewer@hisera.com"))
+            .header("Idempotency-Key", "approve-once")
+            .json(&json!({ "doseLabel": t.dose }))
+            .send()
+    };
+    let body = json_ok(keyed().await.unwrap()).await;
     let run = &body["run"];
     assert_eq!(
         (run["status"].as_str(), run["failureReason"].as_str()),
@@ -375,17 +423,16 @@ async fn a_declined_card_orders_nothing_and_asks_for_a_new_card() {
         "left for an admin"
     );
 
-    // Once the patient saved a new card, the admin approves again: a new run succeeds.
+    // Once the patient saved a new card, the admin approves again: a new run succeeds. A retry
+    // of the first request (its key) still answers the first run and starts nothing.
     save_card(&mesh, &t.patient, "pm_card_visa").await.unwrap();
-    let again = json_ok(
-        post(
-            &mesh,
-            &format!("/api/rx-queue/tasks/{}/approve", t.task),
-            json!({ "doseLabel": t.dose }),
-        )
-        .await,
-    )
-    .await;
+    let retried = json_ok(keyed().await.unwrap()).await;
+    assert_eq!(
+        (&retried["run"]["id"], &retried["existing"]),
+        (&run["id"], &json!(true)),
+        "{retried}"
+    );
+    let again = approve(&mesh, &t).await;
     assert_eq!(again["run"]["status"], "succeeded", "{again}");
     assert_ne!(again["run"]["id"], run["id"]);
 }
@@ -403,15 +450,7 @@ async fn a_pharmacy_rejection_releases_the_authorisation() {
         .await
         .unwrap();
     assert!(resp.status().is_success());
-    let body = json_ok(
-        post(
-            &mesh,
-            &format!("/api/rx-queue/tasks/{}/approve", t.task),
-            json!({ "doseLabel": t.dose }),
-        )
-        .await,
-    )
-    .await;
+    let body = approve(&mesh, &t).await;
     let run = &body["run"];
     assert_eq!(run["failureReason"], "pharmacy_rejected", "{body}");
     let charges = charges(&mesh, &t.patient).await;
@@ -426,19 +465,62 @@ async fn a_pharmacy_rejection_releases_the_authorisation() {
 }
 
 #[tokio::test]
+async fn a_capture_refused_after_the_pharmacy_accepted_cancels_the_order() {
+    let mesh = TestMesh::start_with(|o| {
+        o.pipeline.lease_secs = 2;
+        o.pipeline.poll_ms = 100;
+    })
+    .await;
+    let t = approvable(&mesh, "gmp").await.remove(0);
+    save_card(&mesh, &t.patient, "pm_card_visa").await.unwrap();
+    // A replica that stops before the capture: the order is placed and the card only authorised.
+    let (replica, run) = approve_on_stopping_replica(&mesh, &t, "payment", FailAt::BeforeCall).await;
+    assert_eq!(run.status, pb::RunStatus::Running as i32, "{run:?}");
+    // Meanwhile the authorisation lapses (Stripe cancels it), so the capture is refused.
+    let charge = mesh
+        .payments()
+        .get_charge(mesh.admin_request(payments::GetChargeRequest {
+            reference: format!("run:{}", run.id),
+            ..Default::default()
+        }))
+        .await
+        .unwrap()
+        .into_inner()
+        .charge
+        .unwrap();
+    let resp = mesh
+        .http
+        .post(mesh.sandbox_url(&format!(
+            "/_sandbox/stripe/payment_intents/{}/expire-authorization",
+            charge.stripe_payment_intent_id
+        )))
+        .send()
+        .await
+        .unwrap();
+    assert!(resp.status().is_success(), "{:?}", resp.text().await);
+
+    let run = run_until_finished(&mesh, &run.id).await;
+    drop(replica);
+    assert_eq!(run.failure_reason, "payment_declined", "{run:?}");
+    let orders = pharmacy_orders(&mesh, "pioneerrx", &run.pharmacy_order_id).await;
+    assert_eq!(orders.len(), 1);
+    assert_eq!(
+        orders[0]["status"], "cancelled",
+        "the pharmacy order was cancelled: {orders:?}"
+    );
+    assert_eq!(outbox_for(&mesh, &t.patient, "payment_failed").await, 1);
+    assert_eq!(task_status(&mesh, &t.task).await, canvas::TaskStatus::Requested as i32);
+    let charges = charges(&mesh, &t.patient).await;
+    assert_eq!(charges.len(), 1, "nothing was charged: {charges:?}");
+    assert_ne!(charges[0].status, payments::ChargeStatus::Succeeded as i32);
+}
+
+#[tokio::test]
 async fn pharmacy_callbacks_record_shipments_once_and_tell_the_patient() {
     let mesh = TestMesh::start().await;
     let t = approvable(&mesh, "gmp").await.remove(0);
     save_card(&mesh, &t.patient, "pm_card_visa").await.unwrap();
-    let body = json_ok(
-        post(
-            &mesh,
-            &format!("/api/rx-queue/tasks/{}/approve", t.task),
-            json!({ "doseLabel": t.dose }),
-        )
-        .await,
-    )
-    .await;
+    let body = approve(&mesh, &t).await;
     let reference = body["run"]["pharmacyOrderId"].as_str().unwrap().to_owned();
     let order = pharmacy_orders(&mesh, "pioneerrx", &reference).await.remove(0);
     let external = order["orderId"].as_str().unwrap().to_owned();
@@ -487,6 +569,27 @@ async fn pharmacy_callbacks_record_shipments_once_and_tell_the_patient() {
         assert!(resp.status().is_success());
     }
     assert_eq!(outbox_for(&mesh, &t.patient, "shipment_created").await, 1);
+
+    // One secret signs every pharmacy's callbacks: a callback replayed to another pharmacy's path is
+    // refused, and one naming no order of ours is not consumed (the pharmacy redelivers).
+    let forged = json!({
+        "eventId": "evt_replayed", "pharmacy": "pioneerrx", "orderId": external,
+        "referenceId": reference, "status": "cancelled", "occurredAt": chrono::Utc::now().to_rfc3339(),
+    })
+    .to_string();
+    let resp = signed_callback(&mesh, "strive", &forged).await;
+    assert_eq!(resp.status(), 400, "{:?}", resp.text().await);
+    let unknown = json!({
+        "eventId": "evt_unknown", "pharmacy": "pioneerrx", "orderId": "no-such-order",
+        "status": "shipped", "occurredAt": chrono::Utc::now().to_rfc3339(),
+    })
+    .to_string();
+    assert_eq!(signed_callback(&mesh, "pioneerrx", &unknown).await.status(), 404);
+    assert_eq!(
+        signed_callback(&mesh, "pioneerrx", &unknown).await.status(),
+        404,
+        "not consumed"
+    );
     let order = json_ok(
         mesh.get(&format!("/api/admin/pharmacy-orders/{reference}"), Some(&jwt))
             .await,
@@ -495,30 +598,30 @@ async fn pharmacy_callbacks_record_shipments_once_and_tell_the_patient() {
     assert!(order.to_string().contains("shipped"), "{order}");
 }
 
+/// POSTs `body` to the edge's pharmacy webhook for `slug`, signed as the sandbox's pharmacies sign.
+async fn signed_callback(mesh: &TestMesh, slug: &str, body: &str) -> reqwest::Response {
+    use hmac::{Hmac, Mac};
+    use secrecy::ExposeSecret;
+    let t = era_tests::unix_now();
+    let secret = mesh.mesh.secrets.pharmacy_webhook_secret.expose_secret().to_owned();
+    let mut mac = <Hmac<sha2::Sha256> as Mac>::new_from_slice(secret.as_bytes()).unwrap();
+    mac.update(format!("{t}.{body}").as_bytes());
+    let signature = hex::encode(mac.finalize().into_bytes());
+    mesh.http
+        .post(mesh.url(&format!("/api/webhooks/pharmacy/{slug}")))
+        .header("X-Pharmacy-Signature", format!("t={t},v1={signature}"))
+        .header("content-type", "application/json")
+        .body(body.to_owned())
+        .send()
+        .await
+        .unwrap()
+}
+
 /// Stops a replica's pipeline at `step`/`at`; another replica (the mesh's own) resumes after the
 /// lease, and every effect exists exactly once.
 async fn crash_and_resume(mesh: &TestMesh, t: &Approvable, step: &str, at: FailAt) {
     let mark = mesh.ledger_mark().await;
-    let replica = mesh
-        .start_routing_replica(PipelineConfig {
-            worker: false,
-            lease_secs: 2,
-            poll_ms: 100,
-            sync_wait_ms: 500,
-            failpoint: Some(Failpoint { step: step.into(), at }),
-            ..Default::default()
-        })
-        .await;
-    let answer = TestMesh::routing_client(&replica.url)
-        .approve_task(mesh.admin_request(pb::ApproveTaskRequest {
-            task_id: t.task.clone(),
-            dose_label: t.dose.clone(),
-            ..Default::default()
-        }))
-        .await
-        .unwrap()
-        .into_inner();
-    let stopped = answer.run.unwrap();
+    let (replica, stopped) = approve_on_stopping_replica(mesh, t, step, at).await;
     if !(step == "task_completion" && at == FailAt::AfterCommit) {
         // The replica stopped there: the run waits for its lease to run out.
         assert_eq!(
@@ -530,6 +633,38 @@ async fn crash_and_resume(mesh: &TestMesh, t: &Approvable, step: &str, at: FailA
     let run = run_until_finished(mesh, &stopped.id).await;
     drop(replica);
     assert_fulfilled_once(mesh, t, &run, mark).await;
+}
+
+/// Approves `t` on a new replica whose pipeline stops at `step`/`at` as a kill would; answers the
+/// replica (keep it until the run is resumed elsewhere) and the run as its short wait left it.
+async fn approve_on_stopping_replica(
+    mesh: &TestMesh,
+    t: &Approvable,
+    step: &str,
+    at: FailAt,
+) -> (era_tests::Replica, pb::OrchestrationRun) {
+    let replica = mesh
+        .start_routing_replica(PipelineConfig {
+            worker: false,
+            lease_secs: 2,
+            poll_ms: 100,
+            sync_wait_ms: 500,
+            failpoint: Some(Failpoint { step: step.into(), at }),
+            ..Default::default()
+        })
+        .await;
+    let run = TestMesh::routing_client(&replica.url)
+        .approve_task(mesh.admin_request(pb::ApproveTaskRequest {
+            task_id: t.task.clone(),
+            dose_label: t.dose.clone(),
+            ..Default::default()
+        }))
+        .await
+        .unwrap()
+        .into_inner()
+        .run
+        .unwrap();
+    (replica, run)
 }
 
 /// One test per step: before the call, after it but before its commit, and after the commit.

@@ -10,6 +10,7 @@ use uuid::Uuid;
 
 use super::{
     orders::{self, Exchange},
+    steps::code_of,
     Pipeline,
 };
 use crate::error::{Error, Result};
@@ -27,7 +28,7 @@ struct Callback {
     occurred_at: DateTime<Utc>,
 }
 
-fn parse(body: &[u8], callback_id: &str) -> Result<Callback> {
+fn parse(body: &[u8], pharmacy: &str, callback_id: &str) -> Result<Callback> {
     let v: Value = serde_json::from_slice(body).map_err(|_| Error::field("body", "is not a JSON object"))?;
     let text = |k: &str| match &v[k] {
         Value::String(s) => s.trim().to_owned(),
@@ -36,6 +37,18 @@ fn parse(body: &[u8], callback_id: &str) -> Result<Callback> {
     };
     if text("eventId") != callback_id {
         return Err(Error::field("callback_id", "differs from the body's eventId"));
+    }
+    // One secret signs every pharmacy's callbacks, so the path is not signed: the body must name
+    // the pharmacy whose path it came to, or a callback could be replayed against another's orders.
+    let named = match text("pharmacy").to_lowercase().as_str() {
+        "pioneerrx" | "gmp" => "gmp".to_owned(),
+        other => other.to_owned(),
+    };
+    if named != pharmacy {
+        return Err(Error::field(
+            "body.pharmacy",
+            "must name the pharmacy the callback came to",
+        ));
     }
     let time = |k: &str| {
         DateTime::parse_from_rfc3339(&text(k))
@@ -97,17 +110,44 @@ impl Pipeline {
         if callback_id.trim().is_empty() || callback_id.len() > 200 {
             return Err(Error::field("callback_id", "is required (at most 200 characters)"));
         }
-        let cb = parse(body, callback_id)?;
-        let order = orders::find_for_callback(&self.pool, pharmacy, &cb.external_order_id, &cb.reference_id).await?;
+        let cb = parse(body, pharmacy, callback_id)?;
+        let Some(order) =
+            orders::find_for_callback(&self.pool, pharmacy, &cb.external_order_id, &cb.reference_id).await?
+        else {
+            // Not recorded as processed: the pharmacy redelivers, and a callback that raced ahead of
+            // the order's own commit is applied then.
+            orders::log(
+                &self.pool,
+                &Exchange {
+                    pharmacy_id: pharmacy,
+                    operation: "callback",
+                    status: "retry",
+                    detail: format!("callback {callback_id} names no order of ours (yet)"),
+                    ..Default::default()
+                },
+            )
+            .await?;
+            return Err(Error::NotFound {
+                what: "pharmacy order",
+                id: cb.external_order_id.clone(),
+            });
+        };
         let mut tx = self.pool.begin().await?;
+        // The order's row first, locked: callbacks for one order apply one at a time (and in this
+        // order no two of them wait on each other's key locks).
+        let (current, known): (String, String) =
+            sqlx::query_as("select status, external_order_id from pharmacy_orders where id = $1 for update")
+                .bind(order.id)
+                .fetch_one(&mut *tx)
+                .await?;
         let fresh = sqlx::query(
             "insert into pharmacy_callbacks (pharmacy_id, callback_id, order_id, status) values ($1, $2, $3, $4)
              on conflict do nothing",
         )
         .bind(pharmacy)
         .bind(callback_id)
-        .bind(order.as_ref().map(|o| o.id))
-        .bind(&cb.status)
+        .bind(order.id)
+        .bind(code_of(&cb.status))
         .execute(&mut *tx)
         .await?
         .rows_affected()
@@ -115,31 +155,24 @@ impl Pipeline {
         if !fresh {
             return Ok(false);
         }
-        let Some(order) = order else {
-            orders::log(
-                &mut *tx,
-                &Exchange {
-                    pharmacy_id: pharmacy,
-                    operation: "callback",
-                    status: "failure",
-                    detail: format!("callback {callback_id} names no order of ours"),
-                    ..Default::default()
-                },
-            )
-            .await?;
-            tx.commit().await?;
-            return Ok(true);
-        };
-        // The order's row, locked: callbacks for one order apply one at a time.
-        let current: String = sqlx::query_scalar("select status from pharmacy_orders where id = $1 for update")
-            .bind(order.id)
-            .fetch_one(&mut *tx)
-            .await?;
-        let mut detail = format!("status {}", cb.status);
+        if known.is_empty() && !cb.external_order_id.is_empty() {
+            // The callback outran the submission's answer: learn the pharmacy's id from it.
+            sqlx::query("update pharmacy_orders set external_order_id = $2 where id = $1")
+                .bind(order.id)
+                .bind(&cb.external_order_id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        let mut detail = format!("status {}", code_of(&cb.status));
         let mut notify = None;
         match status_of(&cb.status) {
             Some((next, r)) if r > rank(&current) || (r == rank(&current) && next != current && r != 3) => {
                 orders::set_status(&mut tx, order.id, next, None, None).await?;
+                if r == 3 && current == "accepted" {
+                    // Paid for and then dropped by the pharmacy: an admin decides about the money.
+                    detail.push_str(" after acceptance: review the run's charge (refund from the orders view)");
+                    tracing::warn!(order = %order.id, "a pharmacy dropped an accepted order");
+                }
                 if matches!(next, "shipped" | "delivered") {
                     let shipment = self.record_shipment(&mut tx, &order, &cb, next).await?;
                     notify = Some((next, shipment));
@@ -148,24 +181,12 @@ impl Pipeline {
             Some(_) => detail.push_str(" (order already further along: kept as it was)"),
             None => detail.push_str(" (not a status we act on)"),
         }
-        orders::log(
-            &mut *tx,
-            &Exchange {
-                pharmacy_id: pharmacy,
-                canvas_patient_id: &order.canvas_patient_id,
-                order_id: order.id.to_string(),
-                operation: "callback",
-                status: "success",
-                http_status: 0,
-                detail,
-            },
-        )
-        .await?;
-        // Queued before the commit (once per key): a commit lost after it is redelivered and finds
-        // the notification already queued.
+        orders::log(&mut *tx, &Exchange::of(&order, "callback", "success", 0, detail)).await?;
+        // Queued before the commit, once per order and status: a commit lost after it is redelivered
+        // and finds the notification already queued; a notification that could not be queued rolls
+        // the callback back, so the pharmacy's redelivery tries again.
         if let Some((status, shipment)) = notify {
-            self.notify_shipment(&order.canvas_patient_id, shipment, status, &cb)
-                .await;
+            self.notify_shipment(&order, shipment, status, &cb).await?;
         }
         tx.commit().await?;
         Ok(true)
@@ -215,7 +236,7 @@ impl Pipeline {
         Ok(id)
     }
 
-    async fn notify_shipment(&self, patient: &str, shipment: Uuid, status: &str, cb: &Callback) {
+    async fn notify_shipment(&self, order: &orders::Order, shipment: Uuid, status: &str, cb: &Callback) -> Result<()> {
         let (kind, mut variables) = if status == "shipped" {
             (notifications::NotificationType::ShipmentCreated, vec![])
         } else {
@@ -233,17 +254,24 @@ impl Pipeline {
         let req = era_kit::client::request(
             notifications::SendNotificationRequest {
                 notification_type: kind as i32,
-                canvas_patient_id: patient.to_owned(),
+                canvas_patient_id: order.canvas_patient_id.clone(),
                 variables: variables.into_iter().collect(),
                 reference: shipment.to_string(),
-                dedupe_key: format!("shipment:{shipment}:{status}"),
+                dedupe_key: format!("order:{}:{status}", order.id),
                 ..Default::default()
             },
             &self.tokens,
             &Caller::service(super::SERVICE),
         );
-        if let Err(s) = self.notifications.clone().send_notification(req).await {
-            tracing::warn!(%shipment, code = ?s.code(), "the shipment notification could not be queued");
+        match self.notifications.clone().send_notification(req).await {
+            Ok(_) => Ok(()),
+            Err(s) => {
+                tracing::warn!(%shipment, code = ?s.code(), "the shipment notification could not be queued");
+                Err(Error::Unavailable(
+                    "NOTIFICATIONS_UNAVAILABLE",
+                    "the patient's shipment notification could not be queued; redeliver the callback".into(),
+                ))
+            }
         }
     }
 }
@@ -254,12 +282,17 @@ mod tests {
 
     #[test]
     fn callbacks_parse_and_statuses_only_move_forward() {
-        let body =
-            br#"{"eventId":"evt_1","orderId":1234,"referenceId":"r","status":"Shipped","trackingNumber":"7946"}"#;
-        let cb = parse(body, "evt_1").unwrap();
+        let body = br#"{"eventId":"evt_1","pharmacy":"strive","orderId":1234,"referenceId":"r","status":"Shipped"}"#;
+        let cb = parse(body, "strive", "evt_1").unwrap();
         assert_eq!((cb.external_order_id.as_str(), cb.status.as_str()), ("1234", "shipped"));
-        assert!(parse(body, "evt_2").is_err());
-        assert!(parse(b"[]", "evt_1").is_err());
+        assert!(parse(body, "strive", "evt_2").is_err());
+        assert!(
+            parse(body, "boothwyn", "evt_1").is_err(),
+            "replayed to another pharmacy's path"
+        );
+        assert!(parse(b"[]", "strive", "evt_1").is_err());
+        let gmp = br#"{"eventId":"e","pharmacy":"pioneerrx","orderId":"g","status":"received"}"#;
+        assert!(parse(gmp, "gmp", "e").is_ok());
         assert_eq!(status_of("delivered"), Some(("delivered", 5)));
         assert!(rank("delivered") > rank("shipped") && rank("shipped") > rank("cancelled"));
         assert_eq!(status_of("mystery"), None);

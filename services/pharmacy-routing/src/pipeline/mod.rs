@@ -11,7 +11,7 @@
 pub(crate) mod callbacks;
 pub(crate) mod orders;
 pub(crate) mod runs;
-mod steps;
+pub(crate) mod steps;
 mod worker;
 
 use std::{
@@ -34,6 +34,7 @@ use era_proto::{
     payments::v1::payments_service_client::PaymentsServiceClient,
 };
 use sqlx::PgPool;
+use tokio::time::Instant;
 use tonic::transport::Channel;
 use uuid::Uuid;
 
@@ -65,6 +66,9 @@ pub(crate) struct Pipeline {
     poll: Duration,
     sync_wait: Duration,
     retry_max: Duration,
+    /// How long a possibly placed submission waits before we ask the pharmacy for it: past any
+    /// request still in flight there.
+    uncertain_wait: Duration,
     failpoint: Option<Failpoint>,
     /// Set when a failpoint fired: this replica's pipeline is "dead" and does nothing more.
     halted: AtomicBool,
@@ -104,6 +108,7 @@ impl Pipeline {
             poll: Duration::from_millis(config.pipeline.poll_ms),
             sync_wait: Duration::from_millis(config.pipeline.sync_wait_ms),
             retry_max: Duration::from_secs(config.pipeline.retry_max_secs),
+            uncertain_wait: Duration::from_secs(config.pipeline.lease_secs + config.pharmacies.timeout_secs),
             failpoint: config.pipeline.failpoint.clone(),
             halted: AtomicBool::new(false),
         })
@@ -148,15 +153,21 @@ impl Pipeline {
 
     /// Starts driving `run` on its own task (it outlives the caller's request) and waits a bounded
     /// time for it to finish; answers the run as it then stands.
-    async fn start_and_wait(self: &Arc<Self>, run: Run) -> Result<Run> {
+    async fn start_and_wait(self: &Arc<Self>, run: Run, deadline: Instant) -> Result<Run> {
         let id = run.id;
         let me = self.clone();
         tokio::spawn(async move { me.drive(run).await });
-        self.wait(id).await
+        self.wait(id, deadline).await
     }
 
-    async fn wait(&self, id: Uuid) -> Result<Run> {
-        let deadline = tokio::time::Instant::now() + self.sync_wait;
+    /// The moment an answer is due for a request that arrived `at`: the configured wait counts from
+    /// the request's arrival, so reading the task first never pushes the answer past the caller's
+    /// deadline.
+    pub(crate) fn answer_by(&self, at: Instant) -> Instant {
+        at + self.sync_wait
+    }
+
+    async fn wait(&self, id: Uuid, deadline: Instant) -> Result<Run> {
         loop {
             let run = runs::get(&self.pool, id).await?.ok_or_else(|| Error::NotFound {
                 what: "orchestration run",
@@ -190,6 +201,11 @@ pub(crate) struct Denial {
     pub denied_by: Actor,
 }
 
+enum Recorded {
+    New(Run),
+    Existing(Run),
+}
+
 /// The Rx Review task as the decision needs it.
 struct OpenTask {
     patient: String,
@@ -199,11 +215,24 @@ struct OpenTask {
 
 impl Pipeline {
     /// Starts (or finds) the task's approval run and answers it once it ended or the wait ran out.
-    pub(crate) async fn approve(self: &Arc<Self>, a: Approval) -> Result<(Run, bool)> {
-        if let Some(run) = runs::live_for_task(&self.pool, &a.task_id).await? {
+    pub(crate) async fn approve(self: &Arc<Self>, a: Approval, deadline: Instant) -> Result<(Run, bool)> {
+        if !a.idempotency_key.is_empty() {
+            // A retry of a request that got no answer finds its run, even a failed one.
+            if let Some(run) = runs::by_key(&self.pool, &a.task_id, &a.idempotency_key).await? {
+                return Ok((same_decision(run, "approve", &a.medication, &a.dose_label)?, true));
+            }
+        }
+        let arrived = runs::db_now(&self.pool).await?;
+        if let Some(run) = self.current_run(&a.task_id, arrived).await? {
             return Ok((same_decision(run, "approve", &a.medication, &a.dose_label)?, true));
         }
         let task = self.open_task(&a.task_id, &a.canvas_patient_id).await?;
+        if !a.medication.is_empty() && !task.medication.is_empty() && a.medication != task.medication {
+            return Err(Error::field(
+                "medication",
+                format!("must be the task's medication ({})", task.medication),
+            ));
+        }
         let medication = if a.medication.is_empty() {
             task.medication.clone()
         } else {
@@ -243,25 +272,45 @@ impl Pipeline {
             owner: self.owner,
             lease_secs: self.lease_secs(),
         };
-        match runs::insert(&self.pool, &new).await? {
-            Some(run) => {
+        match self.record(&new, arrived).await? {
+            Recorded::New(run) => {
                 tracing::info!(run = %run.id, task = %run.task_id, "approval run recorded");
-                Ok((self.start_and_wait(run).await?, false))
+                Ok((self.start_and_wait(run, deadline).await?, false))
             }
-            // Another approval of the same task won the race: answer its run.
-            None => {
-                let run = runs::live_for_task(&self.pool, &a.task_id)
-                    .await?
-                    .ok_or_else(|| Error::Internal(anyhow::anyhow!("the task's run vanished")))?;
+            Recorded::Existing(run) => {
                 let run = same_decision(run, "approve", &medication, &a.dose_label)?;
-                Ok((self.wait(run.id).await?, true))
+                Ok((self.wait(run.id, deadline).await?, true))
             }
         }
     }
 
+    /// Records the run, or finds the run another request recorded for the task first.
+    async fn record(&self, new: &NewRun<'_>, arrived: chrono::DateTime<chrono::Utc>) -> Result<Recorded> {
+        for _ in 0..3 {
+            if let Some(run) = runs::insert(&self.pool, new).await? {
+                return Ok(Recorded::New(run));
+            }
+            if let Some(run) = self.current_run(new.task_id, arrived).await? {
+                return Ok(Recorded::Existing(run));
+            }
+        }
+        Err(Error::Busy)
+    }
+
+    /// The run a decision arriving at `arrived` (the database's clock) joins: the task's live run,
+    /// or one that was still live when this request arrived and has ended since (the same click from
+    /// two portals must not become two attempts on the card, even when the first failed at once).
+    async fn current_run(&self, task_id: &str, arrived: chrono::DateTime<chrono::Utc>) -> Result<Option<Run>> {
+        if let Some(run) = runs::live_for_task(&self.pool, task_id).await? {
+            return Ok(Some(run));
+        }
+        runs::ended_since(&self.pool, task_id, arrived).await
+    }
+
     /// Records the denial and drives it: the task is closed with the reason, the patient told.
-    pub(crate) async fn deny(self: &Arc<Self>, d: Denial) -> Result<Run> {
-        if let Some(run) = runs::live_for_task(&self.pool, &d.task_id).await? {
+    pub(crate) async fn deny(self: &Arc<Self>, d: Denial, deadline: Instant) -> Result<Run> {
+        let arrived = runs::db_now(&self.pool).await?;
+        if let Some(run) = self.current_run(&d.task_id, arrived).await? {
             return same_decision(run, "deny", "", "");
         }
         let task = self.open_task(&d.task_id, &d.canvas_patient_id).await?;
@@ -280,14 +329,9 @@ impl Pipeline {
             owner: self.owner,
             lease_secs: self.lease_secs(),
         };
-        match runs::insert(&self.pool, &new).await? {
-            Some(run) => self.start_and_wait(run).await,
-            None => {
-                let run = runs::live_for_task(&self.pool, &d.task_id)
-                    .await?
-                    .ok_or_else(|| Error::Internal(anyhow::anyhow!("the task's run vanished")))?;
-                same_decision(run, "deny", "", "")
-            }
+        match self.record(&new, arrived).await? {
+            Recorded::New(run) => self.start_and_wait(run, deadline).await,
+            Recorded::Existing(run) => same_decision(run, "deny", "", ""),
         }
     }
 

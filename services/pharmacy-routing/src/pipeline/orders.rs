@@ -47,7 +47,10 @@ pub(crate) async fn find_for_callback(
     let reference = Uuid::parse_str(reference).ok();
     Ok(sqlx::query_as(
         "select * from pharmacy_orders
-         where pharmacy_id = $1 and ((external_order_id <> '' and external_order_id = $2) or id = $3)
+         where pharmacy_id = $1 and ((external_order_id <> '' and external_order_id = $2)
+             -- By our reference only while we know no id of theirs, or the same one: a duplicate
+             -- order's callbacks must not land on the order we kept.
+             or (id = $3 and (external_order_id = '' or $2 = '' or external_order_id = $2)))
          order by (external_order_id = $2) desc limit 1",
     )
     .bind(pharmacy)
@@ -88,12 +91,19 @@ pub(crate) async fn mark_submitting(tx: &mut Transaction<'_, Postgres>, id: Uuid
     Ok(())
 }
 
-/// Clears the mark after an answer that says the pharmacy certainly did nothing.
-pub(crate) async fn clear_submitting(tx: &mut Transaction<'_, Postgres>, id: Uuid) -> Result<()> {
-    sqlx::query("update pharmacy_orders set submit_started_at = null, updated_at = now() where id = $1")
-        .bind(id)
-        .execute(&mut **tx)
-        .await?;
+/// Records the pharmacy's id for the order and marks it accepted, unless a callback already moved
+/// it further (statuses only move forward).
+pub(crate) async fn accept(tx: &mut Transaction<'_, Postgres>, id: Uuid, external: &str) -> Result<()> {
+    sqlx::query(
+        "update pharmacy_orders set external_order_id = $2,
+             status = case when status in ('pending', 'submitted') then 'accepted' else status end,
+             updated_at = now()
+         where id = $1",
+    )
+    .bind(id)
+    .bind(external)
+    .execute(&mut **tx)
+    .await?;
     Ok(())
 }
 
@@ -118,36 +128,6 @@ pub(crate) async fn set_status(
     Ok(())
 }
 
-#[derive(Debug, Default)]
-pub(crate) struct OrderFilter {
-    pub(crate) canvas_patient_id: Option<String>,
-    pub(crate) pharmacy_id: Option<String>,
-    pub(crate) status: Option<String>,
-    pub(crate) after: Option<era_kit::time::Keyset>,
-    pub(crate) limit: i64,
-}
-
-pub(crate) async fn list(pool: &PgPool, filter: &OrderFilter) -> Result<Vec<Order>> {
-    let (at, id) = filter.after.unzip();
-    Ok(sqlx::query_as(
-        "select * from pharmacy_orders
-         where ($1::text is null or canvas_patient_id = $1)
-           and ($2::text is null or pharmacy_id = $2)
-           and ($3::text is null or status = $3)
-           and ($4::timestamptz is null or (created_at, id) < ($4, $5))
-         order by created_at desc, id desc
-         limit $6",
-    )
-    .bind(&filter.canvas_patient_id)
-    .bind(&filter.pharmacy_id)
-    .bind(&filter.status)
-    .bind(at)
-    .bind(id)
-    .bind(filter.limit)
-    .fetch_all(pool)
-    .await?)
-}
-
 /// One exchange with a pharmacy, as the sync log keeps it. No PHI: ids, statuses, codes.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Exchange<'a> {
@@ -159,6 +139,21 @@ pub(crate) struct Exchange<'a> {
     pub(crate) status: &'a str,
     pub(crate) http_status: u16,
     pub(crate) detail: String,
+}
+
+impl<'a> Exchange<'a> {
+    /// An exchange about `order`.
+    pub(crate) fn of(order: &'a Order, operation: &'a str, status: &'a str, http_status: u16, detail: String) -> Self {
+        Self {
+            pharmacy_id: &order.pharmacy_id,
+            canvas_patient_id: &order.canvas_patient_id,
+            order_id: order.id.to_string(),
+            operation,
+            status,
+            http_status,
+            detail,
+        }
+    }
 }
 
 pub(crate) async fn log(executor: impl sqlx::PgExecutor<'_>, e: &Exchange<'_>) -> Result<()> {

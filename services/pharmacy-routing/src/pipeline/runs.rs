@@ -174,6 +174,35 @@ pub(crate) async fn live_for_task(pool: &PgPool, task_id: &str) -> Result<Option
     .await?)
 }
 
+/// The task's run started with this client key, in any status.
+pub(crate) async fn by_key(pool: &PgPool, task_id: &str, key: &str) -> Result<Option<Run>> {
+    Ok(sqlx::query_as(
+        "select * from orchestration_runs where task_id = $1 and idempotency_key = $2
+         order by created_at desc limit 1",
+    )
+    .bind(task_id)
+    .bind(key)
+    .fetch_optional(pool)
+    .await?)
+}
+
+/// The task's newest run that ended at or after `since` (so was live then).
+pub(crate) async fn ended_since(pool: &PgPool, task_id: &str, since: DateTime<Utc>) -> Result<Option<Run>> {
+    Ok(sqlx::query_as(
+        "select * from orchestration_runs where task_id = $1 and updated_at >= $2
+         order by created_at desc limit 1",
+    )
+    .bind(task_id)
+    .bind(since)
+    .fetch_optional(pool)
+    .await?)
+}
+
+/// The database's clock, which every run's times are written with.
+pub(crate) async fn db_now(pool: &PgPool) -> Result<DateTime<Utc>> {
+    Ok(sqlx::query_scalar("select now()").fetch_one(pool).await?)
+}
+
 pub(crate) async fn steps(pool: &PgPool, run: Uuid) -> Result<Vec<StepRow>> {
     Ok(
         sqlx::query_as("select name, status, detail, finished_at from run_steps where run_id = $1 order by position")
@@ -183,35 +212,34 @@ pub(crate) async fn steps(pool: &PgPool, run: Uuid) -> Result<Vec<StepRow>> {
     )
 }
 
-/// Filters of the admin list, newest first.
-#[derive(Debug, Default)]
-pub(crate) struct RunFilter {
-    pub(crate) task_id: Option<String>,
-    pub(crate) canvas_patient_id: Option<String>,
-    pub(crate) status: Option<String>,
+/// A newest-first page of one of the pipeline's tables: equality filters (a `None` matches all),
+/// keyset paging on (created_at, id).
+#[derive(Debug)]
+pub(crate) struct Newest {
+    pub(crate) filters: Vec<(&'static str, Option<String>)>,
     pub(crate) after: Option<era_kit::time::Keyset>,
     pub(crate) limit: i64,
 }
 
-pub(crate) async fn list(pool: &PgPool, filter: &RunFilter) -> Result<Vec<Run>> {
-    let (at, id) = filter.after.unzip();
-    Ok(sqlx::query_as(
-        "select * from orchestration_runs
-         where ($1::text is null or task_id = $1)
-           and ($2::text is null or canvas_patient_id = $2)
-           and ($3::text is null or status = $3)
-           and ($4::timestamptz is null or (created_at, id) < ($4, $5))
-         order by created_at desc, id desc
-         limit $6",
-    )
-    .bind(&filter.task_id)
-    .bind(&filter.canvas_patient_id)
-    .bind(&filter.status)
-    .bind(at)
-    .bind(id)
-    .bind(filter.limit)
-    .fetch_all(pool)
-    .await?)
+/// The page `q` asks of `table` (a constant of ours, as are the filter columns).
+pub(crate) async fn newest_first<T>(pool: &PgPool, table: &'static str, q: &Newest) -> Result<Vec<T>>
+where
+    T: for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow> + Send + Unpin,
+{
+    let mut sql = format!("select * from {table} where ($1::timestamptz is null or (created_at, id) < ($1, $2))");
+    for (i, (column, _)) in q.filters.iter().enumerate() {
+        sql.push_str(&format!(" and (${n}::text is null or {column} = ${n})", n = i + 3));
+    }
+    sql.push_str(&format!(
+        " order by created_at desc, id desc limit ${}",
+        q.filters.len() + 3
+    ));
+    let (at, id) = q.after.unzip();
+    let mut query = sqlx::query_as::<_, T>(&sql).bind(at).bind(id);
+    for (_, value) in &q.filters {
+        query = query.bind(value.clone());
+    }
+    Ok(query.bind(q.limit).fetch_all(pool).await?)
 }
 
 /// Why a held run's write did not happen: another replica took the run over (its lease ran out).
@@ -313,7 +341,7 @@ pub(crate) async fn postpone(
 pub(crate) async fn heartbeat(pool: &PgPool, run: Uuid, generation: i64, lease_secs: i64) -> Result<bool> {
     let done = sqlx::query(
         "update orchestration_runs set lease_until = now() + make_interval(secs => $3)
-         where id = $1 and generation = $2 and status in ('pending', 'running')",
+         where id = $1 and generation = $2 and lease_owner is not null and status in ('pending', 'running')",
     )
     .bind(run)
     .bind(generation)

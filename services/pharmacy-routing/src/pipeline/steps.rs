@@ -32,6 +32,9 @@ enum Outcome {
     Fail { reason: &'static str, detail: String },
     /// A peer or pharmacy is unavailable for now: try again later.
     Retry(String),
+    /// As `Retry`, but not before the given time: a submission whose answer was lost must give the
+    /// pharmacy time to record it before we look for it.
+    RetryAfter(String, Duration),
 }
 
 fn done(detail: impl Into<String>) -> Outcome {
@@ -68,13 +71,40 @@ fn cents(amount: i64, currency: &str) -> String {
 
 type Step = std::result::Result<Outcome, Stop>;
 
+/// The phase name for a recovery point this version does not know.
+const UNKNOWN: &str = "unknown";
+
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// A pharmacy-controlled string as we store it: a short code, never free text (which could quote
+/// a patient).
+pub(crate) fn code_of(raw: &str) -> String {
+    let raw = raw.trim();
+    let is_code = (1..=64).contains(&raw.len())
+        && raw
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
+    if is_code {
+        raw.to_owned()
+    } else {
+        "unrecognised".into()
+    }
+}
+
 impl Pipeline {
     /// Drives `run` (held by this replica under `run.generation`) until it finishes, is put back for
     /// later, or this replica loses it.
     pub(crate) async fn drive(self: Arc<Self>, mut run: Run) {
-        let beat = self.clone().heartbeat(run.id, run.generation);
+        // Dropped with the drive whichever way it ends (finished, put back, aborted), so a lease is
+        // never renewed for work nobody does.
+        let _beat = AbortOnDrop(self.clone().heartbeat(run.id, run.generation));
         let result = self.drive_steps(&mut run).await;
-        beat.abort();
         if let Err(e) = result {
             // The lease runs out and another attempt resumes from the last commit.
             tracing::warn!(run = %run.id, error = %e, "a run stopped on a database error");
@@ -105,11 +135,14 @@ impl Pipeline {
             }
             let phase: &'static str = match run.phase.as_str() {
                 COMPENSATION => COMPENSATION,
-                p => run.steps().iter().find(|s| **s == p).copied().unwrap_or(DONE),
+                DONE => DONE,
+                p => run.steps().iter().find(|s| **s == p).copied().unwrap_or(UNKNOWN),
             };
             let outcome = match phase {
                 COMPENSATION => self.compensate(run).await,
                 DONE => Ok(done("")),
+                // A phase this version does not know (a step renamed between deploys): never "done".
+                UNKNOWN => Ok(fail("internal", format!("unknown step {}", run.phase))),
                 step => self.step(run, step).await,
             };
             let Ok(outcome) = outcome else {
@@ -120,8 +153,15 @@ impl Pipeline {
                 return Ok(());
             };
             match outcome {
-                Outcome::Retry(detail) => {
-                    let delay = self.backoff(run.attempts);
+                Outcome::Retry(_) | Outcome::RetryAfter(..) => {
+                    let (detail, at_least) = match outcome {
+                        Outcome::RetryAfter(d, at_least) => (d, at_least),
+                        Outcome::Retry(d) => (d, Duration::ZERO),
+                        _ => unreachable!("matched above"),
+                    };
+                    let delay = self.backoff(run.attempts).max(at_least);
+                    // What the step learnt before it had to stop (a charge id) is kept.
+                    runs::save(&mut tx, run, None).await?;
                     runs::postpone(
                         &mut tx,
                         run.id,
@@ -363,8 +403,9 @@ impl Pipeline {
         }
     }
 
-    /// Places the order once: recorded and marked before the call; a marked order is looked up at
-    /// the pharmacy by our reference before anything is submitted again.
+    /// Places the order once: recorded before anything else, marked right before each submission
+    /// (the last fenced write, so a replica that lost the run stops there); a marked order is looked
+    /// up at the pharmacy by our reference before anything is submitted again.
     async fn pharmacy_sync(&self, run: &mut Run) -> Step {
         let step = "pharmacy_sync";
         let Some(adapter) = self.pharmacies.get(&run.pharmacy_id) else {
@@ -378,62 +419,94 @@ impl Pipeline {
             Ok(None) => return Err(Stop),
             Err(e) => return Ok(Outcome::Retry(format!("the order could not be recorded ({e})"))),
         };
-        let log = |operation, status, http_status, detail: String| Exchange {
-            pharmacy_id: &run.pharmacy_id,
-            canvas_patient_id: &run.canvas_patient_id,
-            order_id: order.id.to_string(),
-            operation,
-            status,
-            http_status,
-            detail,
-        };
         if !order.external_order_id.is_empty() {
+            // Placed by an earlier attempt (or learnt from the pharmacy's callback).
             return Ok(done(format!(
                 "order {} accepted by {}",
                 order.external_order_id, run.pharmacy_id
             )));
         }
+        let exchange =
+            |operation, status, http_status, detail| Exchange::of(&order, operation, status, http_status, detail);
         if order.submit_started_at.is_some() {
             // An earlier attempt may have placed it: ask before submitting again.
             self.crash(step, FailAt::BeforeCall)?;
-            match adapter.find(&order.id.to_string()).await {
+            let found = adapter.find(&order.id.to_string()).await;
+            match found {
                 Ok(found) if !found.is_empty() => {
-                    let placed = &found[0];
-                    if found.len() > 1 {
-                        run.warnings.push(format!(
-                            "pharmacy_sync: {} holds {} orders for this reference; cancel all but {}",
-                            run.pharmacy_id,
-                            found.len(),
-                            placed.external_id
-                        ));
-                    }
                     self.crash(step, FailAt::AfterCall)?;
-                    let detail = format!("found after an unanswered submission (status {})", placed.status);
+                    let live: Vec<_> = found
+                        .iter()
+                        .filter(|f| !matches!(f.status.as_str(), "rejected" | "cancelled" | "canceled"))
+                        .collect();
+                    if live.len() > 1 {
+                        let extra: Vec<&str> = live[1..].iter().map(|f| f.external_id.as_str()).collect();
+                        push_once(
+                            &mut run.warnings,
+                            format!(
+                                "pharmacy_sync: {} holds {} orders for this reference; cancel {}",
+                                run.pharmacy_id,
+                                live.len(),
+                                extra.join(", ")
+                            ),
+                        );
+                    }
+                    let Some(placed) = live.first() else {
+                        // It took the order and then refused or cancelled it: nothing to pay for.
+                        let refused = &found[0];
+                        let status = code_of(&refused.status);
+                        self.note_exchange(&exchange(
+                            "lookup",
+                            "failure",
+                            200,
+                            format!("found {status}: {}", refused.external_id),
+                        ))
+                        .await;
+                        return match self
+                            .order_status(run, order.id, "rejected", Some(&refused.external_id), Some(&status))
+                            .await
+                        {
+                            Ok(true) => Ok(fail(
+                                "pharmacy_rejected",
+                                format!("{} {status} the order", run.pharmacy_id),
+                            )),
+                            Ok(false) => Err(Stop),
+                            Err(e) => Ok(Outcome::Retry(e.to_string())),
+                        };
+                    };
+                    let detail = format!(
+                        "found after an unanswered submission (status {})",
+                        code_of(&placed.status)
+                    );
                     return self
                         .order_placed(run, &order, &placed.external_id, 200, &detail, "lookup")
                         .await;
                 }
                 Ok(_) => {
-                    let _ = self
-                        .log(&log("lookup", "success", 200, "not found: submitting".into()))
+                    self.note_exchange(&exchange("lookup", "success", 200, "not found: submitting".into()))
                         .await;
                 }
+                Err(e @ PharmacyError::Misconfigured(_)) => {
+                    self.note_exchange(&exchange("lookup", "failure", 0, e.to_string()))
+                        .await;
+                    return Ok(fail("pharmacy_misconfigured", e.to_string()));
+                }
                 Err(e) => {
-                    let _ = self.log(&log("lookup", "retry", e.http_status(), e.to_string())).await;
+                    self.note_exchange(&exchange("lookup", "retry", e.http_status(), e.to_string()))
+                        .await;
                     return Ok(Outcome::Retry(format!("the pharmacy could not be asked ({e})")));
                 }
-            }
-        } else {
-            match self.mark_submitting(run, order.id).await {
-                Ok(true) => {}
-                Ok(false) => return Err(Stop),
-                Err(e) => return Ok(Outcome::Retry(format!("the order could not be marked ({e})"))),
             }
         }
         let request = match self.order_request(run, &order).await {
             Ok(r) => r,
             Err(outcome) => return Ok(outcome),
         };
+        match self.mark_submitting(run, order.id).await {
+            Ok(true) => {}
+            Ok(false) => return Err(Stop),
+            Err(e) => return Ok(Outcome::Retry(format!("the order could not be marked ({e})"))),
+        }
         self.crash(step, FailAt::BeforeCall)?;
         let answer = adapter.submit(&request).await;
         self.crash(step, FailAt::AfterCall)?;
@@ -450,8 +523,8 @@ impl Pipeline {
                 .await
             }
             Err(PharmacyError::Refused { code, http_status }) => {
-                let _ = self
-                    .log(&log("submit", "failure", http_status, format!("refused: {code}")))
+                let code = code_of(&code);
+                self.note_exchange(&exchange("submit", "failure", http_status, format!("refused: {code}")))
                     .await;
                 match self.order_status(run, order.id, "rejected", None, Some(&code)).await {
                     Ok(true) => Ok(fail(
@@ -462,28 +535,32 @@ impl Pipeline {
                     Err(e) => Ok(Outcome::Retry(e.to_string())),
                 }
             }
-            Err(e @ PharmacyError::Unavailable(_)) => {
-                let _ = self.log(&log("submit", "retry", 0, e.to_string())).await;
-                if let Ok(Ok(mut tx)) = runs::fenced(&self.pool, run.id, run.generation).await {
-                    if orders::clear_submitting(&mut tx, order.id).await.is_ok() {
-                        let _ = tx.commit().await;
-                    }
-                }
-                Ok(Outcome::Retry(e.to_string()))
-            }
             Err(e @ PharmacyError::Misconfigured(_)) => {
-                let _ = self.log(&log("submit", "failure", 0, e.to_string())).await;
+                // Our credentials or request were refused before anything was placed.
+                self.note_exchange(&exchange("submit", "failure", 0, e.to_string()))
+                    .await;
                 Ok(fail("pharmacy_misconfigured", e.to_string()))
             }
-            Err(e) => {
-                let _ = self.log(&log("submit", "retry", e.http_status(), e.to_string())).await;
+            Err(e @ PharmacyError::Unavailable(_)) => {
+                // Nothing was placed; the mark stays, so the next attempt still looks first (an
+                // earlier attempt's order may exist).
+                self.note_exchange(&exchange("submit", "retry", 0, e.to_string())).await;
                 Ok(Outcome::Retry(e.to_string()))
+            }
+            Err(e) => {
+                // The order may exist: give the pharmacy time to record it before looking.
+                self.note_exchange(&exchange("submit", "retry", e.http_status(), e.to_string()))
+                    .await;
+                Ok(Outcome::RetryAfter(e.to_string(), self.uncertain_wait))
             }
         }
     }
 
-    async fn log(&self, e: &Exchange<'_>) -> crate::error::Result<()> {
-        orders::log(&self.pool, e).await
+    /// Appends to the sync log; a failure to log does not undo what the pharmacy did.
+    async fn note_exchange(&self, e: &Exchange<'_>) {
+        if let Err(err) = orders::log(&self.pool, e).await {
+            tracing::warn!(error = %err, "a pharmacy exchange could not be logged");
+        }
     }
 
     /// The run's order row, recorded once (fenced). `None` when the run was taken over.
@@ -549,23 +626,22 @@ impl Pipeline {
         detail: &str,
         operation: &'static str,
     ) -> Step {
+        // Logged whatever happens next: the order exists at the pharmacy.
+        self.note_exchange(&Exchange::of(
+            order,
+            operation,
+            "success",
+            http_status,
+            format!("{detail}: pharmacy order {external}"),
+        ))
+        .await;
         let mut tx = match runs::fenced(&self.pool, run.id, run.generation).await {
             Ok(Ok(tx)) => tx,
             Ok(Err(_)) => return Err(Stop),
             Err(e) => return Ok(Outcome::Retry(e.to_string())),
         };
         let saved = async {
-            orders::set_status(&mut tx, order.id, "accepted", Some(external), None).await?;
-            let exchange = Exchange {
-                pharmacy_id: &run.pharmacy_id,
-                canvas_patient_id: &run.canvas_patient_id,
-                order_id: order.id.to_string(),
-                operation,
-                status: "success",
-                http_status,
-                detail: format!("{detail}: pharmacy order {external}"),
-            };
-            orders::log(&mut *tx, &exchange).await?;
+            orders::accept(&mut tx, order.id, external).await?;
             tx.commit().await?;
             Ok::<(), crate::error::Error>(())
         }
@@ -672,12 +748,14 @@ impl Pipeline {
                 }
             }
             Err(s) if passing(s.code()) => Outcome::Retry(format!("payments unavailable ({:?})", s.code())),
+            // The authorisation is gone (released, expired): the card must be charged anew.
+            Err(s) if era_kit::error::reason_of(&s).as_deref() == Some("NOT_AUTHORIZED") => {
+                fail("payment_declined", "the authorisation was no longer there to capture")
+            }
+            // Anything else is ours to fix, not the patient's card.
             Err(s) => fail(
-                "payment_declined",
-                format!(
-                    "the capture was refused ({})",
-                    era_kit::error::reason_of(&s).unwrap_or_else(|| format!("{:?}", s.code()))
-                ),
+                "payment_failed",
+                format!("payments refused the capture ({:?})", s.code()),
             ),
         }
     }
@@ -737,9 +815,11 @@ impl Pipeline {
     }
 
     async fn hp_note(&self, run: &mut Run) -> Outcome {
-        let note = match self.note(run) {
-            Ok(n) => n,
-            Err(_) => return fail("record_integrity", "the approval's note could not be opened"),
+        // The card is captured by now: nothing here may fail the run. A note that cannot be opened
+        // (a key missing on this replica) leaves the default text and a warning.
+        let (note, unreadable) = match self.note(run) {
+            Ok(n) => (n, false),
+            Err(_) => (String::new(), true),
         };
         let body = if note.is_empty() {
             format!(
@@ -763,7 +843,17 @@ impl Pipeline {
         match self.canvas.clone().create_hp_note(req).await {
             Ok(r) => {
                 run.hp_note_id = r.into_inner().note.map(|n| n.id).unwrap_or_default();
-                done(format!("H&P note {}", run.hp_note_id))
+                if unreadable {
+                    Outcome::Next {
+                        status: "warning",
+                        detail: format!(
+                            "H&P note {} has the default text: the approval's note could not be opened",
+                            run.hp_note_id
+                        ),
+                    }
+                } else {
+                    done(format!("H&P note {}", run.hp_note_id))
+                }
             }
             Err(s) if passing(s.code()) => Outcome::Retry(format!("Canvas unavailable ({:?})", s.code())),
             Err(s) => Outcome::Next {
@@ -776,8 +866,9 @@ impl Pipeline {
     async fn close_task(&self, run: &mut Run, status: canvas::TaskStatus) -> Outcome {
         let note = if run.kind == "deny" {
             match self.note(run) {
-                Ok(reason) => format!("Denied: {reason}"),
-                Err(_) => return fail("record_integrity", "the denial's reason could not be opened"),
+                // Canvas takes at most 4000 bytes of comment.
+                Ok(reason) => truncate_bytes(&format!("Denied: {reason}"), 4000),
+                Err(_) => "Denied (the reason could not be opened; see the run)".to_owned(),
             }
         } else {
             format!("Approved {} {} (run {})", run.medication, run.dose_label, run.id)
@@ -793,9 +884,7 @@ impl Pipeline {
                 "task {}",
                 if run.kind == "deny" { "cancelled" } else { "completed" }
             )),
-            Err(s) if passing(s.code()) || s.code() == Code::FailedPrecondition => {
-                Outcome::Retry(format!("the task could not be updated ({:?})", s.code()))
-            }
+            Err(s) if passing(s.code()) => Outcome::Retry(format!("the task could not be updated ({:?})", s.code())),
             Err(s) => Outcome::Next {
                 status: "warning",
                 detail: format!("the task could not be updated ({:?}); close it in Canvas", s.code()),
@@ -803,42 +892,30 @@ impl Pipeline {
         }
     }
 
-    /// Undoes what a failed approval did, in reverse: the pharmacy order is cancelled where the
-    /// pharmacy still allows it, the authorisation released, the patient asked for a new card when
-    /// the card was the cause, and a comment left on the task for the admin who picks it up.
+    /// Undoes what a failed approval did: the authorisation is released first (money is never left
+    /// held because an order could not be cancelled), then the pharmacy order is cancelled where the
+    /// pharmacy still allows it (unless the charge was captured: then the patient paid and the order
+    /// stands), the patient is asked for a new card when the card was the cause, and a comment is
+    /// left on the task for the admin who picks it up.
     async fn compensate(&self, run: &mut Run) -> Step {
         let step = COMPENSATION;
         self.crash(step, FailAt::BeforeCall)?;
-        if let Ok(Some(order)) = orders::for_run(&self.pool, run.id).await {
-            match self.cancel_order(run, &order).await {
+        let captured = match self.release(run).await {
+            Ok(captured) => captured,
+            Err(outcome) => return Ok(outcome),
+        };
+        match orders::for_run(&self.pool, run.id).await {
+            Ok(Some(order)) if captured => push_once(
+                &mut run.warnings,
+                format!("compensation: order {} was paid for and is kept", order.id),
+            ),
+            Ok(Some(order)) => match self.cancel_order(run, &order).await {
                 Ok(Some(warning)) => push_once(&mut run.warnings, warning),
                 Ok(None) => {}
                 Err(outcome) => return Ok(outcome),
-            }
-        }
-        if !run.charge_id.is_empty() {
-            let req = self.request(payments::CancelAuthorizationRequest {
-                charge_id: run.charge_id.clone(),
-                actor: self.actor(run),
-            });
-            match self.payments.clone().cancel_authorization(req).await {
-                Ok(_) => {}
-                Err(s) if era_kit::error::reason_of(&s).as_deref() == Some("NOT_AUTHORIZED") => {}
-                Err(s) if era_kit::error::reason_of(&s).as_deref() == Some("ALREADY_CAPTURED") => push_once(
-                    &mut run.warnings,
-                    format!(
-                        "compensation: charge {} was captured; refund it from the orders view",
-                        run.charge_id
-                    ),
-                ),
-                Err(s) if passing(s.code()) => {
-                    return Ok(Outcome::Retry(format!("payments unavailable ({:?})", s.code())));
-                }
-                Err(s) => push_once(
-                    &mut run.warnings,
-                    format!("compensation: the authorisation could not be released ({:?})", s.code()),
-                ),
-            }
+            },
+            Ok(None) => {}
+            Err(e) => return Ok(Outcome::Retry(format!("the order could not be read ({e})"))),
         }
         if run.failure_reason == "payment_declined" {
             if let Outcome::Next {
@@ -879,46 +956,103 @@ impl Pipeline {
         Ok(done("compensated"))
     }
 
-    /// Cancels the run's order at the pharmacy; `Ok(Some(warning))` when it is too late to.
+    /// Releases the run's authorisation, if it holds one; `Ok(true)` when it had been captured.
+    async fn release(&self, run: &mut Run) -> Result<bool, Outcome> {
+        if run.charge_id.is_empty() {
+            // An authorisation whose answer was lost is still found by the run's reference.
+            let req = self.request(payments::GetChargeRequest {
+                id: String::new(),
+                reference: format!("run:{}", run.id),
+            });
+            match self.payments.clone().get_charge(req).await {
+                Ok(r) => run.charge_id = r.into_inner().charge.map(|c| c.id).unwrap_or_default(),
+                Err(s) if s.code() == Code::NotFound => return Ok(false),
+                Err(s) if passing(s.code()) => {
+                    return Err(Outcome::Retry(format!("payments unavailable ({:?})", s.code())))
+                }
+                Err(s) => {
+                    push_once(
+                        &mut run.warnings,
+                        format!("compensation: the run's charge could not be looked up ({:?})", s.code()),
+                    );
+                    return Ok(false);
+                }
+            }
+            if run.charge_id.is_empty() {
+                return Ok(false);
+            }
+        }
+        let req = self.request(payments::CancelAuthorizationRequest {
+            charge_id: run.charge_id.clone(),
+            actor: self.actor(run),
+        });
+        match self.payments.clone().cancel_authorization(req).await {
+            Ok(_) => Ok(false),
+            Err(s) => match era_kit::error::reason_of(&s).as_deref() {
+                Some("NOT_AUTHORIZED") => Ok(false),
+                Some("ALREADY_CAPTURED") => {
+                    push_once(
+                        &mut run.warnings,
+                        format!("compensation: charge {} was captured; refund it from the orders view if the order is not sent", run.charge_id),
+                    );
+                    Ok(true)
+                }
+                _ if passing(s.code()) => Err(Outcome::Retry(format!("payments unavailable ({:?})", s.code()))),
+                _ => {
+                    push_once(
+                        &mut run.warnings,
+                        format!("compensation: the authorisation could not be released ({:?})", s.code()),
+                    );
+                    Ok(false)
+                }
+            },
+        }
+    }
+
+    /// Cancels the run's order at the pharmacy; `Ok(Some(warning))` when that cannot be done.
     async fn cancel_order(&self, run: &Run, order: &Order) -> Result<Option<String>, Outcome> {
+        if matches!(order.status.as_str(), "cancelled" | "rejected") {
+            return Ok(None);
+        }
         let Some(adapter) = self.pharmacies.get(&order.pharmacy_id) else {
             return Ok(Some(format!("compensation: no account to cancel order {}", order.id)));
         };
+        let exchange =
+            |operation, status, http_status, detail| Exchange::of(order, operation, status, http_status, detail);
         let mut external = order.external_order_id.clone();
         if external.is_empty() {
-            if order.status != "pending" || order.submit_started_at.is_none() {
+            if order.submit_started_at.is_none() {
                 return Ok(None);
             }
             // A submission that may have landed: find it to cancel it.
             match adapter.find(&order.id.to_string()).await {
-                Ok(found) => match found.first() {
+                Ok(found) => match found
+                    .iter()
+                    .find(|f| !matches!(f.status.as_str(), "rejected" | "cancelled" | "canceled"))
+                {
                     Some(f) => external = f.external_id.clone(),
                     None => return Ok(None),
                 },
+                Err(e @ PharmacyError::Misconfigured(_)) => {
+                    self.note_exchange(&exchange("lookup", "failure", 0, e.to_string()))
+                        .await;
+                    return Ok(Some(format!(
+                        "compensation: order {} could not be looked up ({e})",
+                        order.id
+                    )));
+                }
                 Err(e) => return Err(Outcome::Retry(format!("the pharmacy could not be asked ({e})"))),
             }
         }
-        if order.status == "cancelled" {
-            return Ok(None);
-        }
-        let exchange = |status, http_status, detail: String| Exchange {
-            pharmacy_id: &order.pharmacy_id,
-            canvas_patient_id: &order.canvas_patient_id,
-            order_id: order.id.to_string(),
-            operation: "cancel",
-            status,
-            http_status,
-            detail,
-        };
         match adapter.cancel(&external).await {
             Ok(()) => {
-                let _ = self
-                    .log(&exchange(
-                        "success",
-                        200,
-                        format!("pharmacy order {external} cancelled"),
-                    ))
-                    .await;
+                self.note_exchange(&exchange(
+                    "cancel",
+                    "success",
+                    200,
+                    format!("pharmacy order {external} cancelled"),
+                ))
+                .await;
                 match self
                     .order_status(run, order.id, "cancelled", Some(&external), None)
                     .await
@@ -929,16 +1063,28 @@ impl Pipeline {
                 }
             }
             Err(PharmacyError::TooLate) => {
-                let _ = self
-                    .log(&exchange("failure", 409, "too late to cancel: shipped".into()))
-                    .await;
+                self.note_exchange(&exchange(
+                    "cancel",
+                    "failure",
+                    409,
+                    "too late to cancel: shipped".into(),
+                ))
+                .await;
                 Ok(Some(format!(
                     "compensation: pharmacy order {external} had shipped and could not be cancelled"
                 )))
             }
             Err(PharmacyError::NotFound) => Ok(None),
+            Err(e @ (PharmacyError::Misconfigured(_) | PharmacyError::Refused { .. })) => {
+                self.note_exchange(&exchange("cancel", "failure", e.http_status(), e.to_string()))
+                    .await;
+                Ok(Some(format!(
+                    "compensation: pharmacy order {external} could not be cancelled ({e})"
+                )))
+            }
             Err(e) => {
-                let _ = self.log(&exchange("retry", e.http_status(), e.to_string())).await;
+                self.note_exchange(&exchange("cancel", "retry", e.http_status(), e.to_string()))
+                    .await;
                 Err(Outcome::Retry(format!("the pharmacy could not cancel yet ({e})")))
             }
         }
@@ -962,6 +1108,18 @@ impl Pipeline {
         }
         Ok(())
     }
+}
+
+/// `s` cut to at most `max` bytes at a character boundary.
+fn truncate_bytes(s: &str, max: usize) -> String {
+    if s.len() <= max {
+        return s.to_owned();
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    s[..end].to_owned()
 }
 
 fn push_once(warnings: &mut Vec<String>, warning: String) {
@@ -1012,5 +1170,9 @@ mod tests {
         assert_eq!(split_quantity("2 mL"), (2.0, "mL".into()));
         assert_eq!(split_quantity("30 tablets"), (30.0, "tablets".into()));
         assert_eq!(cents(29_900, "usd"), "299.00 USD");
+        assert_eq!(truncate_bytes("ééé", 5), "éé");
+        assert_eq!(code_of("state_not_served"), "state_not_served");
+        assert_eq!(code_of("Jane Doe, 1 Main St"), "unrecognised");
+        assert_eq!(code_of("  "), "unrecognised");
     }
 }
