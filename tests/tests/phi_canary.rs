@@ -1,7 +1,8 @@
 //! PHI never reaches the logs. The whole mesh runs in this process with every component's logs
 //! captured (era crates at debug, the rest at info, JSON with span fields); a patient with unique
-//! canary values goes through intake, search, the queue, records and failing Canvas calls; then the
-//! captured logs are searched for every canary value.
+//! canary values goes through intake, search, the queue, records, an approval (card, note, pharmacy
+//! order, sync log) and failing Canvas calls; then the captured logs are searched for every canary
+//! value.
 //!
 //! A test binary of its own, because it installs the process-wide log subscriber.
 
@@ -197,6 +198,58 @@ async fn no_canary_phi_appears_in_any_log() {
         200
     );
 
+    // The approval pipeline with the canary: their card, an approval whose note names them, the
+    // order carrying their name, birth date and address to the pharmacy, the run and sync log read.
+    {
+        use era_proto::payments::v1 as pay;
+        let mut payments = mesh.payments();
+        let setup = payments
+            .create_setup_intent(mesh.admin_request(pay::CreateSetupIntentRequest {
+                canvas_patient_id: patient_id.clone(),
+                email: canary.email.clone(),
+                idempotency_key: "canary-setup".into(),
+                ..Default::default()
+            }))
+            .await
+            .unwrap()
+            .into_inner();
+        payments
+            .save_payment_method(mesh.admin_request(pay::SavePaymentMethodRequest {
+                canvas_patient_id: patient_id.clone(),
+                setup_intent_id: setup.setup_intent_id,
+                payment_method_id: "pm_card_visa".into(),
+                idempotency_key: String::new(),
+            }))
+            .await
+            .unwrap();
+        let detail: Value = mesh
+            .get(&format!("/api/rx-queue/tasks/{task_id}"), Some(&secret))
+            .await
+            .json()
+            .await
+            .unwrap();
+        let dose = detail["dosageOptions"][0]["label"].as_str().unwrap().to_owned();
+        let approved = mesh
+            .http
+            .post(mesh.url(&format!("/api/rx-queue/tasks/{task_id}/approve")))
+            .bearer_auth(&secret)
+            .json(&json!({ "doseLabel": dose, "note": format!("{} {} {} reviewed", canary.given, canary.family, canary.tag) }))
+            .send()
+            .await
+            .unwrap();
+        let text = approved.text().await.unwrap();
+        assert!(text.contains("\"succeeded\""), "{text}");
+        canary.absent_from(&text, "an approval's answer");
+        let logs = mesh
+            .get(&format!("/api/admin/sync-logs?patientId={patient_id}"), Some(&secret))
+            .await
+            .text()
+            .await
+            .unwrap();
+        assert!(logs.contains("submit"), "{logs}");
+        canary.absent_from(&logs, "the sync log");
+    }
+
     // Notifications to the canary: an email, an SMS and a portal notification from the chart's
     // contact details, a refusal and a retry on the way; then a patient sign-in code by email.
     mesh.fault(json!({ "method": "POST", "path": "/sendgrid/v3/mail/send", "times": 1, "action": { "kind": "status", "status": 500 } }))
@@ -298,5 +351,9 @@ async fn no_canary_phi_appears_in_any_log() {
     );
     assert!(logs.contains("\"target\":\"era_edge"), "the edge's logs were captured");
     assert!(logs.contains("message sent"), "the outbox's logs were captured");
+    assert!(
+        logs.contains("approval run recorded"),
+        "the pipeline's logs were captured"
+    );
     canary.absent_from(&logs, "the logs");
 }
