@@ -65,6 +65,8 @@ pub struct PharmacyOrderView {
     pub rejection_reason: String,
     pub created_at: Option<String>,
     pub updated_at: Option<String>,
+    /// Once the pharmacy reported it shipped.
+    pub shipment: Option<ShipmentView>,
 }
 
 impl From<pb::PharmacyOrder> for PharmacyOrderView {
@@ -82,6 +84,7 @@ impl From<pb::PharmacyOrder> for PharmacyOrderView {
             rejection_reason: o.rejection_reason,
             created_at: o.created_at.map(rfc3339),
             updated_at: o.updated_at.map(rfc3339),
+            shipment: o.shipment.map(Into::into),
         }
     }
 }
@@ -124,6 +127,7 @@ pub async fn pharmacy_orders(
         pharmacy_id: pharmacy_filter(q.pharmacy.as_deref())?,
         status: status_filter("status", q.status.as_deref(), &ORDER_STATUSES)? as i32,
         page: page(q.page_size, q.page_token),
+        run_ids: Vec::new(),
     };
     let r = state
         .clients

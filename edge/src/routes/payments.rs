@@ -342,8 +342,18 @@ pub struct OrdersQuery {
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct OrderPage {
-    pub items: Vec<ChargeView>,
+    pub items: Vec<OrderView>,
     pub next_page_token: String,
+}
+
+/// A charge with what it paid for: the pharmacy order its approval run placed and the shipment.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct OrderView {
+    #[serde(flatten)]
+    pub charge: ChargeView,
+    /// For charges of the approval pipeline (reference `run:<id>`), once the run recorded its order.
+    pub pharmacy_order: Option<super::fulfilment::PharmacyOrderView>,
 }
 
 /// Charges across patients, newest first (the payments side of the orders view).
@@ -385,8 +395,46 @@ pub async fn orders(
         .list_payments(grpc(&state, &caller, req))
         .await?
         .into_inner();
+    // The pipeline's charges name their run: one call joins the page's orders and shipments.
+    let run_ids: Vec<String> = r
+        .charges
+        .iter()
+        .filter_map(|c| c.reference.strip_prefix("run:"))
+        .filter(|id| uuid::Uuid::parse_str(id).is_ok())
+        .map(str::to_owned)
+        .collect();
+    let mut orders = if run_ids.is_empty() {
+        Vec::new()
+    } else {
+        let req = era_proto::pharmacy_routing::v1::ListPharmacyOrdersRequest {
+            run_ids,
+            ..Default::default()
+        };
+        state
+            .clients
+            .routing
+            .clone()
+            .list_pharmacy_orders(grpc(&state, &caller, req))
+            .await?
+            .into_inner()
+            .orders
+    };
+    let items = r
+        .charges
+        .into_iter()
+        .map(|c| {
+            let run = c.reference.strip_prefix("run:").map(str::to_owned);
+            let pharmacy_order = run
+                .and_then(|run| orders.iter().position(|o| o.run_id == run))
+                .map(|i| orders.swap_remove(i).into());
+            OrderView {
+                charge: c.into(),
+                pharmacy_order,
+            }
+        })
+        .collect();
     Ok(ApiJson(OrderPage {
-        items: r.charges.into_iter().map(Into::into).collect(),
+        items,
         next_page_token: r.page.map(|p| p.next_page_token).unwrap_or_default(),
     }))
 }

@@ -38,6 +38,54 @@ impl RoutingService {
         Self { matrix, pool, pipeline }
     }
 
+    /// Orders as the API shows them, each with its shipment once it shipped.
+    async fn orders_view(&self, rows: Vec<orders::Order>) -> Result<Vec<pb::PharmacyOrder>> {
+        let ids: Vec<uuid::Uuid> = rows.iter().map(|o| o.id).collect();
+        let shipments = orders::shipments_of(self.pipeline.pool(), &ids).await?;
+        let mut shipments = self.shipments_view(shipments).await?;
+        Ok(rows
+            .into_iter()
+            .map(|o| {
+                let id = o.id.to_string();
+                let mut view = order_view(o);
+                view.shipment = shipments
+                    .iter()
+                    .position(|s| s.order_id == id)
+                    .map(|i| shipments.swap_remove(i));
+                view
+            })
+            .collect())
+    }
+
+    /// Shipments as the API shows them, with their tracking events.
+    async fn shipments_view(&self, rows: Vec<orders::ShipmentRow>) -> Result<Vec<pb::Shipment>> {
+        let ids: Vec<uuid::Uuid> = rows.iter().map(|s| s.id).collect();
+        let events = orders::events_of(self.pipeline.pool(), &ids).await?;
+        Ok(rows
+            .into_iter()
+            .map(|s| pb::Shipment {
+                id: s.id.to_string(),
+                order_id: s.order_id.to_string(),
+                canvas_patient_id: s.canvas_patient_id,
+                pharmacy_id: s.pharmacy_id,
+                carrier: s.carrier,
+                tracking_number: s.tracking_number,
+                status: s.status,
+                events: events
+                    .iter()
+                    .filter(|e| e.shipment_id == s.id)
+                    .map(|e| pb::ShipmentEvent {
+                        status: e.status.clone(),
+                        description: e.description.clone(),
+                        occurred_at: Some(timestamp(e.occurred_at)),
+                    })
+                    .collect(),
+                shipped_at: s.shipped_at.map(timestamp),
+                delivered_at: s.delivered_at.map(timestamp),
+            })
+            .collect())
+    }
+
     /// A run as the API shows it, with its steps.
     async fn run_view(&self, run: runs::Run) -> Result<pb::OrchestrationRun> {
         let steps = runs::steps(self.pipeline.pool(), run.id).await?;
@@ -381,7 +429,7 @@ impl PharmacyRoutingService for RoutingService {
                 id: id.to_string(),
             })?;
         Ok(Response::new(pb::GetPharmacyOrderResponse {
-            order: Some(order_view(order)),
+            order: self.orders_view(vec![order]).await?.pop(),
         }))
     }
 
@@ -391,6 +439,21 @@ impl PharmacyRoutingService for RoutingService {
     ) -> RpcResult<pb::ListPharmacyOrdersResponse> {
         Caller::of(&request)?.require_staff()?;
         let req = request.into_inner();
+        if !req.run_ids.is_empty() {
+            if req.run_ids.len() > 100 {
+                return Err(Error::field("run_ids", "must name at most 100 runs").into());
+            }
+            let ids = req
+                .run_ids
+                .iter()
+                .map(|id| uuid_field("run_ids", id))
+                .collect::<Result<Vec<_>>>()?;
+            let rows = orders::for_runs(self.pipeline.pool(), &ids).await?;
+            return Ok(Response::new(pb::ListPharmacyOrdersResponse {
+                orders: self.orders_view(rows).await?,
+                page: Some(PageResponse::default()),
+            }));
+        }
         let page = req.page.unwrap_or_default();
         let status = match pb::OrderStatus::try_from(req.status) {
             Ok(pb::OrderStatus::Unspecified) => None,
@@ -408,7 +471,7 @@ impl PharmacyRoutingService for RoutingService {
         let mut rows: Vec<orders::Order> = runs::newest_first(self.pipeline.pool(), "pharmacy_orders", &q).await?;
         let next = more(&mut rows, limit).map(|o| (o.created_at, o.id));
         Ok(Response::new(pb::ListPharmacyOrdersResponse {
-            orders: rows.into_iter().map(order_view).collect(),
+            orders: self.orders_view(rows).await?,
             page: Some(era_kit::time::next_page(next)),
         }))
     }
@@ -465,37 +528,14 @@ impl PharmacyRoutingService for RoutingService {
         let req = request.into_inner();
         required_id("canvas_patient_id", &req.canvas_patient_id)?;
         caller.require_patient_access(&req.canvas_patient_id)?;
-        let page = req.page.unwrap_or_default();
-        let limit = era_kit::time::page_size(page.page_size);
-        let after = era_kit::time::page_cursor(&page.page_token).map_err(|v| Error::InvalidArgument(vec![v]))?;
-        let (mut rows, events) =
-            orders::shipments(self.pipeline.pool(), &req.canvas_patient_id, after, limit + 1).await?;
+        let (q, limit) = newest(
+            req.page.unwrap_or_default(),
+            vec![("canvas_patient_id", Some(req.canvas_patient_id))],
+        )?;
+        let mut rows: Vec<orders::ShipmentRow> = runs::newest_first(self.pipeline.pool(), "shipments", &q).await?;
         let next = more(&mut rows, limit).map(|s| (s.created_at, s.id));
-        let shipments = rows
-            .into_iter()
-            .map(|s| pb::Shipment {
-                id: s.id.to_string(),
-                order_id: s.order_id.to_string(),
-                canvas_patient_id: s.canvas_patient_id,
-                pharmacy_id: s.pharmacy_id,
-                carrier: s.carrier,
-                tracking_number: s.tracking_number,
-                status: s.status,
-                events: events
-                    .iter()
-                    .filter(|e| e.shipment_id == s.id)
-                    .map(|e| pb::ShipmentEvent {
-                        status: e.status.clone(),
-                        description: e.description.clone(),
-                        occurred_at: Some(timestamp(e.occurred_at)),
-                    })
-                    .collect(),
-                shipped_at: s.shipped_at.map(timestamp),
-                delivered_at: s.delivered_at.map(timestamp),
-            })
-            .collect();
         Ok(Response::new(pb::ListShipmentsResponse {
-            shipments,
+            shipments: self.shipments_view(rows).await?,
             page: Some(era_kit::time::next_page(next)),
         }))
     }
@@ -837,6 +877,7 @@ fn order_view(o: orders::Order) -> pb::PharmacyOrder {
         rejection_reason: o.rejection_reason,
         created_at: Some(timestamp(o.created_at)),
         updated_at: Some(timestamp(o.updated_at)),
+        shipment: None,
     }
 }
 

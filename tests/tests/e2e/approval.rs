@@ -300,6 +300,19 @@ async fn approving_a_task_orders_charges_notifies_and_completes_it_once() {
     assert_ne!(first["items"][0]["id"], second["items"][0]["id"]);
     let resp = mesh.get("/api/admin/sync-logs?from=yesterday", Some(&jwt)).await;
     assert_eq!(resp.status(), 400);
+    // The admin orders view joins the charge with the order its run placed.
+    let orders = json_ok(
+        mesh.get(&format!("/api/admin/orders?canvasPatientId={}", t.patient), Some(&jwt))
+            .await,
+    )
+    .await;
+    let row = &orders["items"][0];
+    assert_eq!(
+        (row["status"].as_str(), row["pharmacyOrder"]["status"].as_str()),
+        (Some("succeeded"), Some("accepted")),
+        "{orders}"
+    );
+    assert_eq!(row["pharmacyOrder"]["id"], run["pharmacyOrderId"]);
     let refills = json_ok(mesh.get(&format!("/api/admin/refills/{}", t.patient), Some(&jwt)).await).await;
     assert!(refills.to_string().contains("scheduled"), "{refills}");
 
@@ -546,6 +559,14 @@ async fn pharmacy_callbacks_record_shipments_once_and_tell_the_patient() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert!(shipments.to_string().contains("shipped"), "{shipments}");
+    let orders = json_ok(
+        mesh.get(&format!("/api/admin/orders?canvasPatientId={}", t.patient), Some(&jwt))
+            .await,
+    )
+    .await;
+    let shipment = &orders["items"][0]["pharmacyOrder"]["shipment"];
+    assert_eq!(shipment["status"], "shipped", "{orders}");
+    assert!(!shipment["trackingNumber"].as_str().unwrap().is_empty(), "{orders}");
     assert_eq!(outbox_for(&mesh, &t.patient, "shipment_created").await, 1);
 
     // Every callback delivered again changes nothing.

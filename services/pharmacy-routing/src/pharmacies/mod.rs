@@ -43,7 +43,7 @@ pub struct Prescriber {
     pub license_number: String,
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct Patient {
     pub first_name: String,
     pub last_name: String,
@@ -55,7 +55,7 @@ pub struct Patient {
     pub email: String,
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct Address {
     pub line1: String,
     pub line2: String,
@@ -75,6 +75,22 @@ pub struct Item {
     pub refills: u32,
     /// The SIG.
     pub directions: String,
+}
+
+// The patient's details are PHI: their Debug output names no value, so a stray `?order` in a log
+// line cannot leak them.
+impl std::fmt::Debug for Patient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Patient { .. }")
+    }
+}
+
+impl std::fmt::Debug for Address {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Address")
+            .field("state", &self.state)
+            .finish_non_exhaustive()
+    }
 }
 
 /// An order the pharmacy accepted.

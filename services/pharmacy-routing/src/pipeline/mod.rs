@@ -181,8 +181,7 @@ impl Pipeline {
     }
 }
 
-/// What an approval asks for, validated.
-#[derive(Debug)]
+/// What an approval asks for, validated. (Its Debug output leaves the note out: clinical text.)
 pub(crate) struct Approval {
     pub task_id: String,
     pub canvas_patient_id: String,
@@ -193,7 +192,6 @@ pub(crate) struct Approval {
     pub approved_by: Actor,
 }
 
-#[derive(Debug)]
 pub(crate) struct Denial {
     pub task_id: String,
     pub canvas_patient_id: String,
@@ -204,6 +202,24 @@ pub(crate) struct Denial {
 enum Recorded {
     New(Run),
     Existing(Run),
+}
+
+impl std::fmt::Debug for Approval {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Approval")
+            .field("task_id", &self.task_id)
+            .field("medication", &self.medication)
+            .field("dose_label", &self.dose_label)
+            .finish_non_exhaustive()
+    }
+}
+
+impl std::fmt::Debug for Denial {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Denial")
+            .field("task_id", &self.task_id)
+            .finish_non_exhaustive()
+    }
 }
 
 /// The Rx Review task as the decision needs it.

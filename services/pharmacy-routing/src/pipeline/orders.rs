@@ -243,35 +243,33 @@ pub(crate) struct ShipmentEventRow {
     pub(crate) occurred_at: DateTime<Utc>,
 }
 
-pub(crate) async fn shipments(
-    pool: &PgPool,
-    patient: &str,
-    after: Option<era_kit::time::Keyset>,
-    limit: i64,
-) -> Result<(Vec<ShipmentRow>, Vec<ShipmentEventRow>)> {
-    let (at, id) = after.unzip();
-    let rows: Vec<ShipmentRow> = sqlx::query_as(
-        "select id, order_id, canvas_patient_id, pharmacy_id, carrier, tracking_number, status, shipped_at,
-             delivered_at, created_at
-         from shipments where canvas_patient_id = $1
-           and ($2::timestamptz is null or (created_at, id) < ($2, $3))
-         order by created_at desc, id desc limit $4",
+/// The orders these runs placed.
+pub(crate) async fn for_runs(pool: &PgPool, runs: &[Uuid]) -> Result<Vec<Order>> {
+    Ok(
+        sqlx::query_as("select * from pharmacy_orders where run_id = any($1) order by created_at desc, id desc")
+            .bind(runs)
+            .fetch_all(pool)
+            .await?,
     )
-    .bind(patient)
-    .bind(at)
-    .bind(id)
-    .bind(limit)
-    .fetch_all(pool)
-    .await?;
-    let ids: Vec<Uuid> = rows.iter().map(|r| r.id).collect();
-    let events = sqlx::query_as(
+}
+
+/// The shipments of these orders.
+pub(crate) async fn shipments_of(pool: &PgPool, orders: &[Uuid]) -> Result<Vec<ShipmentRow>> {
+    Ok(sqlx::query_as("select * from shipments where order_id = any($1)")
+        .bind(orders)
+        .fetch_all(pool)
+        .await?)
+}
+
+/// The tracking events of these shipments, oldest first.
+pub(crate) async fn events_of(pool: &PgPool, shipments: &[Uuid]) -> Result<Vec<ShipmentEventRow>> {
+    Ok(sqlx::query_as(
         "select shipment_id, status, description, occurred_at from shipment_events
          where shipment_id = any($1) order by occurred_at, id",
     )
-    .bind(&ids)
+    .bind(shipments)
     .fetch_all(pool)
-    .await?;
-    Ok((rows, events))
+    .await?)
 }
 
 #[derive(Clone, Debug, sqlx::FromRow)]
