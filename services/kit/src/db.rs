@@ -25,6 +25,25 @@ pub async fn connect(config: &DatabaseConfig) -> anyhow::Result<PgPool> {
         .context("cannot connect to DATABASE_URL")
 }
 
+/// A pool whose every connection runs as `role` (SET ROLE as it connects), with `pool`'s settings.
+/// The login role keeps owning the tables and runs the migrations; the service's queries get only
+/// what `role` was granted, so a bug or an injection cannot rewrite an audit trail.
+pub fn as_role(pool: &PgPool, role: &'static str) -> PgPool {
+    let options = (*pool.connect_options()).clone();
+    PgPoolOptions::new()
+        .max_connections(pool.options().get_max_connections())
+        .acquire_timeout(Duration::from_secs(10))
+        .after_connect(move |conn, _| {
+            Box::pin(async move {
+                sqlx::query(&format!("set role {}", quote_ident(role)))
+                    .execute(conn)
+                    .await
+                    .map(|_| ())
+            })
+        })
+        .connect_lazy_with(options)
+}
+
 /// Creates the URL's database when it does not exist yet (the dev launcher and tests use this; in
 /// production the databases are provisioned).
 pub async fn create_database_if_missing(url: &str) -> anyhow::Result<()> {

@@ -25,6 +25,9 @@ pub use config::Config;
 
 pub static MIGRATOR: Migrator = sqlx::migrate!("../../migrations/pharmacy-routing");
 
+/// The database role the service's queries run as (migration 0006 grants it what it may do).
+pub const SERVICE_ROLE: &str = "era_pharmacy_routing_service";
+
 /// Serves the routing service on `listener` until `shutdown` resolves. The database must be migrated.
 pub async fn run(
     config: Config,
@@ -32,6 +35,8 @@ pub async fn run(
     pool: PgPool,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    // Everything the service does runs as its own role (migration 0006), not as the tables' owner.
+    let pool = era_kit::db::as_role(&pool, SERVICE_ROLE);
     let matrix = Arc::new(tokio::sync::OnceCell::new());
     let pipeline = Arc::new(pipeline::Pipeline::new(&config, pool.clone(), matrix.clone())?);
     // Runs are durable and every write is fenced, so stopping the worker anywhere loses nothing:

@@ -76,3 +76,28 @@ async fn an_approval_is_checked_before_anything_is_read_or_written() {
         .unwrap();
     assert_eq!(runs, 0);
 }
+
+#[tokio::test]
+async fn the_service_role_may_not_rewrite_audit_trails_or_remove_runs_and_orders() {
+    let routing = Routing::spawn().await;
+    let pool = era_kit::db::as_role(&routing.db.pool, era_pharmacy_routing::SERVICE_ROLE);
+    let role: String = sqlx::query_scalar("select current_user::text")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(role, era_pharmacy_routing::SERVICE_ROLE);
+    for sql in [
+        "update routing_audit set note = 'x'",
+        "delete from sync_logs",
+        "truncate sync_logs",
+        "update pharmacy_callbacks set status = 'x'",
+        "delete from orchestration_runs",
+        "delete from pharmacy_orders",
+        "delete from refills",
+        "update medications set price_cents = 1",
+    ] {
+        let err = sqlx::query(sql).execute(&pool).await.unwrap_err();
+        let code = err.as_database_error().and_then(|d| d.code()).map(|c| c.into_owned());
+        assert_eq!(code.as_deref(), Some("42501"), "{sql}: {err}");
+    }
+}
