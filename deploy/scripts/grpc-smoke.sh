@@ -57,7 +57,13 @@ queue=$(grpcurl -plaintext -H "authorization: Bearer $ADMIN_SECRET" -d '{"page":
 grep -q '"Rx Review"' <<<"$queue" || { echo "ListRxReviewTasks gave: $queue" >&2; exit 1; }
 queue=$(curl -fsS -H "Authorization: Bearer $ADMIN_SECRET" "http://127.0.0.1:8080/api/rx-queue/tasks?pageSize=3")
 grep -q '"status":"requested"' <<<"$queue" || { echo "the edge's queue gave: $queue" >&2; exit 1; }
-checks=$((checks + 2))
+# The approval pipeline's lists answer (over gRPC and through the edge).
+runs=$(grpcurl -plaintext -H "authorization: Bearer $ADMIN_SECRET" -d '{"page":{"pageSize":3}}' \
+  127.0.0.1:50053 era.pharmacy_routing.v1.PharmacyRoutingService/ListOrchestrationRuns)
+grep -q '"page"' <<<"$runs" || { echo "ListOrchestrationRuns gave: $runs" >&2; exit 1; }
+logs=$(curl -fsS -H "Authorization: Bearer $ADMIN_SECRET" "http://127.0.0.1:8080/api/admin/sync-logs?pageSize=3")
+grep -q '"items"' <<<"$logs" || { echo "the edge's sync log gave: $logs" >&2; exit 1; }
+checks=$((checks + 4))
 ready=$(curl -fsS http://127.0.0.1:8080/readyz)
 grep -q '"status":"ready"' <<<"$ready" || { echo "not ready: $ready" >&2; exit 1; }
 checks=$((checks + 4))
