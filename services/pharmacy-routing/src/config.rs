@@ -280,6 +280,11 @@ pub struct PipelineConfig {
     /// The longest wait between attempts of a step that failed for a passing reason.
     #[arg(long, env = "PIPELINE_RETRY_MAX_SECS", default_value_t = 300)]
     pub retry_max_secs: u64,
+    /// How long after a submission whose outcome is unknown (an answer lost, a replica stopped) we
+    /// first ask the pharmacy whether it has the order; unset: the lease plus PHARMACY_TIMEOUT_SECS,
+    /// past any request still being processed there.
+    #[arg(long, env = "PIPELINE_LOOKUP_DELAY_SECS")]
+    pub lookup_delay_secs: Option<u64>,
     /// Tests only (never from the environment): stop this replica's pipeline at one point, as a crash would.
     #[arg(skip)]
     pub failpoint: Option<Failpoint>,
@@ -293,6 +298,7 @@ impl Default for PipelineConfig {
             poll_ms: 1000,
             sync_wait_ms: 8000,
             retry_max_secs: 300,
+            lookup_delay_secs: None,
             failpoint: None,
         }
     }

@@ -119,7 +119,7 @@ async fn pharmacy_orders(mesh: &TestMesh, slug: &str, reference: &str) -> Vec<Va
 
 async fn run_until_finished(mesh: &TestMesh, id: &str) -> pb::OrchestrationRun {
     let mut routing = mesh.pharmacy_routing();
-    for _ in 0..300 {
+    for _ in 0..600 {
         let run = routing
             .get_orchestration_run(mesh.admin_request(pb::GetOrchestrationRunRequest { id: id.into() }))
             .await
@@ -482,6 +482,7 @@ async fn a_capture_refused_after_the_pharmacy_accepted_cancels_the_order() {
     let mesh = TestMesh::start_with(|o| {
         o.pipeline.lease_secs = 2;
         o.pipeline.poll_ms = 100;
+        o.pipeline.lookup_delay_secs = Some(1);
     })
     .await;
     let t = approvable(&mesh, "gmp").await.remove(0);
@@ -526,6 +527,44 @@ async fn a_capture_refused_after_the_pharmacy_accepted_cancels_the_order() {
     let charges = charges(&mesh, &t.patient).await;
     assert_eq!(charges.len(), 1, "nothing was charged: {charges:?}");
     assert_ne!(charges[0].status, payments::ChargeStatus::Succeeded as i32);
+}
+
+#[tokio::test]
+async fn an_order_the_pharmacy_rejects_before_the_capture_is_not_paid_for() {
+    let mesh = TestMesh::start_with(|o| {
+        o.pipeline.lease_secs = 2;
+        o.pipeline.poll_ms = 100;
+        o.pipeline.lookup_delay_secs = Some(1);
+    })
+    .await;
+    let t = approvable(&mesh, "gmp").await.remove(0);
+    save_card(&mesh, &t.patient, "pm_card_visa").await.unwrap();
+    let (replica, run) = approve_on_stopping_replica(&mesh, &t, "payment", FailAt::BeforeCall).await;
+    // Accepted and authorised; then the pharmacy's callback says it rejected the order after all.
+    let order = pharmacy_orders(&mesh, "pioneerrx", &run.pharmacy_order_id)
+        .await
+        .remove(0);
+    let external = order["orderId"].as_str().unwrap().to_owned();
+    let resp = mesh
+        .http
+        .post(mesh.sandbox_url(&format!("/_sandbox/pharmacy/pioneerrx/orders/{external}/advance")))
+        .json(&json!({ "status": "rejected", "reason": "compounding failed QA" }))
+        .send()
+        .await
+        .unwrap();
+    assert!(resp.status().is_success(), "{:?}", resp.text().await);
+    let run = run_until_finished(&mesh, &run.id).await;
+    drop(replica);
+    assert_eq!(run.failure_reason, "pharmacy_rejected", "{run:?}");
+    let charges = charges(&mesh, &t.patient).await;
+    assert_eq!(charges.len(), 1);
+    assert_eq!(
+        charges[0].status,
+        payments::ChargeStatus::Canceled as i32,
+        "released, never captured"
+    );
+    assert_eq!(outbox_for(&mesh, &t.patient, "payment_failed").await, 0);
+    assert_eq!(task_status(&mesh, &t.task).await, canvas::TaskStatus::Requested as i32);
 }
 
 #[tokio::test]
@@ -670,6 +709,7 @@ async fn approve_on_stopping_replica(
             lease_secs: 2,
             poll_ms: 100,
             sync_wait_ms: 500,
+            lookup_delay_secs: Some(1),
             failpoint: Some(Failpoint { step: step.into(), at }),
             ..Default::default()
         })
@@ -696,6 +736,7 @@ macro_rules! crash_matrix {
             let mesh = TestMesh::start_with(|o| {
                 o.pipeline.lease_secs = 2;
                 o.pipeline.poll_ms = 100;
+                o.pipeline.lookup_delay_secs = Some(1);
             })
             .await;
             let tasks = approvable(&mesh, "gmp").await;

@@ -113,8 +113,15 @@ pub struct OrderState {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Found {
     pub external_id: String,
-    /// received, processing, shipped, delivered, cancelled or rejected.
+    /// received, processing, shipped, delivered, cancelled or rejected (lower case).
     pub status: String,
+}
+
+impl Found {
+    /// Whether the pharmacy is still going to fill it (it neither refused nor cancelled it).
+    pub fn live(&self) -> bool {
+        !matches!(self.status.as_str(), "rejected" | "cancelled" | "canceled")
+    }
 }
 
 /// Why a pharmacy call failed.
@@ -202,7 +209,7 @@ pub(crate) fn found(list: &Value, reference_id: &str) -> Result<Vec<Found>, Phar
             .and_then(|t| DateTime::parse_from_rfc3339(t).ok());
         let order = Found {
             external_id: order_id(&o["orderId"]).ok_or_else(unreadable)?,
-            status: o["status"].as_str().unwrap_or_default().to_owned(),
+            status: o["status"].as_str().unwrap_or_default().trim().to_ascii_lowercase(),
         };
         found.push((created, order));
     }

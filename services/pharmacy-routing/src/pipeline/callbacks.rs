@@ -155,6 +155,27 @@ impl Pipeline {
         if !fresh {
             return Ok(false);
         }
+        if !known.is_empty() && !cb.external_order_id.is_empty() && known != cb.external_order_id {
+            // A second order the pharmacy holds under our reference (a duplicate): not the one we
+            // keep. Logged for an admin to cancel; our order is left as it is.
+            orders::log(
+                &mut *tx,
+                &Exchange::of(
+                    &order,
+                    "callback",
+                    "failure",
+                    0,
+                    format!(
+                        "status {} for pharmacy order {} (a duplicate; {known} is kept): cancel it",
+                        code_of(&cb.status),
+                        code_of(&cb.external_order_id)
+                    ),
+                ),
+            )
+            .await?;
+            tx.commit().await?;
+            return Ok(true);
+        }
         if known.is_empty() && !cb.external_order_id.is_empty() {
             // The callback outran the submission's answer: learn the pharmacy's id from it.
             sqlx::query("update pharmacy_orders set external_order_id = $2 where id = $1")

@@ -108,7 +108,12 @@ impl Pipeline {
             poll: Duration::from_millis(config.pipeline.poll_ms),
             sync_wait: Duration::from_millis(config.pipeline.sync_wait_ms),
             retry_max: Duration::from_secs(config.pipeline.retry_max_secs),
-            uncertain_wait: Duration::from_secs(config.pipeline.lease_secs + config.pharmacies.timeout_secs),
+            uncertain_wait: Duration::from_secs(
+                config
+                    .pipeline
+                    .lookup_delay_secs
+                    .unwrap_or(config.pipeline.lease_secs + config.pharmacies.timeout_secs),
+            ),
             failpoint: config.pipeline.failpoint.clone(),
             halted: AtomicBool::new(false),
         })
@@ -303,11 +308,13 @@ impl Pipeline {
     /// Records the run, or finds the run another request recorded for the task first.
     async fn record(&self, new: &NewRun<'_>, arrived: chrono::DateTime<chrono::Utc>) -> Result<Recorded> {
         for _ in 0..3 {
-            if let Some(run) = runs::insert(&self.pool, new).await? {
-                return Ok(Recorded::New(run));
-            }
+            // Checked right before each insert too: a sibling may have started and ended while this
+            // request read the task.
             if let Some(run) = self.current_run(new.task_id, arrived).await? {
                 return Ok(Recorded::Existing(run));
+            }
+            if let Some(run) = runs::insert(&self.pool, new).await? {
+                return Ok(Recorded::New(run));
             }
         }
         Err(Error::Busy)

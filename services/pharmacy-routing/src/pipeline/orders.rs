@@ -19,6 +19,7 @@ pub(crate) struct Order {
     pub(crate) external_order_id: String,
     pub(crate) rejection_reason: String,
     pub(crate) submit_started_at: Option<DateTime<Utc>>,
+    pub(crate) submit_attempts: i32,
     pub(crate) created_at: DateTime<Utc>,
     pub(crate) updated_at: DateTime<Utc>,
 }
@@ -84,27 +85,33 @@ pub(crate) async fn insert(tx: &mut Transaction<'_, Postgres>, order: &Order) ->
 
 /// Marks that a submission is about to go out: from here on the pharmacy may have the order.
 pub(crate) async fn mark_submitting(tx: &mut Transaction<'_, Postgres>, id: Uuid) -> Result<()> {
-    sqlx::query("update pharmacy_orders set submit_started_at = now(), updated_at = now() where id = $1")
-        .bind(id)
-        .execute(&mut **tx)
-        .await?;
-    Ok(())
-}
-
-/// Records the pharmacy's id for the order and marks it accepted, unless a callback already moved
-/// it further (statuses only move forward).
-pub(crate) async fn accept(tx: &mut Transaction<'_, Postgres>, id: Uuid, external: &str) -> Result<()> {
     sqlx::query(
-        "update pharmacy_orders set external_order_id = $2,
-             status = case when status in ('pending', 'submitted') then 'accepted' else status end,
+        "update pharmacy_orders set submit_started_at = now(), submit_attempts = submit_attempts + 1,
              updated_at = now()
          where id = $1",
     )
     .bind(id)
-    .bind(external)
     .execute(&mut **tx)
     .await?;
     Ok(())
+}
+
+/// Records the pharmacy's id for the order and marks it accepted, unless a callback already moved
+/// it on (statuses only move forward) or already named another order of theirs for our reference
+/// (a duplicate: the first id stays). Answers the order's status and the id it keeps.
+pub(crate) async fn accept(tx: &mut Transaction<'_, Postgres>, id: Uuid, external: &str) -> Result<(String, String)> {
+    Ok(sqlx::query_as(
+        "update pharmacy_orders set
+             external_order_id = case when external_order_id = '' then $2 else external_order_id end,
+             status = case when status in ('pending', 'submitted') then 'accepted' else status end,
+             updated_at = now()
+         where id = $1
+         returning status, external_order_id",
+    )
+    .bind(id)
+    .bind(external)
+    .fetch_one(&mut **tx)
+    .await?)
 }
 
 pub(crate) async fn set_status(

@@ -274,7 +274,7 @@ pub(crate) async fn save(
     sqlx::query(
         "update orchestration_runs set status = $2, phase = $3, failure_reason = $4, warnings = $5,
              patient_state = $6, prescriber_id = $7, pharmacy_id = $8, amount_cents = $9, currency = $10,
-             charge_id = $11, hp_note_id = $12, practitioner_id = $13, updated_at = now(),
+             charge_id = $11, hp_note_id = $12, practitioner_id = $13, updated_at = clock_timestamp(),
              lease_owner = case when $2 in ('succeeded', 'failed', 'denied') then null else lease_owner end,
              lease_until = case when $2 in ('succeeded', 'failed', 'denied') then null else lease_until end
          where id = $1",
@@ -335,6 +335,19 @@ pub(crate) async fn postpone(
         .execute(&mut **tx)
         .await?;
     Ok(())
+}
+
+/// Renews the lease of a run held in `tx`, only while it has not run out.
+pub(crate) async fn renew_lease(tx: &mut Transaction<'_, Postgres>, run: Uuid, lease_secs: i64) -> Result<bool> {
+    let done = sqlx::query(
+        "update orchestration_runs set lease_until = now() + make_interval(secs => $2)
+         where id = $1 and lease_until > clock_timestamp()",
+    )
+    .bind(run)
+    .bind(lease_secs as f64)
+    .execute(&mut **tx)
+    .await?;
+    Ok(done.rows_affected() == 1)
 }
 
 /// Extends the holder's lease; false when the generation moved on (the run was taken over).

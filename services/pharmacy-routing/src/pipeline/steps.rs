@@ -71,6 +71,10 @@ fn cents(amount: i64, currency: &str) -> String {
 
 type Step = std::result::Result<Outcome, Stop>;
 
+/// Submissions of one order that may go unanswered (each after a lookup found nothing) before the
+/// run stops for someone to check with the pharmacy.
+const MAX_SUBMISSIONS: i32 = 3;
+
 /// The phase name for a recovery point this version does not know.
 const UNKNOWN: &str = "unknown";
 
@@ -419,6 +423,13 @@ impl Pipeline {
             Ok(None) => return Err(Stop),
             Err(e) => return Ok(Outcome::Retry(format!("the order could not be recorded ({e})"))),
         };
+        if matches!(order.status.as_str(), "rejected" | "cancelled") {
+            // Refused earlier, or rejected or cancelled by the pharmacy's callback: nothing to pay for.
+            return Ok(fail(
+                "pharmacy_rejected",
+                format!("{} {} the order", run.pharmacy_id, order.status),
+            ));
+        }
         if !order.external_order_id.is_empty() {
             // Placed by an earlier attempt (or learnt from the pharmacy's callback).
             return Ok(done(format!(
@@ -428,17 +439,26 @@ impl Pipeline {
         }
         let exchange =
             |operation, status, http_status, detail| Exchange::of(&order, operation, status, http_status, detail);
-        if order.submit_started_at.is_some() {
-            // An earlier attempt may have placed it: ask before submitting again.
+        if let Some(started) = order.submit_started_at {
+            // An earlier attempt may have placed it: ask before submitting again, once the pharmacy
+            // has had the time to record it (a replica that stopped mid-call, a lost answer).
+            let now = match runs::db_now(&self.pool).await {
+                Ok(now) => now,
+                Err(e) => return Ok(Outcome::Retry(e.to_string())),
+            };
+            let due = started + chrono::Duration::from_std(self.uncertain_wait).unwrap_or_default();
+            if now < due {
+                return Ok(Outcome::RetryAfter(
+                    "waiting before asking the pharmacy about an unanswered submission".into(),
+                    (due - now).to_std().unwrap_or_default(),
+                ));
+            }
             self.crash(step, FailAt::BeforeCall)?;
             let found = adapter.find(&order.id.to_string()).await;
             match found {
                 Ok(found) if !found.is_empty() => {
                     self.crash(step, FailAt::AfterCall)?;
-                    let live: Vec<_> = found
-                        .iter()
-                        .filter(|f| !matches!(f.status.as_str(), "rejected" | "cancelled" | "canceled"))
-                        .collect();
+                    let live: Vec<_> = found.iter().filter(|f| f.live()).collect();
                     if live.len() > 1 {
                         let extra: Vec<&str> = live[1..].iter().map(|f| f.external_id.as_str()).collect();
                         push_once(
@@ -497,6 +517,15 @@ impl Pipeline {
                     return Ok(Outcome::Retry(format!("the pharmacy could not be asked ({e})")));
                 }
             }
+        }
+        if order.submit_attempts >= MAX_SUBMISSIONS {
+            return Ok(fail(
+                "pharmacy_unconfirmed",
+                format!(
+                    "{} submissions to {} went unanswered and it shows no order: check with the pharmacy",
+                    order.submit_attempts, run.pharmacy_id
+                ),
+            ));
         }
         let request = match self.order_request(run, &order).await {
             Ok(r) => r,
@@ -583,6 +612,7 @@ impl Pipeline {
                 external_order_id: String::new(),
                 rejection_reason: String::new(),
                 submit_started_at: None,
+                submit_attempts: 0,
                 created_at: now,
                 updated_at: now,
             },
@@ -596,6 +626,11 @@ impl Pipeline {
         let Ok(mut tx) = runs::fenced(&self.pool, run.id, run.generation).await? else {
             return Ok(false);
         };
+        // Only while this replica's lease is still good, and renewed for the call: a replica whose
+        // heartbeats failed must not submit while another may be taking the run over.
+        if !runs::renew_lease(&mut tx, run.id, self.lease_secs()).await? {
+            return Ok(false);
+        }
         orders::mark_submitting(&mut tx, order).await?;
         tx.commit().await?;
         Ok(true)
@@ -619,7 +654,7 @@ impl Pipeline {
 
     async fn order_placed(
         &self,
-        run: &Run,
+        run: &mut Run,
         order: &Order,
         external: &str,
         http_status: u16,
@@ -641,13 +676,27 @@ impl Pipeline {
             Err(e) => return Ok(Outcome::Retry(e.to_string())),
         };
         let saved = async {
-            orders::accept(&mut tx, order.id, external).await?;
+            let kept = orders::accept(&mut tx, order.id, external).await?;
             tx.commit().await?;
-            Ok::<(), crate::error::Error>(())
+            Ok::<_, crate::error::Error>(kept)
         }
         .await;
         match saved {
-            Ok(()) => Ok(done(format!("order {external} accepted by {}", run.pharmacy_id))),
+            Ok((status, _)) if matches!(status.as_str(), "rejected" | "cancelled") => Ok(fail(
+                "pharmacy_rejected",
+                format!("{} {status} the order", run.pharmacy_id),
+            )),
+            Ok((_, kept)) if kept != external => {
+                push_once(
+                    &mut run.warnings,
+                    format!(
+                        "pharmacy_sync: {} holds two orders for this reference; {kept} is kept, cancel {external}",
+                        run.pharmacy_id
+                    ),
+                );
+                Ok(done(format!("order {kept} accepted by {}", run.pharmacy_id)))
+            }
+            Ok(_) => Ok(done(format!("order {external} accepted by {}", run.pharmacy_id))),
             Err(e) => Ok(Outcome::Retry(e.to_string())),
         }
     }
@@ -722,6 +771,17 @@ impl Pipeline {
 
     /// Captures the authorised amount once the pharmacy accepted the order.
     async fn capture(&self, run: &mut Run) -> Outcome {
+        // The pharmacy may have rejected or cancelled the order since it accepted it (its callback).
+        match orders::for_run(&self.pool, run.id).await {
+            Ok(Some(order)) if matches!(order.status.as_str(), "rejected" | "cancelled") => {
+                return fail(
+                    "pharmacy_rejected",
+                    format!("{} {} the order before it was paid for", run.pharmacy_id, order.status),
+                );
+            }
+            Ok(_) => {}
+            Err(e) => return Outcome::Retry(format!("the order could not be read ({e})")),
+        }
         let req = self.request(payments::CaptureChargeRequest {
             charge_id: run.charge_id.clone(),
             actor: self.actor(run),
@@ -989,7 +1049,15 @@ impl Pipeline {
         match self.payments.clone().cancel_authorization(req).await {
             Ok(_) => Ok(false),
             Err(s) => match era_kit::error::reason_of(&s).as_deref() {
-                Some("NOT_AUTHORIZED") => Ok(false),
+                // Nothing held now, unless the authorisation is still on its way (payments finishes
+                // it later): then wait for it, so it can be released.
+                Some("NOT_AUTHORIZED") => match self.charge_status(&run.charge_id).await {
+                    Ok(Some(ChargeStatus::Pending | ChargeStatus::Processing)) => {
+                        Err(Outcome::Retry("the authorisation is still being settled".into()))
+                    }
+                    Ok(_) => Ok(false),
+                    Err(outcome) => Err(outcome),
+                },
                 Some("ALREADY_CAPTURED") => {
                     push_once(
                         &mut run.warnings,
@@ -1009,30 +1077,37 @@ impl Pipeline {
         }
     }
 
-    /// Cancels the run's order at the pharmacy; `Ok(Some(warning))` when that cannot be done.
-    async fn cancel_order(&self, run: &Run, order: &Order) -> Result<Option<String>, Outcome> {
-        if matches!(order.status.as_str(), "cancelled" | "rejected") {
-            return Ok(None);
+    async fn charge_status(&self, charge_id: &str) -> Result<Option<ChargeStatus>, Outcome> {
+        let req = self.request(payments::GetChargeRequest {
+            id: charge_id.to_owned(),
+            reference: String::new(),
+        });
+        match self.payments.clone().get_charge(req).await {
+            Ok(r) => Ok(r
+                .into_inner()
+                .charge
+                .and_then(|c| ChargeStatus::try_from(c.status).ok())),
+            Err(s) if s.code() == Code::NotFound => Ok(None),
+            Err(s) => Err(Outcome::Retry(format!("payments unavailable ({:?})", s.code()))),
         }
+    }
+
+    /// Cancels every live order the pharmacy holds for the run: the one we know and, when a
+    /// submission ever went unanswered, any it holds under our reference. `Ok(Some(warning))` names
+    /// what could not be cancelled.
+    async fn cancel_order(&self, run: &Run, order: &Order) -> Result<Option<String>, Outcome> {
         let Some(adapter) = self.pharmacies.get(&order.pharmacy_id) else {
             return Ok(Some(format!("compensation: no account to cancel order {}", order.id)));
         };
         let exchange =
             |operation, status, http_status, detail| Exchange::of(order, operation, status, http_status, detail);
-        let mut external = order.external_order_id.clone();
-        if external.is_empty() {
-            if order.submit_started_at.is_none() {
-                return Ok(None);
-            }
-            // A submission that may have landed: find it to cancel it.
+        let mut targets = Vec::new();
+        if !order.external_order_id.is_empty() && !matches!(order.status.as_str(), "cancelled" | "rejected") {
+            targets.push(order.external_order_id.clone());
+        }
+        if order.submit_started_at.is_some() {
             match adapter.find(&order.id.to_string()).await {
-                Ok(found) => match found
-                    .iter()
-                    .find(|f| !matches!(f.status.as_str(), "rejected" | "cancelled" | "canceled"))
-                {
-                    Some(f) => external = f.external_id.clone(),
-                    None => return Ok(None),
-                },
+                Ok(found) => targets.extend(found.into_iter().filter(|f| f.live()).map(|f| f.external_id)),
                 Err(e @ PharmacyError::Misconfigured(_)) => {
                     self.note_exchange(&exchange("lookup", "failure", 0, e.to_string()))
                         .await;
@@ -1044,50 +1119,54 @@ impl Pipeline {
                 Err(e) => return Err(Outcome::Retry(format!("the pharmacy could not be asked ({e})"))),
             }
         }
-        match adapter.cancel(&external).await {
-            Ok(()) => {
-                self.note_exchange(&exchange(
-                    "cancel",
-                    "success",
-                    200,
-                    format!("pharmacy order {external} cancelled"),
-                ))
-                .await;
-                match self
-                    .order_status(run, order.id, "cancelled", Some(&external), None)
-                    .await
-                {
-                    Ok(true) => Ok(None),
-                    Ok(false) => Err(Outcome::Retry("the run was taken over".into())),
-                    Err(e) => Err(Outcome::Retry(e.to_string())),
+        targets.sort();
+        targets.dedup();
+        let mut warnings = Vec::new();
+        for external in &targets {
+            match adapter.cancel(external).await {
+                Ok(()) => {
+                    self.note_exchange(&exchange(
+                        "cancel",
+                        "success",
+                        200,
+                        format!("pharmacy order {external} cancelled"),
+                    ))
+                    .await;
+                }
+                Err(PharmacyError::TooLate) => {
+                    self.note_exchange(&exchange(
+                        "cancel",
+                        "failure",
+                        409,
+                        format!("{external}: too late, shipped"),
+                    ))
+                    .await;
+                    warnings.push(format!(
+                        "pharmacy order {external} had shipped and could not be cancelled"
+                    ));
+                }
+                Err(PharmacyError::NotFound) => {}
+                Err(e @ (PharmacyError::Misconfigured(_) | PharmacyError::Refused { .. })) => {
+                    self.note_exchange(&exchange("cancel", "failure", e.http_status(), e.to_string()))
+                        .await;
+                    warnings.push(format!("pharmacy order {external} could not be cancelled ({e})"));
+                }
+                Err(e) => {
+                    self.note_exchange(&exchange("cancel", "retry", e.http_status(), e.to_string()))
+                        .await;
+                    return Err(Outcome::Retry(format!("the pharmacy could not cancel yet ({e})")));
                 }
             }
-            Err(PharmacyError::TooLate) => {
-                self.note_exchange(&exchange(
-                    "cancel",
-                    "failure",
-                    409,
-                    "too late to cancel: shipped".into(),
-                ))
-                .await;
-                Ok(Some(format!(
-                    "compensation: pharmacy order {external} had shipped and could not be cancelled"
-                )))
-            }
-            Err(PharmacyError::NotFound) => Ok(None),
-            Err(e @ (PharmacyError::Misconfigured(_) | PharmacyError::Refused { .. })) => {
-                self.note_exchange(&exchange("cancel", "failure", e.http_status(), e.to_string()))
-                    .await;
-                Ok(Some(format!(
-                    "compensation: pharmacy order {external} could not be cancelled ({e})"
-                )))
-            }
-            Err(e) => {
-                self.note_exchange(&exchange("cancel", "retry", e.http_status(), e.to_string()))
-                    .await;
-                Err(Outcome::Retry(format!("the pharmacy could not cancel yet ({e})")))
+        }
+        if warnings.is_empty() && !targets.is_empty() {
+            let kept = (!order.external_order_id.is_empty()).then_some(order.external_order_id.as_str());
+            match self.order_status(run, order.id, "cancelled", kept, None).await {
+                Ok(true) => {}
+                Ok(false) => return Err(Outcome::Retry("the run was taken over".into())),
+                Err(e) => return Err(Outcome::Retry(e.to_string())),
             }
         }
+        Ok((!warnings.is_empty()).then(|| format!("compensation: {}", warnings.join("; "))))
     }
 
     async fn schedule_refills(
