@@ -26,8 +26,10 @@ pub async fn connect(config: &DatabaseConfig) -> anyhow::Result<PgPool> {
 }
 
 /// A pool whose every connection runs as `role` (SET ROLE as it connects), with `pool`'s settings.
-/// The login role keeps owning the tables and runs the migrations; the service's queries get only
-/// what `role` was granted, so a bug or an injection cannot rewrite an audit trail.
+/// The login role keeps owning the tables and runs the migrations; the service's own queries get only
+/// what `role` was granted, so a bug cannot rewrite an audit trail. It is not a wall against SQL an
+/// attacker could run in the session (which could reset the role): a deployment that wants one
+/// logs the service in as a role that is only a member (see the README's known limits).
 pub fn as_role(pool: &PgPool, role: &'static str) -> PgPool {
     let options = (*pool.connect_options()).clone();
     PgPoolOptions::new()

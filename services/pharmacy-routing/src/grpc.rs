@@ -87,41 +87,60 @@ impl RoutingService {
     }
 
     /// A run as the API shows it, with its steps.
+    /// Runs as the API shows them, with their steps and orders (two queries for a whole page).
+    async fn runs_view(&self, rows: Vec<runs::Run>) -> Result<Vec<pb::OrchestrationRun>> {
+        let ids: Vec<uuid::Uuid> = rows.iter().map(|r| r.id).collect();
+        let steps = runs::steps_of(self.pipeline.pool(), &ids).await?;
+        let orders = orders::for_runs(self.pipeline.pool(), &ids).await?;
+        Ok(rows
+            .into_iter()
+            .map(|run| {
+                let status = match run.status.as_str() {
+                    "pending" => pb::RunStatus::Pending,
+                    "running" => pb::RunStatus::Running,
+                    "succeeded" => pb::RunStatus::Succeeded,
+                    "failed" => pb::RunStatus::Failed,
+                    "denied" => pb::RunStatus::Denied,
+                    _ => pb::RunStatus::Unspecified,
+                };
+                pb::OrchestrationRun {
+                    id: run.id.to_string(),
+                    task_id: run.task_id,
+                    canvas_patient_id: run.canvas_patient_id,
+                    medication: run.medication,
+                    dose_label: run.dose_label,
+                    status: status as i32,
+                    failure_reason: run.failure_reason,
+                    steps: steps
+                        .iter()
+                        .filter(|st| st.run_id == run.id)
+                        .map(|st| pb::RunStep {
+                            name: st.name.clone(),
+                            status: st.status.clone(),
+                            detail: st.detail.clone(),
+                            finished_at: st.finished_at.map(timestamp),
+                        })
+                        .collect(),
+                    warnings: run.warnings,
+                    pharmacy_order_id: orders
+                        .iter()
+                        .find(|o| o.run_id == run.id)
+                        .map(|o| o.id.to_string())
+                        .unwrap_or_default(),
+                    payment_id: run.charge_id,
+                    approved_by: run.approved_by,
+                    created_at: Some(timestamp(run.created_at)),
+                    updated_at: Some(timestamp(run.updated_at)),
+                }
+            })
+            .collect())
+    }
+
     async fn run_view(&self, run: runs::Run) -> Result<pb::OrchestrationRun> {
-        let steps = runs::steps(self.pipeline.pool(), run.id).await?;
-        let order = orders::for_run(self.pipeline.pool(), run.id).await?;
-        let status = match run.status.as_str() {
-            "pending" => pb::RunStatus::Pending,
-            "running" => pb::RunStatus::Running,
-            "succeeded" => pb::RunStatus::Succeeded,
-            "failed" => pb::RunStatus::Failed,
-            "denied" => pb::RunStatus::Denied,
-            _ => pb::RunStatus::Unspecified,
-        };
-        Ok(pb::OrchestrationRun {
-            id: run.id.to_string(),
-            task_id: run.task_id,
-            canvas_patient_id: run.canvas_patient_id,
-            medication: run.medication,
-            dose_label: run.dose_label,
-            status: status as i32,
-            failure_reason: run.failure_reason,
-            steps: steps
-                .into_iter()
-                .map(|st| pb::RunStep {
-                    name: st.name,
-                    status: st.status,
-                    detail: st.detail,
-                    finished_at: st.finished_at.map(timestamp),
-                })
-                .collect(),
-            warnings: run.warnings,
-            pharmacy_order_id: order.map(|o| o.id.to_string()).unwrap_or_default(),
-            payment_id: run.charge_id,
-            approved_by: run.approved_by,
-            created_at: Some(timestamp(run.created_at)),
-            updated_at: Some(timestamp(run.updated_at)),
-        })
+        self.runs_view(vec![run])
+            .await?
+            .pop()
+            .ok_or_else(|| Error::Internal(anyhow::anyhow!("a run view was lost")))
     }
 
     /// Loaded on first use, so a slow database delays the first call, not the server's start.
@@ -406,12 +425,8 @@ impl PharmacyRoutingService for RoutingService {
         )?;
         let mut rows: Vec<runs::Run> = runs::newest_first(self.pipeline.pool(), "orchestration_runs", &q).await?;
         let next = more(&mut rows, limit).map(|r| (r.created_at, r.id));
-        let mut out = Vec::with_capacity(rows.len());
-        for run in rows {
-            out.push(self.run_view(run).await?);
-        }
         Ok(Response::new(pb::ListOrchestrationRunsResponse {
-            runs: out,
+            runs: self.runs_view(rows).await?,
             page: Some(era_kit::time::next_page(next)),
         }))
     }

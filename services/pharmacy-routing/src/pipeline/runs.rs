@@ -83,6 +83,7 @@ impl Run {
 
 #[derive(Clone, Debug, sqlx::FromRow)]
 pub(crate) struct StepRow {
+    pub(crate) run_id: Uuid,
     pub(crate) name: String,
     pub(crate) status: String,
     pub(crate) detail: String,
@@ -203,13 +204,15 @@ pub(crate) async fn db_now(pool: &PgPool) -> Result<DateTime<Utc>> {
     Ok(sqlx::query_scalar("select now()").fetch_one(pool).await?)
 }
 
-pub(crate) async fn steps(pool: &PgPool, run: Uuid) -> Result<Vec<StepRow>> {
-    Ok(
-        sqlx::query_as("select name, status, detail, finished_at from run_steps where run_id = $1 order by position")
-            .bind(run)
-            .fetch_all(pool)
-            .await?,
+/// The steps of these runs, each run's in order.
+pub(crate) async fn steps_of(pool: &PgPool, runs: &[Uuid]) -> Result<Vec<StepRow>> {
+    Ok(sqlx::query_as(
+        "select run_id, name, status, detail, finished_at from run_steps where run_id = any($1)
+         order by run_id, position",
     )
+    .bind(runs)
+    .fetch_all(pool)
+    .await?)
 }
 
 /// A newest-first page of one of the pipeline's tables: equality filters (a `None` matches all),
