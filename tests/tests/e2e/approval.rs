@@ -177,6 +177,20 @@ async fn outbox_for(mesh: &TestMesh, patient: &str, kind: &str) -> usize {
     n as usize
 }
 
+/// A run the pharmacy refused: the hold released (never captured), the card not blamed, the task
+/// left open for an admin.
+async fn assert_rejected_without_charge(mesh: &TestMesh, t: &Approvable) {
+    let charges = charges(mesh, &t.patient).await;
+    assert_eq!(charges.len(), 1, "{charges:?}");
+    assert_eq!(
+        charges[0].status,
+        payments::ChargeStatus::Canceled as i32,
+        "released, never captured"
+    );
+    assert_eq!(outbox_for(mesh, &t.patient, "payment_failed").await, 0);
+    assert_eq!(task_status(mesh, &t.task).await, canvas::TaskStatus::Requested as i32);
+}
+
 /// Every effect of a succeeded approval, exactly once.
 async fn assert_fulfilled_once(mesh: &TestMesh, t: &Approvable, run: &pb::OrchestrationRun, mark: u64) {
     assert_eq!(run.status, pb::RunStatus::Succeeded as i32, "{run:?}");
@@ -466,15 +480,7 @@ async fn a_pharmacy_rejection_releases_the_authorisation() {
     let body = approve(&mesh, &t).await;
     let run = &body["run"];
     assert_eq!(run["failureReason"], "pharmacy_rejected", "{body}");
-    let charges = charges(&mesh, &t.patient).await;
-    assert_eq!(charges.len(), 1);
-    assert_eq!(
-        charges[0].status,
-        payments::ChargeStatus::Canceled as i32,
-        "the hold was released"
-    );
-    assert_eq!(outbox_for(&mesh, &t.patient, "payment_failed").await, 0);
-    assert_eq!(task_status(&mesh, &t.task).await, canvas::TaskStatus::Requested as i32);
+    assert_rejected_without_charge(&mesh, &t).await;
 }
 
 #[tokio::test]
@@ -556,15 +562,7 @@ async fn an_order_the_pharmacy_rejects_before_the_capture_is_not_paid_for() {
     let run = run_until_finished(&mesh, &run.id).await;
     drop(replica);
     assert_eq!(run.failure_reason, "pharmacy_rejected", "{run:?}");
-    let charges = charges(&mesh, &t.patient).await;
-    assert_eq!(charges.len(), 1);
-    assert_eq!(
-        charges[0].status,
-        payments::ChargeStatus::Canceled as i32,
-        "released, never captured"
-    );
-    assert_eq!(outbox_for(&mesh, &t.patient, "payment_failed").await, 0);
-    assert_eq!(task_status(&mesh, &t.task).await, canvas::TaskStatus::Requested as i32);
+    assert_rejected_without_charge(&mesh, &t).await;
 }
 
 #[tokio::test]
