@@ -46,6 +46,7 @@ pub mod state;
 pub mod stripe;
 pub mod twilio;
 mod urlencoded;
+mod webhook;
 
 pub use serve::serve;
 pub use state::{Fault, FaultAction, LedgerEntry, LifeFileAccount, Sandbox, SandboxConfig, EFFECT};

@@ -27,7 +27,8 @@ pub mod npi;
 mod orders;
 pub mod pioneerrx;
 
-pub use callbacks::{signature_header, SIGNATURE_HEADER};
+pub use self::callbacks::SIGNATURE_HEADER;
+pub use crate::webhook::signature_header;
 pub(crate) use control::router as control_router;
 pub use orders::Status;
 
@@ -134,7 +135,7 @@ pub(crate) struct State {
 pub(crate) struct Handle {
     state: Mutex<State>,
     webhook: Mutex<Webhook>,
-    pub(crate) queue: callbacks::Queue,
+    pub(crate) queue: crate::webhook::Queue<callbacks::Pharmacies>,
     pub(crate) http: reqwest::Client,
 }
 
@@ -155,7 +156,7 @@ impl Handle {
                 paused: false,
                 secret: config.pharmacy_webhook_secret.clone(),
             }),
-            queue: callbacks::Queue::default(),
+            queue: crate::webhook::Queue::default(),
             http: reqwest::Client::builder()
                 .timeout(Duration::from_secs(10))
                 .build()

@@ -4,7 +4,7 @@
 //! concurrent use of an idempotency key), and how many idempotency keys are held.
 
 use axum::{
-    extract::{Path, Query, State},
+    extract::{Path, State},
     http::StatusCode,
     response::{IntoResponse, Response},
     routing::{get, post},
@@ -14,14 +14,12 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::{events, objects, with_ctx, Ctx};
-use crate::{stripe::errors::StripeResult, Sandbox};
+use crate::{stripe::errors::StripeResult, webhook::problem, Sandbox};
 
 pub(crate) fn router() -> Router<Sandbox> {
-    Router::new()
+    crate::webhook::delivery_routes::<super::events::Stripe>()
         .route("/webhook", get(get_webhook).put(put_webhook))
         .route("/events", get(list_events))
-        .route("/events/{id}/deliver", post(deliver_again))
-        .route("/deliver", post(deliver_in_order))
         .route("/coupons/{id}/redeem", post(redeem_coupon))
         .route("/promotion_codes/{id}/redeem", post(redeem_promotion_code))
         .route("/setup_intents/{id}/authenticate", post(authenticate_setup))
@@ -38,10 +36,6 @@ pub(crate) fn router() -> Router<Sandbox> {
         )
 }
 
-fn problem(status: StatusCode, message: impl Into<String>) -> Response {
-    (status, Json(json!({ "error": { "message": message.into() } }))).into_response()
-}
-
 fn webhook_json(sandbox: &Sandbox) -> Value {
     let w = sandbox.stripe().webhook();
     json!({ "url": w.url, "paused": w.paused, "secret": w.secret })
@@ -53,16 +47,9 @@ async fn get_webhook(State(sandbox): State<Sandbox>) -> Json<Value> {
 
 /// `{"url": "http://..." | null, "paused": bool}`; an absent field is left as it is.
 async fn put_webhook(State(sandbox): State<Sandbox>, Json(body): Json<Value>) -> Response {
-    let url = match body.get("url") {
-        None => None,
-        Some(Value::Null) => Some(None),
-        Some(Value::String(u)) if u.starts_with("http://") || u.starts_with("https://") => Some(Some(u.clone())),
-        Some(_) => return problem(StatusCode::BAD_REQUEST, "url must be an http(s) URL or null"),
-    };
-    let paused = match body.get("paused") {
-        None => None,
-        Some(Value::Bool(b)) => Some(*b),
-        Some(_) => return problem(StatusCode::BAD_REQUEST, "paused must be a boolean"),
+    let (url, paused) = match crate::webhook::webhook_update(&body) {
+        Ok(update) => update,
+        Err(why) => return problem(StatusCode::BAD_REQUEST, why),
     };
     sandbox.stripe().set_webhook(url, paused);
     Json(webhook_json(&sandbox)).into_response()
@@ -78,57 +65,6 @@ async fn list_events(State(sandbox): State<Sandbox>) -> Json<Value> {
         .map(events::Record::describe)
         .collect();
     Json(json!({ "webhook": webhook_json(&sandbox), "events": events }))
-}
-
-/// Checks the events exist and a URL is set, then delivers each once, in the given order.
-async fn deliver_all(sandbox: &Sandbox, ids: &[String]) -> Response {
-    if sandbox.stripe().webhook().url.is_none() {
-        return problem(
-            StatusCode::CONFLICT,
-            "no webhook URL is set: PUT /_sandbox/stripe/webhook first",
-        );
-    }
-    {
-        let st = sandbox.stripe().state();
-        if let Some(missing) = ids.iter().find(|id| st.events.get(id).is_none()) {
-            return problem(StatusCode::NOT_FOUND, format!("no such event: {missing}"));
-        }
-    }
-    let mut attempts = Vec::new();
-    for id in ids {
-        let attempt = events::deliver(sandbox, id, "manual", true).await;
-        attempts.push(json!({ "event": id, "attempt": attempt }));
-    }
-    Json(json!({ "attempts": attempts })).into_response()
-}
-
-#[derive(Debug, Deserialize)]
-struct Times {
-    #[serde(default = "one")]
-    times: u32,
-}
-
-fn one() -> u32 {
-    1
-}
-
-/// `POST /events/{id}/deliver?times=N`: delivers the event again, N times in a row.
-async fn deliver_again(State(sandbox): State<Sandbox>, Path(id): Path<String>, Query(q): Query<Times>) -> Response {
-    if !(1..=100).contains(&q.times) {
-        return problem(StatusCode::BAD_REQUEST, "times must be between 1 and 100");
-    }
-    let ids = vec![id; q.times as usize];
-    deliver_all(&sandbox, &ids).await
-}
-
-#[derive(Debug, Deserialize)]
-struct Order {
-    events: Vec<String>,
-}
-
-/// `POST /deliver {"events": [..]}`: delivers exactly these events, in this order.
-async fn deliver_in_order(State(sandbox): State<Sandbox>, Json(order): Json<Order>) -> Response {
-    deliver_all(&sandbox, &order.events).await
 }
 
 /// Runs a simulator action as a control request, answering Stripe's error body on failure.
@@ -167,7 +103,7 @@ async fn settle_refund(State(sandbox): State<Sandbox>, Path(id): Path<String>) -
 #[derive(Debug, Deserialize)]
 struct Delay {
     ms: u64,
-    #[serde(default = "one")]
+    #[serde(default = "crate::webhook::one")]
     times: u32,
 }
 

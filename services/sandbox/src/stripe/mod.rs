@@ -37,9 +37,9 @@ mod idempotency;
 mod objects;
 pub mod seed;
 
+pub use crate::webhook::signature_header;
 pub(crate) use control::router as control_router;
 use errors::{StripeError, StripeResult};
-pub use events::signature_header;
 use form::Params;
 use objects::{
     coupons::{Coupon, PromotionCode},
@@ -89,7 +89,7 @@ impl Webhook {
 pub(crate) struct Handle {
     state: Mutex<State>,
     webhook: Mutex<Webhook>,
-    pub(crate) queue: events::Queue,
+    pub(crate) queue: crate::webhook::Queue<events::Stripe>,
     pub(crate) http: reqwest::Client,
 }
 
@@ -110,7 +110,7 @@ impl Handle {
                 paused: false,
                 secret: config.stripe_webhook_secret.clone(),
             }),
-            queue: events::Queue::default(),
+            queue: crate::webhook::Queue::default(),
             http: reqwest::Client::builder()
                 .timeout(Duration::from_secs(10))
                 .build()

@@ -1,0 +1,313 @@
+//! Signed event delivery, shared by the simulators that push to a receiver (Stripe's events, the
+//! pharmacies' callbacks): each event is POSTed with `t=<unix>,v1=<hex HMAC-SHA256(secret,
+//! "<t>.<body>")>` in emission order by one worker per vendor, never holding up the API; a failed
+//! delivery is retried a few times on its own task; every attempt is kept with the event, and the
+//! control routes deliver chosen events again or in a chosen order.
+
+use std::{marker::PhantomData, sync::Mutex, time::Duration};
+
+use axum::{
+    extract::{Path, Query, State},
+    http::StatusCode,
+    response::{IntoResponse, Json, Response},
+    routing::post,
+    Router,
+};
+use chrono::{SecondsFormat, Utc};
+use hmac::{Hmac, Mac};
+use http::header::{CONTENT_TYPE, USER_AGENT};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use sha2::Sha256;
+use tokio::sync::mpsc;
+
+use crate::Sandbox;
+
+/// Waits before each automatic retry of a failed delivery.
+const RETRY_DELAYS_MS: &[u64] = &[200, 500, 1000];
+
+/// One delivery attempt.
+#[derive(Clone, Debug, Serialize)]
+pub(crate) struct Attempt {
+    pub(crate) at: String,
+    pub(crate) url: String,
+    /// `auto` (as the event happened), `retry`, or `manual` (a control route).
+    pub(crate) trigger: &'static str,
+    /// The receiver's status; `None` when it could not be reached.
+    pub(crate) status: Option<u16>,
+    pub(crate) error: Option<String>,
+}
+
+impl Attempt {
+    pub(crate) fn ok(&self) -> bool {
+        self.status.is_some_and(|s| (200..300).contains(&s))
+    }
+
+    /// `<status> <url> (<trigger>)`, or the transport error instead of the status: the ledger's detail.
+    pub(crate) fn summary(&self) -> String {
+        let outcome = match (&self.status, &self.error) {
+            (Some(s), _) => s.to_string(),
+            (None, Some(e)) => e.clone(),
+            (None, None) => String::new(),
+        };
+        format!("{outcome} {} ({})", self.url, self.trigger)
+    }
+}
+
+/// `t=<t>,v1=<hex>`: HMAC-SHA256 keyed with the webhook secret over `"<t>.<body>"` (Stripe's scheme,
+/// which the pharmacies' callbacks use too).
+pub fn signature_header(secret: &str, t: i64, body: &str) -> String {
+    // HMAC takes keys of any length.
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("HMAC accepts any key length");
+    mac.update(format!("{t}.").as_bytes());
+    mac.update(body.as_bytes());
+    format!("t={t},v1={}", hex::encode(mac.finalize().into_bytes()))
+}
+
+/// What one delivery POSTs.
+#[derive(Debug)]
+pub(crate) struct Outgoing {
+    pub(crate) url: String,
+    pub(crate) secret: String,
+    pub(crate) body: String,
+    pub(crate) content_type: &'static str,
+    pub(crate) user_agent: String,
+    /// The header the signature travels in.
+    pub(crate) signature_header: &'static str,
+}
+
+/// A vendor simulator whose events are delivered to a receiver.
+pub(crate) trait Sender: Send + Sync + 'static {
+    /// The name control errors use, e.g. `stripe` in `/_sandbox/stripe/webhook`.
+    const CONTROL: &'static str;
+    /// Whether first deliveries go out now (a URL is set and not paused).
+    fn active(sandbox: &Sandbox) -> bool;
+    /// Whether a URL is set (manual deliveries go out even when paused).
+    fn has_url(sandbox: &Sandbox) -> bool;
+    fn exists(sandbox: &Sandbox, id: &str) -> bool;
+    /// What to POST for event `id`; `None` when the event or the URL is gone.
+    fn outgoing(sandbox: &Sandbox, id: &str) -> Option<Outgoing>;
+    /// Runs `f` on the event's delivery state (`not_sent`, `pending`, `delivered`, `failed`) and
+    /// attempts; `None` when the event is gone.
+    fn update<R>(sandbox: &Sandbox, id: &str, f: impl FnOnce(&mut &'static str, &mut Vec<Attempt>) -> R) -> Option<R>;
+    /// Records the attempt in the ledger.
+    fn effect(sandbox: &Sandbox, id: &str, attempt: &Attempt);
+    fn http(sandbox: &Sandbox) -> reqwest::Client;
+}
+
+/// Events waiting for their first delivery, in emission order, drained by one worker task.
+pub(crate) struct Queue<S> {
+    tx: Mutex<Option<mpsc::UnboundedSender<String>>>,
+    sender: PhantomData<fn() -> S>,
+}
+
+impl<S> Default for Queue<S> {
+    fn default() -> Self {
+        Self {
+            tx: Mutex::new(None),
+            sender: PhantomData,
+        }
+    }
+}
+
+impl<S> std::fmt::Debug for Queue<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Queue { .. }")
+    }
+}
+
+impl<S: Sender> Queue<S> {
+    /// Queues event `id`; the worker starts on first use (and again if its runtime went away).
+    pub(crate) fn push(&self, sandbox: &Sandbox, id: String) {
+        let mut tx = self.tx.lock().unwrap_or_else(|e| e.into_inner());
+        if tx.as_ref().is_none_or(mpsc::UnboundedSender::is_closed) {
+            let (sender, receiver) = mpsc::unbounded_channel();
+            tokio::spawn(worker::<S>(sandbox.clone(), receiver));
+            *tx = Some(sender);
+        }
+        if let Some(sender) = tx.as_ref() {
+            let _ = sender.send(id);
+        }
+    }
+}
+
+async fn worker<S: Sender>(sandbox: Sandbox, mut queue: mpsc::UnboundedReceiver<String>) {
+    while let Some(id) = queue.recv().await {
+        if !S::active(&sandbox) {
+            set_delivery::<S>(&sandbox, &id, "not_sent");
+            continue;
+        }
+        let ok = deliver::<S>(&sandbox, &id, "auto", false).await.is_some_and(|a| a.ok());
+        if !ok {
+            // Retries run on their own so one failing event does not hold up the next.
+            tokio::spawn(retry::<S>(sandbox.clone(), id));
+        }
+    }
+}
+
+async fn retry<S: Sender>(sandbox: Sandbox, id: String) {
+    for (i, ms) in RETRY_DELAYS_MS.iter().enumerate() {
+        tokio::time::sleep(Duration::from_millis(*ms)).await;
+        if !S::active(&sandbox) {
+            set_delivery::<S>(&sandbox, &id, "failed");
+            return;
+        }
+        let last = i + 1 == RETRY_DELAYS_MS.len();
+        match deliver::<S>(&sandbox, &id, "retry", last).await {
+            Some(a) if !a.ok() => continue,
+            // Delivered, or the event is gone (a reset).
+            _ => return,
+        }
+    }
+}
+
+fn set_delivery<S: Sender>(sandbox: &Sandbox, id: &str, delivery: &'static str) {
+    S::update(sandbox, id, |state, _| {
+        if *state != "delivered" {
+            *state = delivery;
+        }
+    });
+}
+
+/// POSTs event `id` once (even if paused), records the attempt and a ledger effect. `None` if
+/// there is no such event or no URL. `last` marks a failure as final.
+pub(crate) async fn deliver<S: Sender>(
+    sandbox: &Sandbox,
+    id: &str,
+    trigger: &'static str,
+    last: bool,
+) -> Option<Attempt> {
+    let out = S::outgoing(sandbox, id)?;
+    let signature = signature_header(&out.secret, Utc::now().timestamp(), &out.body);
+    let result = S::http(sandbox)
+        .post(&out.url)
+        .header(CONTENT_TYPE, out.content_type)
+        .header(USER_AGENT, out.user_agent)
+        .header(out.signature_header, signature)
+        .body(out.body)
+        .send()
+        .await;
+    let (status, error) = match result {
+        Ok(resp) => {
+            let status = resp.status().as_u16();
+            let _ = resp.bytes().await;
+            (Some(status), None)
+        }
+        Err(e) => (None, Some(e.to_string())),
+    };
+    let attempt = Attempt {
+        at: Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true),
+        url: out.url,
+        trigger,
+        status,
+        error,
+    };
+    S::update(sandbox, id, |state, attempts| {
+        attempts.push(attempt.clone());
+        if attempt.ok() {
+            *state = "delivered";
+        } else if *state != "delivered" {
+            *state = if last || trigger == "manual" {
+                "failed"
+            } else {
+                "pending"
+            };
+        }
+    })?;
+    S::effect(sandbox, id, &attempt);
+    Some(attempt)
+}
+
+/// A control route's error: `{"error": {"message": ...}}`.
+pub(crate) fn problem(status: StatusCode, message: impl Into<String>) -> Response {
+    (status, Json(json!({ "error": { "message": message.into() } }))).into_response()
+}
+
+/// A `PUT /webhook` body, `{"url": "http://..." | null, "paused": bool}`: the URL to set (`Some(None)`
+/// clears it) and the pause; an absent field is left as it is. The error says which field is wrong.
+pub(crate) fn webhook_update(body: &Value) -> Result<(Option<Option<String>>, Option<bool>), &'static str> {
+    let url = match body.get("url") {
+        None => None,
+        Some(Value::Null) => Some(None),
+        Some(Value::String(u)) if u.starts_with("http://") || u.starts_with("https://") => Some(Some(u.clone())),
+        Some(_) => return Err("url must be an http(s) URL or null"),
+    };
+    let paused = match body.get("paused") {
+        None => None,
+        Some(Value::Bool(b)) => Some(*b),
+        Some(_) => return Err("paused must be a boolean"),
+    };
+    Ok((url, paused))
+}
+
+/// `POST /events/{id}/deliver?times=N` (the event again, N times in a row) and `POST /deliver
+/// {"events": [..]}` (exactly these, in this order).
+pub(crate) fn delivery_routes<S: Sender>() -> Router<Sandbox> {
+    Router::new()
+        .route("/events/{id}/deliver", post(deliver_again::<S>))
+        .route("/deliver", post(deliver_in_order::<S>))
+}
+
+#[derive(Debug, Deserialize)]
+struct Times {
+    #[serde(default = "one")]
+    times: u32,
+}
+
+pub(crate) fn one() -> u32 {
+    1
+}
+
+async fn deliver_again<S: Sender>(
+    State(sandbox): State<Sandbox>,
+    Path(id): Path<String>,
+    Query(q): Query<Times>,
+) -> Response {
+    if !(1..=100).contains(&q.times) {
+        return problem(StatusCode::BAD_REQUEST, "times must be between 1 and 100");
+    }
+    deliver_all::<S>(&sandbox, &vec![id; q.times as usize]).await
+}
+
+#[derive(Debug, Deserialize)]
+struct InOrder {
+    events: Vec<String>,
+}
+
+async fn deliver_in_order<S: Sender>(State(sandbox): State<Sandbox>, Json(order): Json<InOrder>) -> Response {
+    deliver_all::<S>(&sandbox, &order.events).await
+}
+
+/// Checks a URL is set and the events exist, then delivers each once, in the given order, and
+/// answers every attempt.
+async fn deliver_all<S: Sender>(sandbox: &Sandbox, ids: &[String]) -> Response {
+    if !S::has_url(sandbox) {
+        return problem(
+            StatusCode::CONFLICT,
+            format!("no webhook URL is set: PUT /_sandbox/{}/webhook first", S::CONTROL),
+        );
+    }
+    if let Some(missing) = ids.iter().find(|id| !S::exists(sandbox, id)) {
+        return problem(StatusCode::NOT_FOUND, format!("no such event: {missing}"));
+    }
+    let mut attempts = Vec::new();
+    for id in ids {
+        let attempt = deliver::<S>(sandbox, id, "manual", true).await;
+        attempts.push(json!({ "event": id, "attempt": attempt }));
+    }
+    Json(json!({ "attempts": attempts })).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signature_is_stripes_scheme() {
+        // Python: hmac.new(b"whsec_test", b'1700000000.{"id":"evt_1"}', hashlib.sha256).hexdigest()
+        assert_eq!(
+            signature_header("whsec_test", 1_700_000_000, r#"{"id":"evt_1"}"#),
+            "t=1700000000,v1=c89214b5b5da833daed6f0b8c5bb6bd58cea9022bd80ccc78230f3942d632925"
+        );
+    }
+}
