@@ -467,6 +467,33 @@ async fn bind(host: IpAddr, port: u16, what: &str) -> anyhow::Result<(TcpListene
     Ok((listener, addr))
 }
 
+/// Every socket the mesh listens on, bound before the mesh opens any outbound connection: the
+/// standard ports lie inside Linux's ephemeral range, so a connection to PostgreSQL or a peer opened
+/// first could take one of them.
+struct Listeners {
+    sandbox: (TcpListener, SocketAddr),
+    canvas: (TcpListener, SocketAddr),
+    payments: (TcpListener, SocketAddr),
+    pharmacy_routing: (TcpListener, SocketAddr),
+    scheduling: (TcpListener, SocketAddr),
+    notifications: (TcpListener, SocketAddr),
+    edge: (TcpListener, SocketAddr),
+}
+
+impl Listeners {
+    async fn bind(host: IpAddr, ports: Ports) -> anyhow::Result<Self> {
+        Ok(Self {
+            sandbox: bind(host, ports.sandbox, "era-sandbox").await?,
+            canvas: bind(host, ports.canvas, "era-canvas").await?,
+            payments: bind(host, ports.payments, "era-payments").await?,
+            pharmacy_routing: bind(host, ports.pharmacy_routing, "era-pharmacy-routing").await?,
+            scheduling: bind(host, ports.scheduling, "era-scheduling").await?,
+            notifications: bind(host, ports.notifications, "era-notifications").await?,
+            edge: bind(host, ports.edge, "era-edge").await?,
+        })
+    }
+}
+
 impl Mesh {
     pub async fn start(options: MeshOptions) -> anyhow::Result<Mesh> {
         let mut stops = Vec::new();
@@ -480,9 +507,9 @@ impl Mesh {
         let mut tasks = JoinSet::new();
         let mut services = Vec::new();
         let mut databases = Vec::new();
-        let host = options.host;
+        let bound = Listeners::bind(options.host, options.ports).await?;
 
-        let (listener, addr) = bind(host, options.ports.sandbox, "era-sandbox").await?;
+        let (listener, addr) = bound.sandbox;
         let sandbox_config = era_sandbox::SandboxConfig {
             canvas_client_id: options.secrets.canvas_client_id.clone(),
             canvas_client_secret: options.secrets.canvas_client_secret.expose_secret().to_owned(),
@@ -507,14 +534,10 @@ impl Mesh {
         let sandbox_url = format!("http://{addr}");
 
         macro_rules! service {
-            ($krate:ident, $name:literal, $db:literal, $port:expr) => {
-                service!($krate, $name, $db, $port, |service: ServiceConfig| service)
+            ($krate:ident, $name:literal, $db:literal, $bound:expr) => {
+                service!($krate, $name, $db, $bound, |service: ServiceConfig| service)
             };
-            ($krate:ident, $name:literal, $db:literal, $port:expr, $config:expr) => {{
-                let bound = bind(host, $port, $name).await?;
-                service!($krate, $name, $db, bound: bound, $config)
-            }};
-            ($krate:ident, $name:literal, $db:literal, bound: $bound:expr, $config:expr) => {{
+            ($krate:ident, $name:literal, $db:literal, $bound:expr, $config:expr) => {{
                 let (database, pool, db_name) = database(&options, $db).await?;
                 era_kit::db::migrate(&pool, &$krate::MIGRATOR)
                     .await
@@ -533,10 +556,9 @@ impl Mesh {
                 format!("http://{addr}")
             }};
         }
-        // pharmacy-routing's socket first: canvas needs its URL, and it needs canvas's, payments' and
+        // Canvas needs pharmacy-routing's URL, and pharmacy-routing needs canvas's, payments' and
         // notifications' (channels connect lazily, so it starts last).
-        let routing_bound = bind(host, options.ports.pharmacy_routing, "era-pharmacy-routing").await?;
-        let pharmacy_routing = format!("http://{}", routing_bound.1);
+        let pharmacy_routing = format!("http://{}", bound.pharmacy_routing.1);
         let canvas_config = |service: ServiceConfig| era_canvas::Config {
             service,
             canvas: era_canvas::config::CanvasConfig {
@@ -555,7 +577,7 @@ impl Mesh {
             },
             pharmacy_routing_grpc_url: pharmacy_routing.clone(),
         };
-        let canvas = service!(era_canvas, "era-canvas", "canvas", options.ports.canvas, canvas_config);
+        let canvas = service!(era_canvas, "era-canvas", "canvas", bound.canvas, canvas_config);
         let payments_config = |service: ServiceConfig| era_payments::Config {
             service,
             stripe: era_payments::config::StripeConfig {
@@ -570,12 +592,12 @@ impl Mesh {
             era_payments,
             "era-payments",
             "payments",
-            options.ports.payments,
+            bound.payments,
             payments_config
         );
-        let scheduling = service!(era_scheduling, "era-scheduling", "scheduling", options.ports.scheduling);
-        // The edge's socket comes first: the magic links notifications sends point at it.
-        let (edge_listener, edge_addr) = bind(host, options.ports.edge, "era-edge").await?;
+        let scheduling = service!(era_scheduling, "era-scheduling", "scheduling", bound.scheduling);
+        // The magic links notifications sends point at the edge.
+        let (edge_listener, edge_addr) = bound.edge;
         let edge_url = format!("http://{edge_addr}");
         let notifications_config = |service: ServiceConfig| {
             notifications_config(
@@ -591,7 +613,7 @@ impl Mesh {
             era_notifications,
             "era-notifications",
             "notifications",
-            options.ports.notifications,
+            bound.notifications,
             notifications_config
         );
         let routing_config = |service: ServiceConfig| {
@@ -611,7 +633,7 @@ impl Mesh {
             era_pharmacy_routing,
             "era-pharmacy-routing",
             "pharmacy-routing",
-            bound: routing_bound,
+            bound.pharmacy_routing,
             routing_config
         );
         debug_assert_eq!(served, pharmacy_routing);

@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use era_dev::{postgres::LocalCluster, Mesh, MeshOptions, Secrets};
+use era_dev::{postgres::LocalCluster, Mesh, MeshOptions, Ports, Secrets};
 use era_kit::{config::LoggingConfig, ExposeSecret};
 
 // glibc's allocator spends a large share of each small request consolidating blocks.
@@ -23,11 +23,25 @@ struct Cli {
     /// Where the dev cluster lives when DATABASE_URL is unset.
     #[arg(long, env = "ERA_DEV_DIR", default_value = ".era")]
     dir: std::path::PathBuf,
+    /// `standard`: the ports in ARCHITECTURE.md (edge 8080, sandbox 8090, services 50051-50055).
+    /// `any`: free ports the system picks, printed below, for scripts and tests that must not
+    /// depend on the standard ones being free.
+    #[arg(long, env = "ERA_DEV_PORTS", value_enum, default_value = "standard")]
+    ports: PortChoice,
+    /// Databases are named `<prefix>_<service>`.
+    #[arg(long, env = "ERA_DEV_DATABASE_PREFIX", default_value = "era")]
+    database_prefix: String,
     /// Browser origins allowed to call the edge, comma-separated.
     #[arg(long, env = "CORS_ALLOWED_ORIGINS", value_delimiter = ',', default_value = "")]
     cors_allowed_origins: Vec<String>,
     #[command(flatten)]
     logging: LoggingConfig,
+}
+
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+enum PortChoice {
+    Standard,
+    Any,
 }
 
 #[tokio::main]
@@ -48,6 +62,14 @@ async fn main() -> ExitCode {
     reason = "the launcher's output is for the person who started it"
 )]
 async fn run(cli: Cli) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        !cli.database_prefix.is_empty()
+            && cli
+                .database_prefix
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_'),
+        "ERA_DEV_DATABASE_PREFIX must be lowercase letters, digits and underscores"
+    );
     let (cluster, server_url) = match cli.database_url {
         Some(url) => (None, url),
         None => {
@@ -60,6 +82,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     keep_data_keys(&cli.dir, &mut secrets, &mut generated)?;
     let mut options = MeshOptions::new(server_url, secrets);
     options.logging = cli.logging.clone();
+    options.database_prefix = cli.database_prefix.clone();
+    options.ports = match cli.ports {
+        PortChoice::Standard => Ports::STANDARD,
+        PortChoice::Any => Ports::ANY,
+    };
     options.cors_allowed_origins = cli.cors_allowed_origins.clone();
     let mut mesh = Mesh::start(options).await?;
     mesh.wait_ready(std::time::Duration::from_secs(30)).await?;
