@@ -84,7 +84,14 @@ impl Drop for Launched {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-        for service in ["canvas", "payments", "pharmacy_routing", "scheduling", "notifications", "edge"] {
+        for service in [
+            "canvas",
+            "payments",
+            "pharmacy_routing",
+            "scheduling",
+            "notifications",
+            "edge",
+        ] {
             era_kit::testing::drop_database_blocking(&format!("{}_{service}", self.prefix));
         }
     }
@@ -103,7 +110,11 @@ async fn era_dev_starts_on_free_ports_while_many_outbound_connections_are_open()
     });
     let mut outbound = Vec::new();
     for _ in 0..500 {
-        outbound.push(tokio::net::TcpStream::connect(target).await.expect("an outbound connection"));
+        outbound.push(
+            tokio::net::TcpStream::connect(target)
+                .await
+                .expect("an outbound connection"),
+        );
     }
 
     let dir = std::env::temp_dir().join(format!("era-dev-ports-{}", uuid_like()));
@@ -146,7 +157,9 @@ async fn era_dev_starts_on_free_ports_while_many_outbound_connections_are_open()
             .iter()
             .find_map(|l| {
                 let mut words = l.split_whitespace();
-                (words.next() == Some(name)).then(|| words.next().map(str::to_owned)).flatten()
+                (words.next() == Some(name))
+                    .then(|| words.next().map(str::to_owned))
+                    .flatten()
             })
             .unwrap_or_else(|| panic!("era-dev printed an address for {name}: {printed:#?}"))
     };

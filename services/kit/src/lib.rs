@@ -10,6 +10,8 @@
 //! - [`db`]: pool, database creation and migrations.
 //! - [`time`]: chrono <-> protobuf times, keyset page tokens.
 //! - [`keylock`]: per-key advisory locks for exactly-once work toward vendors.
+//! - [`jobs`]: durable background work (claim with `SKIP LOCKED`, lease, heartbeat, fence, retry
+//!   schedule, dead jobs) and the failpoints crash tests stop replicas with.
 //! - [`sealing`]: AES-256-GCM sealing of PHI-bearing rows with versioned keys, and blind indexes.
 //! - [`error`]: building `tonic::Status` with field violations and stable reason codes.
 //! - [`cli`]: the `serve` / `migrate` / `healthcheck` entry point every service `main` calls.
@@ -22,6 +24,7 @@ pub mod config;
 pub mod context;
 pub mod db;
 pub mod error;
+pub mod jobs;
 pub mod keylock;
 pub mod sealing;
 pub mod server;
