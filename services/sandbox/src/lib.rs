@@ -7,6 +7,8 @@
 //! - Canvas (`/canvas` for OAuth, `/canvas-fhir` for FHIR R4; see [`canvas`]);
 //! - Stripe (`/stripe`, the v1 API with signed webhooks, also at the root `/v1` for stripe-node;
 //!   see [`stripe`]);
+//! - Zoom (`/zoom`: Server-to-Server OAuth at `/zoom/oauth/token` and the Meetings API v2 at
+//!   `/zoom/v2`, with Zoom's per-host daily and per-second rate limits; see [`zoom`]);
 //! - SendGrid (`/sendgrid`: v3 mail/send with rate-limit headers, and the Email Activity lookup;
 //!   see [`sendgrid`]);
 //! - Twilio (`/twilio`: the 2010-04-01 Messages API with test-credential magic numbers and signed
@@ -47,9 +49,10 @@ pub mod stripe;
 pub mod twilio;
 mod urlencoded;
 mod webhook;
+pub mod zoom;
 
 pub use serve::serve;
-pub use state::{Fault, FaultAction, LedgerEntry, LifeFileAccount, Sandbox, SandboxConfig, EFFECT};
+pub use state::{Fault, FaultAction, LedgerEntry, LifeFileAccount, Sandbox, SandboxConfig, ZoomUser, EFFECT};
 
 /// The vendors and the path prefix each is served under (ARCHITECTURE.md's table).
 pub const VENDORS: &[(&str, &str)] = &[
@@ -100,6 +103,7 @@ fn vendor_router(vendor: &'static str) -> Router<Sandbox> {
         "canvas-fhir" => return canvas::fhir_router(),
         // Stripe answers unknown routes itself, with its "Unrecognized request URL" error.
         "stripe" => return stripe::api_router(),
+        "zoom" => zoom::router(),
         "sendgrid" => sendgrid::router(),
         "twilio" => twilio::router(),
         "hubspot" => hubspot::router(),
@@ -108,7 +112,7 @@ fn vendor_router(vendor: &'static str) -> Router<Sandbox> {
         "strive" => pharmacy::lifefile::router(pharmacy::Pharmacy::Strive),
         _ => Router::new(),
     };
-    routes.fallback(move |req: Request| async move {
+    let routes = routes.fallback(move |req: Request| async move {
         let body = serde_json::json!({
             "error": {
                 "type": "not_simulated",
@@ -116,7 +120,13 @@ fn vendor_router(vendor: &'static str) -> Router<Sandbox> {
             }
         });
         (StatusCode::NOT_FOUND, Json(body))
-    })
+    });
+    // Zoom's gateway puts its tracking id on every answer, routes it has no handler for included.
+    if vendor == "zoom" {
+        routes.layer(middleware::map_response(zoom::track))
+    } else {
+        routes
+    }
 }
 
 /// Counts every vendor call in the ledger and applies the first matching injected fault.
@@ -141,6 +151,9 @@ async fn record_and_inject(State(sandbox): State<Sandbox>, req: Request, next: N
             // SendGrid puts its rate-limit headers on every response, made-up failures included.
             if path.starts_with("/sendgrid/") {
                 sendgrid::stamp(&sandbox, &mut response);
+            }
+            if path.starts_with("/zoom/") {
+                zoom::stamp(&mut response);
             }
             response
         }

@@ -46,6 +46,20 @@ struct Config {
         hide_env_values = true
     )]
     stripe_webhook_secret: String,
+    /// The Zoom account whose Server-to-Server OAuth app the token endpoint serves (`account_id`).
+    #[arg(long, env = "ZOOM_ACCOUNT_ID", default_value = era_sandbox::state::DEFAULT_ZOOM_ACCOUNT_ID)]
+    zoom_account_id: String,
+    /// The Zoom app's client id (HTTP Basic user at `/zoom/oauth/token`).
+    #[arg(long, env = "ZOOM_CLIENT_ID", default_value = era_sandbox::state::DEFAULT_ZOOM_CLIENT_ID)]
+    zoom_client_id: String,
+    /// The Zoom app's client secret.
+    #[arg(
+        long,
+        env = "ZOOM_CLIENT_SECRET",
+        default_value = era_sandbox::state::DEFAULT_ZOOM_CLIENT_SECRET,
+        hide_env_values = true
+    )]
+    zoom_client_secret: String,
     /// The API key SendGrid's mail/send accepts (`Authorization: Bearer ...`).
     #[arg(
         long,
@@ -249,6 +263,10 @@ async fn main() -> ExitCode {
         pharmacy_webhook_url: config.pharmacy_webhook_url.filter(|u| !u.is_empty()),
         pharmacy_webhook_secret: config.pharmacy_webhook_secret,
         pharmacy_auto_advance_secs: config.pharmacy_auto_advance_secs,
+        zoom_account_id: config.zoom_account_id,
+        zoom_client_id: config.zoom_client_id,
+        zoom_client_secret: config.zoom_client_secret,
+        zoom_users: era_sandbox::state::default_zoom_users(),
     });
     match era_sandbox::run(sandbox, listener, era_kit::server::shutdown_signal()).await {
         Ok(()) => ExitCode::SUCCESS,

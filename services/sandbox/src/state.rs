@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use chrono::{SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::{canvas, hubspot, inbox, pharmacy, sendgrid, stripe, twilio};
+use crate::{canvas, hubspot, inbox, pharmacy, sendgrid, stripe, twilio, zoom};
 
 /// One call to a vendor route, or one effect a vendor recorded. An effect has method `EFFECT`, its
 /// kind as `path` (e.g. `payment_intent.succeeded`), no status, and names the object it touched.
@@ -128,6 +128,23 @@ pub struct SandboxConfig {
     /// `processing`, `shipped` and `delivered` (for the local demo); `None` waits for
     /// `/_sandbox/pharmacy/.../advance`.
     pub pharmacy_auto_advance_secs: Option<u64>,
+    /// Zoom's Server-to-Server OAuth app: the account it belongs to (`account_id` of the token
+    /// request) and its client, presented as HTTP Basic `client_id:client_secret`.
+    pub zoom_account_id: String,
+    pub zoom_client_id: String,
+    pub zoom_client_secret: String,
+    /// The Zoom account's users, who can host meetings (`/users/{id or email}/meetings`); more can
+    /// be added at run time with `POST /_sandbox/zoom/users`.
+    pub zoom_users: Vec<ZoomUser>,
+}
+
+/// A user of the Zoom account: Zoom's user id (22 characters), the email that also names the user
+/// in paths, and the time zone meetings default to when a create gives none.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ZoomUser {
+    pub id: String,
+    pub email: String,
+    pub timezone: String,
 }
 
 /// One LifeFile instance's API credentials: HTTP Basic plus the three id headers every request
@@ -189,6 +206,10 @@ impl Default for SandboxConfig {
             pharmacy_webhook_url: None,
             pharmacy_webhook_secret: DEFAULT_PHARMACY_WEBHOOK_SECRET.into(),
             pharmacy_auto_advance_secs: None,
+            zoom_account_id: DEFAULT_ZOOM_ACCOUNT_ID.into(),
+            zoom_client_id: DEFAULT_ZOOM_CLIENT_ID.into(),
+            zoom_client_secret: DEFAULT_ZOOM_CLIENT_SECRET.into(),
+            zoom_users: default_zoom_users(),
         }
     }
 }
@@ -240,6 +261,34 @@ pub const DEFAULT_STRIVE_NETWORK_ID: &str = "51";
 /// The secret a default sandbox signs pharmacy callbacks with (all three pharmacies).
 pub const DEFAULT_PHARMACY_WEBHOOK_SECRET: &str = "era-sandbox-pharmacy-webhook-secret";
 
+/// The Zoom account a default sandbox's Server-to-Server OAuth app belongs to.
+pub const DEFAULT_ZOOM_ACCOUNT_ID: &str = "era-sandbox-zoom-account";
+/// The Zoom OAuth client a default sandbox accepts.
+pub const DEFAULT_ZOOM_CLIENT_ID: &str = "era-sandbox-zoom-client";
+pub const DEFAULT_ZOOM_CLIENT_SECRET: &str = "era-sandbox-zoom-client-secret";
+/// The demo clinic's two clinicians as Zoom users (the Canvas seed's practitioners).
+pub const ZOOM_ALI_NOLAN_USER_ID: &str = "aLiN0lAnQ7eRa1dEmOzQxw";
+pub const ZOOM_ALI_NOLAN_EMAIL: &str = "ali.nolan@era-demo.test";
+pub const ZOOM_NEELIMA_SINGH_USER_ID: &str = "nEeL1maS1nGhQ2eRaDm0zw";
+pub const ZOOM_NEELIMA_SINGH_EMAIL: &str = "neelima.singh@era-demo.test";
+/// The time zone in the default Zoom users' profiles.
+pub const DEFAULT_ZOOM_TIMEZONE: &str = "America/New_York";
+
+/// The Zoom users a default sandbox has: Ali Nolan and Neelima Singh.
+pub fn default_zoom_users() -> Vec<ZoomUser> {
+    [
+        (ZOOM_ALI_NOLAN_USER_ID, ZOOM_ALI_NOLAN_EMAIL),
+        (ZOOM_NEELIMA_SINGH_USER_ID, ZOOM_NEELIMA_SINGH_EMAIL),
+    ]
+    .into_iter()
+    .map(|(id, email)| ZoomUser {
+        id: id.into(),
+        email: email.into(),
+        timezone: DEFAULT_ZOOM_TIMEZONE.into(),
+    })
+    .collect()
+}
+
 /// The states a default Boothwyn or Strive serves: every jurisdiction but [`EXCLUDED_STATES`].
 pub fn default_lifefile_states() -> Vec<String> {
     US_JURISDICTIONS
@@ -268,6 +317,7 @@ pub struct Sandbox {
     hubspot: Arc<Mutex<hubspot::State>>,
     inbox: Arc<inbox::Inbox>,
     pharmacy: Arc<pharmacy::Handle>,
+    zoom: Arc<zoom::Handle>,
 }
 
 impl Default for Sandbox {
@@ -285,6 +335,7 @@ impl Sandbox {
     pub fn with_config(config: SandboxConfig) -> Self {
         let stripe = Arc::new(stripe::Handle::new(&config));
         let pharmacy = Arc::new(pharmacy::Handle::new(&config));
+        let zoom = Arc::new(zoom::Handle::new(&config));
         Self {
             inner: Arc::default(),
             config: Arc::new(config),
@@ -295,6 +346,7 @@ impl Sandbox {
             hubspot: Arc::new(Mutex::new(hubspot::State::seeded(Utc::now()))),
             inbox: Arc::default(),
             pharmacy,
+            zoom,
         }
     }
 
@@ -331,6 +383,10 @@ impl Sandbox {
         &self.pharmacy
     }
 
+    pub(crate) fn zoom(&self) -> &zoom::Handle {
+        &self.zoom
+    }
+
     /// Every email, SMS and conversation reply the simulators accepted, for `/_sandbox/inbox`.
     pub(crate) fn inbox(&self) -> &inbox::Inbox {
         &self.inbox
@@ -341,7 +397,8 @@ impl Sandbox {
     /// idempotency key but keeps the webhook target set at run time; SendGrid and Twilio forget
     /// what they sent and SendGrid's simulated rate limit; HubSpot gets its demo inboxes back; the
     /// pharmacies forget every order, callback event and pending reject-next but keep the callback
-    /// target set at run time; the inbox page is emptied).
+    /// target set at run time; Zoom forgets every meeting, token, rate-limit count and user added
+    /// at run time, and its limits go back to the defaults; the inbox page is emptied).
     pub fn reset(&self) {
         *self.lock() = Inner::default();
         *self.canvas() = canvas::State::seeded();
@@ -351,6 +408,7 @@ impl Sandbox {
         *self.hubspot() = hubspot::State::seeded(Utc::now());
         self.inbox.clear();
         self.pharmacy.reset();
+        self.zoom.reset(&self.config);
     }
 
     pub fn add_fault(&self, fault: Fault) {
