@@ -2,7 +2,10 @@
 //! OperationOutcome errors, relative paging links), Canvas's per-resource rules, the seeded clinic,
 //! and the sandbox's reset, ledger and faults around it.
 
-use chrono::{Datelike, Duration, NaiveDate, Utc, Weekday};
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Datelike, Duration, NaiveDate, TimeZone, Utc, Weekday};
+use chrono_tz::America::New_York;
 use era_sandbox::{
     canvas::seed::{self, ALI_NOLAN_ID, CARE_TEAM_ID, INTAKE_QUESTIONNAIRE_ID, NEELIMA_SINGH_ID},
     Sandbox, SandboxConfig,
@@ -814,12 +817,27 @@ fn free_weekday() -> NaiveDate {
     d
 }
 
+/// The clinic's UTC offset on `day` as Canvas writes it in slot times: the location's zone is
+/// America/New_York, so "-05:00" in winter and "-04:00" in summer. (`free_weekday` is a month
+/// out, so which one a run sees depends on the date it runs.)
+fn clinic_offset(day: NaiveDate) -> String {
+    let noon = day.and_hms_opt(12, 0, 0).unwrap();
+    New_York
+        .from_local_datetime(&noon)
+        .single()
+        .unwrap()
+        .format("%:z")
+        .to_string()
+}
+
+/// A booking at local wall-clock times on `day`, written with that day's clinic offset.
 fn appointment(day: NaiveDate, start: &str, end: &str, patient: &str) -> Value {
+    let offset = clinic_offset(day);
     json!({
         "resourceType": "Appointment",
         "status": "booked",
-        "start": format!("{day}T{start}:00-05:00"),
-        "end": format!("{day}T{end}:00-05:00"),
+        "start": format!("{day}T{start}:00{offset}"),
+        "end": format!("{day}T{end}:00{offset}"),
         "contained": [{ "resourceType": "Endpoint", "id": "appointment-meeting-endpoint-0", "address": "https://meet.example/abc" }],
         "supportingInformation": [
             { "reference": "Location/1" },
@@ -836,6 +854,9 @@ fn appointment(day: NaiveDate, start: &str, end: &str, patient: &str) -> Value {
 async fn slots_leave_out_booked_time_and_double_booking_is_refused() {
     let canvas = start().await;
     let day = free_weekday();
+    // Office hours follow America/New_York, so the slots' offset is that of `day` (it used to be
+    // a fixed -05:00, which is wrong for any day in daylight-saving time).
+    let offset = clinic_offset(day);
     let schedule = format!("Location.1-Staff.{ALI_NOLAN_ID}");
     let slots_query = format!(
         "/Slot?schedule=Schedule/{schedule}&start={day}&end={}",
@@ -846,8 +867,8 @@ async fn slots_leave_out_booked_time_and_double_booking_is_refused() {
     let first = &before["entry"][0]["resource"];
     assert!(first.get("id").is_none());
     assert_eq!(first["status"], "free");
-    assert_eq!(first["start"], format!("{day}T09:00:00-05:00"));
-    assert_eq!(first["end"], format!("{day}T09:20:00-05:00"));
+    assert_eq!(first["start"], format!("{day}T09:00:00{offset}"));
+    assert_eq!(first["end"], format!("{day}T09:20:00{offset}"));
     assert_eq!(first["schedule"]["reference"], format!("Schedule/{schedule}"));
 
     let patient = seed::patients()[0].id.clone();
@@ -862,7 +883,8 @@ async fn slots_leave_out_booked_time_and_double_booking_is_refused() {
         .iter()
         .map(|e| e["resource"]["start"].as_str().unwrap())
         .collect();
-    assert!(!starts.contains(&format!("{day}T10:00:00-05:00").as_str()));
+    assert!(!starts.contains(&format!("{day}T10:00:00{offset}").as_str()));
+    assert!(starts.contains(&format!("{day}T10:20:00{offset}").as_str()));
     // Bare schedule ids and other durations work too; the other prescriber is unaffected.
     let hour_slots = canvas
         .search(&format!(
@@ -901,7 +923,7 @@ async fn slots_leave_out_booked_time_and_double_booking_is_refused() {
     let second = canvas
         .create("Appointment", &appointment(day, "11:00", "11:20", &patient))
         .await;
-    let onto_first = json!({ "resourceType": "Appointment", "start": format!("{day}T10:00:00-05:00"), "end": format!("{day}T10:20:00-05:00") });
+    let onto_first = json!({ "resourceType": "Appointment", "start": format!("{day}T10:00:00{offset}"), "end": format!("{day}T10:20:00{offset}") });
     canvas
         .fails(
             canvas
@@ -954,6 +976,76 @@ async fn slots_leave_out_booked_time_and_double_booking_is_refused() {
     canvas
         .fails(canvas.fhir(Method::GET, "/Slot").send().await.unwrap(), 400)
         .await;
+}
+
+/// Each day's first and last free slot, as written: `(start of the first, end of the last)`.
+fn office_day_bounds(bundle: &Value) -> BTreeMap<String, (String, String)> {
+    let mut days: BTreeMap<String, (String, String)> = BTreeMap::new();
+    for e in bundle["entry"].as_array().into_iter().flatten() {
+        let (start, end) = (
+            e["resource"]["start"].as_str().unwrap(),
+            e["resource"]["end"].as_str().unwrap(),
+        );
+        days.entry(start[..10].to_owned())
+            .or_insert_with(|| (start.to_owned(), end.to_owned()))
+            .1 = end.to_owned();
+    }
+    days
+}
+
+fn utc(rfc3339: &str) -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(rfc3339).unwrap().with_timezone(&Utc)
+}
+
+#[tokio::test]
+async fn slot_times_follow_new_york_daylight_saving_in_march() {
+    let canvas = start().await;
+    // US clocks spring forward on Sunday 2027-03-14: Friday is still -05:00, Monday is -04:00.
+    let bundle = canvas
+        .search(&format!(
+            "/Slot?schedule=Schedule/Location.1-Staff.{NEELIMA_SINGH_ID}&start=2027-03-12&end=2027-03-16"
+        ))
+        .await;
+    let days = office_day_bounds(&bundle);
+    assert_eq!(
+        days.keys().collect::<Vec<_>>(),
+        ["2027-03-12", "2027-03-15"],
+        "weekdays only"
+    );
+    let (friday, friday_close) = &days["2027-03-12"];
+    let (monday, monday_close) = &days["2027-03-15"];
+    assert_eq!(friday, "2027-03-12T09:00:00-05:00");
+    assert_eq!(friday_close, "2027-03-12T17:00:00-05:00");
+    assert_eq!(monday, "2027-03-15T09:00:00-04:00");
+    assert_eq!(monday_close, "2027-03-15T17:00:00-04:00");
+    // The same local opening hour is an hour earlier in UTC once daylight time starts.
+    assert_eq!(utc(friday), utc("2027-03-12T14:00:00Z"));
+    assert_eq!(utc(monday), utc("2027-03-15T13:00:00Z"));
+}
+
+#[tokio::test]
+async fn slot_times_follow_new_york_daylight_saving_in_november() {
+    let canvas = start().await;
+    // US clocks fall back on Sunday 2027-11-07: Friday is still -04:00, Monday is -05:00.
+    let bundle = canvas
+        .search(&format!(
+            "/Slot?schedule=Schedule/Location.1-Staff.{NEELIMA_SINGH_ID}&start=2027-11-05&end=2027-11-09"
+        ))
+        .await;
+    let days = office_day_bounds(&bundle);
+    assert_eq!(
+        days.keys().collect::<Vec<_>>(),
+        ["2027-11-05", "2027-11-08"],
+        "weekdays only"
+    );
+    let (friday, friday_close) = &days["2027-11-05"];
+    let (monday, monday_close) = &days["2027-11-08"];
+    assert_eq!(friday, "2027-11-05T09:00:00-04:00");
+    assert_eq!(friday_close, "2027-11-05T17:00:00-04:00");
+    assert_eq!(monday, "2027-11-08T09:00:00-05:00");
+    assert_eq!(monday_close, "2027-11-08T17:00:00-05:00");
+    assert_eq!(utc(friday), utc("2027-11-05T13:00:00Z"));
+    assert_eq!(utc(monday), utc("2027-11-08T14:00:00Z"));
 }
 
 #[tokio::test]

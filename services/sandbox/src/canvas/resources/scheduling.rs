@@ -1,7 +1,8 @@
 //! Booking: Schedule (one per schedulable practitioner at the clinic's one location), Slot (free
 //! time computed from office hours minus booked appointments) and Appointment.
 
-use chrono::{DateTime, Datelike, Duration, FixedOffset, NaiveDate, Offset, TimeZone, Utc, Weekday};
+use chrono::{DateTime, Datelike, Duration, NaiveDate, Offset, TimeZone, Utc, Weekday};
+use chrono_tz::Tz;
 use serde_json::{json, Value};
 
 use super::{existing_ref, one_of, practitioner, Kind};
@@ -18,12 +19,14 @@ pub(super) const APPOINTMENT_PARAMS: &[&str] = &["_id", "patient", "practitioner
 /// The clinic's one practice location; Canvas schedule ids embed this small integer.
 pub(crate) const LOCATION_ID: &str = "1";
 const CLINIC_NAME: &str = "Era Telehealth";
-/// Office hours: weekdays 09:00 to 17:00 in one fixed offset, US Eastern standard time (Canvas
-/// answers slots in the location's local offset).
-const OFFICE_HOURS_WEST_OF_UTC: i32 = 5;
+/// The location's IANA time zone. Canvas answers slots in the location's local time, each written
+/// with the offset in force on its date, so office hours follow the zone's daylight-saving rules
+/// rather than one fixed offset: 09:00 is 14:00Z (-05:00) in winter and 13:00Z (-04:00) in summer.
+const OFFICE_TIME_ZONE: Tz = chrono_tz::America::New_York;
+/// Office hours: weekdays 09:00 to 17:00, local wall-clock time in [`OFFICE_TIME_ZONE`].
 const OPENS_AT: u32 = 9;
-const MAX_SLOT_WINDOW_DAYS: i64 = 62;
 const CLOSES_AT: u32 = 17;
+const MAX_SLOT_WINDOW_DAYS: i64 = 62;
 
 const STATUSES: &[&str] = &[
     "proposed",
@@ -63,6 +66,8 @@ pub(super) fn schedules(store: &Store) -> Vec<Value> {
 
 /// Free slots for one schedule: every `duration`-minute span in office hours, weekdays, from
 /// `start` (inclusive) to `end` (exclusive), that overlaps none of the practitioner's appointments.
+/// The days are the location's local calendar days; each slot's `start` and `end` carry the local
+/// offset of that date (e.g. `2027-03-15T09:00:00-04:00`).
 pub(super) fn slots(store: &Store, req: &SearchRequest) -> FhirResult<Vec<Value>> {
     let schedule = req
         .first("schedule")
@@ -70,7 +75,7 @@ pub(super) fn slots(store: &Store, req: &SearchRequest) -> FhirResult<Vec<Value>
     let schedule = schedule.strip_prefix("Schedule/").unwrap_or(schedule);
     let start = match req.first("start") {
         Some(s) => parse_day(s, "start")?,
-        None => Utc::now().date_naive(),
+        None => Utc::now().with_timezone(&OFFICE_TIME_ZONE).date_naive(),
     };
     let end = match req.first("end") {
         Some(s) => parse_day(s, "end")?,
@@ -99,36 +104,47 @@ pub(super) fn slots(store: &Store, req: &SearchRequest) -> FhirResult<Vec<Value>
         return Ok(Vec::new());
     }
     let busy = busy_intervals(store, practitioner_id, None);
-    let offset = FixedOffset::west_opt(OFFICE_HOURS_WEST_OF_UTC * 3600).unwrap_or(Utc.fix());
     let mut slots = Vec::new();
-    let mut day = start;
-    while day < end {
-        if !matches!(day.weekday(), Weekday::Sat | Weekday::Sun) {
-            let at = |hour: u32| {
-                day.and_hms_opt(hour, 0, 0)
-                    .and_then(|t| offset.from_local_datetime(&t).single())
-            };
-            let (Some(mut from), Some(closes)) = (at(OPENS_AT), at(CLOSES_AT)) else {
-                break;
-            };
-            while from + Duration::minutes(duration) <= closes {
-                let to = from + Duration::minutes(duration);
-                let (f, t) = (from.with_timezone(&Utc), to.with_timezone(&Utc));
-                if !busy.iter().any(|(bs, be)| f < *be && *bs < t) {
-                    slots.push(json!({
-                        "resourceType": "Slot",
-                        "schedule": { "reference": format!("Schedule/{schedule}"), "type": "Schedule" },
-                        "status": "free",
-                        "start": from.to_rfc3339(),
-                        "end": to.to_rfc3339(),
-                    }));
-                }
-                from = to;
-            }
+    for day in start.iter_days().take_while(|d| *d < end) {
+        if matches!(day.weekday(), Weekday::Sat | Weekday::Sun) {
+            continue;
         }
-        day = day.succ_opt().unwrap_or(end);
+        let (Some(mut from), Some(closes)) = (office_time(day, OPENS_AT), office_time(day, CLOSES_AT)) else {
+            continue;
+        };
+        while from + Duration::minutes(duration) <= closes {
+            let to = from + Duration::minutes(duration);
+            let (f, t) = (from.with_timezone(&Utc), to.with_timezone(&Utc));
+            if !busy.iter().any(|(bs, be)| f < *be && *bs < t) {
+                slots.push(json!({
+                    "resourceType": "Slot",
+                    "schedule": { "reference": format!("Schedule/{schedule}"), "type": "Schedule" },
+                    "status": "free",
+                    "start": from.to_rfc3339(),
+                    "end": to.to_rfc3339(),
+                }));
+            }
+            from = to;
+        }
     }
     Ok(slots)
+}
+
+/// The instant that the wall-clock `hour` of `day` names in [`OFFICE_TIME_ZONE`]. An hour the
+/// autumn change repeats names its first occurrence (`earliest`). An hour the spring change skips
+/// is read with the offset in force before the gap, as RFC 5545 does, so 02:30 on that day names
+/// 03:30 daylight time. (America/New_York changes at 02:00, so 09:00 and 17:00 never hit either.)
+fn office_time(day: NaiveDate, hour: u32) -> Option<DateTime<Tz>> {
+    let local = day.and_hms_opt(hour, 0, 0)?;
+    OFFICE_TIME_ZONE.from_local_datetime(&local).earliest().or_else(|| {
+        // Zones change offset at most once a day, so a day earlier is before the gap.
+        let before = OFFICE_TIME_ZONE
+            .offset_from_local_datetime(&local.checked_sub_signed(Duration::days(1))?)
+            .earliest()?
+            .fix();
+        let at = before.from_local_datetime(&local).single()?;
+        Some(at.with_timezone(&OFFICE_TIME_ZONE))
+    })
 }
 
 fn parse_minutes(s: &str) -> FhirResult<i64> {
@@ -314,4 +330,30 @@ pub(super) fn appointment_matches(r: &Value, param: &str, value: &str) -> FhirRe
         "date" => date_matches(str_at(r, "/start"), value, param)?,
         _ => false,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(day: &str, hour: u32) -> String {
+        let day = NaiveDate::parse_from_str(day, "%Y-%m-%d").unwrap();
+        office_time(day, hour).unwrap().to_rfc3339()
+    }
+
+    #[test]
+    fn office_hours_follow_new_york_daylight_saving() {
+        assert_eq!(at("2027-03-12", OPENS_AT), "2027-03-12T09:00:00-05:00");
+        assert_eq!(at("2027-03-15", OPENS_AT), "2027-03-15T09:00:00-04:00");
+        assert_eq!(at("2027-11-05", CLOSES_AT), "2027-11-05T17:00:00-04:00");
+        assert_eq!(at("2027-11-08", CLOSES_AT), "2027-11-08T17:00:00-05:00");
+    }
+
+    #[test]
+    fn skipped_and_repeated_hours_resolve_instead_of_failing() {
+        // 2027-03-14 02:00 does not exist in New York: read with -05:00, it is 03:00 daylight time.
+        assert_eq!(at("2027-03-14", 2), "2027-03-14T03:00:00-04:00");
+        // 2027-11-07 01:00 happens twice: the first, daylight-time one is taken.
+        assert_eq!(at("2027-11-07", 1), "2027-11-07T01:00:00-04:00");
+    }
 }
