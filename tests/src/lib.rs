@@ -258,6 +258,34 @@ impl TestMesh {
 }
 
 impl TestMesh {
+    pub fn scheduling(
+        &self,
+    ) -> era_proto::scheduling::v1::scheduling_service_client::SchedulingServiceClient<tonic::transport::Channel> {
+        let url = self.mesh.service_url("era-scheduling").expect("scheduling runs");
+        era_proto::scheduling::v1::scheduling_service_client::SchedulingServiceClient::new(
+            era_kit::client::channel(url).expect("a valid URL"),
+        )
+    }
+
+    /// Starts another scheduling replica on the mesh's database with `engine` (a failpoint, a short
+    /// lease); it stops when the returned guard is dropped.
+    pub async fn start_scheduling_replica(&self, engine: era_scheduling::config::EngineConfig) -> Replica {
+        let (service, listener, pool) = self.replica_service("scheduling").await;
+        let addr = service.listen_addr.expect("a bound address");
+        let url = |name| self.mesh.service_url(name).expect("the service runs");
+        let config = era_dev::scheduling_config(
+            service,
+            &self.mesh.sandbox_url,
+            era_dev::SchedulingPeers {
+                canvas: url("era-canvas"),
+                pharmacy_routing: url("era-pharmacy-routing"),
+                notifications: url("era-notifications"),
+            },
+            engine,
+        );
+        Replica::spawn(addr, |stopped| era_scheduling::run(config, listener, pool, stopped))
+    }
+
     pub fn pharmacy_routing(
         &self,
     ) -> era_proto::pharmacy_routing::v1::pharmacy_routing_service_client::PharmacyRoutingServiceClient<

@@ -286,6 +286,8 @@ pub struct MeshOptions {
     pub notifications_outbox: era_notifications::config::OutboxConfig,
     /// The approval pipeline's worker (lease, polling, the synchronous wait).
     pub pipeline: era_pharmacy_routing::config::PipelineConfig,
+    /// The booking engine (visit length, clinic zone, worker, lease, the synchronous wait).
+    pub scheduling: era_scheduling::config::EngineConfig,
 }
 
 impl MeshOptions {
@@ -301,6 +303,7 @@ impl MeshOptions {
             payments_resume: Default::default(),
             notifications_outbox: Default::default(),
             pipeline: Default::default(),
+            scheduling: Default::default(),
         }
     }
 }
@@ -439,6 +442,42 @@ pub fn pharmacy_routing_config(
     }
 }
 
+/// The gRPC URLs of the services scheduling calls.
+#[derive(Clone, Copy, Debug)]
+pub struct SchedulingPeers<'a> {
+    pub canvas: &'a str,
+    pub pharmacy_routing: &'a str,
+    pub notifications: &'a str,
+}
+
+/// scheduling's settings against the sandbox's Zoom (its default app).
+pub fn scheduling_config(
+    service: ServiceConfig,
+    sandbox_url: &str,
+    peers: SchedulingPeers<'_>,
+    engine: era_scheduling::config::EngineConfig,
+) -> era_scheduling::Config {
+    use era_sandbox::state as s;
+    use era_scheduling::config as c;
+    c::Config {
+        service,
+        peers: c::Peers {
+            canvas_grpc_url: peers.canvas.to_owned(),
+            pharmacy_routing_grpc_url: peers.pharmacy_routing.to_owned(),
+            notifications_grpc_url: peers.notifications.to_owned(),
+        },
+        zoom: c::ZoomConfig {
+            base_url: format!("{sandbox_url}/zoom/v2"),
+            token_url: format!("{sandbox_url}/zoom/oauth/token"),
+            account_id: s::DEFAULT_ZOOM_ACCOUNT_ID.into(),
+            client_id: s::DEFAULT_ZOOM_CLIENT_ID.into(),
+            client_secret: s::DEFAULT_ZOOM_CLIENT_SECRET.into(),
+            timeout_secs: 10,
+        },
+        engine,
+    }
+}
+
 /// The URL of database `name` on the server of `server_url`.
 pub fn database_url(server_url: &str, name: &str) -> anyhow::Result<String> {
     let mut url: reqwest::Url = server_url.parse().context("not a valid PostgreSQL URL")?;
@@ -556,6 +595,7 @@ impl Mesh {
                 format!("http://{addr}")
             }};
         }
+        let bound_notifications_addr = bound.notifications.1;
         // Canvas needs pharmacy-routing's URL, and pharmacy-routing needs canvas's, payments' and
         // notifications' (channels connect lazily, so it starts last).
         let pharmacy_routing = format!("http://{}", bound.pharmacy_routing.1);
@@ -595,7 +635,25 @@ impl Mesh {
             bound.payments,
             payments_config
         );
-        let scheduling = service!(era_scheduling, "era-scheduling", "scheduling", bound.scheduling);
+        let scheduling_config = |service: ServiceConfig| {
+            scheduling_config(
+                service,
+                &sandbox_url,
+                SchedulingPeers {
+                    canvas: &canvas,
+                    pharmacy_routing: &pharmacy_routing,
+                    notifications: &format!("http://{bound_notifications_addr}"),
+                },
+                options.scheduling.clone(),
+            )
+        };
+        let scheduling = service!(
+            era_scheduling,
+            "era-scheduling",
+            "scheduling",
+            bound.scheduling,
+            scheduling_config
+        );
         // The magic links notifications sends point at the edge.
         let (edge_listener, edge_addr) = bound.edge;
         let edge_url = format!("http://{edge_addr}");

@@ -10,3 +10,4 @@ mod ops;
 mod payments;
 mod routing;
 mod rx_queue;
+mod scheduling;

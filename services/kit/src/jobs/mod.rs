@@ -39,7 +39,8 @@ pub async fn install(pool: &PgPool) -> sqlx::Result<()> {
     sqlx::query("select pg_advisory_xact_lock(hashtext('era_kit::jobs::install'))")
         .execute(&mut *tx)
         .await?;
-    sqlx::raw_sql(SCHEMA).execute(&mut *tx).await?;
+    // A plain string runs unprepared, so the schema's several statements go in one round trip.
+    sqlx::Executor::execute(&mut *tx, SCHEMA).await?;
     tx.commit().await
 }
 
