@@ -159,7 +159,7 @@ pub(crate) async fn book(app: &App, caller: &Caller, req: &pb::BookAppointmentRe
     }
     commit_with_job(app, tx, new.id).await?;
     tracing::info!(appointment = %new.id, practitioner = %new.practitioner_id, "appointment recorded");
-    let a = settle(app, new.id, |a, _| a.status != "pending").await?;
+    let a = settle(app, new.id, |a, idle| a.status != "pending" && idle).await?;
     Ok((a, false))
 }
 
@@ -185,7 +185,7 @@ async fn replay(
             "this Idempotency-Key booked another appointment".into(),
         ));
     }
-    Ok(Some(settle(app, a.id, |a, _| a.status != "pending").await?))
+    Ok(Some(settle(app, a.id, |a, idle| a.status != "pending" && idle).await?))
 }
 
 pub(crate) async fn cancel(app: &App, caller: &Caller, req: &pb::CancelAppointmentRequest) -> Result<Appointment> {

@@ -520,7 +520,11 @@ async fn two_workers_send_each_message_once_and_scheduled_sends_wait_or_are_with
     let reminder = |reference: &str, at: chrono::DateTime<chrono::Utc>| pb::SendNotificationRequest {
         notification_type: pb::NotificationType::AppointmentReminder as i32,
         canvas_patient_id: patient.clone(),
-        variables: [("appointment_time".to_owned(), "Tuesday 3:00 PM ET".to_owned())].into(),
+        variables: [
+            ("appointment_time".to_owned(), "Tuesday 3:00 PM ET".to_owned()),
+            ("join_url".to_owned(), "https://zoom.example/j/1".to_owned()),
+        ]
+        .into(),
         reference: reference.into(),
         channels: vec![pb::Channel::Email as i32],
         send_at: Some(era_kit::time::timestamp(at)),
