@@ -10,7 +10,7 @@ cd "$(dirname "$0")/../.."
 export DATABASE_URL
 export ADMIN_SECRET="${ADMIN_SECRET:-smoke-$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')}"
 log=$(mktemp)
-ERA_DEV_PORTS=any ./target/debug/era-dev >"$log" 2>&1 &
+ERA_DEV_PORTS=any "${CARGO_TARGET_DIR:-target}/debug/era-dev" >"$log" 2>&1 &
 dev=$!
 trap 'kill "$dev" 2>/dev/null || true; wait "$dev" 2>/dev/null || true; rm -f "$log"' EXIT
 

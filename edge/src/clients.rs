@@ -5,6 +5,7 @@ use era_proto::{
     notifications::v1::notifications_service_client::NotificationsServiceClient,
     payments::v1::payments_service_client::PaymentsServiceClient,
     pharmacy_routing::v1::pharmacy_routing_service_client::PharmacyRoutingServiceClient,
+    scheduling::v1::scheduling_service_client::SchedulingServiceClient,
 };
 use tonic::transport::Channel;
 
@@ -16,6 +17,7 @@ pub struct Clients {
     pub payments: PaymentsServiceClient<Channel>,
     pub routing: PharmacyRoutingServiceClient<Channel>,
     pub notifications: NotificationsServiceClient<Channel>,
+    pub scheduling: SchedulingServiceClient<Channel>,
     /// Every peer's channel with the gRPC service name it must report SERVING, for `/readyz`.
     pub health: Vec<(&'static str, Channel)>,
 }
@@ -26,6 +28,7 @@ impl Clients {
         let canvas = era_kit::client::channel(&peers.canvas)?;
         let payments = era_kit::client::channel(&peers.payments)?;
         let notifications = era_kit::client::channel(&peers.notifications)?;
+        let scheduling = era_kit::client::channel(&peers.scheduling)?;
         // Readiness asks over the same channels the calls use, so it checks the paths calls take.
         let health = peers
             .all()
@@ -39,6 +42,8 @@ impl Clients {
                     payments.clone()
                 } else if url == peers.notifications {
                     notifications.clone()
+                } else if url == peers.scheduling {
+                    scheduling.clone()
                 } else {
                     era_kit::client::channel(url)?
                 };
@@ -50,6 +55,7 @@ impl Clients {
             payments: PaymentsServiceClient::new(payments),
             routing: PharmacyRoutingServiceClient::new(routing),
             notifications: NotificationsServiceClient::new(notifications),
+            scheduling: SchedulingServiceClient::new(scheduling),
             health,
         })
     }

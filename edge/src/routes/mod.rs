@@ -1,5 +1,6 @@
 //! The REST surface: one module per area, merged here behind the shared layers.
 
+pub mod appointments;
 pub mod approvals;
 pub mod auth;
 pub mod fulfilment;
@@ -27,8 +28,8 @@ use tracing::Instrument;
 use crate::{error::ApiError, AppState};
 
 pub use self::{
-    approvals::*, auth::*, fulfilment::*, logins::*, notifications::*, ops::*, patients::*, payments::*, routing::*,
-    rx_queue::*, webhooks::*,
+    appointments::*, approvals::*, auth::*, fulfilment::*, logins::*, notifications::*, ops::*, patients::*,
+    payments::*, routing::*, rx_queue::*, webhooks::*,
 };
 
 /// The whole edge.
@@ -43,6 +44,7 @@ pub fn router(state: AppState) -> Router {
         .merge(rx_queue::router())
         .merge(approvals::router())
         .merge(fulfilment::router())
+        .merge(appointments::router())
         .merge(patients::router())
         .merge(webhooks::router())
         .merge(payments::router())

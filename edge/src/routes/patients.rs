@@ -102,9 +102,12 @@ pub struct PatientDetail {
     pub intake_records: Vec<IntakeRecordSummaryView>,
     /// Prescriptions from Canvas, newest first.
     pub prescriptions: Vec<PrescriptionView>,
+    /// Telehealth appointments, latest start first (the first page).
+    pub appointments: Vec<super::appointments::AppointmentView>,
 }
 
-/// One patient with the parts canvas owns: demographics, intake records and prescriptions.
+/// One patient: demographics, intake records and prescriptions from canvas, and their appointments
+/// from scheduling.
 #[utoipa::path(
     get, path = "/api/admin/patients/{id}", tag = "patients",
     security(("admin_secret" = []), ("admin_jwt" = [])),
@@ -121,17 +124,34 @@ pub async fn patient_detail(
         canvas_patient_id: id,
         view: pb::PatientView::Full as i32,
     };
-    let resp = state
-        .clients
-        .canvas
-        .clone()
-        .get_patient(grpc(&state, &caller, req))
-        .await?
-        .into_inner();
+    let appointments = era_proto::scheduling::v1::ListAppointmentsRequest {
+        canvas_patient_id: req.canvas_patient_id.clone(),
+        ..Default::default()
+    };
+    let (resp, appointments) = tokio::try_join!(
+        async {
+            state
+                .clients
+                .canvas
+                .clone()
+                .get_patient(grpc(&state, &caller, req))
+                .await
+        },
+        async {
+            state
+                .clients
+                .scheduling
+                .clone()
+                .list_appointments(grpc(&state, &caller, appointments))
+                .await
+        },
+    )?;
+    let (resp, appointments) = (resp.into_inner(), appointments.into_inner());
     Ok(ApiJson(PatientDetail {
         patient: resp.patient.map(Into::into),
         intake_records: resp.intake_records.into_iter().map(Into::into).collect(),
         prescriptions: resp.prescriptions.into_iter().map(Into::into).collect(),
+        appointments: appointments.appointments.into_iter().map(Into::into).collect(),
     }))
 }
 

@@ -481,3 +481,234 @@ async fn a_lost_zoom_answer_makes_one_meeting_and_canvas_refusing_deletes_it() {
         .iter()
         .any(|s| start_of(s) == start_of(&free[4])));
 }
+
+/// A JSON POST through the edge with a bearer token (and an Idempotency-Key when given).
+async fn post(
+    mesh: &TestMesh,
+    path: &str,
+    bearer: &str,
+    key: Option<&str>,
+    body: serde_json::Value,
+) -> reqwest::Response {
+    let mut req = mesh.http.post(mesh.url(path)).bearer_auth(bearer).json(&body);
+    if let Some(k) = key {
+        req = req.header("idempotency-key", k);
+    }
+    req.send().await.expect("the edge answers")
+}
+
+#[tokio::test]
+async fn through_the_edge_admins_and_patients_book_list_move_and_cancel() {
+    let mesh = TestMesh::start().await;
+    let admin = mesh.admin_jwt("scheduler@era-demo.test");
+    let p = patient();
+    let other = seed::patients().into_iter().find(|o| o.id != p.id).unwrap();
+    let own = mesh.patient_tokens().issue(&p.id).token;
+    let stranger = mesh.patient_tokens().issue(&other.id).token;
+
+    // The admin's availability for the patient: slots with the display zones.
+    let from = (Utc::now() + chrono::Duration::days(2)).to_rfc3339();
+    let to = (Utc::now() + chrono::Duration::days(9)).to_rfc3339();
+    let query = format!(
+        "/api/admin/availability?canvasPatientId={}&practitionerId={}&from={}&to={}",
+        p.id,
+        seed::ALI_NOLAN_ID,
+        urlencode(&from),
+        urlencode(&to)
+    );
+    let avail: serde_json::Value = mesh.get(&query, Some(&admin)).await.json().await.unwrap();
+    assert_eq!(avail["patientTimeZone"], "America/New_York", "Georgia's zone: {avail}");
+    assert_eq!(avail["practitionerTimeZone"], "America/New_York");
+    let items = avail["items"].as_array().expect("slots");
+    assert!(items.len() > 5, "{avail}");
+    let start = items[0]["startTime"].as_str().unwrap().to_owned();
+    let later = items[6]["startTime"].as_str().unwrap().to_owned();
+
+    // Bad input is named and books nothing.
+    let bad = post(
+        &mesh,
+        "/api/admin/appointments",
+        &admin,
+        None,
+        serde_json::json!({
+            "canvasPatientId": p.id, "practitionerId": seed::ALI_NOLAN_ID, "startTime": "tomorrow at ten"
+        }),
+    )
+    .await;
+    assert_eq!(bad.status(), 400);
+    let body: serde_json::Value = bad.json().await.unwrap();
+    assert_eq!(body["error"]["fields"][0]["field"], "startTime", "{body}");
+
+    // The admin books with an Idempotency-Key: 201, then 200 with the same appointment.
+    let booking =
+        serde_json::json!({ "canvasPatientId": p.id, "practitionerId": seed::ALI_NOLAN_ID, "startTime": start });
+    let first = post(
+        &mesh,
+        "/api/admin/appointments",
+        &admin,
+        Some("edge-book-1"),
+        booking.clone(),
+    )
+    .await;
+    assert_eq!(first.status(), 201);
+    let first: serde_json::Value = first.json().await.unwrap();
+    let a = &first["appointment"];
+    assert_eq!(a["status"], "booked", "{first}");
+    assert_eq!(a["startTime"], start.as_str());
+    assert!(a["joinUrl"].as_str().unwrap().starts_with("https://"));
+    let id = a["id"].as_str().unwrap().to_owned();
+    let again = post(&mesh, "/api/admin/appointments", &admin, Some("edge-book-1"), booking).await;
+    assert_eq!(again.status(), 200);
+    let again: serde_json::Value = again.json().await.unwrap();
+    assert_eq!(
+        (again["existing"].as_bool(), again["appointment"]["id"].as_str()),
+        (Some(true), Some(id.as_str()))
+    );
+
+    // Listed for admins (filtered), in the patient's detail, and for the patient themselves.
+    let listed: serde_json::Value = mesh
+        .get(
+            &format!("/api/admin/appointments?patientId={}&status=booked", p.id),
+            Some(&admin),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(listed["items"].as_array().map(Vec::len), Some(1), "{listed}");
+    let none: serde_json::Value = mesh
+        .get(
+            &format!("/api/admin/appointments?patientId={}&status=cancelled", p.id),
+            Some(&admin),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(none["items"].as_array().map(Vec::len), Some(0));
+    let detail: serde_json::Value = mesh
+        .get(&format!("/api/admin/patients/{}", p.id), Some(&admin))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(detail["appointments"][0]["id"], id.as_str(), "the appointments tab");
+    let mine = mesh
+        .get(&format!("/api/patient-appointments/{}", p.id), Some(&own))
+        .await;
+    assert_eq!(mine.status(), 200);
+    let mine: serde_json::Value = mine.json().await.unwrap();
+    assert_eq!(mine["items"][0]["id"], id.as_str());
+
+    // Another patient sees nothing and changes nothing.
+    let theirs = mesh
+        .get(&format!("/api/patient-appointments/{}", p.id), Some(&stranger))
+        .await;
+    assert_eq!(era_tests::error_code(theirs, 403).await, "forbidden");
+    let cancel = post(
+        &mesh,
+        &format!("/api/patient/appointments/{id}/cancel"),
+        &stranger,
+        None,
+        serde_json::json!({}),
+    )
+    .await;
+    assert_eq!(cancel.status(), 403);
+    let moved = post(
+        &mesh,
+        &format!("/api/patient/appointments/{id}/reschedule"),
+        &stranger,
+        None,
+        serde_json::json!({ "startTime": later }),
+    )
+    .await;
+    assert_eq!(moved.status(), 403);
+    let for_other = post(
+        &mesh,
+        "/api/patient/appointments",
+        &stranger,
+        None,
+        serde_json::json!({ "canvasPatientId": p.id, "practitionerId": seed::ALI_NOLAN_ID, "startTime": later }),
+    )
+    .await;
+    assert_eq!(for_other.status(), 403);
+    let avail_other = mesh
+        .get(
+            &format!("/api/patient/availability?canvasPatientId={}", p.id),
+            Some(&stranger),
+        )
+        .await;
+    assert_eq!(avail_other.status(), 403);
+    let still: serde_json::Value = mesh
+        .get(&format!("/api/admin/appointments/{id}"), Some(&admin))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        (still["status"].as_str(), still["startTime"].as_str()),
+        (Some("booked"), Some(start.as_str()))
+    );
+
+    // The patient moves their own visit, then cancels it.
+    let moved = post(
+        &mesh,
+        &format!("/api/patient/appointments/{id}/reschedule"),
+        &own,
+        None,
+        serde_json::json!({ "startTime": later }),
+    )
+    .await;
+    assert_eq!(moved.status(), 200);
+    let moved: serde_json::Value = moved.json().await.unwrap();
+    assert_eq!(moved["startTime"], later.as_str(), "{moved}");
+    let cancelled = post(
+        &mesh,
+        &format!("/api/patient/appointments/{id}/cancel"),
+        &own,
+        None,
+        serde_json::json!({ "reason": "cannot make it" }),
+    )
+    .await;
+    assert_eq!(cancelled.status(), 200);
+    let cancelled: serde_json::Value = cancelled.json().await.unwrap();
+    assert_eq!(cancelled["status"], "cancelled");
+
+    // The patient's own availability and booking, without naming themselves.
+    let avail: serde_json::Value = mesh
+        .get("/api/patient/availability", Some(&own))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let slot = &avail["items"][0];
+    let booked = post(
+        &mesh,
+        "/api/patient/appointments",
+        &own,
+        None,
+        serde_json::json!({
+            "practitionerId": slot["practitionerId"], "startTime": slot["startTime"]
+        }),
+    )
+    .await;
+    assert_eq!(booked.status(), 201);
+    let booked: serde_json::Value = booked.json().await.unwrap();
+    assert_eq!(booked["appointment"]["canvasPatientId"], p.id.as_str());
+    // The same slot again is taken.
+    let taken = post(
+        &mesh,
+        "/api/patient/appointments",
+        &own,
+        None,
+        serde_json::json!({
+            "practitionerId": slot["practitionerId"], "startTime": slot["startTime"]
+        }),
+    )
+    .await;
+    assert_eq!(era_tests::error_code(taken, 422).await, "slot_unavailable");
+}
+
+fn urlencode(s: &str) -> String {
+    s.replace('+', "%2B").replace(':', "%3A")
+}
