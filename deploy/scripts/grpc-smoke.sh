@@ -31,6 +31,7 @@ address_of() {
 edge=$(address_of edge)
 canvas=$(address_of era-canvas)
 routing=$(address_of era-pharmacy-routing)
+scheduling=$(address_of era-scheduling)
 
 declare -A services=(
   [era-canvas]=era.canvas.v1.CanvasService
@@ -77,6 +78,15 @@ grep -q '"page"' <<<"$runs" || { echo "ListOrchestrationRuns gave: $runs" >&2; e
 logs=$(curl -fsS -H "Authorization: Bearer $ADMIN_SECRET" "http://$edge/api/admin/sync-logs?pageSize=3")
 grep -q '"items"' <<<"$logs" || { echo "the edge's sync log gave: $logs" >&2; exit 1; }
 checks=$((checks + 4))
+# Scheduling: appointments listed over gRPC, and a demo patient's free slots through the edge (the
+# patient era-dev printed its availability curl for).
+appointments=$(grpcurl -plaintext -H "authorization: Bearer $ADMIN_SECRET" -d '{"page":{"pageSize":3}}' \
+  "$scheduling" era.scheduling.v1.SchedulingService/ListAppointments)
+grep -q '"page"' <<<"$appointments" || { echo "ListAppointments gave: $appointments" >&2; exit 1; }
+patient=$(grep -o 'availability?canvasPatientId=[0-9a-f]*' "$log" | head -n 1 | cut -d= -f2)
+slots=$(curl -fsS -H "Authorization: Bearer $ADMIN_SECRET" "http://$edge/api/admin/availability?canvasPatientId=$patient")
+grep -q '"startTime"' <<<"$slots" || { echo "the edge's availability gave: $slots" >&2; exit 1; }
+checks=$((checks + 2))
 ready=$(curl -fsS http://$edge/readyz)
 grep -q '"status":"ready"' <<<"$ready" || { echo "not ready: $ready" >&2; exit 1; }
 checks=$((checks + 4))

@@ -275,6 +275,7 @@ impl TestMesh {
         let url = |name| self.mesh.service_url(name).expect("the service runs");
         let config = era_dev::scheduling_config(
             service,
+            &self.mesh.secrets,
             &self.mesh.sandbox_url,
             era_dev::SchedulingPeers {
                 canvas: url("era-canvas"),

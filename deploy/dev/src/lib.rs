@@ -79,6 +79,10 @@ pub struct Secrets {
     pub pipeline_keys: SecretString,
     /// The secret the sandbox's pharmacies sign callbacks with and the edge verifies them with.
     pub pharmacy_webhook_secret: SecretString,
+    /// The Zoom Server-to-Server OAuth app scheduling uses and the sandbox accepts.
+    pub zoom_account_id: String,
+    pub zoom_client_id: String,
+    pub zoom_client_secret: SecretString,
 }
 
 impl std::fmt::Debug for Secrets {
@@ -86,6 +90,10 @@ impl std::fmt::Debug for Secrets {
         f.write_str("Secrets { .. }")
     }
 }
+
+/// The Zoom account and app ids era-dev uses when the environment names none.
+pub const DEV_ZOOM_ACCOUNT_ID: &str = "era-dev-zoom-account";
+pub const DEV_ZOOM_CLIENT_ID: &str = "era-dev-zoom-client";
 
 /// `1:<32 random bytes, base64>`, the shape of `RECORDS_KEYS`.
 pub fn random_records_key() -> SecretString {
@@ -152,6 +160,9 @@ impl Secrets {
             hubspot_token: random_hubspot_token(),
             pipeline_keys: random_records_key(),
             pharmacy_webhook_secret: random_secret(),
+            zoom_account_id: DEV_ZOOM_ACCOUNT_ID.into(),
+            zoom_client_id: DEV_ZOOM_CLIENT_ID.into(),
+            zoom_client_secret: random_secret(),
         }
     }
 
@@ -178,6 +189,7 @@ impl Secrets {
         let login_code_key = take("LOGIN_CODE_KEY");
         let twilio_auth_token = take("TWILIO_AUTH_TOKEN");
         let pharmacy_webhook_secret = take("PHARMACY_WEBHOOK_SECRET");
+        let zoom_client_secret = take("ZOOM_CLIENT_SECRET");
         let (records_keys, records_active_key) = match std::env::var("RECORDS_KEYS") {
             Ok(v) if !v.is_empty() => (
                 SecretString::from(v),
@@ -231,10 +243,15 @@ impl Secrets {
             .ok()
             .filter(|v| !v.is_empty())
             .unwrap_or_else(random_twilio_sid);
-        let canvas_client_id = std::env::var("CANVAS_CLIENT_ID")
-            .ok()
-            .filter(|v| !v.is_empty())
-            .unwrap_or_else(|| "era-dev-canvas".into());
+        let given = |var: &str, default: &str| {
+            std::env::var(var)
+                .ok()
+                .filter(|v| !v.is_empty())
+                .unwrap_or_else(|| default.to_owned())
+        };
+        let canvas_client_id = given("CANVAS_CLIENT_ID", "era-dev-canvas");
+        let zoom_account_id = given("ZOOM_ACCOUNT_ID", DEV_ZOOM_ACCOUNT_ID);
+        let zoom_client_id = given("ZOOM_CLIENT_ID", DEV_ZOOM_CLIENT_ID);
         (
             Self {
                 admin_secret,
@@ -256,6 +273,9 @@ impl Secrets {
                 hubspot_token,
                 pipeline_keys,
                 pharmacy_webhook_secret,
+                zoom_account_id,
+                zoom_client_id,
+                zoom_client_secret,
             },
             generated,
         )
@@ -450,14 +470,14 @@ pub struct SchedulingPeers<'a> {
     pub notifications: &'a str,
 }
 
-/// scheduling's settings against the sandbox's Zoom (its default app).
+/// scheduling's settings against the sandbox's Zoom.
 pub fn scheduling_config(
     service: ServiceConfig,
+    secrets: &Secrets,
     sandbox_url: &str,
     peers: SchedulingPeers<'_>,
     engine: era_scheduling::config::EngineConfig,
 ) -> era_scheduling::Config {
-    use era_sandbox::state as s;
     use era_scheduling::config as c;
     c::Config {
         service,
@@ -469,9 +489,9 @@ pub fn scheduling_config(
         zoom: c::ZoomConfig {
             base_url: format!("{sandbox_url}/zoom/v2"),
             token_url: format!("{sandbox_url}/zoom/oauth/token"),
-            account_id: s::DEFAULT_ZOOM_ACCOUNT_ID.into(),
-            client_id: s::DEFAULT_ZOOM_CLIENT_ID.into(),
-            client_secret: s::DEFAULT_ZOOM_CLIENT_SECRET.into(),
+            account_id: secrets.zoom_account_id.clone(),
+            client_id: secrets.zoom_client_id.clone(),
+            client_secret: secrets.zoom_client_secret.clone(),
             timeout_secs: 10,
         },
         engine,
@@ -559,6 +579,9 @@ impl Mesh {
             twilio_auth_token: options.secrets.twilio_auth_token.expose_secret().to_owned(),
             hubspot_token: options.secrets.hubspot_token.expose_secret().to_owned(),
             pharmacy_webhook_secret: options.secrets.pharmacy_webhook_secret.expose_secret().to_owned(),
+            zoom_account_id: options.secrets.zoom_account_id.clone(),
+            zoom_client_id: options.secrets.zoom_client_id.clone(),
+            zoom_client_secret: options.secrets.zoom_client_secret.expose_secret().to_owned(),
             ..Default::default()
         };
         tasks.spawn({
@@ -638,6 +661,7 @@ impl Mesh {
         let scheduling_config = |service: ServiceConfig| {
             scheduling_config(
                 service,
+                &options.secrets,
                 &sandbox_url,
                 SchedulingPeers {
                     canvas: &canvas,

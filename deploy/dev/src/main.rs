@@ -111,6 +111,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         ("STRIPE_WEBHOOK_SECRET", &s.stripe_webhook_secret),
         ("PHARMACY_WEBHOOK_SECRET", &s.pharmacy_webhook_secret),
         ("TWILIO_AUTH_TOKEN", &s.twilio_auth_token),
+        ("ZOOM_CLIENT_SECRET", &s.zoom_client_secret),
     ] {
         // A secret the operator set is theirs to know; printing it would copy it into terminals
         // and logs.
@@ -145,6 +146,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         "     curl -H \"Authorization: Bearer $ADMIN_SECRET\" '{}/api/admin/routing/GA?medication=semaglutide'",
         mesh.edge_url
     );
+    demo_booking(&mesh).await;
     if let Some(canvas) = mesh.service_url("era-canvas") {
         println!(
             "     grpcurl -plaintext -H \"authorization: Bearer $ADMIN_SECRET\" -d '{{\"page\":{{\"pageSize\":5}}}}' {} era.canvas.v1.CanvasService/ListRxReviewTasks",
@@ -182,6 +184,35 @@ async fn edge_get(mesh: &Mesh, path: &str) -> Option<serde_json::Value> {
         .json()
         .await
         .ok()
+}
+
+/// Prints the availability of a demo patient and a booking of their first free slot.
+#[expect(
+    clippy::print_stdout,
+    reason = "the launcher's output is for the person who started it"
+)]
+async fn demo_booking(mesh: &Mesh) {
+    let Some(patient) = era_sandbox::canvas::seed::patients()
+        .into_iter()
+        .find(|p| p.state == "GA")
+    else {
+        return;
+    };
+    let path = format!("/api/admin/availability?canvasPatientId={}", patient.id);
+    println!(
+        "     curl -H \"Authorization: Bearer $ADMIN_SECRET\" '{}{path}'",
+        mesh.edge_url
+    );
+    let Some(slots) = edge_get(mesh, &path).await else {
+        return;
+    };
+    let slot = &slots["items"][0];
+    if let (Some(practitioner), Some(start)) = (slot["practitionerId"].as_str(), slot["startTime"].as_str()) {
+        println!(
+            "     curl -X POST -H \"Authorization: Bearer $ADMIN_SECRET\" -H 'content-type: application/json' -d '{{\"canvasPatientId\":\"{}\",\"practitionerId\":\"{practitioner}\",\"startTime\":\"{start}\"}}' {}/api/admin/appointments",
+            patient.id, mesh.edge_url
+        );
+    }
 }
 
 /// Gives the task's patient a saved test card (Stripe's `pm_card_visa`, in the sandbox) when they

@@ -135,6 +135,15 @@ pub struct EngineConfig {
     /// How often an idle worker looks for due jobs.
     #[arg(long, env = "SCHEDULING_POLL_MS", default_value_t = 1000)]
     pub poll_ms: u64,
+    /// Seconds to wait before each retry of a booking job whose vendor failed for a passing reason,
+    /// comma-separated; past the last the job waits for an operator.
+    #[arg(
+        long,
+        env = "SCHEDULING_RETRY_SCHEDULE",
+        value_delimiter = ',',
+        default_value = "5,30,120,600,1800,3600,10800,21600"
+    )]
+    pub retry_schedule_secs: Vec<u64>,
     /// How often booked visits that have begun are read back from Canvas (fulfilled, no-show).
     #[arg(long, env = "SCHEDULING_STATUS_EVERY_SECS", default_value_t = 300)]
     pub status_every_secs: u64,
@@ -153,6 +162,7 @@ impl Default for EngineConfig {
             worker: true,
             lease_secs: 60,
             poll_ms: 1000,
+            retry_schedule_secs: vec![5, 30, 120, 600, 1800, 3600, 10800, 21600],
             status_every_secs: 300,
             failpoint: None,
         }
@@ -191,6 +201,12 @@ impl EngineConfig {
         if !(10..=60_000).contains(&self.poll_ms) {
             return Err(ConfigError::new("SCHEDULING_POLL_MS", "must be between 10 and 60000"));
         }
+        if self.retry_schedule_secs.is_empty() || self.retry_schedule_secs.iter().any(|s| *s > 86_400) {
+            return Err(ConfigError::new(
+                "SCHEDULING_RETRY_SCHEDULE",
+                "must list at least one wait, each at most 86400 seconds",
+            ));
+        }
         if !(1..=86_400).contains(&self.status_every_secs) {
             return Err(ConfigError::new(
                 "SCHEDULING_STATUS_EVERY_SECS",
@@ -208,6 +224,12 @@ impl EngineConfig {
         RunnerConfig {
             lease: Duration::from_secs(self.lease_secs),
             poll: Duration::from_millis(self.poll_ms),
+            schedule: self
+                .retry_schedule_secs
+                .iter()
+                .copied()
+                .map(Duration::from_secs)
+                .collect(),
             ..RunnerConfig::default()
         }
     }
