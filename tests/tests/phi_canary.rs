@@ -1,7 +1,8 @@
 //! PHI never reaches the logs. The whole mesh runs in this process with every component's logs
 //! captured (era crates at debug, the rest at info, JSON with span fields); a patient with unique
 //! canary values goes through intake, search, the queue, records, an approval (card, note, pharmacy
-//! order, sync log) and failing Canvas calls; then the captured logs are searched for every canary
+//! order, sync log), a telehealth visit booked, moved and cancelled (with its join link), and failing
+//! Canvas calls; then the captured logs are searched for every canary
 //! value.
 //!
 //! A test binary of its own, because it installs the process-wide log subscriber.
@@ -113,7 +114,7 @@ impl Canary {
 async fn no_canary_phi_appears_in_any_log() {
     let capture = Capture::default();
     let filter = EnvFilter::new(
-        "info,era_canvas=debug,era_edge=debug,era_kit=debug,era_sandbox=debug,era_pharmacy_routing=debug,era_dev=debug,era_notifications=debug,era_payments=debug",
+        "info,era_canvas=debug,era_edge=debug,era_kit=debug,era_sandbox=debug,era_pharmacy_routing=debug,era_dev=debug,era_notifications=debug,era_payments=debug,era_scheduling=debug",
     );
     tracing_subscriber::fmt()
         .json()
@@ -250,6 +251,54 @@ async fn no_canary_phi_appears_in_any_log() {
         canary.absent_from(&logs, "the sync log");
     }
 
+    // A telehealth visit for the canary: availability, a booking (a Zoom meeting, the Canvas
+    // appointment, a confirmation by email and SMS to their chart's address and number with the join
+    // link), a move and a cancellation. The join link must not reach a log either.
+    let join_url = {
+        let avail: Value = mesh
+            .get(
+                &format!("/api/admin/availability?canvasPatientId={patient_id}"),
+                Some(&secret),
+            )
+            .await
+            .json()
+            .await
+            .unwrap();
+        let (first, second) = (&avail["items"][0], &avail["items"][1]);
+        let booked = mesh
+            .http
+            .post(mesh.url("/api/admin/appointments"))
+            .bearer_auth(&secret)
+            .json(&json!({ "canvasPatientId": patient_id, "practitionerId": first["practitionerId"], "startTime": first["startTime"] }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(booked.status(), 201);
+        let booked: Value = booked.json().await.unwrap();
+        let id = booked["appointment"]["id"].as_str().unwrap().to_owned();
+        let join_url = booked["appointment"]["joinUrl"].as_str().unwrap().to_owned();
+        assert!(join_url.starts_with("https://"), "{booked}");
+        let moved = mesh
+            .http
+            .post(mesh.url(&format!("/api/admin/appointments/{id}/reschedule")))
+            .bearer_auth(&secret)
+            .json(&json!({ "startTime": second["startTime"] }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(moved.status(), 200);
+        let cancelled = mesh
+            .http
+            .post(mesh.url(&format!("/api/admin/appointments/{id}/cancel")))
+            .bearer_auth(&secret)
+            .json(&json!({ "reason": format!("{} asked", canary.given) }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(cancelled.status(), 200);
+        join_url
+    };
+
     // Notifications to the canary: an email, an SMS and a portal notification from the chart's
     // contact details, a refusal and a retry on the way; then a patient sign-in code by email.
     mesh.fault(json!({ "method": "POST", "path": "/sendgrid/v3/mail/send", "times": 1, "action": { "kind": "status", "status": 500 } }))
@@ -354,6 +403,14 @@ async fn no_canary_phi_appears_in_any_log() {
     assert!(
         logs.contains("approval run recorded"),
         "the pipeline's logs were captured"
+    );
+    assert!(logs.contains("appointment recorded"), "scheduling's logs were captured");
+    assert!(logs.contains("zoom call"), "the zoom client's logs were captured");
+    let join_url = join_url.to_lowercase();
+    let passcode = join_url.split("pwd=").nth(1).unwrap_or(&join_url);
+    assert!(
+        !logs.contains(&join_url) && !logs.contains(passcode),
+        "the visit's join link appears in the logs"
     );
     canary.absent_from(&logs, "the logs");
 }

@@ -712,3 +712,110 @@ async fn through_the_edge_admins_and_patients_book_list_move_and_cancel() {
 fn urlencode(s: &str) -> String {
     s.replace('+', "%2B").replace(':', "%3A")
 }
+
+/// The next day New York's offset changes (daylight saving starts or ends), at least three days away.
+fn next_dst_change() -> chrono::NaiveDate {
+    use chrono::{Offset, TimeZone};
+    let ny = chrono_tz::America::New_York;
+    let offset = |d: chrono::NaiveDate| {
+        ny.from_local_datetime(&d.and_hms_opt(12, 0, 0).unwrap())
+            .earliest()
+            .map(|t| t.offset().fix())
+    };
+    let mut day = (Utc::now() + chrono::Duration::days(3)).date_naive();
+    for _ in 0..400 {
+        if offset(day) != offset(day.pred_opt().unwrap()) {
+            return day;
+        }
+        day = day.succ_opt().unwrap();
+    }
+    panic!("New York changes its clocks at least once a year");
+}
+
+#[tokio::test]
+async fn slots_and_visit_times_follow_daylight_saving() {
+    use chrono::{Datelike, Timelike};
+    let mesh = TestMesh::start().await;
+    let p = patient();
+    let ny = chrono_tz::America::New_York;
+    let change = next_dst_change();
+    let from = (change - chrono::Duration::days(4))
+        .and_hms_opt(0, 0, 0)
+        .unwrap()
+        .and_utc();
+    let to = (change + chrono::Duration::days(4))
+        .and_hms_opt(0, 0, 0)
+        .unwrap()
+        .and_utc();
+    let slots = mesh
+        .scheduling()
+        .get_availability(mesh.admin_request(pb::GetAvailabilityRequest {
+            canvas_patient_id: p.id.clone(),
+            practitioner_id: seed::ALI_NOLAN_ID.into(),
+            start_time: pt(from),
+            end_time: pt(to),
+            duration_minutes: 0,
+        }))
+        .await
+        .expect("availability across the change")
+        .into_inner()
+        .slots;
+    // Office hours stay 09:00-17:00 on the clinic's clock on both sides, so in UTC they move by
+    // an hour.
+    let local = |s: &pb::AvailableSlot| start_of(s).with_timezone(&ny);
+    assert!(
+        slots.iter().all(|s| (9..17).contains(&local(s).hour())),
+        "every slot in office hours"
+    );
+    let first_of = |before: bool| {
+        slots
+            .iter()
+            .find(|s| {
+                (local(s).date_naive() < change) == before && local(s).date_naive().weekday().number_from_monday() <= 5
+            })
+            .map(start_of)
+            .expect("a weekday slot on that side of the change")
+    };
+    let (before, after) = (first_of(true), first_of(false));
+    assert_eq!(
+        (before.with_timezone(&ny).hour(), after.with_timezone(&ny).hour()),
+        (9, 9)
+    );
+    assert_ne!(
+        before.hour(),
+        after.hour(),
+        "09:00 local is another UTC hour after the change"
+    );
+
+    // A visit after the change: the reminder is exactly 24 hours before, and the confirmation names
+    // the patient's local time with the zone in force that day.
+    let a = book(&mesh, &p.id, after, "").await.unwrap().appointment.unwrap();
+    assert_eq!(
+        a.reminder_scheduled_at.as_ref().and_then(from_timestamp),
+        Some(after - chrono::Duration::hours(24))
+    );
+    let zone = after.with_timezone(&ny).format("%Z").to_string();
+    let wanted = format!("at 9:00 AM {zone}");
+    for _ in 0..200 {
+        let inbox: serde_json::Value = mesh
+            .http
+            .get(mesh.sandbox_url("/_sandbox/inbox.json"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let texts: Vec<&str> = inbox["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|m| m["text"].as_str())
+            .collect();
+        if texts.iter().any(|t| t.contains("confirmed") && t.contains(&wanted)) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("no confirmation says {wanted}");
+}
