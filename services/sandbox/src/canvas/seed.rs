@@ -703,12 +703,15 @@ fn appointments(demo: &[DemoPatient], today: NaiveDate) -> Vec<Value> {
     let ali_patient = demo.iter().find(|p| p.prescriber_id == ALI_NOLAN_ID);
     let neelima_patient = demo.iter().find(|p| p.prescriber_id == NEELIMA_SINGH_ID);
     [
-        (ali_patient, weekday_from(2), "10:00", "10:20"),
-        (neelima_patient, weekday_from(3), "14:00", "14:20"),
+        (ali_patient, weekday_from(2), (10, 0), (10, 20)),
+        (neelima_patient, weekday_from(3), (14, 0), (14, 20)),
     ]
     .into_iter()
     .filter_map(|(p, day, start, end)| {
         let p = p?;
+        // Office hours are the clinic's wall clock: the offset is that day's.
+        let at = |(h, m): (u32, u32)| resources::office_time(day, h, m).map(|t| t.to_rfc3339());
+        let (start, end) = (at(start)?, at(end)?);
         let endpoint = format!("https://meet.era-demo.test/{}", &p.id[..12]);
         Some(json!({
             "resourceType": "Appointment",
@@ -721,8 +724,8 @@ fn appointments(demo: &[DemoPatient], today: NaiveDate) -> Vec<Value> {
             }] },
             "reasonCode": [{ "text": "GLP-1 follow-up visit" }],
             "description": "GLP-1 follow-up visit",
-            "start": format!("{day}T{start}:00-05:00"),
-            "end": format!("{day}T{end}:00-05:00"),
+            "start": start,
+            "end": end,
             "contained": [{ "resourceType": "Endpoint", "id": "appointment-meeting-endpoint-0", "address": endpoint }],
             "supportingInformation": [
                 { "reference": format!("Location/{LOCATION_ID}") },

@@ -21,7 +21,7 @@ mod scheduling;
 mod task;
 
 pub(crate) use practitioner::{NPI_SYSTEM, SCHEDULABLE_URL};
-pub(crate) use scheduling::LOCATION_ID;
+pub(crate) use scheduling::{office_time, LOCATION_ID};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub(crate) enum Kind {

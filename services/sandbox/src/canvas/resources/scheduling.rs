@@ -109,7 +109,7 @@ pub(super) fn slots(store: &Store, req: &SearchRequest) -> FhirResult<Vec<Value>
         if matches!(day.weekday(), Weekday::Sat | Weekday::Sun) {
             continue;
         }
-        let (Some(mut from), Some(closes)) = (office_time(day, OPENS_AT), office_time(day, CLOSES_AT)) else {
+        let (Some(mut from), Some(closes)) = (office_time(day, OPENS_AT, 0), office_time(day, CLOSES_AT, 0)) else {
             continue;
         };
         while from + Duration::minutes(duration) <= closes {
@@ -134,8 +134,8 @@ pub(super) fn slots(store: &Store, req: &SearchRequest) -> FhirResult<Vec<Value>
 /// autumn change repeats names its first occurrence (`earliest`). An hour the spring change skips
 /// is read with the offset in force before the gap, as RFC 5545 does, so 02:30 on that day names
 /// 03:30 daylight time. (America/New_York changes at 02:00, so 09:00 and 17:00 never hit either.)
-fn office_time(day: NaiveDate, hour: u32) -> Option<DateTime<Tz>> {
-    let local = day.and_hms_opt(hour, 0, 0)?;
+pub(crate) fn office_time(day: NaiveDate, hour: u32, minute: u32) -> Option<DateTime<Tz>> {
+    let local = day.and_hms_opt(hour, minute, 0)?;
     OFFICE_TIME_ZONE.from_local_datetime(&local).earliest().or_else(|| {
         // Zones change offset at most once a day, so a day earlier is before the gap.
         let before = OFFICE_TIME_ZONE
@@ -338,7 +338,7 @@ mod tests {
 
     fn at(day: &str, hour: u32) -> String {
         let day = NaiveDate::parse_from_str(day, "%Y-%m-%d").unwrap();
-        office_time(day, hour).unwrap().to_rfc3339()
+        office_time(day, hour, 0).unwrap().to_rfc3339()
     }
 
     #[test]
