@@ -1,7 +1,10 @@
 //! `era-bench`: throughput and latency of the routing decision three ways, measured in one run so the
 //! ratios are comparable: a trivial tonic echo server (the ceiling of a gRPC hop on this machine),
 //! the routing service called directly over gRPC, and the same decision through the edge with an
-//! admin JWT. Closed loop: a fixed number of requests in flight at all times.
+//! admin JWT. Closed loop: a fixed number of requests in flight at all times. Then a patient's
+//! availability with one practitioner over 14 days through the edge, with the scheduling service's
+//! Canvas cache off (every request pays its Canvas calls: the worst case), and how many Canvas
+//! requests one availability costs for ranges of 1 to 31 days.
 
 use std::{
     sync::Arc,
@@ -48,6 +51,58 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// Each scenario's time is split into this many rounds, interleaved with the others'.
 const ROUNDS: u32 = 5;
+
+const AVAILABILITY: &str = "availability, edge (14 d, uncached)";
+
+/// How many calls the sandbox's Canvas (OAuth and FHIR) received for one availability request over
+/// each range: the cost should not grow with the range.
+async fn canvas_requests_per_availability(
+    mesh: &Mesh,
+    jwt: &str,
+    path: &dyn Fn(i64) -> String,
+) -> anyhow::Result<Vec<(i64, u64)>> {
+    let http = reqwest::Client::new();
+    let mark = || async {
+        let ledger: serde_json::Value = http
+            .get(format!("{}/_sandbox/ledger", mesh.sandbox_url))
+            .send()
+            .await?
+            .json()
+            .await?;
+        anyhow::Ok(
+            ledger["entries"]
+                .as_array()
+                .and_then(|e| e.last())
+                .and_then(|e| e["seq"].as_u64())
+                .unwrap_or(0),
+        )
+    };
+    let mut out = Vec::new();
+    for days in [1, 7, 14, 31] {
+        let since = mark().await?;
+        let resp = http
+            .get(format!("{}{}", mesh.edge_url, path(days)))
+            .bearer_auth(jwt)
+            .send()
+            .await?;
+        anyhow::ensure!(resp.status().is_success(), "availability answered {}", resp.status());
+        let mut calls = 0;
+        for vendor in ["canvas", "canvas-fhir"] {
+            let counts: std::collections::BTreeMap<String, u64> = http
+                .get(format!(
+                    "{}/_sandbox/ledger/counts?vendor={vendor}&since={since}",
+                    mesh.sandbox_url
+                ))
+                .send()
+                .await?
+                .json()
+                .await?;
+            calls += counts.values().sum::<u64>();
+        }
+        out.push((days, calls));
+    }
+    Ok(out)
+}
 
 const STATES: [&str; 8] = ["GA", "NY", "FL", "WY", "CO", "WA", "DC", "ME"];
 
@@ -154,6 +209,7 @@ async fn main() -> anyhow::Result<()> {
         log_filter: "warn".into(),
         ..LoggingConfig::default()
     };
+    options.scheduling.availability_cache_secs = 0;
     let mesh = Mesh::start(options).await?;
     mesh.wait_ready(Duration::from_secs(30)).await?;
 
@@ -201,10 +257,35 @@ async fn main() -> anyhow::Result<()> {
     };
     let edge: Call = {
         let bearer = format!("Bearer {jwt}");
+        let conns = Arc::clone(&conns);
         Arc::new(move |i| {
             let path = format!("/api/admin/routing/{}", STATES[i % STATES.len()]);
             Box::pin(Arc::clone(&conns).get(i, path, Some(bearer.clone())))
         })
+    };
+
+    // A Georgia demo patient's slots with the prescriber licensed there, over `days` days.
+    let patient = era_sandbox::canvas::seed::patients()
+        .into_iter()
+        .find(|p| p.state == "GA")
+        .ok_or_else(|| anyhow::anyhow!("the demo clinic has a Georgia patient"))?;
+    let from = chrono::Utc::now() + chrono::Duration::days(1);
+    let availability_path = move |days: i64| {
+        let at = |t: chrono::DateTime<chrono::Utc>| t.format("%Y-%m-%dT%H:%M:%SZ").to_string();
+        format!(
+            "/api/admin/availability?canvasPatientId={}&practitionerId={}&from={}&to={}",
+            patient.id,
+            era_sandbox::canvas::seed::ALI_NOLAN_ID,
+            at(from),
+            at(from + chrono::Duration::days(days))
+        )
+    };
+    let canvas_calls = canvas_requests_per_availability(&mesh, &jwt, &availability_path).await?;
+    let availability: Call = {
+        let conns = Arc::clone(&conns);
+        let bearer = format!("Bearer {jwt}");
+        let path = availability_path(14);
+        Arc::new(move |i| Box::pin(Arc::clone(&conns).get(i, path.clone(), Some(bearer.clone()))))
     };
 
     println!(
@@ -218,6 +299,7 @@ async fn main() -> anyhow::Result<()> {
         ("routing over gRPC", grpc),
         ("routing through the edge", edge),
         ("edge /healthz", floor),
+        (AVAILABILITY, availability),
     ]
     .into_iter()
     .filter(|(name, _)| cli.only.as_ref().is_none_or(|only| name.contains(only.as_str())))
@@ -251,7 +333,7 @@ async fn main() -> anyhow::Result<()> {
             r.errors
         );
     }
-    if let [echo, grpc, edge, floor] = results.as_slice() {
+    if let [echo, grpc, edge, floor, ..] = results.as_slice() {
         println!("ratio routing-gRPC / echo:  {:.2}", grpc.per_sec / echo.per_sec);
         println!(
             "ratio edge / echo:          {:.2}   (aim: at least 0.40)",
@@ -263,6 +345,12 @@ async fn main() -> anyhow::Result<()> {
             floor.per_sec / echo.per_sec
         );
     }
+
+    let calls: Vec<String> = canvas_calls.iter().map(|(d, n)| format!("{d} d: {n}")).collect();
+    println!(
+        "Canvas requests per availability (one practitioner, cache off): {}",
+        calls.join(", ")
+    );
 
     let databases = mesh.databases.clone();
     mesh.shutdown().await;
