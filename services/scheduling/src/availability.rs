@@ -272,11 +272,17 @@ pub(crate) fn check_range(
         }),
     };
     let to = match to {
-        None => from + Duration::days(7),
-        Some(t) => era_kit::time::from_timestamp(t).unwrap_or_else(|| {
-            bad.push(FieldViolation::new("end_time", "is not a valid time"));
-            from
-        }),
+        None => Some(from + Duration::days(7)),
+        Some(t) => {
+            let parsed = era_kit::time::from_timestamp(t);
+            if parsed.is_none() {
+                bad.push(FieldViolation::new("end_time", "is not a valid time"));
+            }
+            parsed
+        }
+    };
+    let Some(to) = to else {
+        return Err(Error::InvalidArgument(bad));
     };
     if to <= from {
         bad.push(FieldViolation::new("end_time", "must be after start_time"));

@@ -217,26 +217,40 @@ impl Store {
         Ok(q.build_query_as().fetch_all(&self.pool).await?)
     }
 
-    /// Booked visits that have begun, oldest first: the visit-status worker's work.
-    pub(crate) async fn begun(&self, limit: i64) -> Result<Vec<Appointment>> {
+    /// Booked visits that have begun, those read longest ago first, and marks them read: the
+    /// visit-status worker's work. Visits Canvas never settles go to the back of the queue; after
+    /// `give_up` they are no longer read.
+    pub(crate) async fn begun(&self, limit: i64, give_up: chrono::Duration) -> Result<Vec<Appointment>> {
         Ok(sqlx::query_as(
-            "select * from appointments where status = 'booked' and start_time <= now()
-               and canvas_appointment_id is not null
-             order by start_time limit $1",
+            "with due as (
+                 select id from appointments
+                 where status = 'booked' and start_time <= now() and start_time > now() - $2
+                   and canvas_appointment_id is not null
+                 order by status_checked_at nulls first, start_time
+                 limit $1
+                 for update skip locked)
+             update appointments set status_checked_at = now()
+             from due where appointments.id = due.id
+             returning appointments.*",
         )
         .bind(limit)
+        .bind(give_up)
         .fetch_all(&self.pool)
         .await?)
     }
 
     /// Sets a visit's outcome read from Canvas, unless the row moved on meanwhile.
     pub(crate) async fn settle(&self, id: Uuid, status: &str) -> Result<bool> {
-        let done =
-            sqlx::query("update appointments set status = $2, updated_at = now() where id = $1 and status = 'booked'")
-                .bind(id)
-                .bind(status)
-                .execute(&self.pool)
-                .await?;
+        let done = sqlx::query(
+            "update appointments set status = $2, updated_at = now(),
+                 cancelled_at = case when $2 = 'cancelled' then now() else cancelled_at end,
+                 cancellation_reason = case when $2 = 'cancelled' then 'cancelled in Canvas' else cancellation_reason end
+             where id = $1 and status = 'booked'",
+        )
+        .bind(id)
+        .bind(status)
+        .execute(&self.pool)
+        .await?;
         Ok(done.rows_affected() == 1)
     }
 

@@ -8,6 +8,8 @@ use crate::{app::Shared, error::Result};
 
 /// Appointments read per round.
 const BATCH: i64 = 50;
+/// A visit Canvas has not settled this long after it began is left booked and no longer read.
+const GIVE_UP_DAYS: i64 = 30;
 
 /// Runs until dropped.
 pub(crate) async fn run(app: Shared, every: std::time::Duration) {
@@ -22,7 +24,7 @@ pub(crate) async fn run(app: Shared, every: std::time::Duration) {
 /// One round: each begun visit whose Canvas status says how it went takes that status.
 pub(crate) async fn settle_begun(app: &Shared) -> Result<usize> {
     let mut settled = 0;
-    for a in app.store.begun(BATCH).await? {
+    for a in app.store.begun(BATCH, chrono::Duration::days(GIVE_UP_DAYS)).await? {
         let Some(canvas_id) = &a.canvas_appointment_id else {
             continue;
         };
@@ -42,9 +44,17 @@ pub(crate) async fn settle_begun(app: &Shared) -> Result<usize> {
         let outcome = match status {
             canvas::AppointmentStatus::Fulfilled => "completed",
             canvas::AppointmentStatus::Noshow => "no_show",
+            // Cancelled in Canvas by staff: cancelled here too, and the job tidies the meeting
+            // and the reminder and tells the patient.
+            canvas::AppointmentStatus::Cancelled => "cancelled",
             _ => continue,
         };
         if app.store.settle(a.id, outcome).await? {
+            if outcome == "cancelled" {
+                let mut conn = app.store.pool().acquire().await?;
+                app.queue.request(&mut conn, "appointment", &a.job_key(), None).await?;
+                app.queue.wake();
+            }
             tracing::info!(appointment = %a.id, outcome, "visit settled from canvas");
             settled += 1;
         }

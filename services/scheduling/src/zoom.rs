@@ -49,7 +49,7 @@ pub(crate) enum ZoomError {
     /// The request may have been carried out (a lost answer, a 5xx to a write).
     #[error("zoom outcome unknown: {0}")]
     Uncertain(String),
-    /// Zoom refused it and will again (validation, unknown user, permissions, our credentials).
+    /// Zoom refused it and will again (validation, an unknown user or meeting).
     #[error("zoom refused: HTTP {status}, code {code}: {message}")]
     Refused { status: u16, code: i64, message: String },
 }
@@ -222,6 +222,17 @@ impl Zoom {
             if status == StatusCode::UNAUTHORIZED && err.code == INVALID_TOKEN && !refresh {
                 refresh = true;
                 continue;
+            }
+            // A fresh token refused, or an app without the meeting scopes: our configuration, which
+            // an operator fixes; the work waits for it.
+            if matches!(status, StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN) {
+                tracing::error!(
+                    vendor = "zoom",
+                    status = status.as_u16(),
+                    code = err.code,
+                    "zoom refused the app: check its credentials and scopes"
+                );
+                return Err(ZoomError::Unavailable(format!("zoom refused the app: HTTP {status}")));
             }
             if status == StatusCode::TOO_MANY_REQUESTS {
                 return Err(ZoomError::Unavailable(format!("rate limited: {}", err.message)));

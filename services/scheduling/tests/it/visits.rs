@@ -97,3 +97,73 @@ fn every_second() -> era_scheduling::config::EngineConfig {
         ..engine()
     }
 }
+
+#[tokio::test]
+async fn a_visit_cancelled_in_canvas_is_cancelled_here_and_its_meeting_deleted() {
+    let h = Harness::with_engine(every_second()).await;
+    let a = h.book(PATIENT_GA, day_at(2, 15, 0)).await.unwrap();
+    assert!(h
+        .sandbox
+        .meetings()
+        .await
+        .iter()
+        .any(|m| m["id"].to_string() == a.zoom_meeting_id));
+    h.canvas.set_status(&a.canvas_appointment_id, CanvasStatus::Cancelled);
+    into_the_past(&h, &a.id, 1).await;
+    let cancelled = h
+        .eventually(&a.id, "cancelled", |a| {
+            status_of(a) == pb::AppointmentStatus::Cancelled && a.zoom_join_url.is_empty()
+        })
+        .await;
+    assert_eq!(cancelled.cancellation_reason, "cancelled in Canvas");
+    // The job tidies up after it: the meeting is gone and the patient is told once.
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let gone = !h
+            .sandbox
+            .meetings()
+            .await
+            .iter()
+            .any(|m| m["id"].to_string() == a.zoom_meeting_id);
+        let told = h
+            .notifications
+            .sent()
+            .iter()
+            .filter(|(k, _)| *k == era_proto::notifications::v1::NotificationType::AppointmentCancelled)
+            .count();
+        if gone && told == 1 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "meeting gone {gone}, notices {told}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn visits_canvas_never_settles_do_not_crowd_out_newer_ones() {
+    let h = Harness::with_engine(every_second()).await;
+    let a = h.book(PATIENT_GA, day_at(2, 15, 0)).await.unwrap();
+    // Sixty older visits Canvas does not know how to settle: more than one round reads.
+    let ghosts = sqlx::query(
+        "insert into appointments (id, canvas_patient_id, practitioner_id, practitioner_name, location_id,
+             zoom_user, zoom_topic, start_time, end_time, time_zone, practitioner_time_zone, status,
+             created_by_role, created_by_subject, canvas_appointment_id)
+         select gen_random_uuid(), 'ghost-patient', 'ghost-' || n, 'Ghost', '1', 'ghost@example.test',
+             'topic', now() - interval '5 hours', now() - interval '5 hours' + interval '20 minutes',
+             'UTC', 'UTC', 'booked', 'admin', 'test', 'never-settled-' || n
+         from generate_series(1, 60) n",
+    )
+    .execute(&h.db.pool)
+    .await
+    .unwrap();
+    assert_eq!(ghosts.rows_affected(), 60);
+    h.canvas.set_status(&a.canvas_appointment_id, CanvasStatus::Fulfilled);
+    into_the_past(&h, &a.id, 1).await;
+    h.eventually(&a.id, "completed behind sixty unsettled visits", |a| {
+        status_of(a) == pb::AppointmentStatus::Completed
+    })
+    .await;
+}
