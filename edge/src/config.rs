@@ -144,9 +144,7 @@ impl Config {
             }
         }
         for (var, url, _) in self.peers.all() {
-            if !(url.starts_with("http://") || url.starts_with("https://")) || url.parse::<http::Uri>().is_err() {
-                return Err(ConfigError::new(var, "must be an http:// or https:// URL"));
-            }
+            era_kit::config::http_url(var, url)?;
         }
         for origin in self.cors_allowed_origins.iter().filter(|o| !o.trim().is_empty()) {
             let ok = (origin.starts_with("https://") || origin.starts_with("http://"))

@@ -33,15 +33,7 @@ impl Config {
         self.service.validate()?;
         self.canvas.validate()?;
         self.records.keyring()?;
-        if !self.pharmacy_routing_grpc_url.starts_with("http://")
-            && !self.pharmacy_routing_grpc_url.starts_with("https://")
-        {
-            return Err(ConfigError::new(
-                "PHARMACY_ROUTING_GRPC_URL",
-                "must be an http:// or https:// URL",
-            ));
-        }
-        Ok(())
+        era_kit::config::http_url("PHARMACY_ROUTING_GRPC_URL", &self.pharmacy_routing_grpc_url)
     }
 }
 
@@ -92,11 +84,8 @@ impl CanvasConfig {
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
-        for (var, url) in [("CANVAS_BASE_URL", &self.base_url), ("CANVAS_FHIR_URL", &self.fhir_url)] {
-            if reqwest::Url::parse(url).map_or(true, |u| !matches!(u.scheme(), "http" | "https")) {
-                return Err(ConfigError::new(var, "must be an http:// or https:// URL"));
-            }
-        }
+        era_kit::config::http_url("CANVAS_BASE_URL", &self.base_url)?;
+        era_kit::config::http_url("CANVAS_FHIR_URL", &self.fhir_url)?;
         if self.client_id.trim().is_empty() {
             return Err(ConfigError::new("CANVAS_CLIENT_ID", "must not be empty"));
         }

@@ -24,6 +24,18 @@ impl ConfigError {
     }
 }
 
+/// Checks that `value` (the setting of `var`) is an absolute http:// or https:// URL with a host.
+pub fn http_url(var: &'static str, value: &str) -> Result<(), ConfigError> {
+    let ok = value
+        .parse::<http::Uri>()
+        .is_ok_and(|u| matches!(u.scheme_str(), Some("http" | "https")) && u.host().is_some_and(|h| !h.is_empty()));
+    if ok {
+        Ok(())
+    } else {
+        Err(ConfigError::new(var, "must be an http:// or https:// URL"))
+    }
+}
+
 /// The service's own database.
 #[derive(Clone, clap::Args)]
 pub struct DatabaseConfig {

@@ -52,19 +52,12 @@ impl Config {
         self.keys.keyring()?;
         self.outbox.schedule()?;
         self.outbox.channels()?;
-        url("MAGIC_LINK_URL", &self.magic_link_url)?;
+        era_kit::config::http_url("MAGIC_LINK_URL", &self.magic_link_url)?;
         if self.magic_link_url.contains('?') || self.magic_link_url.contains('#') {
             return Err(ConfigError::new("MAGIC_LINK_URL", "must not have a query or fragment"));
         }
-        url("CANVAS_GRPC_URL", &self.canvas_grpc_url)
+        era_kit::config::http_url("CANVAS_GRPC_URL", &self.canvas_grpc_url)
     }
-}
-
-fn url(var: &'static str, value: &str) -> Result<(), ConfigError> {
-    if reqwest::Url::parse(value).map_or(true, |u| !matches!(u.scheme(), "http" | "https")) {
-        return Err(ConfigError::new(var, "must be an http:// or https:// URL"));
-    }
-    Ok(())
 }
 
 /// SendGrid and the sender every email comes from.
@@ -95,7 +88,7 @@ impl fmt::Debug for EmailConfig {
 
 impl EmailConfig {
     fn validate(&self) -> Result<(), ConfigError> {
-        url("SENDGRID_API_BASE", &self.api_base)?;
+        era_kit::config::http_url("SENDGRID_API_BASE", &self.api_base)?;
         if self.api_key.expose_secret().trim().len() < 8 {
             return Err(ConfigError::new(
                 "SENDGRID_API_KEY",
@@ -146,7 +139,7 @@ impl fmt::Debug for SmsConfig {
 
 impl SmsConfig {
     fn validate(&self) -> Result<(), ConfigError> {
-        url("TWILIO_API_BASE", &self.api_base)?;
+        era_kit::config::http_url("TWILIO_API_BASE", &self.api_base)?;
         let sid = &self.account_sid;
         if !(sid.len() == 34 && sid.starts_with("AC") && sid[2..].bytes().all(|b| b.is_ascii_hexdigit())) {
             return Err(ConfigError::new(
@@ -207,7 +200,7 @@ impl fmt::Debug for HubSpotConfig {
 
 impl HubSpotConfig {
     fn validate(&self) -> Result<(), ConfigError> {
-        url("HUBSPOT_API_BASE", &self.api_base)?;
+        era_kit::config::http_url("HUBSPOT_API_BASE", &self.api_base)?;
         if self.access_token.expose_secret().trim().len() < 8 {
             return Err(ConfigError::new(
                 "HUBSPOT_ACCESS_TOKEN",

@@ -101,12 +101,7 @@ impl fmt::Debug for StripeConfig {
 
 impl StripeConfig {
     fn validate(&self) -> Result<(), ConfigError> {
-        if reqwest::Url::parse(&self.api_base).map_or(true, |u| !matches!(u.scheme(), "http" | "https")) {
-            return Err(ConfigError::new(
-                "STRIPE_API_BASE",
-                "must be an http:// or https:// URL",
-            ));
-        }
+        era_kit::config::http_url("STRIPE_API_BASE", &self.api_base)?;
         let key = self.secret_key.expose_secret();
         if !(key.starts_with("sk_live_") || key.starts_with("sk_test_") || key.starts_with("rk_")) || key.len() < 12 {
             return Err(ConfigError::new(

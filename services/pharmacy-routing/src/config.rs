@@ -34,20 +34,13 @@ impl AsRef<ServiceConfig> for Config {
 impl Config {
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.service.validate()?;
-        url("CANVAS_GRPC_URL", &self.peers.canvas_grpc_url)?;
-        url("PAYMENTS_GRPC_URL", &self.peers.payments_grpc_url)?;
-        url("NOTIFICATIONS_GRPC_URL", &self.peers.notifications_grpc_url)?;
+        era_kit::config::http_url("CANVAS_GRPC_URL", &self.peers.canvas_grpc_url)?;
+        era_kit::config::http_url("PAYMENTS_GRPC_URL", &self.peers.payments_grpc_url)?;
+        era_kit::config::http_url("NOTIFICATIONS_GRPC_URL", &self.peers.notifications_grpc_url)?;
         self.keys.keyring()?;
         self.pharmacies.adapters()?;
         self.pipeline.validate()
     }
-}
-
-fn url(var: &'static str, value: &str) -> Result<(), ConfigError> {
-    if reqwest::Url::parse(value).map_or(true, |u| !matches!(u.scheme(), "http" | "https")) {
-        return Err(ConfigError::new(var, "must be an http:// or https:// URL"));
-    }
-    Ok(())
 }
 
 /// The services the pipeline calls.
@@ -143,7 +136,7 @@ macro_rules! lifefile_account {
                 if self.api_base.is_empty() {
                     return Ok(None);
                 }
-                url($base, &self.api_base)?;
+                era_kit::config::http_url($base, &self.api_base)?;
                 for (var, value) in [
                     ($user, self.username.as_str()),
                     ($password, self.password.expose_secret()),
@@ -232,7 +225,7 @@ impl PharmacyAccounts {
         let timeout = Duration::from_secs(self.timeout_secs);
         let mut out: Vec<Box<dyn PharmacyAdapter>> = Vec::new();
         if !self.pioneerrx_api_base.is_empty() {
-            url("PIONEERRX_API_BASE", &self.pioneerrx_api_base)?;
+            era_kit::config::http_url("PIONEERRX_API_BASE", &self.pioneerrx_api_base)?;
             for (var, secret) in [
                 ("PIONEERRX_API_KEY", &self.pioneerrx_api_key),
                 ("PIONEERRX_SHARED_SECRET", &self.pioneerrx_shared_secret),

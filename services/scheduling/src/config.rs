@@ -30,19 +30,12 @@ impl AsRef<ServiceConfig> for Config {
 impl Config {
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.service.validate()?;
-        url("CANVAS_GRPC_URL", &self.peers.canvas_grpc_url)?;
-        url("PHARMACY_ROUTING_GRPC_URL", &self.peers.pharmacy_routing_grpc_url)?;
-        url("NOTIFICATIONS_GRPC_URL", &self.peers.notifications_grpc_url)?;
+        era_kit::config::http_url("CANVAS_GRPC_URL", &self.peers.canvas_grpc_url)?;
+        era_kit::config::http_url("PHARMACY_ROUTING_GRPC_URL", &self.peers.pharmacy_routing_grpc_url)?;
+        era_kit::config::http_url("NOTIFICATIONS_GRPC_URL", &self.peers.notifications_grpc_url)?;
         self.zoom.validate()?;
         self.engine.validate()
     }
-}
-
-fn url(var: &'static str, value: &str) -> Result<(), ConfigError> {
-    if reqwest::Url::parse(value).map_or(true, |u| !matches!(u.scheme(), "http" | "https")) {
-        return Err(ConfigError::new(var, "must be an http:// or https:// URL"));
-    }
-    Ok(())
 }
 
 /// The services scheduling calls.
@@ -88,8 +81,8 @@ impl fmt::Debug for ZoomConfig {
 
 impl ZoomConfig {
     fn validate(&self) -> Result<(), ConfigError> {
-        url("ZOOM_BASE_URL", &self.base_url)?;
-        url("ZOOM_TOKEN_URL", &self.token_url)?;
+        era_kit::config::http_url("ZOOM_BASE_URL", &self.base_url)?;
+        era_kit::config::http_url("ZOOM_TOKEN_URL", &self.token_url)?;
         for (var, value) in [
             ("ZOOM_ACCOUNT_ID", self.account_id.as_str()),
             ("ZOOM_CLIENT_ID", self.client_id.as_str()),

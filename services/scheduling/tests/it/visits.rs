@@ -102,12 +102,8 @@ fn every_second() -> era_scheduling::config::EngineConfig {
 async fn a_visit_cancelled_in_canvas_is_cancelled_here_and_its_meeting_deleted() {
     let h = Harness::with_engine(every_second()).await;
     let a = h.book(PATIENT_GA, day_at(2, 15, 0)).await.unwrap();
-    assert!(h
-        .sandbox
-        .meetings()
-        .await
-        .iter()
-        .any(|m| m["id"].to_string() == a.zoom_meeting_id));
+    let meeting: i64 = a.zoom_meeting_id.parse().unwrap();
+    assert!(h.sandbox.meetings().await.iter().any(|m| m["id"] == meeting));
     h.canvas.set_status(&a.canvas_appointment_id, CanvasStatus::Cancelled);
     into_the_past(&h, &a.id, 1).await;
     let cancelled = h
@@ -119,12 +115,7 @@ async fn a_visit_cancelled_in_canvas_is_cancelled_here_and_its_meeting_deleted()
     // The job tidies up after it: the meeting is gone and the patient is told once.
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
     loop {
-        let gone = !h
-            .sandbox
-            .meetings()
-            .await
-            .iter()
-            .any(|m| m["id"].to_string() == a.zoom_meeting_id);
+        let gone = !h.sandbox.meetings().await.iter().any(|m| m["id"] == meeting);
         let told = h
             .notifications
             .sent()
