@@ -539,7 +539,9 @@ async fn through_the_edge_admins_and_patients_book_list_move_and_cancel() {
     let body: serde_json::Value = bad.json().await.unwrap();
     assert_eq!(body["error"]["fields"][0]["field"], "startTime", "{body}");
 
-    // The admin books with an Idempotency-Key: 201, then 200 with the same appointment.
+    // The admin books with an Idempotency-Key: 201 (one meeting, one Canvas appointment, one
+    // confirmation, the reminder 24 hours before), then 200 with the same appointment, nothing more.
+    let mark = mesh.ledger_mark().await;
     let booking =
         serde_json::json!({ "canvasPatientId": p.id, "practitionerId": seed::ALI_NOLAN_ID, "startTime": start });
     let first = post(
@@ -556,6 +558,13 @@ async fn through_the_edge_admins_and_patients_book_list_move_and_cancel() {
     assert_eq!(a["status"], "booked", "{first}");
     assert_eq!(a["startTime"], start.as_str());
     assert!(a["joinUrl"].as_str().unwrap().starts_with("https://"));
+    let start_at: DateTime<Utc> = start.parse().unwrap();
+    assert_eq!(
+        a["reminderScheduledAt"]
+            .as_str()
+            .map(|t| t.parse::<DateTime<Utc>>().unwrap()),
+        Some(start_at - chrono::Duration::hours(24))
+    );
     let id = a["id"].as_str().unwrap().to_owned();
     let again = post(&mesh, "/api/admin/appointments", &admin, Some("edge-book-1"), booking).await;
     assert_eq!(again.status(), 200);
@@ -564,6 +573,14 @@ async fn through_the_edge_admins_and_patients_book_list_move_and_cancel() {
         (again["existing"].as_bool(), again["appointment"]["id"].as_str()),
         (Some(true), Some(id.as_str()))
     );
+    assert_eq!(
+        mesh.ledger_counts("zoom", mark).await.get("EFFECT meeting.created"),
+        Some(&1)
+    );
+    let fhir = mesh.ledger_counts("canvas-fhir", mark).await;
+    assert_eq!(fhir.get("POST /canvas-fhir/Appointment"), Some(&1), "{fhir:?}");
+    let confirmations = outbox(&mesh, &p.id, notify::NotificationType::AppointmentConfirmed).await;
+    assert_eq!(confirmations.len(), 3, "one confirmation by email, SMS and portal");
 
     // Listed for admins (filtered), in the patient's detail, and for the patient themselves.
     let listed: serde_json::Value = mesh
@@ -673,6 +690,12 @@ async fn through_the_edge_admins_and_patients_book_list_move_and_cancel() {
     assert_eq!(cancelled.status(), 200);
     let cancelled: serde_json::Value = cancelled.json().await.unwrap();
     assert_eq!(cancelled["status"], "cancelled");
+    let zoom = mesh.ledger_counts("zoom", mark).await;
+    assert_eq!(
+        (zoom.get("EFFECT meeting.updated"), zoom.get("EFFECT meeting.deleted")),
+        (Some(&1), Some(&1)),
+        "moved once, deleted once: {zoom:?}"
+    );
 
     // The patient's own availability and booking, without naming themselves.
     let avail: serde_json::Value = mesh

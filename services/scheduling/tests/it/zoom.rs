@@ -80,3 +80,40 @@ async fn a_zoom_rate_limit_is_retried_and_makes_one_meeting() {
     );
     assert_eq!(h.canvas.state().creates.len(), 1);
 }
+
+#[tokio::test]
+async fn zoom_down_is_retried_and_a_create_it_may_have_made_is_looked_up_first() {
+    let h = Harness::start().await;
+    // Zoom answers 503 to the create: the meeting may exist, so the next attempt asks Zoom first.
+    h.sandbox
+        .fault(json!({
+            "method": "POST",
+            "path": CREATE,
+            "times": 1,
+            "action": { "kind": "status", "status": 503, "body": { "code": 503, "message": "Service unavailable." } },
+        }))
+        .await;
+    let mut client = h.client.clone();
+    let req = h.admin(Harness::booking(PATIENT_GA, day_at(2, 15, 0)));
+    let booking = tokio::spawn(async move { client.book_appointment(req).await });
+
+    let id = h.recorded_appointment(PATIENT_GA).await;
+    let waiting = h.retry_now(&id, 1, Duration::from_secs(5)).await;
+    assert!(
+        waiting
+            .last_error
+            .as_deref()
+            .unwrap_or_default()
+            .contains("outcome unknown"),
+        "{waiting:?}"
+    );
+    // While Zoom is down the time stays held.
+    let second = h.book(PATIENT_GA, day_at(2, 15, 0)).await;
+    crate::assert_refused(second, "SLOT_UNAVAILABLE");
+    let answered = booking.await.unwrap().unwrap().into_inner().appointment.unwrap();
+    assert_eq!(status_of(&answered), pb::AppointmentStatus::Booked, "{answered:?}");
+    // The retry listed the host's meetings before creating: one lookup, then one create.
+    assert_eq!(h.sandbox.calls("POST", CREATE).await, [Some(503), Some(201)]);
+    assert_eq!(h.sandbox.calls("GET", CREATE).await.len(), 1);
+    assert_eq!(h.sandbox.meetings().await.len(), 1);
+}
