@@ -228,6 +228,12 @@ impl Run<'_> {
                     .await?;
                     self.check("canvas_create", FailAt::AfterCommit)?;
                 }
+                Err(s) if outcome_unknown(&s) => {
+                    // Canvas searched for what the earlier create may have made and found nothing:
+                    // the next attempt creates under a fresh key.
+                    self.record(a.id, Progress::CanvasNewKey).await?;
+                    return Err(Stop::Retry("canvas found no appointment from an earlier create".into()));
+                }
                 Err(s) if refused(&s) => {
                     tracing::warn!(appointment = %a.id, code = ?s.code(), "canvas refused the appointment; deleting its meeting");
                     if let Some(m) = a.zoom_meeting_id {
@@ -343,7 +349,7 @@ impl Run<'_> {
                 meeting_url: a.zoom_join_url.clone().unwrap_or_default(),
                 description: "Telehealth visit".into(),
                 // One Canvas appointment per booking: canvas answers a repeat with the first.
-                idempotency_key: format!("appointment-{}", a.id),
+                idempotency_key: canvas_key(a),
                 actor: Some(Self::actor()),
                 ..Default::default()
             }))
@@ -438,7 +444,7 @@ impl Run<'_> {
                 // (or makes it, to be cancelled at once); a refusal means it made none.
                 None => match self.create_in_canvas(&a).await {
                     Ok(c) => Some(c),
-                    Err(s) if refused(&s) => None,
+                    Err(s) if refused(&s) || outcome_unknown(&s) => None,
                     Err(s) => return Err(peer_retry("canvas")(s)),
                 },
             };
@@ -470,7 +476,21 @@ fn refused(s: &tonic::Status) -> bool {
     matches!(
         s.code(),
         Code::FailedPrecondition | Code::InvalidArgument | Code::NotFound
-    )
+    ) && !outcome_unknown(s)
+}
+
+/// Canvas does not know whether an earlier create under the key made an appointment, and its search
+/// for one (patient, practitioner, start) found none.
+fn outcome_unknown(s: &tonic::Status) -> bool {
+    era_kit::error::reason_of(s).as_deref() == Some("WRITE_OUTCOME_UNKNOWN")
+}
+
+/// The key canvas dedupes the appointment's create by; a new version after a create found nothing.
+fn canvas_key(a: &Appointment) -> String {
+    match a.canvas_key_version {
+        0 => format!("appointment-{}", a.id),
+        v => format!("appointment-{}-{v}", a.id),
+    }
 }
 
 #[cfg(test)]

@@ -41,6 +41,7 @@ pub(crate) struct Appointment {
     pub canvas_start: Option<DateTime<Utc>>,
     pub canvas_end: Option<DateTime<Utc>>,
     pub canvas_create_sent: bool,
+    pub canvas_key_version: i32,
     pub canvas_cancelled: bool,
     pub confirmed_start: Option<DateTime<Utc>>,
     pub reminder_key: Option<String>,
@@ -295,6 +296,9 @@ impl Store {
                     .bind(end)
             }
             Progress::CanvasCancelled => by_id("update appointments set canvas_cancelled = true where id = $1"),
+            Progress::CanvasNewKey => {
+                by_id("update appointments set canvas_key_version = canvas_key_version + 1 where id = $1")
+            }
             Progress::Booked => by_id("update appointments set status = 'booked' where id = $1 and status = 'pending'"),
             Progress::Failed(reason) => by_id(
                 "update appointments set status = 'failed', failure_reason = $2 where id = $1 and status = 'pending'",
@@ -353,6 +357,8 @@ pub(crate) enum Progress<'a> {
         end: DateTime<Utc>,
     },
     CanvasCancelled,
+    /// Canvas found nothing an earlier create under the key made: the next create takes a new key.
+    CanvasNewKey,
     Booked,
     Failed(&'a str),
     /// Canvas refused a move for good: the appointment goes back to the time Canvas has.

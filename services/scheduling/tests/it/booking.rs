@@ -245,3 +245,27 @@ async fn canvas_refusing_the_appointment_deletes_the_meeting_and_fails_the_booki
     assert_eq!(status_of(&again), pb::AppointmentStatus::Booked);
     assert_eq!(h.sandbox.meetings().await.len(), 1);
 }
+
+#[tokio::test]
+async fn a_canvas_create_of_unknown_outcome_that_made_nothing_is_made_under_a_new_key() {
+    let h = Harness::start().await;
+    h.canvas.fail_creates(Failure::OutcomeUnknown, 1);
+    let start = day_at(2, 16, 0);
+    let mut client = h.client.clone();
+    let req = h.admin(Harness::booking(PATIENT_GA, start));
+    let booking = tokio::spawn(async move { client.book_appointment(req).await });
+    let id = h.recorded_appointment(PATIENT_GA).await;
+    h.retry_now(&id, 1, Duration::from_secs(5)).await;
+    let answered = booking.await.unwrap().unwrap().into_inner().appointment.unwrap();
+    assert_eq!(status_of(&answered), pb::AppointmentStatus::Booked, "{answered:?}");
+    // Not compensated as a refusal: the meeting stands, and the second create took a new key.
+    assert_eq!(h.sandbox.meetings().await.len(), 1);
+    let keys: Vec<String> = h
+        .canvas
+        .state()
+        .creates
+        .iter()
+        .map(|c| c.idempotency_key.clone())
+        .collect();
+    assert_eq!(keys, [format!("appointment-{id}"), format!("appointment-{id}-1")]);
+}

@@ -104,12 +104,20 @@ pub(crate) enum Failure {
     Unavailable,
     /// FAILED_PRECONDITION with reason SLOT_UNAVAILABLE: the time is taken in Canvas.
     SlotUnavailable,
+    /// FAILED_PRECONDITION with reason WRITE_OUTCOME_UNKNOWN: an earlier create under the key was
+    /// never answered and canvas's search found nothing it made.
+    OutcomeUnknown,
 }
 
 impl Failure {
     fn status(self) -> Status {
         match self {
             Failure::Unavailable => Status::unavailable("canvas is down (fake)"),
+            Failure::OutcomeUnknown => with_reason(
+                Code::FailedPrecondition,
+                "WRITE_OUTCOME_UNKNOWN",
+                "an earlier attempt with this key may have created the appointment (fake)",
+            ),
             Failure::SlotUnavailable => with_reason(
                 Code::FailedPrecondition,
                 "SLOT_UNAVAILABLE",
