@@ -418,7 +418,9 @@ pub async fn admin_availability(
     request_body = BookRequest,
     responses((status = 201, body = AppointmentResult), (status = 200, body = AppointmentResult),
         (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
-        (status = 422, description = "`slot_unavailable`, `idempotency_key_reused`, `practitioner_not_licensed`", body = ErrorBody))
+        (status = 404, description = "no such patient", body = ErrorBody),
+        (status = 422, description = "`slot_unavailable`, `idempotency_key_reused`, `practitioner_not_licensed`, `patient_state_unknown`", body = ErrorBody),
+        (status = 503, description = "`canvas_unavailable`, `routing_unavailable`", body = ErrorBody))
 )]
 pub async fn admin_book(
     State(state): State<AppState>,
@@ -436,7 +438,7 @@ pub async fn admin_book(
     params(("id" = String, Path, description = "appointment id")),
     request_body = CancelRequest,
     responses((status = 200, body = AppointmentView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
-        (status = 404, body = ErrorBody), (status = 422, description = "`appointment_finished`", body = ErrorBody))
+        (status = 404, body = ErrorBody), (status = 422, description = "`appointment_finished`, `appointment_failed`", body = ErrorBody))
 )]
 pub async fn admin_cancel(
     State(state): State<AppState>,
@@ -456,7 +458,7 @@ pub async fn admin_cancel(
     request_body = RescheduleRequest,
     responses((status = 200, body = AppointmentView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
         (status = 404, body = ErrorBody),
-        (status = 422, description = "`slot_unavailable`, `appointment_finished`, `appointment_cancelled`", body = ErrorBody))
+        (status = 422, description = "`slot_unavailable`, `appointment_finished`, `appointment_cancelled`, `appointment_changed`", body = ErrorBody))
 )]
 pub async fn admin_reschedule(
     State(state): State<AppState>,
@@ -473,7 +475,8 @@ pub async fn admin_reschedule(
     get, path = "/api/patient/availability", tag = "appointments",
     security(("patient_jwt" = []), ("admin_secret" = [])),
     params(AvailabilityQuery),
-    responses((status = 200, body = Availability), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody))
+    responses((status = 200, body = Availability), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 422, description = "`patient_state_unknown`", body = ErrorBody), (status = 503, body = ErrorBody))
 )]
 pub async fn patient_availability(
     State(state): State<AppState>,
@@ -492,7 +495,8 @@ pub async fn patient_availability(
     request_body = BookRequest,
     responses((status = 201, body = AppointmentResult), (status = 200, body = AppointmentResult),
         (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
-        (status = 422, description = "`slot_unavailable`, `idempotency_key_reused`", body = ErrorBody))
+        (status = 422, description = "`slot_unavailable`, `idempotency_key_reused`", body = ErrorBody),
+        (status = 503, body = ErrorBody))
 )]
 pub async fn patient_book(
     State(state): State<AppState>,
@@ -509,8 +513,8 @@ pub async fn patient_book(
     security(("patient_jwt" = []), ("admin_secret" = [])),
     params(("id" = String, Path, description = "appointment id")),
     request_body = CancelRequest,
-    responses((status = 200, body = AppointmentView), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
-        (status = 404, body = ErrorBody), (status = 422, body = ErrorBody))
+    responses((status = 200, body = AppointmentView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody))
 )]
 pub async fn patient_cancel(
     State(state): State<AppState>,
@@ -528,8 +532,8 @@ pub async fn patient_cancel(
     security(("patient_jwt" = []), ("admin_secret" = [])),
     params(("id" = String, Path, description = "appointment id")),
     request_body = RescheduleRequest,
-    responses((status = 200, body = AppointmentView), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
-        (status = 404, body = ErrorBody), (status = 422, body = ErrorBody))
+    responses((status = 200, body = AppointmentView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody))
 )]
 pub async fn patient_reschedule(
     State(state): State<AppState>,

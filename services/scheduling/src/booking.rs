@@ -85,8 +85,10 @@ pub(crate) async fn book(app: &App, caller: &Caller, req: &pb::BookAppointmentRe
         ("canvas_patient_id", &req.canvas_patient_id),
         ("practitioner_id", &req.practitioner_id),
     ] {
-        if value.trim().is_empty() || value.len() > 128 {
+        if value.trim().is_empty() {
             bad.push(FieldViolation::new(field, "is required"));
+        } else if value.len() > 128 {
+            bad.push(FieldViolation::new(field, "must be at most 128 characters"));
         }
     }
     let start = req.start_time.as_ref().and_then(era_kit::time::from_timestamp);
@@ -118,7 +120,9 @@ pub(crate) async fn book(app: &App, caller: &Caller, req: &pb::BookAppointmentRe
     let Some(start) = start.filter(|_| bad.is_empty()) else {
         return Err(Error::InvalidArgument(bad));
     };
-    let key = (!req.idempotency_key.is_empty()).then(|| req.idempotency_key.clone());
+    // Keys are the caller's own: another caller's key is another booking, and tells nothing.
+    let key = (!req.idempotency_key.is_empty())
+        .then(|| format!("{}:{}:{}", caller.subject.len(), caller.subject, req.idempotency_key));
     if let Some(existing) = replay(app, key.as_deref(), req, start).await? {
         return Ok((existing, true));
     }
@@ -273,7 +277,8 @@ pub(crate) async fn reschedule(
     let (_, start, end) = slot_at(app, &state, &a.practitioner_id, start, a.duration_minutes()).await?;
     let mut tx = app.store.pool().begin().await?;
     let moved = sqlx::query(
-        "update appointments set start_time = $2, end_time = $3, failure_reason = null, updated_at = now()
+        "update appointments set start_time = $2, end_time = $3, failure_reason = null, updated_at = now(),
+             schedule_version = schedule_version + 1
          where id = $1 and status in ('pending', 'booked') and start_time > now()",
     )
     .bind(a.id)

@@ -85,8 +85,10 @@ pub(crate) fn reminder_time(start: DateTime<Utc>, now: DateTime<Utc>) -> Option<
     (hour_before > now + Duration::minutes(15)).then_some(hour_before)
 }
 
+/// The reminder of the appointment's current time: keyed by the move count, so moving back to an
+/// earlier time plans a fresh one.
 fn reminder_key(a: &Appointment) -> String {
-    format!("appointment:{}:reminder:{}", a.id, a.start_time.timestamp())
+    format!("appointment:{}:reminder:{}", a.id, a.schedule_version)
 }
 
 async fn drive(app: &Shared, job: &Job) -> Result<(), Stop> {
@@ -136,10 +138,33 @@ impl Run<'_> {
         }
     }
 
-    async fn booked(&self, mut a: Appointment) -> Result<(), Stop> {
+    /// Still a booking (a cancel committed meanwhile ends this run; the run the cancel asked for
+    /// undoes what was made).
+    async fn still_booking(&self, id: Uuid) -> Result<Option<Appointment>, Stop> {
+        let a = self.reload(id).await?;
+        Ok(matches!(a.status.as_str(), "pending" | "booked").then_some(a))
+    }
+
+    async fn booked(&self, a: Appointment) -> Result<(), Stop> {
+        // A booking still not made when its visit begins is given up, and what was made undone.
+        if a.status == "pending" && a.start_time <= Utc::now() {
+            self.undo(&a).await?;
+            return self.fail(&a, "expired").await;
+        }
+        let Some(a) = self.meeting(a).await? else { return Ok(()) };
+        let Some(a) = self.canvas_appointment(a).await? else {
+            return Ok(());
+        };
+        if a.status == "pending" {
+            self.record(a.id, Progress::Booked).await?;
+        }
+        self.tell(&a).await
+    }
+
+    /// The Zoom meeting, at the row's time.
+    async fn meeting(&self, mut a: Appointment) -> Result<Option<Appointment>, Stop> {
         let app = self.app;
         let reference = a.id.to_string();
-        // 1. The Zoom meeting.
         if a.zoom_meeting_id.is_none() {
             let found = match a.zoom_create_sent_at {
                 Some(_) => app
@@ -171,7 +196,8 @@ impl Run<'_> {
                         Err(ZoomError::Refused { status, code, .. }) => {
                             tracing::warn!(appointment = %a.id, status, code, "zoom refused the meeting; the booking failed");
                             self.record(a.id, Progress::ZoomGone).await?;
-                            return self.fail(&a, "zoom_refused").await;
+                            self.fail(&a, "zoom_refused").await?;
+                            return Ok(None);
                         }
                         Err(e) => return Err(zoom_retry(e)),
                     }
@@ -192,7 +218,10 @@ impl Run<'_> {
             )
             .await?;
             self.check("zoom_create", FailAt::AfterCommit)?;
-            a = self.reload(a.id).await?;
+            let Some(now) = self.still_booking(a.id).await? else {
+                return Ok(None);
+            };
+            a = now;
         }
         if let (Some(meeting), false) = (a.zoom_meeting_id, a.zoom_start == Some(a.start_time)) {
             if !app
@@ -207,25 +236,29 @@ impl Run<'_> {
             }
             self.record(a.id, Progress::ZoomMoved(a.start_time)).await?;
         }
+        Ok(Some(a))
+    }
 
-        // 2. The Canvas Appointment, with the meeting's link.
+    /// The Canvas Appointment, with the meeting's link, at the row's time.
+    async fn canvas_appointment(&self, mut a: Appointment) -> Result<Option<Appointment>, Stop> {
+        let app = self.app;
         if a.canvas_appointment_id.is_none() {
             self.check("canvas_create", FailAt::BeforeCall)?;
-            if !a.canvas_create_sent {
-                self.record(a.id, Progress::CanvasCreateSent).await?;
-            }
-            match self.create_in_canvas(&a).await {
+            // A retry sends the first request's times (canvas compares a repeat with the first);
+            // a move since is made by the update below.
+            let (start, end) = match (a.canvas_sent_start, a.canvas_sent_end) {
+                (Some(s), Some(e)) => (s, e),
+                _ => {
+                    let (start, end) = (a.start_time, a.end_time);
+                    self.record(a.id, Progress::CanvasCreateSent { start, end }).await?;
+                    (start, end)
+                }
+            };
+            match self.create_in_canvas(&a, start, end).await {
                 Ok(made) => {
                     self.check("canvas_create", FailAt::AfterCall)?;
-                    self.record(
-                        a.id,
-                        Progress::CanvasAppointment {
-                            id: &made,
-                            start: a.start_time,
-                            end: a.end_time,
-                        },
-                    )
-                    .await?;
+                    self.record(a.id, Progress::CanvasAppointment { id: &made, start, end })
+                        .await?;
                     self.check("canvas_create", FailAt::AfterCommit)?;
                 }
                 Err(s) if outcome_unknown(&s) => {
@@ -240,12 +273,17 @@ impl Run<'_> {
                         app.zoom.delete_meeting(m).await.map_err(zoom_retry)?;
                     }
                     self.record(a.id, Progress::ZoomGone).await?;
-                    return self.fail(&a, "canvas_refused").await;
+                    self.fail(&a, "canvas_refused").await?;
+                    return Ok(None);
                 }
                 Err(s) => return Err(peer_retry("canvas")(s)),
             }
-            a = self.reload(a.id).await?;
-        } else if a.canvas_start != Some(a.start_time) {
+            let Some(now) = self.still_booking(a.id).await? else {
+                return Ok(None);
+            };
+            a = now;
+        }
+        if a.canvas_start != Some(a.start_time) {
             let (Some(canvas_id), Some(was_start), Some(was_end)) =
                 (&a.canvas_appointment_id, a.canvas_start, a.canvas_end)
             else {
@@ -281,6 +319,7 @@ impl Run<'_> {
                         Progress::MoveRefused {
                             start: was_start,
                             end: was_end,
+                            refused: a.start_time,
                         },
                     )
                     .await?;
@@ -289,53 +328,54 @@ impl Run<'_> {
                         .request(&mut conn, "appointment", &a.job_key(), None)
                         .await
                         .map_err(Error::from)?;
-                    return Ok(());
+                    return Ok(None);
                 }
                 Err(s) => return Err(peer_retry("canvas")(s)),
             }
         }
-        if a.status == "pending" {
-            self.record(a.id, Progress::Booked).await?;
-        }
+        Ok(Some(a))
+    }
 
-        // 3. What the patient is told.
+    /// What the patient is told: a confirmation of the time and a reminder before it. Each is
+    /// recorded before it is sent (a cancellation after that point withdraws and announces) and
+    /// sent again on every run, which its dedupe key makes a no-op once it is recorded there.
+    async fn tell(&self, a: &Appointment) -> Result<(), Stop> {
+        self.check("notify", FailAt::BeforeCall)?;
         if a.confirmed_start != Some(a.start_time) {
-            self.check("notify", FailAt::BeforeCall)?;
-            let key = format!("appointment:{}:confirmed:{}", a.id, a.start_time.timestamp());
-            self.notify(&a, notify::NotificationType::AppointmentConfirmed, &key, None)
-                .await?;
-            self.check("notify", FailAt::AfterCall)?;
             self.record(a.id, Progress::Confirmed(a.start_time)).await?;
-            self.check("notify", FailAt::AfterCommit)?;
         }
-        let wanted = reminder_key(&a);
-        if a.reminder_key.as_deref() != Some(wanted.as_str()) {
+        let confirmed = format!("appointment:{}:confirmed:{}", a.id, a.schedule_version);
+        self.notify(a, notify::NotificationType::AppointmentConfirmed, &confirmed, None)
+            .await?;
+        self.check("notify", FailAt::AfterCall)?;
+        let wanted = reminder_key(a);
+        let at = if a.reminder_key.as_deref() == Some(wanted.as_str()) {
+            a.reminder_at
+        } else {
             if let Some(old) = &a.reminder_key {
                 self.withdraw(old).await?;
             }
-            match reminder_time(a.start_time, Utc::now()) {
-                Some(at) => {
-                    self.notify(&a, notify::NotificationType::AppointmentReminder, &wanted, Some(at))
-                        .await?;
-                    self.record(
-                        a.id,
-                        Progress::Reminder {
-                            key: Some(&wanted),
-                            at: Some(at),
-                        },
-                    )
-                    .await?;
-                }
-                None if a.reminder_key.is_some() => {
-                    self.record(a.id, Progress::Reminder { key: None, at: None }).await?;
-                }
-                None => {}
+            let at = reminder_time(a.start_time, Utc::now());
+            let key = at.map(|_| wanted.as_str());
+            if key.is_some() || a.reminder_key.is_some() {
+                self.record(a.id, Progress::Reminder { key, at }).await?;
             }
+            at
+        };
+        if let Some(at) = at {
+            self.notify(a, notify::NotificationType::AppointmentReminder, &wanted, Some(at))
+                .await?;
         }
+        self.check("notify", FailAt::AfterCommit)?;
         Ok(())
     }
 
-    async fn create_in_canvas(&self, a: &Appointment) -> Result<String, tonic::Status> {
+    async fn create_in_canvas(
+        &self,
+        a: &Appointment,
+        start: DateTime<Utc>,
+        end: DateTime<Utc>,
+    ) -> Result<String, tonic::Status> {
         let made = self
             .app
             .canvas
@@ -344,8 +384,8 @@ impl Run<'_> {
                 canvas_patient_id: a.canvas_patient_id.clone(),
                 practitioner_id: a.practitioner_id.clone(),
                 location_id: a.location_id.clone(),
-                start_time: Some(era_kit::time::timestamp(a.start_time)),
-                end_time: Some(era_kit::time::timestamp(a.end_time)),
+                start_time: Some(era_kit::time::timestamp(start)),
+                end_time: Some(era_kit::time::timestamp(end)),
                 meeting_url: a.zoom_join_url.clone().unwrap_or_default(),
                 description: "Telehealth visit".into(),
                 // One Canvas appointment per booking: canvas answers a repeat with the first.
@@ -413,11 +453,30 @@ impl Run<'_> {
     }
 
     async fn cancelled(&self, a: Appointment) -> Result<(), Stop> {
-        let app = self.app;
-        if let Some(old) = &a.reminder_key {
+        // The recorded reminder, and the current time's (it may have been sent before the run
+        // that sent it could record it).
+        let current = reminder_key(&a);
+        self.withdraw(&current).await?;
+        if let Some(old) = a.reminder_key.as_deref().filter(|k| *k != current) {
             self.withdraw(old).await?;
+        }
+        if a.reminder_key.is_some() {
             self.record(a.id, Progress::Reminder { key: None, at: None }).await?;
         }
+        self.undo(&a).await?;
+        if a.confirmed_start.is_some() && !a.cancellation_notified {
+            let key = format!("appointment:{}:cancelled", a.id);
+            self.notify(&a, notify::NotificationType::AppointmentCancelled, &key, None)
+                .await?;
+            self.record(a.id, Progress::CancellationNotified).await?;
+        }
+        Ok(())
+    }
+
+    /// Deletes the meeting and cancels the Canvas Appointment, including ones whose create was
+    /// never answered.
+    async fn undo(&self, a: &Appointment) -> Result<(), Stop> {
+        let app = self.app;
         if !a.zoom_deleted {
             let meeting = match (a.zoom_meeting_id, a.zoom_create_sent_at) {
                 (Some(m), _) => Some(m),
@@ -438,15 +497,17 @@ impl Run<'_> {
             }
         }
         if !a.canvas_cancelled && (a.canvas_appointment_id.is_some() || a.canvas_create_sent) {
-            let canvas_id = match &a.canvas_appointment_id {
-                Some(c) => Some(c.clone()),
+            let canvas_id = match (&a.canvas_appointment_id, a.canvas_sent_start, a.canvas_sent_end) {
+                (Some(c), _, _) => Some(c.clone()),
                 // A create whose answer never came back: its key answers the appointment it made
-                // (or makes it, to be cancelled at once); a refusal means it made none.
-                None => match self.create_in_canvas(&a).await {
+                // (or makes it, to be cancelled at once); a refusal, or canvas finding nothing it
+                // made, means there is none.
+                (None, Some(start), Some(end)) => match self.create_in_canvas(a, start, end).await {
                     Ok(c) => Some(c),
                     Err(s) if refused(&s) || outcome_unknown(&s) => None,
                     Err(s) => return Err(peer_retry("canvas")(s)),
                 },
+                (None, _, _) => None,
             };
             if let Some(c) = canvas_id {
                 app.canvas
@@ -461,22 +522,20 @@ impl Run<'_> {
             }
             self.record(a.id, Progress::CanvasCancelled).await?;
         }
-        if a.confirmed_start.is_some() && !a.cancellation_notified {
-            let key = format!("appointment:{}:cancelled", a.id);
-            self.notify(&a, notify::NotificationType::AppointmentCancelled, &key, None)
-                .await?;
-            self.record(a.id, Progress::CancellationNotified).await?;
-        }
         Ok(())
     }
 }
 
 /// Canvas refused for good (the time taken, a field it will not accept), as opposed to an outage.
 fn refused(s: &tonic::Status) -> bool {
+    let retry_reason = matches!(
+        era_kit::error::reason_of(s).as_deref(),
+        Some("WRITE_OUTCOME_UNKNOWN" | "IDEMPOTENCY_KEY_REUSED")
+    );
     matches!(
         s.code(),
         Code::FailedPrecondition | Code::InvalidArgument | Code::NotFound
-    ) && !outcome_unknown(s)
+    ) && !retry_reason
 }
 
 /// Canvas does not know whether an earlier create under the key made an appointment, and its search

@@ -42,6 +42,9 @@ pub(crate) struct Appointment {
     pub canvas_end: Option<DateTime<Utc>>,
     pub canvas_create_sent: bool,
     pub canvas_key_version: i32,
+    pub canvas_sent_start: Option<DateTime<Utc>>,
+    pub canvas_sent_end: Option<DateTime<Utc>>,
+    pub schedule_version: i32,
     pub canvas_cancelled: bool,
     pub confirmed_start: Option<DateTime<Utc>>,
     pub reminder_key: Option<String>,
@@ -218,15 +221,15 @@ impl Store {
         Ok(q.build_query_as().fetch_all(&self.pool).await?)
     }
 
-    /// Booked visits that have begun, those read longest ago first, and marks them read: the
-    /// visit-status worker's work. Visits Canvas never settles go to the back of the queue; after
-    /// `give_up` they are no longer read.
-    pub(crate) async fn begun(&self, limit: i64, give_up: chrono::Duration) -> Result<Vec<Appointment>> {
+    /// Booked visits to read back from Canvas, those read longest ago first, and marks them read:
+    /// the visit-status worker's work. Upcoming visits are read too (staff may cancel them in
+    /// Canvas); visits Canvas never settles go to the back of the queue, and after `give_up` past
+    /// their start they are no longer read.
+    pub(crate) async fn to_check(&self, limit: i64, give_up: chrono::Duration) -> Result<Vec<Appointment>> {
         Ok(sqlx::query_as(
             "with due as (
                  select id from appointments
-                 where status = 'booked' and start_time <= now() and start_time > now() - $2
-                   and canvas_appointment_id is not null
+                 where status = 'booked' and start_time > now() - $2 and canvas_appointment_id is not null
                  order by status_checked_at nulls first, start_time
                  limit $1
                  for update skip locked)
@@ -240,8 +243,10 @@ impl Store {
         .await?)
     }
 
-    /// Sets a visit's outcome read from Canvas, unless the row moved on meanwhile.
-    pub(crate) async fn settle(&self, id: Uuid, status: &str) -> Result<bool> {
+    /// Sets a visit's outcome read from Canvas, unless the row moved on meanwhile. A cancellation
+    /// asks for the appointment's job in the same transaction, so the meeting and the reminder go.
+    pub(crate) async fn settle(&self, queue: &era_kit::jobs::Queue, id: Uuid, status: &str) -> Result<bool> {
+        let mut tx = self.pool.begin().await?;
         let done = sqlx::query(
             "update appointments set status = $2, updated_at = now(),
                  cancelled_at = case when $2 = 'cancelled' then now() else cancelled_at end,
@@ -250,8 +255,12 @@ impl Store {
         )
         .bind(id)
         .bind(status)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
+        if done.rows_affected() == 1 && status == "cancelled" {
+            queue.request(&mut tx, "appointment", &job_key(id), None).await?;
+        }
+        tx.commit().await?;
         Ok(done.rows_affected() == 1)
     }
 
@@ -283,7 +292,12 @@ impl Store {
             Progress::ZoomGone => {
                 by_id("update appointments set zoom_deleted = true, zoom_create_sent_at = null where id = $1")
             }
-            Progress::CanvasCreateSent => by_id("update appointments set canvas_create_sent = true where id = $1"),
+            Progress::CanvasCreateSent { start, end } => by_id(
+                "update appointments set canvas_create_sent = true, canvas_sent_start = $2, canvas_sent_end = $3
+                 where id = $1",
+            )
+            .bind(start)
+            .bind(end),
             Progress::CanvasAppointment { id: canvas, start, end } => by_id(
                 "update appointments set canvas_appointment_id = $2, canvas_start = $3, canvas_end = $4 where id = $1",
             )
@@ -304,12 +318,15 @@ impl Store {
                 "update appointments set status = 'failed', failure_reason = $2 where id = $1 and status = 'pending'",
             )
             .bind(reason),
-            Progress::MoveRefused { start, end } => by_id(
-                "update appointments set start_time = $2, end_time = $3, failure_reason = 'move_refused_by_canvas'
-                 where id = $1",
+            // Only the move Canvas refused is undone: a later move stands (the next run tries it).
+            Progress::MoveRefused { start, end, refused } => by_id(
+                "update appointments set start_time = $2, end_time = $3, failure_reason = 'move_refused_by_canvas',
+                     schedule_version = schedule_version + 1
+                 where id = $1 and start_time = $4",
             )
             .bind(start)
-            .bind(end),
+            .bind(end)
+            .bind(refused),
             Progress::Confirmed(start) => {
                 by_id("update appointments set confirmed_start = $2 where id = $1").bind(start)
             }
@@ -332,8 +349,8 @@ impl Store {
     }
 }
 
-/// One step of the booking job, as [`Store::record`] writes it.
-#[derive(Debug)]
+/// One step of the booking job, as [`Store::record`] writes it. (No `Debug`: it carries the join
+/// link.)
 pub(crate) enum Progress<'a> {
     /// A create is about to go to Zoom: if its answer never arrives, look before creating again.
     ZoomCreateSent,
@@ -346,7 +363,11 @@ pub(crate) enum Progress<'a> {
     },
     ZoomMoved(DateTime<Utc>),
     ZoomGone,
-    CanvasCreateSent,
+    /// A create is about to go to Canvas with these times; retries send the same.
+    CanvasCreateSent {
+        start: DateTime<Utc>,
+        end: DateTime<Utc>,
+    },
     CanvasAppointment {
         id: &'a str,
         start: DateTime<Utc>,
@@ -361,10 +382,12 @@ pub(crate) enum Progress<'a> {
     CanvasNewKey,
     Booked,
     Failed(&'a str),
-    /// Canvas refused a move for good: the appointment goes back to the time Canvas has.
+    /// Canvas refused a move (to `refused`) for good: the appointment goes back to the time Canvas
+    /// has.
     MoveRefused {
         start: DateTime<Utc>,
         end: DateTime<Utc>,
+        refused: DateTime<Utc>,
     },
     Confirmed(DateTime<Utc>),
     Reminder {

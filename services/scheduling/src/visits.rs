@@ -1,6 +1,6 @@
-//! After the visit: booked appointments that have begun are read back from Canvas, where the
-//! practitioner marks them fulfilled (exited) or no-show, so the lists show completed and missed
-//! visits. Every replica may run it: settling is a conditional update, the same either way.
+//! Visits read back from Canvas: after the visit the practitioner marks it fulfilled (exited) or
+//! no-show, so the lists show completed and missed visits; before it, staff may cancel it there.
+//! Every replica may run it: each round claims its visits, and settling is a conditional update.
 
 use era_proto::canvas::v1 as canvas;
 
@@ -14,17 +14,18 @@ const GIVE_UP_DAYS: i64 = 30;
 /// Runs until dropped.
 pub(crate) async fn run(app: Shared, every: std::time::Duration) {
     loop {
-        if let Err(e) = settle_begun(&app).await {
+        if let Err(e) = settle_visits(&app).await {
             tracing::warn!(error = %e, "reading visit outcomes from canvas failed");
         }
         tokio::time::sleep(every).await;
     }
 }
 
-/// One round: each begun visit whose Canvas status says how it went takes that status.
-pub(crate) async fn settle_begun(app: &Shared) -> Result<usize> {
+/// One round: each booked visit whose Canvas status says how it went (or that it was cancelled
+/// there) takes that status.
+pub(crate) async fn settle_visits(app: &Shared) -> Result<usize> {
     let mut settled = 0;
-    for a in app.store.begun(BATCH, chrono::Duration::days(GIVE_UP_DAYS)).await? {
+    for a in app.store.to_check(BATCH, chrono::Duration::days(GIVE_UP_DAYS)).await? {
         let Some(canvas_id) = &a.canvas_appointment_id else {
             continue;
         };
@@ -41,20 +42,17 @@ pub(crate) async fn settle_begun(app: &Shared) -> Result<usize> {
                 continue;
             }
         };
+        let begun = a.start_time <= chrono::Utc::now();
         let outcome = match status {
-            canvas::AppointmentStatus::Fulfilled => "completed",
-            canvas::AppointmentStatus::Noshow => "no_show",
+            canvas::AppointmentStatus::Fulfilled if begun => "completed",
+            canvas::AppointmentStatus::Noshow if begun => "no_show",
             // Cancelled in Canvas by staff: cancelled here too, and the job tidies the meeting
             // and the reminder and tells the patient.
             canvas::AppointmentStatus::Cancelled => "cancelled",
             _ => continue,
         };
-        if app.store.settle(a.id, outcome).await? {
-            if outcome == "cancelled" {
-                let mut conn = app.store.pool().acquire().await?;
-                app.queue.request(&mut conn, "appointment", &a.job_key(), None).await?;
-                app.queue.wake();
-            }
+        if app.store.settle(&app.queue, a.id, outcome).await? {
+            app.queue.wake();
             tracing::info!(appointment = %a.id, outcome, "visit settled from canvas");
             settled += 1;
         }

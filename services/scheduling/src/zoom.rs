@@ -50,7 +50,8 @@ pub(crate) enum ZoomError {
     #[error("zoom outcome unknown: {0}")]
     Uncertain(String),
     /// Zoom refused it and will again (validation, an unknown user or meeting).
-    #[error("zoom refused: HTTP {status}, code {code}: {message}")]
+    /// Zoom's message is kept out of the display: it can name a host's email.
+    #[error("zoom refused: HTTP {status}, code {code}")]
     Refused { status: u16, code: i64, message: String },
 }
 

@@ -335,8 +335,11 @@ impl Runner {
         }
     }
 
-    /// Extends the lease every third of it; returns once the lease is lost.
+    /// Extends the lease every third of it; returns once the lease is lost, or once it may have run
+    /// out because renewals kept failing (a database outage): another holder may have the job by
+    /// then, so this one must stop calling vendors.
     async fn heartbeat(&self, lease: Lease) {
+        let mut renewed = tokio::time::Instant::now();
         loop {
             tokio::time::sleep(self.config.lease / 3).await;
             let kept = sqlx::query(
@@ -350,8 +353,13 @@ impl Runner {
             .await;
             match kept {
                 Ok(r) if r.rows_affected() == 0 => return,
-                Ok(_) => {}
-                Err(e) => tracing::warn!(job = %lease.id, error = %e, "a job heartbeat failed"),
+                Ok(_) => renewed = tokio::time::Instant::now(),
+                Err(e) => {
+                    tracing::warn!(job = %lease.id, error = %e, "a job heartbeat failed");
+                    if renewed.elapsed() >= self.config.lease {
+                        return;
+                    }
+                }
             }
             if self.failpoints.halted() {
                 // A halted replica is "dead": its leases must be left to run out.

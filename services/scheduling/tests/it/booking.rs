@@ -269,3 +269,163 @@ async fn a_canvas_create_of_unknown_outcome_that_made_nothing_is_made_under_a_ne
         .collect();
     assert_eq!(keys, [format!("appointment-{id}"), format!("appointment-{id}-1")]);
 }
+
+#[tokio::test]
+async fn overlapping_holds_of_one_practitioner_are_refused_by_the_database() {
+    let h = Harness::start().await;
+    let a = h.book(PATIENT_GA, day_at(2, 15, 0)).await.unwrap();
+    // Another hold that overlaps the booked 20 minutes (a longer visit starting ten minutes in),
+    // written as a racing booking would: the exclusion constraint refuses it.
+    let racing = sqlx::query(
+        "insert into appointments (id, canvas_patient_id, practitioner_id, practitioner_name, location_id,
+             zoom_user, zoom_topic, start_time, end_time, time_zone, practitioner_time_zone, status,
+             created_by_role, created_by_subject)
+         select gen_random_uuid(), $2, practitioner_id, practitioner_name, location_id, zoom_user, zoom_topic,
+             start_time + interval '10 minutes', start_time + interval '40 minutes', time_zone,
+             practitioner_time_zone, 'pending', 'admin', 'test'
+         from appointments where id = $1::uuid",
+    )
+    .bind(&a.id)
+    .bind(PATIENT_GA_2)
+    .execute(&h.db.pool)
+    .await
+    .unwrap_err();
+    let constraint = racing
+        .as_database_error()
+        .and_then(|d| d.constraint().map(str::to_owned));
+    assert_eq!(constraint.as_deref(), Some("appointments_held_slot"), "{racing}");
+    // Once cancelled, the time may be held again.
+    h.client
+        .clone()
+        .cancel_appointment(h.admin(pb::CancelAppointmentRequest {
+            id: a.id.clone(),
+            ..Default::default()
+        }))
+        .await
+        .unwrap();
+    assert!(h.book(PATIENT_GA_2, day_at(2, 15, 0)).await.is_ok());
+}
+
+#[tokio::test]
+async fn moving_back_to_an_earlier_time_confirms_and_reminds_again() {
+    let h = Harness::start().await;
+    let (first, second) = (day_at(3, 15, 0), day_at(3, 16, 0));
+    let a = h.book(PATIENT_GA, first).await.unwrap();
+    for to in [second, first] {
+        let moved = h
+            .client
+            .clone()
+            .reschedule_appointment(h.admin(pb::RescheduleAppointmentRequest {
+                id: a.id.clone(),
+                start_time: Some(era_kit::time::timestamp(to)),
+                actor: None,
+            }))
+            .await
+            .unwrap()
+            .into_inner()
+            .appointment
+            .unwrap();
+        assert_eq!(time(&moved.start_time), to);
+    }
+    let sent = h.notifications.sent();
+    let keys = |kind| -> Vec<String> {
+        sent.iter()
+            .filter(|(k, _)| *k == kind)
+            .map(|(_, r)| r.dedupe_key.clone())
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect()
+    };
+    assert_eq!(
+        keys(NotificationType::AppointmentConfirmed).len(),
+        3,
+        "three times, three confirmations"
+    );
+    let reminders = keys(NotificationType::AppointmentReminder);
+    assert_eq!(reminders.len(), 3);
+    // The two earlier reminders were withdrawn; the last, for the first time again, stands.
+    let withdrawn: Vec<String> = h
+        .notifications
+        .state()
+        .cancelled
+        .iter()
+        .map(|c| c.dedupe_key.clone())
+        .collect();
+    let last = format!("appointment:{}:reminder:2", a.id);
+    assert!(reminders.contains(&last), "{reminders:?}");
+    assert!(!withdrawn.contains(&last), "{withdrawn:?}");
+    assert_eq!(withdrawn.len(), 2, "{withdrawn:?}");
+}
+
+#[tokio::test]
+async fn a_booking_not_made_by_its_start_is_given_up_and_its_meeting_deleted() {
+    let h = Harness::start().await;
+    h.canvas.fail_creates(Failure::Unavailable, 1);
+    let mut client = h.client.clone();
+    let req = h.admin(Harness::booking(PATIENT_GA, day_at(2, 15, 0)));
+    let booking = tokio::spawn(async move { client.book_appointment(req).await });
+    let id = h.recorded_appointment(PATIENT_GA).await;
+    // The first attempt made the meeting and met Canvas down; then the visit's start passes (the
+    // row's times move into the past) before the retry.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let job = h.job(&id).await;
+        if job.status == "pending" && job.attempts == 1 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the first attempt never failed: {job:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(h.sandbox.meetings().await.len(), 1);
+    sqlx::query(
+        "update appointments set start_time = now() - interval '1 minute', end_time = now() + interval '19 minutes'
+         where id = $1::uuid",
+    )
+    .bind(&id)
+    .execute(&h.db.pool)
+    .await
+    .unwrap();
+    h.retry_now(&id, 1, Duration::from_secs(5)).await;
+    let _ = booking.await.unwrap();
+    let failed = h
+        .eventually(&id, "given up", |a| status_of(a) == pb::AppointmentStatus::Failed)
+        .await;
+    assert_eq!(failed.failure_reason, "expired");
+    assert!(
+        h.sandbox.meetings().await.is_empty(),
+        "the meeting made before Canvas failed is deleted"
+    );
+    assert!(h.notifications.sent().is_empty(), "the patient was never told of it");
+}
+
+#[tokio::test]
+async fn idempotency_keys_belong_to_their_caller() {
+    let h = Harness::start().await;
+    let mut client = h.client.clone();
+    let with_key = |patient: &str, start| {
+        let mut req = Harness::booking(patient, start);
+        req.idempotency_key = "same-key".into();
+        h.as_patient(req, patient)
+    };
+    let a = client
+        .book_appointment(with_key(PATIENT_GA, day_at(2, 15, 0)))
+        .await
+        .unwrap()
+        .into_inner();
+    let b = client
+        .book_appointment(with_key(PATIENT_GA_2, day_at(2, 16, 0)))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(!a.existing && !b.existing, "another caller's key is another booking");
+    assert_ne!(a.appointment.unwrap().id, b.appointment.unwrap().id);
+    let again = client
+        .book_appointment(with_key(PATIENT_GA, day_at(2, 15, 0)))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(again.existing);
+}

@@ -55,7 +55,7 @@ async fn visit_outcomes_are_read_back_from_canvas() {
     .await;
 
     // Once Canvas has been asked about the undecided visit in a later round too, it is still
-    // booked; a visit yet to come was never asked about.
+    // booked; a visit yet to come is read too (staff may cancel it in Canvas) and stays booked.
     let asked = |id: &str| h.canvas.state().get_appointment.iter().filter(|a| *a == id).count();
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
     while asked(&undecided.canvas_appointment_id) < 2 {
@@ -63,7 +63,8 @@ async fn visit_outcomes_are_read_back_from_canvas() {
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
     assert_eq!(status_of(&h.get(&undecided.id).await), pb::AppointmentStatus::Booked);
-    assert_eq!(asked(&upcoming.canvas_appointment_id), 0);
+    assert!(asked(&upcoming.canvas_appointment_id) >= 1);
+    assert_eq!(status_of(&h.get(&upcoming.id).await), pb::AppointmentStatus::Booked);
     // Settled visits are not read again.
     let settled_reads = asked(&fulfilled.canvas_appointment_id) + asked(&missed.canvas_appointment_id);
     while asked(&undecided.canvas_appointment_id) < 3 {
@@ -99,13 +100,13 @@ fn every_second() -> era_scheduling::config::EngineConfig {
 }
 
 #[tokio::test]
-async fn a_visit_cancelled_in_canvas_is_cancelled_here_and_its_meeting_deleted() {
+async fn an_upcoming_visit_cancelled_in_canvas_is_cancelled_here_and_its_meeting_deleted() {
     let h = Harness::with_engine(every_second()).await;
     let a = h.book(PATIENT_GA, day_at(2, 15, 0)).await.unwrap();
     let meeting: i64 = a.zoom_meeting_id.parse().unwrap();
     assert!(h.sandbox.meetings().await.iter().any(|m| m["id"] == meeting));
     h.canvas.set_status(&a.canvas_appointment_id, CanvasStatus::Cancelled);
-    into_the_past(&h, &a.id, 1).await;
+
     let cancelled = h
         .eventually(&a.id, "cancelled", |a| {
             status_of(a) == pb::AppointmentStatus::Cancelled && a.zoom_join_url.is_empty()
