@@ -103,6 +103,12 @@ impl TokenKind {
     }
 
     pub fn issue(&self, subject: &str) -> Issued {
+        self.issue_as(subject, &uuid::Uuid::new_v4().to_string())
+    }
+
+    /// A token whose `jti` is given: what it keys (an intake token's one SetupIntent) is the same
+    /// for every token issued with it.
+    pub fn issue_as(&self, subject: &str, jti: &str) -> Issued {
         let iat = Utc::now().timestamp();
         let claims = Claims {
             iss: ISSUER.into(),
@@ -111,7 +117,7 @@ impl TokenKind {
             iat,
             exp: iat + self.ttl_secs,
             nbf: None,
-            jti: uuid::Uuid::new_v4().to_string(),
+            jti: jti.to_owned(),
         };
         let token = self.sign(&claims);
         Issued { token, claims }

@@ -428,8 +428,12 @@ pub async fn submit_intake(
         StatusCode::CREATED
     };
     // Only whoever holds the whole submission gets here (a repeat must match it), and the patient is
-    // the one this submission created: the token proves the card belongs with it.
-    let token = state.intake_tokens.issue(&resp.canvas_patient_id);
+    // the one this submission created: the token proves the card belongs with it. Its id comes from
+    // the submission's record, so a replayed submission's token opens the same one SetupIntent, not
+    // another.
+    let token = state
+        .intake_tokens
+        .issue_as(&resp.canvas_patient_id, &format!("intake-{}", resp.record_id));
     Ok((
         status,
         ApiJson(IntakeSubmitResponse {

@@ -11,7 +11,15 @@ use crate::{
 };
 
 /// Cards one SetupIntent may be confirmed with server-side.
-const MAX_CONFIRMS: i32 = 5;
+const MAX_CONFIRMS: i64 = 5;
+/// Cards one patient may try server-side in a day, across all their SetupIntents: the intake and
+/// portal routes are open to anyone with a token, and must not become a card tester.
+const MAX_CONFIRMS_PER_PATIENT: i64 = 10;
+/// SetupIntents one patient may open in a day (replays of one are not counted again).
+const MAX_SETUPS_PER_PATIENT: i64 = 5;
+/// What the caller is told of any decline; Stripe's reason stays in `card_attempts` for support, so
+/// the answer cannot be used to learn which detail of a stolen card is wrong.
+const DECLINED: &str = "the card could not be saved: try another card, or ask your bank";
 
 /// The patient's Stripe customer, created once. The Stripe key derives from the patient id, so
 /// concurrent or repeated first calls converge on one customer.
@@ -67,6 +75,17 @@ pub(crate) async fn create_setup_intent(
     if !bad.is_empty() {
         return Err(Error::InvalidArgument(bad));
     }
+    // The caller's key is durable on its side; the namespace keeps it from colliding with others.
+    let key = crate::app::derived_key("setup", &[&req.canvas_patient_id, &req.idempotency_key]);
+    // One patient's SetupIntents are opened one at a time, so the cap holds under concurrency.
+    let _lock = app.store.lock(&format!("setups:{}", req.canvas_patient_id)).await?;
+    let (replay, opened) = app.store.setups(&req.canvas_patient_id, &key).await?;
+    if !replay && opened >= MAX_SETUPS_PER_PATIENT {
+        return Err(Error::Exhausted(
+            "TOO_MANY_CARD_ATTEMPTS",
+            "too many cards were started for this patient today; try again tomorrow or contact the clinic".into(),
+        ));
+    }
     let customer = customer(app, &req.canvas_patient_id, req.email.trim(), req.name.trim()).await?;
     let mut params: Params = vec![
         ("customer".into(), customer.clone()),
@@ -77,11 +96,9 @@ pub(crate) async fn create_setup_intent(
     if !req.submission_id.is_empty() {
         params.push(("metadata[submission_id]".into(), req.submission_id.clone()));
     }
-    // The caller's key is durable on its side; the namespace keeps it from colliding with others.
-    let key = crate::app::derived_key("setup", &[&req.canvas_patient_id, &req.idempotency_key]);
     let intent: types::SetupIntent = app.stripe.post("/v1/setup_intents", &params, &key).await?;
     app.store
-        .pending_hold(&req.canvas_patient_id, &customer, &intent.id)
+        .pending_hold(&req.canvas_patient_id, &customer, &intent.id, &key)
         .await?;
     Ok(pb::CreateSetupIntentResponse {
         setup_intent_id: intent.id,
@@ -120,28 +137,57 @@ pub(crate) async fn save_payment_method(
         // Confirming server-side with a payment method the client collected (the intake page
         // normally confirms in the browser; this path serves tests and back-office entry). Bounded
         // per SetupIntent: the route is open to any intake, and must not become a card tester.
-        if app.store.count_confirm(&req.setup_intent_id).await? > MAX_CONFIRMS {
-            return Err(Error::Exhausted(
-                "TOO_MANY_CARD_ATTEMPTS",
-                format!("at most {MAX_CONFIRMS} cards may be tried on one SetupIntent; start a new one"),
-            ));
-        }
+        let attempt = match app
+            .store
+            .begin_card_attempt(
+                &req.canvas_patient_id,
+                &req.setup_intent_id,
+                MAX_CONFIRMS,
+                MAX_CONFIRMS_PER_PATIENT,
+            )
+            .await?
+        {
+            Ok(id) => id,
+            Err(cap) => {
+                tracing::warn!(?cap, "card attempts capped");
+                return Err(Error::Exhausted(
+                    "TOO_MANY_CARD_ATTEMPTS",
+                    "too many cards were tried; try again tomorrow or contact the clinic".into(),
+                ));
+            }
+        };
         let params: Params = vec![("payment_method".into(), req.payment_method_id.clone())];
         let key = format!("setup-confirm-{}-{}", req.setup_intent_id, req.payment_method_id);
         intent = match app.stripe.post(&format!("{path}/confirm"), &params, &key).await {
             Ok(i) => i,
             Err(e) if e.kind == StripeErrorKind::Card => {
+                let code = e
+                    .decline_code
+                    .as_deref()
+                    .or(e.code.as_deref())
+                    .unwrap_or("card_declined");
+                app.store.finish_card_attempt(attempt, "declined", Some(code)).await?;
                 app.store.set_hold_status(&req.setup_intent_id, "failed").await?;
-                return Err(Error::Precondition(
-                    "CARD_DECLINED",
-                    format!(
-                        "the card cannot be saved ({})",
-                        e.code.as_deref().unwrap_or("card_declined")
-                    ),
-                ));
+                return Err(Error::Precondition("CARD_DECLINED", DECLINED.into()));
             }
-            Err(e) => return Err(e.into()),
+            // A payment method Stripe does not know is the caller's mistake, not ours.
+            Err(e) if e.is_missing() => {
+                app.store
+                    .finish_card_attempt(attempt, "unknown_payment_method", e.code.as_deref())
+                    .await?;
+                return Err(Error::InvalidArgument(vec![FieldViolation::new(
+                    "payment_method_id",
+                    "is not a payment method Stripe knows",
+                )]));
+            }
+            Err(e) => {
+                app.store
+                    .finish_card_attempt(attempt, "failed", e.code.as_deref())
+                    .await?;
+                return Err(e.into());
+            }
         };
+        app.store.finish_card_attempt(attempt, &intent.status, None).await?;
     }
     if intent.status == "requires_action" {
         app.store

@@ -183,6 +183,13 @@ pub struct ChargeOutcome {
     pub failure_message: Option<String>,
 }
 
+/// Which cap stopped a card attempt.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CardCap {
+    PerSetupIntent,
+    PerPatient,
+}
+
 impl Store {
     pub fn new(pool: PgPool) -> Self {
         let locks = KeyLocks::new(pool.clone(), Some(SET_ROLE));
@@ -230,20 +237,38 @@ impl Store {
     }
 
     /// Records the SetupIntent as a pending hold (once per SetupIntent).
-    pub async fn pending_hold(&self, patient: &str, customer: &str, setup_intent: &str) -> Result<()> {
+    pub async fn pending_hold(&self, patient: &str, customer: &str, setup_intent: &str, setup_key: &str) -> Result<()> {
         let mut tx = self.begin().await?;
         sqlx::query(
-            "insert into payment_holds (id, canvas_patient_id, stripe_customer_id, setup_intent_id, status) \
-             values ($1, $2, $3, $4, 'pending') on conflict (setup_intent_id) do nothing",
+            "insert into payment_holds (id, canvas_patient_id, stripe_customer_id, setup_intent_id, status, setup_key) \
+             values ($1, $2, $3, $4, 'pending', $5) on conflict (setup_intent_id) do nothing",
         )
         .bind(Uuid::new_v4())
         .bind(patient)
         .bind(customer)
         .bind(setup_intent)
+        .bind(setup_key)
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
         Ok(())
+    }
+
+    /// Whether a SetupIntent was already created under this key (a replay, not a new one), and how
+    /// many SetupIntents the patient opened in the last day.
+    pub async fn setups(&self, patient: &str, setup_key: &str) -> Result<(bool, i64)> {
+        let mut tx = self.begin().await?;
+        let row: (bool, i64) = sqlx::query_as(
+            "select coalesce(bool_or(setup_key = $2), false), \
+                    count(*) filter (where created_at > now() - interval '24 hours') \
+             from payment_holds where canvas_patient_id = $1",
+        )
+        .bind(patient)
+        .bind(setup_key)
+        .fetch_one(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(row)
     }
 
     /// Makes the SetupIntent's hold the patient's active one (the previous active one is replaced).
@@ -292,18 +317,58 @@ impl Store {
         hold_of(&row)
     }
 
-    /// Counts one server-side confirmation of a SetupIntent; answers how many there have been.
-    pub async fn count_confirm(&self, setup_intent: &str) -> Result<i32> {
+    /// Records a server-side card confirmation about to go to Stripe, unless a cap is reached:
+    /// `Ok(Err(cap))` names the one. Checked and written under the patient's lock, so concurrent
+    /// attempts cannot pass a cap together.
+    pub async fn begin_card_attempt(
+        &self,
+        patient: &str,
+        setup_intent: &str,
+        per_intent: i64,
+        per_patient_per_day: i64,
+    ) -> Result<std::result::Result<i64, CardCap>> {
         let mut tx = self.begin().await?;
-        let n: Option<i32> = sqlx::query_scalar(
-            "update payment_holds set confirm_attempts = confirm_attempts + 1 where setup_intent_id = $1 \
-             returning confirm_attempts",
+        sqlx::query("select pg_advisory_xact_lock(hashtext('card-attempts:' || $1))")
+            .bind(patient)
+            .execute(&mut *tx)
+            .await?;
+        let (intent, day): (i64, i64) = sqlx::query_as(
+            "select count(*) filter (where setup_intent_id = $2), \
+                    count(*) filter (where created_at > now() - interval '24 hours') \
+             from card_attempts where canvas_patient_id = $1",
         )
+        .bind(patient)
         .bind(setup_intent)
-        .fetch_optional(&mut *tx)
+        .fetch_one(&mut *tx)
+        .await?;
+        if intent >= per_intent {
+            return Ok(Err(CardCap::PerSetupIntent));
+        }
+        if day >= per_patient_per_day {
+            return Ok(Err(CardCap::PerPatient));
+        }
+        let id: i64 = sqlx::query_scalar(
+            "insert into card_attempts (canvas_patient_id, setup_intent_id) values ($1, $2) returning id",
+        )
+        .bind(patient)
+        .bind(setup_intent)
+        .fetch_one(&mut *tx)
         .await?;
         tx.commit().await?;
-        Ok(n.unwrap_or(0))
+        Ok(Ok(id))
+    }
+
+    /// What a card attempt came to, with Stripe's reason when it declined (kept for support).
+    pub async fn finish_card_attempt(&self, id: i64, outcome: &str, failure_code: Option<&str>) -> Result<()> {
+        let mut tx = self.begin().await?;
+        sqlx::query("update card_attempts set outcome = $2, failure_code = $3 where id = $1")
+            .bind(id)
+            .bind(outcome)
+            .bind(failure_code)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
     }
 
     pub async fn set_hold_status(&self, setup_intent: &str, status: &str) -> Result<()> {

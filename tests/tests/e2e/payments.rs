@@ -1355,3 +1355,152 @@ async fn an_authorisation_is_captured_or_released_once() {
         .unwrap_err();
     assert_eq!(era_kit::error::reason_of(&err).as_deref(), Some("NOT_AUTHORIZED"));
 }
+
+/// Card testing through the public card routes, as an attacker would try it: one intake replayed
+/// for more tokens, every token and a portal session with fresh keys, sixty cards. The caps stop it,
+/// Stripe sees no more confirmations than the cap, and no answer says why a card was declined.
+#[tokio::test]
+async fn card_testing_across_replays_tokens_and_keys_is_stopped_at_the_cap() {
+    let mesh = TestMesh::start().await;
+    let body = super::rx_queue::intake_body(&uuid::Uuid::new_v4().to_string(), "card.tester@example.test", "OH");
+    let submit = || mesh.http.post(mesh.url("/api/intake/submit")).json(&body).send();
+    let first: serde_json::Value = submit().await.unwrap().json().await.unwrap();
+    let patient = first["canvasPatientId"].as_str().unwrap().to_owned();
+    let mut tokens = vec![first["intakeToken"].as_str().unwrap().to_owned()];
+    for _ in 0..5 {
+        let replay: serde_json::Value = submit().await.unwrap().json().await.unwrap();
+        tokens.push(replay["intakeToken"].as_str().unwrap().to_owned());
+    }
+    let portal = mesh.patient_tokens().issue(&patient).token;
+    let post = |path: &str, bearer: &str, key: Option<String>, body: serde_json::Value| {
+        let mut req = mesh.http.post(mesh.url(path)).bearer_auth(bearer).json(&body);
+        if let Some(k) = key {
+            req = req.header("idempotency-key", k);
+        }
+        req.send()
+    };
+    let mark = mesh.ledger_mark().await;
+
+    // Every replayed submission's token opens the same one SetupIntent.
+    let mut intake_setup = None;
+    for token in &tokens {
+        let setup: serde_json::Value = post("/api/intake/setup-intent", token, None, json!({}))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let id = setup["setupIntentId"].as_str().unwrap().to_owned();
+        assert_eq!(
+            intake_setup.get_or_insert(id.clone()),
+            &id,
+            "one SetupIntent per submission"
+        );
+    }
+    let cards = [
+        "pm_card_chargeDeclinedIncorrectCvc",
+        "pm_card_chargeDeclinedExpiredCard",
+        "pm_card_visa_chargeDeclined",
+        "pm_card_chargeDeclinedFraudulent",
+        "pm_card_visa_chargeDeclinedInsufficientFunds",
+        "pm_card_visa_chargeDeclinedVelocityLimitExceeded",
+    ];
+    let (mut declined, mut capped, mut setups_refused) = (0, 0, 0);
+    for i in 0..60 {
+        let card = cards[i % cards.len()];
+        // Half through the intake's tokens, half through the portal with a fresh key every third
+        // time (a repeated key is the same SetupIntent).
+        let (bearer, setup) = if i % 2 == 0 {
+            (tokens[i % tokens.len()].clone(), intake_setup.clone().unwrap())
+        } else {
+            let fresh = post(
+                "/api/intake/setup-intent",
+                &portal,
+                Some(format!("tester-{}", i / 6)),
+                json!({}),
+            )
+            .await
+            .unwrap();
+            if fresh.status() == 429 {
+                setups_refused += 1;
+                continue;
+            }
+            let fresh: serde_json::Value = fresh.json().await.unwrap();
+            (portal.clone(), fresh["setupIntentId"].as_str().unwrap().to_owned())
+        };
+        let tried = post(
+            "/api/intake/payment-method",
+            &bearer,
+            None,
+            json!({ "setupIntentId": setup, "paymentMethodId": card }),
+        )
+        .await
+        .unwrap();
+        match tried.status().as_u16() {
+            422 => {
+                let body: serde_json::Value = tried.json().await.unwrap();
+                assert_eq!(body["error"]["code"], "card_declined");
+                let text = body.to_string().to_lowercase();
+                for leak in ["cvc", "expired", "insufficient", "fraud", "velocity", "security code"] {
+                    assert!(
+                        !text.contains(leak),
+                        "the answer says why the card was declined: {text}"
+                    );
+                }
+                declined += 1;
+            }
+            429 => {
+                let body: serde_json::Value = tried.json().await.unwrap();
+                assert_eq!(body["error"]["code"], "too_many_card_attempts");
+                capped += 1;
+            }
+            other => panic!("attempt {i} answered {other}"),
+        }
+    }
+    assert_eq!(
+        declined, 10,
+        "the patient's daily cap (five on one SetupIntent, ten a day)"
+    );
+    assert!(
+        capped > 0 && setups_refused > 0,
+        "capped {capped}, setups refused {setups_refused}"
+    );
+    let calls = mesh.ledger_counts("stripe", mark).await;
+    let confirms: u64 = calls
+        .iter()
+        .filter(|(k, _)| k.ends_with("/confirm"))
+        .map(|(_, n)| n)
+        .sum();
+    assert_eq!(confirms, 10, "Stripe saw no more confirmations than the cap: {calls:?}");
+
+    // A payment method Stripe does not know is the caller's mistake (and still counts).
+    let other = super::rx_queue::intake_body(&uuid::Uuid::new_v4().to_string(), "unknown.pm@example.test", "OH");
+    let other: serde_json::Value = mesh
+        .http
+        .post(mesh.url("/api/intake/submit"))
+        .json(&other)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let token = other["intakeToken"].as_str().unwrap().to_owned();
+    let setup: serde_json::Value = post("/api/intake/setup-intent", &token, None, json!({}))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let unknown = post(
+        "/api/intake/payment-method",
+        &token,
+        None,
+        json!({ "setupIntentId": setup["setupIntentId"], "paymentMethodId": "pm_does_not_exist" }),
+    )
+    .await
+    .unwrap();
+    assert_eq!(unknown.status(), 400);
+    let body: serde_json::Value = unknown.json().await.unwrap();
+    assert_eq!(body["error"]["fields"][0]["field"], "paymentMethodId", "{body}");
+}

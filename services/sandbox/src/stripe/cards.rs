@@ -34,6 +34,10 @@ const INCORRECT_CVC: Decline = Decline {
     message: "Your card's security code is incorrect.",
     param: Some("cvc"),
 };
+/// Stripe's fraud-flagged test card (4100000000000019).
+const FRAUDULENT: Decline = declined("fraudulent", "Your card was declined.");
+/// A card over its issuer's velocity limit (4000000000006975).
+const VELOCITY: Decline = declined("card_velocity_exceeded", "Your card was declined.");
 const PROCESSING: Decline = Decline {
     code: "processing_error",
     decline_code: "processing_error",
@@ -93,8 +97,31 @@ pub(crate) static CARDS: &[TestCard] = &[
         ..card("pm_card_visa_debit", "visa", "5556", Behaviour::Succeeds)
     },
     card("pm_card_mastercard", "mastercard", "4444", Behaviour::Succeeds),
+    TestCard {
+        funding: "debit",
+        ..card("pm_card_mastercard_debit", "mastercard", "8210", Behaviour::Succeeds)
+    },
+    TestCard {
+        funding: "prepaid",
+        ..card("pm_card_mastercard_prepaid", "mastercard", "5100", Behaviour::Succeeds)
+    },
     card("pm_card_amex", "amex", "8431", Behaviour::Succeeds),
     card("pm_card_discover", "discover", "1117", Behaviour::Succeeds),
+    card("pm_card_diners", "diners", "0004", Behaviour::Succeeds),
+    card("pm_card_jcb", "jcb", "0505", Behaviour::Succeeds),
+    card("pm_card_unionpay", "unionpay", "0005", Behaviour::Succeeds),
+    card(
+        "pm_card_chargeDeclinedFraudulent",
+        "visa",
+        "0019",
+        Behaviour::Declines(&FRAUDULENT),
+    ),
+    card(
+        "pm_card_visa_chargeDeclinedVelocityLimitExceeded",
+        "visa",
+        "6975",
+        Behaviour::Declines(&VELOCITY),
+    ),
     card("pm_card_us", "visa", "4242", Behaviour::Succeeds),
     card(
         "pm_card_chargeCustomerFail",
