@@ -11,7 +11,10 @@ use secrecy::ExposeSecret;
 #[derive(Debug)]
 pub struct TestMesh {
     pub mesh: Mesh,
+    /// For the edge (each request sets its own credentials).
     pub http: reqwest::Client,
+    /// For the sandbox's control plane: every request carries its token.
+    pub sandbox: reqwest::Client,
 }
 
 impl TestMesh {
@@ -30,6 +33,7 @@ impl TestMesh {
             .await
             .expect("the mesh gets ready");
         Self {
+            sandbox: mesh.sandbox_control(),
             mesh,
             http: reqwest::Client::new(),
         }
@@ -97,7 +101,7 @@ impl TestMesh {
     /// The newest ledger sequence number, to count calls made after it.
     pub async fn ledger_mark(&self) -> u64 {
         let v: serde_json::Value = self
-            .http
+            .sandbox
             .get(self.sandbox_url("/_sandbox/ledger"))
             .send()
             .await
@@ -114,7 +118,7 @@ impl TestMesh {
 
     /// Calls to `vendor` since `mark`, per `METHOD path`.
     pub async fn ledger_counts(&self, vendor: &str, mark: u64) -> std::collections::BTreeMap<String, u64> {
-        self.http
+        self.sandbox
             .get(self.sandbox_url(&format!("/_sandbox/ledger/counts?vendor={vendor}&since={mark}")))
             .send()
             .await
@@ -127,7 +131,7 @@ impl TestMesh {
     /// Injects a fault (the sandbox's JSON shape: path, method, times, latency_ms, action).
     pub async fn fault(&self, fault: serde_json::Value) {
         let resp = self
-            .http
+            .sandbox
             .post(self.sandbox_url("/_sandbox/faults"))
             .json(&fault)
             .send()
@@ -139,7 +143,7 @@ impl TestMesh {
     /// Removes every fault still waiting.
     pub async fn clear_faults(&self) {
         let resp = self
-            .http
+            .sandbox
             .delete(self.sandbox_url("/_sandbox/faults"))
             .send()
             .await
@@ -149,7 +153,7 @@ impl TestMesh {
 
     /// POSTs to a sandbox control route.
     pub async fn sandbox_post(&self, path: &str) -> reqwest::Response {
-        self.http
+        self.sandbox
             .post(self.sandbox_url(path))
             .send()
             .await

@@ -83,6 +83,8 @@ pub struct Secrets {
     pub zoom_account_id: String,
     pub zoom_client_id: String,
     pub zoom_client_secret: SecretString,
+    /// The token the sandbox's control plane (`/_sandbox`: ledger, faults, inbox) requires.
+    pub sandbox_control_token: SecretString,
 }
 
 impl std::fmt::Debug for Secrets {
@@ -163,6 +165,7 @@ impl Secrets {
             zoom_account_id: DEV_ZOOM_ACCOUNT_ID.into(),
             zoom_client_id: DEV_ZOOM_CLIENT_ID.into(),
             zoom_client_secret: random_secret(),
+            sandbox_control_token: random_secret(),
         }
     }
 
@@ -190,6 +193,7 @@ impl Secrets {
         let twilio_auth_token = take("TWILIO_AUTH_TOKEN");
         let pharmacy_webhook_secret = take("PHARMACY_WEBHOOK_SECRET");
         let zoom_client_secret = take("ZOOM_CLIENT_SECRET");
+        let sandbox_control_token = take("SANDBOX_CONTROL_TOKEN");
         let (records_keys, records_active_key) = match std::env::var("RECORDS_KEYS") {
             Ok(v) if !v.is_empty() => (
                 SecretString::from(v),
@@ -276,6 +280,7 @@ impl Secrets {
                 zoom_account_id,
                 zoom_client_id,
                 zoom_client_secret,
+                sandbox_control_token,
             },
             generated,
         )
@@ -388,11 +393,11 @@ pub fn notifications_config(
     }
 }
 
-/// Sets the sandbox's Stripe webhook URL to the edge's route.
 /// Tells the sandbox's `vendor` (stripe, pharmacy) where to POST its signed events.
-async fn point_webhooks_at(sandbox_url: &str, vendor: &str, url: &str) -> anyhow::Result<()> {
+async fn point_webhooks_at(sandbox_url: &str, token: &SecretString, vendor: &str, url: &str) -> anyhow::Result<()> {
     let resp = reqwest::Client::new()
         .put(format!("{sandbox_url}/_sandbox/{vendor}/webhook"))
+        .bearer_auth(token.expose_secret())
         .json(&serde_json::json!({ "url": url }))
         .send()
         .await
@@ -582,6 +587,7 @@ impl Mesh {
             zoom_account_id: options.secrets.zoom_account_id.clone(),
             zoom_client_id: options.secrets.zoom_client_id.clone(),
             zoom_client_secret: options.secrets.zoom_client_secret.expose_secret().to_owned(),
+            control_token: Some(options.secrets.sandbox_control_token.expose_secret().to_owned()),
             ..Default::default()
         };
         tasks.spawn({
@@ -754,8 +760,21 @@ impl Mesh {
 
         // The sandbox started before the edge had an address: now tell it where Stripe's events go.
         let edge_url = format!("http://{addr}");
-        point_webhooks_at(&sandbox_url, "stripe", &format!("{edge_url}/api/webhooks/stripe")).await?;
-        point_webhooks_at(&sandbox_url, "pharmacy", &format!("{edge_url}/api/webhooks/pharmacy")).await?;
+        let token = &options.secrets.sandbox_control_token;
+        point_webhooks_at(
+            &sandbox_url,
+            token,
+            "stripe",
+            &format!("{edge_url}/api/webhooks/stripe"),
+        )
+        .await?;
+        point_webhooks_at(
+            &sandbox_url,
+            token,
+            "pharmacy",
+            &format!("{edge_url}/api/webhooks/pharmacy"),
+        )
+        .await?;
 
         Ok(Mesh {
             edge_url,
@@ -821,6 +840,18 @@ impl Mesh {
 
     pub fn admin_secret(&self) -> &str {
         self.secrets.admin_secret.expose_secret()
+    }
+
+    /// A client of the sandbox's control plane: every request carries its token.
+    pub fn sandbox_control(&self) -> reqwest::Client {
+        let mut headers = reqwest::header::HeaderMap::new();
+        if let Ok(v) = format!("Bearer {}", self.secrets.sandbox_control_token.expose_secret()).parse() {
+            headers.insert(reqwest::header::AUTHORIZATION, v);
+        }
+        reqwest::Client::builder()
+            .default_headers(headers)
+            .build()
+            .unwrap_or_default()
     }
 
     pub fn service_url(&self, name: &str) -> Option<&str> {

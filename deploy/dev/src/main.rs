@@ -93,7 +93,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
 
     println!("edge         {}   (docs {}/docs)", mesh.edge_url, mesh.edge_url);
     println!(
-        "sandbox      {}   (ledger {}/_sandbox/ledger, what patients were sent {}/_sandbox/inbox)",
+        "sandbox      {}   (its control plane at {}/_sandbox takes Authorization: Bearer $SANDBOX_CONTROL_TOKEN; what patients were sent: {}/_sandbox/inbox, which asks for the token once)",
         mesh.sandbox_url, mesh.sandbox_url, mesh.sandbox_url
     );
     for (name, url) in &mesh.services {
@@ -112,6 +112,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         ("PHARMACY_WEBHOOK_SECRET", &s.pharmacy_webhook_secret),
         ("TWILIO_AUTH_TOKEN", &s.twilio_auth_token),
         ("ZOOM_CLIENT_SECRET", &s.zoom_client_secret),
+        ("SANDBOX_CONTROL_TOKEN", &s.sandbox_control_token),
     ] {
         // A secret the operator set is theirs to know; printing it would copy it into terminals
         // and logs.

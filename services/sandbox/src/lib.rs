@@ -38,6 +38,7 @@ use tokio::net::TcpListener;
 
 pub mod canvas;
 mod control;
+mod guard;
 pub mod hubspot;
 mod inbox;
 pub mod pharmacy;
@@ -87,7 +88,10 @@ pub fn app(sandbox: Sandbox) -> Router {
             "/v1/{*rest}",
             any(move |req: Request| stripe::serve_alias(stripe_alias.clone(), req)),
         )
-        .nest("/_sandbox", control::router())
+        .nest(
+            "/_sandbox",
+            control::router().layer(middleware::from_fn_with_state(sandbox.clone(), guard::control)),
+        )
         .route(
             "/",
             get(|| async { Json(serde_json::json!({ "sandbox": "era", "control": "/_sandbox" })) }),

@@ -15,6 +15,14 @@ struct Config {
     /// Socket the sandbox listens on.
     #[arg(long, env = "LISTEN_ADDR", default_value = "127.0.0.1:8090")]
     listen_addr: SocketAddr,
+    /// The token `/_sandbox` (control, ledger, inbox) requires, as `Authorization: Bearer <token>`;
+    /// at least 16 characters, letters, digits, `-` and `_` (the inbox keeps it in a cookie).
+    #[arg(long, env = "SANDBOX_CONTROL_TOKEN", hide_env_values = true)]
+    control_token: String,
+    /// Host names `/_sandbox` answers besides loopback ones, comma-separated (e.g. the service name
+    /// a compose network gives the sandbox).
+    #[arg(long, env = "SANDBOX_ALLOWED_HOSTS", value_delimiter = ',', default_value = "")]
+    allowed_hosts: Vec<String>,
     /// The OAuth client id Canvas's token endpoint accepts.
     #[arg(long, env = "CANVAS_CLIENT_ID", default_value = "era-sandbox-canvas-client")]
     canvas_client_id: String,
@@ -207,6 +215,15 @@ fn states(list: Vec<String>) -> Vec<String> {
 async fn main() -> ExitCode {
     let config = Config::parse();
     era_kit::telemetry::init(&config.logging);
+    let token = &config.control_token;
+    if token.len() < 16
+        || !token
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    {
+        eprintln!("era-sandbox: SANDBOX_CONTROL_TOKEN must be at least 16 letters, digits, '-' or '_'");
+        return ExitCode::from(2);
+    }
     if !config.stripe_secret_key.starts_with("sk_test_") {
         eprintln!("era-sandbox: STRIPE_SECRET_KEY must be a test key (sk_test_...)");
         return ExitCode::FAILURE;
@@ -267,6 +284,13 @@ async fn main() -> ExitCode {
         zoom_client_id: config.zoom_client_id,
         zoom_client_secret: config.zoom_client_secret,
         zoom_users: era_sandbox::state::default_zoom_users(),
+        control_token: Some(config.control_token),
+        allowed_hosts: config
+            .allowed_hosts
+            .into_iter()
+            .map(|h| h.trim().to_owned())
+            .filter(|h| !h.is_empty())
+            .collect(),
     });
     match era_sandbox::run(sandbox, listener, era_kit::server::shutdown_signal()).await {
         Ok(()) => ExitCode::SUCCESS,

@@ -136,6 +136,13 @@ pub struct SandboxConfig {
     /// The Zoom account's users, who can host meetings (`/users/{id or email}/meetings`); more can
     /// be added at run time with `POST /_sandbox/zoom/users`.
     pub zoom_users: Vec<ZoomUser>,
+    /// The token `/_sandbox` (control, ledger, inbox) requires as `Authorization: Bearer <token>`
+    /// (or, for the inbox page, a cookie it sets). `None` leaves the control plane open: only for a
+    /// sandbox built in-process by a test; the binary and era-dev always set one.
+    pub control_token: Option<String>,
+    /// Host names `/_sandbox` answers besides the loopback ones (a foreign `Host` is refused, which
+    /// stops DNS rebinding), e.g. the service name a compose network gives the sandbox.
+    pub allowed_hosts: Vec<String>,
 }
 
 /// A user of the Zoom account: Zoom's user id (22 characters), the email that also names the user
@@ -210,6 +217,8 @@ impl Default for SandboxConfig {
             zoom_client_id: DEFAULT_ZOOM_CLIENT_ID.into(),
             zoom_client_secret: DEFAULT_ZOOM_CLIENT_SECRET.into(),
             zoom_users: default_zoom_users(),
+            control_token: None,
+            allowed_hosts: Vec::new(),
         }
     }
 }

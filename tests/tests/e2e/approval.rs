@@ -100,7 +100,7 @@ async fn approve(mesh: &TestMesh, t: &Approvable) -> Value {
 /// The sandbox pharmacy's orders for our order id (the reference the pipeline sends).
 async fn pharmacy_orders(mesh: &TestMesh, slug: &str, reference: &str) -> Vec<Value> {
     let all: Value = mesh
-        .http
+        .sandbox
         .get(mesh.sandbox_url(&format!("/_sandbox/pharmacy/{slug}/orders")))
         .send()
         .await
@@ -470,7 +470,7 @@ async fn a_pharmacy_rejection_releases_the_authorisation() {
     let t = approvable(&mesh, "gmp").await.remove(0);
     save_card(&mesh, &t.patient, "pm_card_visa").await.unwrap();
     let resp = mesh
-        .http
+        .sandbox
         .post(mesh.sandbox_url("/_sandbox/pharmacy/pioneerrx/reject-next"))
         .json(&json!({ "reason": "formulary change" }))
         .send()
@@ -509,7 +509,7 @@ async fn a_capture_refused_after_the_pharmacy_accepted_cancels_the_order() {
         .charge
         .unwrap();
     let resp = mesh
-        .http
+        .sandbox
         .post(mesh.sandbox_url(&format!(
             "/_sandbox/stripe/payment_intents/{}/expire-authorization",
             charge.stripe_payment_intent_id
@@ -552,7 +552,7 @@ async fn an_order_the_pharmacy_rejects_before_the_capture_is_not_paid_for() {
         .remove(0);
     let external = order["orderId"].as_str().unwrap().to_owned();
     let resp = mesh
-        .http
+        .sandbox
         .post(mesh.sandbox_url(&format!("/_sandbox/pharmacy/pioneerrx/orders/{external}/advance")))
         .json(&json!({ "status": "rejected", "reason": "compounding failed QA" }))
         .send()
@@ -575,7 +575,7 @@ async fn pharmacy_callbacks_record_shipments_once_and_tell_the_patient() {
     let order = pharmacy_orders(&mesh, "pioneerrx", &reference).await.remove(0);
     let external = order["orderId"].as_str().unwrap().to_owned();
     let resp = mesh
-        .http
+        .sandbox
         .post(mesh.sandbox_url(&format!("/_sandbox/pharmacy/pioneerrx/orders/{external}/advance")))
         .json(&json!({ "status": "shipped" }))
         .send()
@@ -608,7 +608,7 @@ async fn pharmacy_callbacks_record_shipments_once_and_tell_the_patient() {
 
     // Every callback delivered again changes nothing.
     let events: Value = mesh
-        .http
+        .sandbox
         .get(mesh.sandbox_url("/_sandbox/pharmacy/events"))
         .send()
         .await
@@ -619,7 +619,7 @@ async fn pharmacy_callbacks_record_shipments_once_and_tell_the_patient() {
     for e in events["events"].as_array().unwrap() {
         let id = e["id"].as_str().or(e["eventId"].as_str()).unwrap();
         let resp = mesh
-            .http
+            .sandbox
             .post(mesh.sandbox_url(&format!("/_sandbox/pharmacy/events/{id}/deliver")))
             .send()
             .await

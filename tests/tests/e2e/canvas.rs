@@ -68,7 +68,7 @@ async fn canvas_calls(mesh: &TestMesh, mark: u64) -> (u64, std::collections::BTr
 async fn sandbox_token(mesh: &TestMesh) -> String {
     let s = &mesh.mesh.secrets;
     let resp: Value = mesh
-        .http
+        .sandbox
         .post(mesh.sandbox_url("/canvas/auth/token/"))
         .form(&[
             ("grant_type", "client_credentials"),
@@ -107,7 +107,7 @@ async fn a_queue_page_of_fifty_costs_at_most_five_canvas_requests() {
     assert!(seeded.tasks.len() >= 20, "the demo clinic has at least 20 open reviews");
     for (i, task) in seeded.tasks.iter().cycle().take(60 - seeded.tasks.len()).enumerate() {
         let resp = mesh
-            .http
+            .sandbox
             .post(mesh.sandbox_url("/canvas-fhir/Task"))
             .bearer_auth(&token)
             .json(&json!({
@@ -587,7 +587,7 @@ async fn canvas_misbehaving_is_retried_where_safe_and_only_there() {
 
     // Token expired mid-run: twenty calls at once each get a 401, and one new token serves them all.
     let tokens_before: Value = mesh
-        .http
+        .sandbox
         .get(mesh.sandbox_url("/_sandbox/canvas/tokens"))
         .send()
         .await
@@ -600,7 +600,7 @@ async fn canvas_misbehaving_is_retried_where_safe_and_only_there() {
         result.expect("a fresh token is fetched");
     }
     let tokens_after: Value = mesh
-        .http
+        .sandbox
         .get(mesh.sandbox_url("/_sandbox/canvas/tokens"))
         .send()
         .await
@@ -1056,7 +1056,7 @@ async fn task_status_notes_and_the_hp_note() {
     // Canvas holds a PDF.
     let token = sandbox_token(&mesh).await;
     let doc: Value = mesh
-        .http
+        .sandbox
         .get(mesh.sandbox_url(&format!("/canvas-fhir/DocumentReference/{}", second.note.unwrap().id)))
         .bearer_auth(token)
         .send()

@@ -17,7 +17,7 @@ async fn post(mesh: &TestMesh, path: &str, bearer: Option<&str>, body: Value) ->
 /// The sandbox's mail to `to`, newest first.
 async fn mail(mesh: &TestMesh, to: &str) -> Vec<Value> {
     let resp: Value = mesh
-        .http
+        .sandbox
         .get(mesh.sandbox_url("/_sandbox/inbox.json"))
         .query(&[("to", to), ("channel", "email")])
         .send()

@@ -55,7 +55,7 @@ fn approved(patient: &str, reference: &str) -> pb::SendNotificationRequest {
 /// The sandbox's mailbox for an address, newest first.
 async fn inbox(mesh: &TestMesh, to: &str) -> Vec<Value> {
     let resp: Value = mesh
-        .http
+        .sandbox
         .get(mesh.sandbox_url("/_sandbox/inbox.json"))
         .query(&[("to", to)])
         .send()
@@ -286,7 +286,7 @@ async fn vendor_failures_are_retried_then_dead_lettered_and_an_admin_replays_the
     // Rate limited: SendGrid's 429 says when to come back, and the next attempt waits for that
     // rather than the schedule's 0.3 s.
     let limited = mesh
-        .http
+        .sandbox
         .put(mesh.sandbox_url("/_sandbox/sendgrid/rate-limit"))
         .json(&json!({ "remaining": 0, "reset_in": 2 }))
         .send()
@@ -462,7 +462,7 @@ async fn a_crash_before_or_during_a_send_still_sends_once() {
         .into_inner();
     let midsend_id = midsend.messages[0].id.clone();
     let delivered = mesh
-        .http
+        .sandbox
         .post(mesh.sandbox_url("/sendgrid/v3/mail/send"))
         .bearer_auth(mesh.mesh.secrets.sendgrid_api_key.expose_secret())
         .json(&json!({

@@ -393,7 +393,7 @@ async fn discount_codes_in_cents_with_a_reason_for_each_refusal() {
 /// Stops the sandbox delivering Stripe's events (they stay listed for later delivery).
 async fn pause_webhooks(mesh: &TestMesh) {
     let paused = mesh
-        .http
+        .sandbox
         .put(mesh.sandbox_url("/_sandbox/stripe/webhook"))
         .json(&json!({ "paused": true }))
         .send()
@@ -465,7 +465,7 @@ async fn stripe_webhooks_update_state_once_whatever_the_order_or_repetition() {
 
     // Every event so far, delivered three more times each in shuffled order: no second effect.
     let events: serde_json::Value = mesh
-        .http
+        .sandbox
         .get(mesh.sandbox_url("/_sandbox/stripe/events"))
         .send()
         .await
@@ -484,7 +484,7 @@ async fn stripe_webhooks_update_state_once_whatever_the_order_or_repetition() {
     shuffled.reverse();
     shuffled.rotate_left(ids.len() / 2);
     let resp = mesh
-        .http
+        .sandbox
         .post(mesh.sandbox_url("/_sandbox/stripe/deliver"))
         .json(&json!({ "events": shuffled }))
         .send()
@@ -530,7 +530,7 @@ async fn stripe_webhooks_update_state_once_whatever_the_order_or_repetition() {
         .unwrap()
         .into_inner();
     let confirm = mesh
-        .http
+        .sandbox
         .post(mesh.sandbox_url(&format!("/stripe/v1/setup_intents/{}/confirm", setup.setup_intent_id)))
         .bearer_auth(secrecy::ExposeSecret::expose_secret(
             &mesh.mesh.secrets.stripe_secret_key,

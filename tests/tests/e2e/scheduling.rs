@@ -821,7 +821,7 @@ async fn slots_and_visit_times_follow_daylight_saving() {
     let wanted = format!("at 9:00 AM {zone}");
     for _ in 0..200 {
         let inbox: serde_json::Value = mesh
-            .http
+            .sandbox
             .get(mesh.sandbox_url("/_sandbox/inbox.json"))
             .send()
             .await

@@ -62,8 +62,9 @@ async fn canvas_requests_per_availability(
     path: &dyn Fn(i64) -> String,
 ) -> anyhow::Result<Vec<(i64, u64)>> {
     let http = reqwest::Client::new();
+    let control = mesh.sandbox_control();
     let mark = || async {
-        let ledger: serde_json::Value = http
+        let ledger: serde_json::Value = control
             .get(format!("{}/_sandbox/ledger", mesh.sandbox_url))
             .send()
             .await?
@@ -88,7 +89,7 @@ async fn canvas_requests_per_availability(
         anyhow::ensure!(resp.status().is_success(), "availability answered {}", resp.status());
         let mut calls = 0;
         for vendor in ["canvas", "canvas-fhir"] {
-            let counts: std::collections::BTreeMap<String, u64> = http
+            let counts: std::collections::BTreeMap<String, u64> = control
                 .get(format!(
                     "{}/_sandbox/ledger/counts?vendor={vendor}&since={since}",
                     mesh.sandbox_url
