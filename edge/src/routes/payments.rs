@@ -149,8 +149,8 @@ pub struct DiscountView {
     pub currency: String,
 }
 
-/// Checks a discount code (a coupon id or promotion code) against an amount: the discount and the
-/// total in cents, or why the code does not apply.
+/// Checks a promotion code against an amount: the discount and the total in cents, or why the code
+/// does not apply. Raw coupon ids are not accepted here (they are the clinic's internal names).
 #[utoipa::path(
     post, path = "/api/intake/discount/validate", tag = "intake",
     request_body = DiscountRequest,
@@ -160,10 +160,12 @@ pub async fn validate_discount(
     State(state): State<AppState>,
     ApiJson(body): ApiJson<DiscountRequest>,
 ) -> Result<ApiJson<DiscountView>, ApiError> {
+    // Customer-facing promotion codes only: raw coupon ids stay the staff's.
     let req = pb::ValidateDiscountCodeRequest {
         code: body.code,
         amount_cents: body.amount_cents,
         currency: body.currency,
+        promotion_codes_only: true,
     };
     // The public form checks codes as the edge itself.
     let caller = Caller::service("era-edge/intake");

@@ -48,14 +48,23 @@ pub(crate) async fn validate(
     }
     let now = chrono::Utc::now().timestamp();
 
-    // The code as a coupon id first, then as a promotion code.
-    let (coupon, promotion) = match app
-        .stripe
-        .get::<types::Coupon>(&format!("/v1/coupons/{code}"), &Vec::new())
-        .await
-    {
-        Ok(c) => (c, None),
-        Err(e) if e.is_missing() => {
+    // The code as a coupon id first (staff only), then as a promotion code.
+    let as_coupon = if req.promotion_codes_only {
+        None
+    } else {
+        match app
+            .stripe
+            .get::<types::Coupon>(&format!("/v1/coupons/{code}"), &Vec::new())
+            .await
+        {
+            Ok(c) => Some(c),
+            Err(e) if e.is_missing() => None,
+            Err(e) => return Err(e.into()),
+        }
+    };
+    let (coupon, promotion) = match as_coupon {
+        Some(c) => (c, None),
+        None => {
             let params: Params = vec![
                 ("code".into(), code.into()),
                 ("active".into(), "true".into()),
@@ -90,7 +99,6 @@ pub(crate) async fn validate(
             };
             (coupon, Some(promo))
         }
-        Err(e) => return Err(e.into()),
     };
 
     let mut out = verdict(pb::DiscountCodeStatus::Valid, "", &currency, req.amount_cents);

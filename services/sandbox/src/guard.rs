@@ -98,7 +98,7 @@ fn inbox_sign_in(req: &Request, expected: &str) -> Response {
         .unwrap_or_default()
         .split('&')
         .find_map(|p| p.strip_prefix("token="))
-        .map(|t| crate::urlencoded::decode(t));
+        .map(crate::urlencoded::decode);
     match token {
         Some(t) if secret::matches(&t, expected) => {
             let cookie = format!("{COOKIE}={t}; Path=/_sandbox; HttpOnly; SameSite=Strict");

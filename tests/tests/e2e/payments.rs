@@ -347,6 +347,7 @@ async fn discount_codes_in_cents_with_a_reason_for_each_refusal() {
             code: code.into(),
             amount_cents: cents,
             currency: currency.into(),
+            promotion_codes_only: false,
         });
         async move { payments.validate_discount_code(req).await.unwrap().into_inner() }
     };
@@ -656,20 +657,24 @@ async fn admins_charge_refund_and_list_through_the_edge() {
     assert_eq!(tab["holds"][0]["cardLast4"], "4242");
     assert_eq!(tab["charges"][0]["id"], first["charge"]["id"]);
 
-    // The intake form checks codes without credentials; admin routes need them.
-    let code: serde_json::Value = mesh
-        .http
-        .post(mesh.url("/api/intake/discount/validate"))
-        .json(&json!({ "code": "SAVE50", "amountCents": 29_900 }))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    // The intake form checks promotion codes without credentials; a raw coupon id is not one
+    // there (staff check those over gRPC); admin routes need credentials.
+    let check = |code: &'static str| {
+        mesh.http
+            .post(mesh.url("/api/intake/discount/validate"))
+            .json(&json!({ "code": code, "amountCents": 29_900 }))
+            .send()
+    };
+    let code: serde_json::Value = check("BIGORDER").await.unwrap().json().await.unwrap();
     assert_eq!(
         (code["status"].as_str(), code["totalCents"].as_i64()),
         (Some("valid"), Some(24_900))
+    );
+    let coupon: serde_json::Value = check("SAVE50").await.unwrap().json().await.unwrap();
+    assert_eq!(
+        (coupon["status"].as_str(), coupon["discountCents"].as_i64()),
+        (Some("invalid"), Some(0)),
+        "{coupon}"
     );
     let anonymous = mesh
         .http
