@@ -26,6 +26,13 @@ pub struct Config {
     /// `https://admin.example.com,https://patient.example.com`). Empty: no cross-origin access.
     #[arg(long, env = "CORS_ALLOWED_ORIGINS", value_delimiter = ',', default_value = "")]
     pub cors_allowed_origins: Vec<String>,
+    /// Proxies in front of the edge that append the client's address to `X-Forwarded-For` (a load
+    /// balancer is one); 0 takes the peer's address and ignores the header.
+    #[arg(long, env = "TRUSTED_PROXY_HOPS", default_value_t = 0)]
+    pub trusted_proxy_hops: usize,
+    /// Multiplies every public route's per-client budget (tests and load tests raise it).
+    #[arg(long, env = "RATE_LIMIT_MULTIPLIER", default_value_t = 1)]
+    pub rate_limit_multiplier: u32,
     /// Largest request body accepted, in bytes.
     #[arg(long, env = "MAX_BODY_BYTES", default_value_t = DEFAULT_MAX_BODY_BYTES)]
     pub max_body_bytes: usize,
@@ -121,6 +128,15 @@ impl Peers {
 impl Config {
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.database.validate()?;
+        if self.trusted_proxy_hops > 10 {
+            return Err(ConfigError::new("TRUSTED_PROXY_HOPS", "must be at most 10"));
+        }
+        if !(1..=100_000).contains(&self.rate_limit_multiplier) {
+            return Err(ConfigError::new(
+                "RATE_LIMIT_MULTIPLIER",
+                "must be between 1 and 100000",
+            ));
+        }
         self.auth.validate()?;
         let admin_jwt = self.secrets.admin_jwt()?;
         let var = if self.secrets.admin_jwt_secret.is_some() {

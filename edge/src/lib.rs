@@ -13,6 +13,7 @@ pub mod auth;
 mod clients;
 pub mod config;
 pub mod error;
+pub mod limits;
 mod metrics;
 pub mod openapi;
 pub mod routes;
@@ -39,6 +40,8 @@ pub struct Inner {
     pub admins: auth::Admins,
     pub clients: Clients,
     pub metrics: metrics::Metrics,
+    /// The edge's own database (sessions, logins, rate-limit counts).
+    pub pool: PgPool,
     pub config: Config,
 }
 
@@ -62,9 +65,10 @@ impl AppState {
             hmac_secret: admin_jwt,
             internal: InternalTokens::new(&config.auth.internal_token_secret),
             revocations: auth::Revocations::start(pool.clone()).await?,
-            admins: auth::Admins::new(pool, &config.secrets.patient_jwt_secret),
+            admins: auth::Admins::new(pool.clone(), &config.secrets.patient_jwt_secret),
             clients: Clients::connect(&config.peers)?,
             metrics: metrics::Metrics::default(),
+            pool,
             config,
         })))
     }
@@ -78,9 +82,9 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let state = AppState::new(config, pool).await?;
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown)
-        .await?;
+    // The peer's address is the client for the rate limits (unless trusted proxies say otherwise).
+    let service = router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    axum::serve(listener, service).with_graceful_shutdown(shutdown).await?;
     Ok(())
 }
 

@@ -27,6 +27,9 @@ impl TestMesh {
         let mut options = MeshOptions::new(era_kit::testing::server_url(), Secrets::generate());
         options.ports = Ports::ANY;
         options.database_prefix = format!("era_test_{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
+        // Suites call the public routes in bursts from one address; the rate limits' own tests
+        // lower this again.
+        options.rate_limit_multiplier = 1000;
         adjust(&mut options);
         let mesh = Mesh::start(options).await.expect("the mesh starts");
         mesh.wait_ready(Duration::from_secs(30))
@@ -262,6 +265,25 @@ impl TestMesh {
 }
 
 impl TestMesh {
+    /// Starts a second edge on the mesh's edge database and services, with `adjust` applied to its
+    /// settings; it stops when the returned guard is dropped.
+    pub async fn start_edge_replica(&self, adjust: impl FnOnce(&mut era_edge::Config)) -> Replica {
+        let (service, listener, pool) = self.replica_service("edge").await;
+        let addr = service.listen_addr.expect("a bound address");
+        let url = |name| self.mesh.service_url(name).expect("the service runs").to_owned();
+        let peers = era_edge::config::Peers {
+            canvas: url("era-canvas"),
+            payments: url("era-payments"),
+            pharmacy_routing: url("era-pharmacy-routing"),
+            scheduling: url("era-scheduling"),
+            notifications: url("era-notifications"),
+        };
+        let mut config = era_dev::edge_config(addr, service.database, &self.mesh.secrets, peers, Default::default());
+        adjust(&mut config);
+        config.validate().expect("a valid edge config");
+        Replica::spawn(addr, |stopped| era_edge::run(config, listener, pool, stopped))
+    }
+
     pub fn scheduling(
         &self,
     ) -> era_proto::scheduling::v1::scheduling_service_client::SchedulingServiceClient<tonic::transport::Channel> {

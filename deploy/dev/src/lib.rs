@@ -313,6 +313,8 @@ pub struct MeshOptions {
     pub pipeline: era_pharmacy_routing::config::PipelineConfig,
     /// The booking engine (visit length, clinic zone, worker, lease, the synchronous wait).
     pub scheduling: era_scheduling::config::EngineConfig,
+    /// The edge's `RATE_LIMIT_MULTIPLIER` (tests raise it: they call public routes in bursts).
+    pub rate_limit_multiplier: u32,
 }
 
 impl MeshOptions {
@@ -329,6 +331,7 @@ impl MeshOptions {
             notifications_outbox: Default::default(),
             pipeline: Default::default(),
             scheduling: Default::default(),
+            rate_limit_multiplier: 1,
         }
     }
 }
@@ -464,6 +467,35 @@ pub fn pharmacy_routing_config(
             timeout_secs: 20,
         },
         pipeline,
+    }
+}
+
+/// The edge's settings for this mesh's secrets and peers (also used by tests that start a second
+/// edge on the same database).
+pub fn edge_config(
+    listen_addr: SocketAddr,
+    database: DatabaseConfig,
+    secrets: &Secrets,
+    peers: era_edge::config::Peers,
+    logging: LoggingConfig,
+) -> era_edge::Config {
+    era_edge::Config {
+        listen_addr,
+        database,
+        auth: secrets.auth(),
+        secrets: era_edge::config::EdgeSecrets {
+            admin_jwt_secret: Some(secrets.admin_jwt_secret.clone()),
+            canvas_auth_secret: None,
+            patient_jwt_secret: secrets.patient_jwt_secret.clone(),
+            stripe_webhook_secret: Some(secrets.stripe_webhook_secret.clone()),
+            pharmacy_webhook_secret: Some(secrets.pharmacy_webhook_secret.clone()),
+        },
+        peers,
+        cors_allowed_origins: Vec::new(),
+        max_body_bytes: era_edge::config::DEFAULT_MAX_BODY_BYTES,
+        trusted_proxy_hops: 0,
+        rate_limit_multiplier: 1,
+        logging,
     }
 }
 
@@ -732,28 +764,16 @@ impl Mesh {
             .context("migrating era-edge")?;
         databases.push(db_name);
         let (listener, addr) = (edge_listener, edge_addr);
-        let config = era_edge::Config {
-            listen_addr: addr,
-            database,
-            auth: options.secrets.auth(),
-            secrets: era_edge::config::EdgeSecrets {
-                admin_jwt_secret: Some(options.secrets.admin_jwt_secret.clone()),
-                canvas_auth_secret: None,
-                patient_jwt_secret: options.secrets.patient_jwt_secret.clone(),
-                stripe_webhook_secret: Some(options.secrets.stripe_webhook_secret.clone()),
-                pharmacy_webhook_secret: Some(options.secrets.pharmacy_webhook_secret.clone()),
-            },
-            peers: era_edge::config::Peers {
-                canvas,
-                payments,
-                pharmacy_routing,
-                scheduling,
-                notifications,
-            },
-            cors_allowed_origins: options.cors_allowed_origins.clone(),
-            max_body_bytes: era_edge::config::DEFAULT_MAX_BODY_BYTES,
-            logging: options.logging.clone(),
+        let peers = era_edge::config::Peers {
+            canvas,
+            payments,
+            pharmacy_routing,
+            scheduling,
+            notifications,
         };
+        let mut config = edge_config(addr, database, &options.secrets, peers, options.logging.clone());
+        config.cors_allowed_origins = options.cors_allowed_origins.clone();
+        config.rate_limit_multiplier = options.rate_limit_multiplier;
         config.validate()?;
         let stopped_edge = stopped("era-edge");
         tasks.spawn(async move { ("era-edge", era_edge::run(config, listener, pool, stopped_edge).await) });

@@ -57,6 +57,7 @@ pub fn router(state: AppState) -> Router {
                 "this route does not take that method",
             )
         })
+        .layer(middleware::from_fn_with_state(state.clone(), crate::limits::limit))
         .layer(middleware::from_fn_with_state(state.clone(), crate::metrics::track))
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(cors)

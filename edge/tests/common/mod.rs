@@ -34,6 +34,8 @@ pub fn config(db: &TestDb) -> Config {
         },
         cors_allowed_origins: vec![],
         max_body_bytes: 1 << 20,
+        trusted_proxy_hops: 0,
+        rate_limit_multiplier: 1,
         logging: LoggingConfig::default(),
     }
 }

@@ -4,6 +4,7 @@ mod approval;
 mod auth;
 mod canvas;
 mod conversations;
+mod limits;
 mod logins;
 mod notifications;
 mod ops;

@@ -1,0 +1,163 @@
+//! Per-client rate limits on the routes anyone may call: each public route has a budget of requests
+//! per client per minute, counted in the edge's database so that every edge replica shares one
+//! count. A client is its address: the peer's, or, behind `TRUSTED_PROXY_HOPS` proxies that append to
+//! `X-Forwarded-For`, the address the outermost of them saw (what a client writes into the header
+//! itself is never trusted). Over budget is 429 with `Retry-After`; the counts hold hashed addresses.
+
+use std::net::{IpAddr, SocketAddr};
+
+use axum::{
+    extract::{ConnectInfo, MatchedPath, Request, State},
+    http::{HeaderMap, HeaderValue, Method, StatusCode},
+    middleware::Next,
+    response::{IntoResponse, Response},
+};
+use sha2::{Digest, Sha256};
+use sqlx::PgPool;
+
+use crate::{error::ApiError, AppState};
+
+/// One minute: every budget below is per client per window.
+const WINDOW_SECS: i64 = 60;
+
+/// The public routes' budgets (requests per client per minute), before `RATE_LIMIT_MULTIPLIER`.
+/// Sign-in sends are the tightest: each costs an email and could flood a stranger's inbox.
+const POLICIES: &[(Method, &str, i64)] = &[
+    (Method::POST, "/api/intake/submit", 10),
+    (Method::POST, "/api/intake/discount/validate", 20),
+    (Method::POST, "/api/intake/setup-intent", 10),
+    (Method::POST, "/api/intake/payment-method", 10),
+    (Method::POST, "/api/auth/otp/send", 5),
+    (Method::POST, "/api/auth/otp/verify", 10),
+    (Method::POST, "/api/auth/magic-link", 5),
+    (Method::GET, "/api/auth/magic-link", 20),
+    (Method::POST, "/api/auth/magic-link/consume", 10),
+    (Method::POST, "/api/patient/auth/send-code", 5),
+    (Method::POST, "/api/patient/auth/verify", 10),
+    (Method::POST, "/api/auth/canvas", 20),
+];
+
+/// The budget of a route, if it is limited.
+pub fn budget(method: &Method, route: &str) -> Option<i64> {
+    POLICIES
+        .iter()
+        .find(|(m, r, _)| m == method && *r == route)
+        .map(|(_, _, n)| *n)
+}
+
+/// The client a request comes from: with `hops` trusted proxies in front, the address the
+/// outermost one recorded in `X-Forwarded-For` (the `hops`-th entry from the right); without,
+/// the peer itself.
+pub fn client_address(peer: Option<IpAddr>, headers: &HeaderMap, hops: usize) -> Option<IpAddr> {
+    if hops == 0 {
+        return peer;
+    }
+    let forwarded: Vec<&str> = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+        .collect();
+    match forwarded.len().checked_sub(hops) {
+        Some(i) => forwarded[i].parse().ok(),
+        // Fewer entries than proxies: the request did not come through them all.
+        None => peer,
+    }
+}
+
+/// Counts one request of `bucket` in the current window; answers the seconds to wait when the
+/// budget is spent.
+async fn hit(pool: &PgPool, bucket: &str, budget: i64) -> sqlx::Result<Option<i64>> {
+    let (hits, wait): (i32, f64) = sqlx::query_as(
+        "insert into rate_limits (bucket, window_start, hits)
+         values ($1, to_timestamp(floor(extract(epoch from now()) / $2) * $2), 1)
+         on conflict (bucket, window_start) do update set hits = rate_limits.hits + 1
+         returning hits, extract(epoch from window_start + make_interval(secs => $2) - now())::float8",
+    )
+    .bind(bucket)
+    .bind(WINDOW_SECS as f64)
+    .fetch_one(pool)
+    .await?;
+    if hits == 1 {
+        // A new window: clear a few expired ones, so the table stays small without a sweeper.
+        sqlx::query(
+            "delete from rate_limits where ctid in
+                 (select ctid from rate_limits where window_start < now() - interval '10 minutes' limit 200)",
+        )
+        .execute(pool)
+        .await?;
+    }
+    Ok((i64::from(hits) > budget).then(|| wait.ceil().max(1.0) as i64))
+}
+
+/// The middleware: limits the public routes, passes everything else untouched.
+pub async fn limit(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let Some(route) = req.extensions().get::<MatchedPath>().map(|p| p.as_str().to_owned()) else {
+        return next.run(req).await;
+    };
+    let Some(budget) = budget(req.method(), &route) else {
+        return next.run(req).await;
+    };
+    let peer = req.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip());
+    let client = client_address(peer, req.headers(), state.config.trusted_proxy_hops)
+        .map_or_else(|| "unknown".to_owned(), |ip| ip.to_string());
+    // Addresses are personal data: the table holds a digest.
+    let digest = hex::encode(&Sha256::digest(client.as_bytes())[..12]);
+    let bucket = format!("{} {route}:{digest}", req.method());
+    let budget = budget.saturating_mul(i64::from(state.config.rate_limit_multiplier));
+    match hit(&state.pool, &bucket, budget).await {
+        Ok(None) => next.run(req).await,
+        Ok(Some(wait)) => {
+            let mut response = ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limited",
+                format!("too many requests; try again in {wait} seconds"),
+            )
+            .into_response();
+            if let Ok(v) = HeaderValue::from_str(&wait.to_string()) {
+                response.headers_mut().insert("retry-after", v);
+            }
+            response
+        }
+        // The counter's database is down: serve rather than refuse everyone (the services keep
+        // their own caps on what costs money or mail).
+        Err(e) => {
+            tracing::warn!(error = %e, "rate limit not checked");
+            next.run(req).await
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_client_is_the_address_the_outermost_trusted_proxy_saw() {
+        let peer: IpAddr = "10.0.0.9".parse().unwrap();
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            "x-forwarded-for",
+            HeaderValue::from_static("6.6.6.6, 203.0.113.7, 10.0.0.2"),
+        );
+        // Without trusted proxies the header is the client's own word: ignored.
+        assert_eq!(client_address(Some(peer), &headers, 0), Some(peer));
+        assert_eq!(
+            client_address(Some(peer), &headers, 1),
+            Some("10.0.0.2".parse().unwrap())
+        );
+        assert_eq!(
+            client_address(Some(peer), &headers, 2),
+            Some("203.0.113.7".parse().unwrap())
+        );
+        assert_eq!(
+            client_address(Some(peer), &headers, 5),
+            Some(peer),
+            "fewer hops than proxies"
+        );
+        assert_eq!(budget(&Method::POST, "/api/patient/auth/send-code"), Some(5));
+        assert_eq!(budget(&Method::GET, "/api/admin/orders"), None);
+    }
+}

@@ -1,0 +1,88 @@
+//! Per-client rate limits on the public routes, as an abuser meets them: the budget holds across two
+//! edges on one database, a made-up `X-Forwarded-For` does not reset it, a trusted proxy's does
+//! tell clients apart, and the 429 says when to come back.
+
+use std::time::Duration;
+
+use era_tests::TestMesh;
+use serde_json::json;
+
+const SEND_CODE: &str = "/api/patient/auth/send-code";
+/// The route's budget per client per minute (edge/src/limits.rs).
+const BUDGET: usize = 5;
+
+/// Waits out the end of the current minute when little of it is left, so a burst falls in one
+/// window.
+async fn early_in_a_window() {
+    let into = chrono::Utc::now().timestamp() % 60;
+    if into > 45 {
+        tokio::time::sleep(Duration::from_secs((61 - into) as u64)).await;
+    }
+}
+
+async fn send_code(mesh: &TestMesh, base: &str, i: usize, forwarded: Option<&str>) -> reqwest::Response {
+    let mut req = mesh
+        .http
+        .post(format!("{base}{SEND_CODE}"))
+        .json(&json!({ "email": format!("someone.{i}@example.test") }));
+    if let Some(f) = forwarded {
+        req = req.header("x-forwarded-for", f);
+    }
+    req.send().await.expect("the edge answers")
+}
+
+#[tokio::test]
+async fn a_public_route_is_limited_per_client_across_edges() {
+    let mesh = TestMesh::start_with(|o| o.rate_limit_multiplier = 1).await;
+    let second = mesh.start_edge_replica(|_| {}).await;
+    let edges = [mesh.mesh.edge_url.clone(), second.url.clone()];
+    early_in_a_window().await;
+    // The budget is spent across both edges, whatever X-Forwarded-For the client makes up.
+    for i in 0..BUDGET {
+        let resp = send_code(&mesh, &edges[i % 2], i, Some(&format!("198.51.100.{i}"))).await;
+        assert!(resp.status().is_success(), "request {i}: {}", resp.status());
+    }
+    for edge in &edges {
+        let refused = send_code(&mesh, edge, 99, Some("203.0.113.99")).await;
+        assert_eq!(refused.status(), 429, "{edge}");
+        let wait: u64 = refused.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+        assert!((1..=60).contains(&wait), "Retry-After {wait}");
+        let body: serde_json::Value = refused.json().await.unwrap();
+        assert_eq!(body["error"]["code"], "rate_limited");
+    }
+    // Another route's budget is its own.
+    let discount = mesh
+        .http
+        .post(mesh.url("/api/intake/discount/validate"))
+        .json(&json!({ "code": "BIGORDER", "amountCents": 20_000 }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(discount.status(), 200);
+}
+
+#[tokio::test]
+async fn behind_a_trusted_proxy_clients_are_told_apart_by_the_address_it_saw() {
+    let mesh = TestMesh::start_with(|o| o.rate_limit_multiplier = 1).await;
+    let behind = mesh.start_edge_replica(|c| c.trusted_proxy_hops = 1).await;
+    early_in_a_window().await;
+    // The proxy appends the address it saw; what the client wrote before it is not trusted.
+    let from = |client: &str| format!("6.6.6.6, {client}");
+    for i in 0..BUDGET {
+        assert!(send_code(&mesh, &behind.url, i, Some(&from("192.0.2.10")))
+            .await
+            .status()
+            .is_success());
+    }
+    assert_eq!(
+        send_code(&mesh, &behind.url, 9, Some(&from("192.0.2.10")))
+            .await
+            .status(),
+        429
+    );
+    // Another client behind the same proxy has its own budget.
+    assert!(send_code(&mesh, &behind.url, 10, Some(&from("192.0.2.11")))
+        .await
+        .status()
+        .is_success());
+}
