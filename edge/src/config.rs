@@ -152,6 +152,22 @@ impl Config {
                 "must differ from ADMIN_JWT_SECRET",
             ));
         }
+        // The internal token's key opens every service: it shares its value with no other secret.
+        let internal = self.auth.internal_token_secret.expose_secret();
+        let others = [
+            ("ADMIN_JWT_SECRET", Some(admin_jwt)),
+            ("PATIENT_JWT_SECRET", Some(&self.secrets.patient_jwt_secret)),
+            ("STRIPE_WEBHOOK_SECRET", self.secrets.stripe_webhook_secret.as_ref()),
+            ("PHARMACY_WEBHOOK_SECRET", self.secrets.pharmacy_webhook_secret.as_ref()),
+        ];
+        for (var, other) in others {
+            if other.is_some_and(|o| o.expose_secret().split(',').any(|part| part.trim() == internal)) {
+                return Err(ConfigError::new(
+                    "INTERNAL_TOKEN_SECRET",
+                    format!("must differ from {var}"),
+                ));
+            }
+        }
         // Stripe's endpoint secrets are Stripe's to choose; ours for the pharmacies must be strong,
         // since any holder can forge a shipment update.
         if let Some(secrets) = &self.secrets.pharmacy_webhook_secret {

@@ -42,6 +42,9 @@ pub struct Inner {
     pub metrics: metrics::Metrics,
     /// The edge's own database (sessions, logins, rate-limit counts).
     pub pool: PgPool,
+    /// The last readiness answer and when it was taken: `/readyz` asks the services at most once a
+    /// second, however often it is hit.
+    pub readiness: tokio::sync::Mutex<Option<(std::time::Instant, routes::Readiness)>>,
     pub config: Config,
 }
 
@@ -69,6 +72,7 @@ impl AppState {
             clients: Clients::connect(&config.peers)?,
             metrics: metrics::Metrics::default(),
             pool,
+            readiness: tokio::sync::Mutex::new(None),
             config,
         })))
     }

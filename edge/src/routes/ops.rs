@@ -30,7 +30,7 @@ pub async fn healthz() -> Json<serde_json::Value> {
     Json(serde_json::json!({ "status": "ok" }))
 }
 
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Clone, Debug, Serialize, ToSchema)]
 pub struct Readiness {
     /// `ready` when every service reports SERVING.
     pub status: String,
@@ -45,6 +45,27 @@ pub struct Readiness {
     responses((status = 200, body = Readiness), (status = 503, body = Readiness))
 )]
 pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
+    // One check at a time, reused for a second: a load balancer (or an attacker) polling hard
+    // costs the services nothing more.
+    let mut last = state.readiness.lock().await;
+    let readiness = match last.as_ref() {
+        Some((at, r)) if at.elapsed() < Duration::from_secs(1) => r.clone(),
+        _ => {
+            let r = check_services(&state).await;
+            *last = Some((std::time::Instant::now(), r.clone()));
+            r
+        }
+    };
+    drop(last);
+    let code = if readiness.status == "ready" {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (code, Json(readiness))
+}
+
+async fn check_services(state: &AppState) -> Readiness {
     let checks = state.clients.health.iter().map(|(service, channel)| {
         let mut client = HealthClient::new(channel.clone());
         async move {
@@ -61,18 +82,10 @@ pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     });
     let services: std::collections::BTreeMap<_, _> = futures::future::join_all(checks).await.into_iter().collect();
     let ready = services.values().all(|s| s == "SERVING");
-    let code = if ready {
-        StatusCode::OK
-    } else {
-        StatusCode::SERVICE_UNAVAILABLE
-    };
-    (
-        code,
-        Json(Readiness {
-            status: if ready { "ready" } else { "not_ready" }.into(),
-            services,
-        }),
-    )
+    Readiness {
+        status: if ready { "ready" } else { "not_ready" }.into(),
+        services,
+    }
 }
 
 /// Prometheus text format.

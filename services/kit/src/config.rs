@@ -103,7 +103,15 @@ impl fmt::Debug for AuthConfig {
 impl AuthConfig {
     pub fn validate(&self) -> Result<(), ConfigError> {
         require_secret("ADMIN_SECRET", &self.admin_secret)?;
-        require_secret("INTERNAL_TOKEN_SECRET", &self.internal_token_secret)
+        require_secret("INTERNAL_TOKEN_SECRET", &self.internal_token_secret)?;
+        // One leaked secret must not open the other door.
+        if self.internal_token_secret.expose_secret() == self.admin_secret.expose_secret() {
+            return Err(ConfigError::new(
+                "INTERNAL_TOKEN_SECRET",
+                "must differ from ADMIN_SECRET",
+            ));
+        }
+        Ok(())
     }
 }
 
