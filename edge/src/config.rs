@@ -33,6 +33,15 @@ pub struct Config {
     /// Multiplies every public route's per-client budget (tests and load tests raise it).
     #[arg(long, env = "RATE_LIMIT_MULTIPLIER", default_value_t = 1)]
     pub rate_limit_multiplier: u32,
+    /// How long a client may take to send a request's headers before its connection is closed.
+    #[arg(long, env = "HEADER_READ_TIMEOUT_SECS", default_value_t = 10)]
+    pub header_read_timeout_secs: u64,
+    /// How long one request may take, its body included (408 after).
+    #[arg(long, env = "REQUEST_TIMEOUT_SECS", default_value_t = 30)]
+    pub request_timeout_secs: u64,
+    /// Requests served at once; more are refused at once with 503 and `Retry-After`.
+    #[arg(long, env = "MAX_CONCURRENT_REQUESTS", default_value_t = 1024)]
+    pub max_concurrent_requests: usize,
     /// Largest request body accepted, in bytes.
     #[arg(long, env = "MAX_BODY_BYTES", default_value_t = DEFAULT_MAX_BODY_BYTES)]
     pub max_body_bytes: usize,
@@ -128,6 +137,21 @@ impl Peers {
 impl Config {
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.database.validate()?;
+        if !(1..=300).contains(&self.header_read_timeout_secs) {
+            return Err(ConfigError::new(
+                "HEADER_READ_TIMEOUT_SECS",
+                "must be between 1 and 300",
+            ));
+        }
+        if !(1..=600).contains(&self.request_timeout_secs) {
+            return Err(ConfigError::new("REQUEST_TIMEOUT_SECS", "must be between 1 and 600"));
+        }
+        if !(1..=100_000).contains(&self.max_concurrent_requests) {
+            return Err(ConfigError::new(
+                "MAX_CONCURRENT_REQUESTS",
+                "must be between 1 and 100000",
+            ));
+        }
         if self.trusted_proxy_hops > 10 {
             return Err(ConfigError::new("TRUSTED_PROXY_HOPS", "must be at most 10"));
         }

@@ -17,6 +17,7 @@ pub mod limits;
 mod metrics;
 pub mod openapi;
 pub mod routes;
+mod serve;
 
 pub use clients::Clients;
 pub use config::Config;
@@ -85,11 +86,9 @@ pub async fn run(
     pool: PgPool,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    let header_timeout = std::time::Duration::from_secs(config.header_read_timeout_secs);
     let state = AppState::new(config, pool).await?;
-    // The peer's address is the client for the rate limits (unless trusted proxies say otherwise).
-    let service = router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
-    axum::serve(listener, service).with_graceful_shutdown(shutdown).await?;
-    Ok(())
+    serve::serve(listener, router(state), header_timeout, shutdown).await
 }
 
 /// `GET url` answered 200, over plain HTTP/1.1 (the `healthcheck` subcommand; no client library

@@ -495,6 +495,9 @@ pub fn edge_config(
         max_body_bytes: era_edge::config::DEFAULT_MAX_BODY_BYTES,
         trusted_proxy_hops: 0,
         rate_limit_multiplier: 1,
+        header_read_timeout_secs: 10,
+        request_timeout_secs: 30,
+        max_concurrent_requests: 1024,
         logging,
     }
 }

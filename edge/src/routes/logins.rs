@@ -91,6 +91,11 @@ fn accepted(seconds: i64) -> (StatusCode, ApiJson<SendAccepted>) {
     )
 }
 
+/// Sign-in sends under way at once. Past it a send is dropped (and logged) rather than queued:
+/// a flood of requests must not become a flood of tasks, each searching Canvas.
+const SENDS_IN_FLIGHT: usize = 64;
+static SENDS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(SENDS_IN_FLIGHT);
+
 /// Asks notifications for a code or link after the answer has gone: the caller learns nothing
 /// from how long it takes or whether it fails (which only happens for real accounts). A failure is
 /// logged for operators; the person asks again.
@@ -98,10 +103,15 @@ fn in_background(
     what: &'static str,
     send: impl std::future::Future<Output = Result<(), tonic::Status>> + Send + 'static,
 ) {
+    let Ok(permit) = SENDS.try_acquire() else {
+        tracing::warn!(what, "too many sign-in sends under way; this one is dropped");
+        return;
+    };
     tokio::spawn(async move {
         if let Err(status) = send.await {
             tracing::warn!(what, code = ?status.code(), reason = ?era_kit::error::reason_of(&status), "a sign-in send failed");
         }
+        drop(permit);
     });
 }
 

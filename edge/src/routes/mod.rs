@@ -62,7 +62,52 @@ pub fn router(state: AppState) -> Router {
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(cors)
         .layer(middleware::from_fn(request_context))
+        .layer(guards(&state.config))
         .with_state(state)
+}
+
+/// Outermost: a deadline on every request (its body included) and a cap on requests served at
+/// once, past which a request is refused at once rather than queued.
+fn guards(
+    config: &crate::config::Config,
+) -> impl tower::Layer<
+    axum::routing::Route,
+    Service = impl tower::Service<Request, Response = Response, Error = std::convert::Infallible, Future = impl Send>
+                  + Clone
+                  + Send
+                  + Sync
+                  + 'static,
+> + Clone {
+    use tower::ServiceBuilder;
+    ServiceBuilder::new()
+        .layer(axum::error_handling::HandleErrorLayer::new(
+            |err: tower::BoxError| async move {
+                if err.is::<tower::timeout::error::Elapsed>() {
+                    ApiError::new(
+                        StatusCode::REQUEST_TIMEOUT,
+                        "request_timeout",
+                        "the request took too long",
+                    )
+                    .into_response()
+                } else {
+                    let mut response = ApiError::new(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "overloaded",
+                        "the edge is serving as many requests as it can; try again shortly",
+                    )
+                    .into_response();
+                    response
+                        .headers_mut()
+                        .insert("retry-after", HeaderValue::from_static("1"));
+                    response
+                }
+            },
+        ))
+        .load_shed()
+        .layer(tower::limit::GlobalConcurrencyLimitLayer::new(
+            config.max_concurrent_requests,
+        ))
+        .timeout(std::time::Duration::from_secs(config.request_timeout_secs))
 }
 
 fn cors(origins: &[String]) -> CorsLayer {

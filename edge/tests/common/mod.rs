@@ -36,6 +36,9 @@ pub fn config(db: &TestDb) -> Config {
         max_body_bytes: 1 << 20,
         trusted_proxy_hops: 0,
         rate_limit_multiplier: 1,
+        header_read_timeout_secs: 10,
+        request_timeout_secs: 30,
+        max_concurrent_requests: 1024,
         logging: LoggingConfig::default(),
     }
 }

@@ -86,3 +86,66 @@ async fn behind_a_trusted_proxy_clients_are_told_apart_by_the_address_it_saw() {
         .status()
         .is_success());
 }
+
+/// The replica's address without the scheme, for raw sockets.
+fn host_of(url: &str) -> String {
+    url.trim_start_matches("http://").to_owned()
+}
+
+#[tokio::test]
+async fn a_client_trickling_its_headers_is_cut_off() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mesh = TestMesh::start().await;
+    let edge = mesh.start_edge_replica(|c| c.header_read_timeout_secs = 1).await;
+    let mut stream = tokio::net::TcpStream::connect(host_of(&edge.url)).await.unwrap();
+    stream
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: edge\r\n")
+        .await
+        .unwrap();
+    // The rest of the headers never comes: the edge closes the connection soon after its deadline.
+    let started = std::time::Instant::now();
+    let mut buf = [0u8; 256];
+    let read = tokio::time::timeout(Duration::from_secs(10), stream.read(&mut buf)).await;
+    assert!(
+        matches!(read, Ok(Ok(0)) | Ok(Err(_))),
+        "the connection was closed: {read:?}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "closed after {:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn a_slow_body_times_out_and_requests_past_the_cap_are_refused_at_once() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mesh = TestMesh::start().await;
+    let edge = mesh
+        .start_edge_replica(|c| {
+            c.request_timeout_secs = 2;
+            c.max_concurrent_requests = 1;
+        })
+        .await;
+    // A body promised and never sent holds the only slot...
+    let mut slow = tokio::net::TcpStream::connect(host_of(&edge.url)).await.unwrap();
+    slow.write_all(
+        b"POST /api/intake/discount/validate HTTP/1.1\r\nHost: edge\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{",
+    )
+    .await
+    .unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // ...so another request is refused at once, saying when to come back.
+    let refused = mesh.http.get(format!("{}/healthz", edge.url)).send().await.unwrap();
+    assert_eq!(refused.status(), 503);
+    assert_eq!(refused.headers()["retry-after"], "1");
+    let body: serde_json::Value = refused.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "overloaded");
+    // The slow request ends at its deadline with 408, and the slot is free again.
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(10), slow.read_to_end(&mut answer)).await;
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    let served = mesh.http.get(format!("{}/healthz", edge.url)).send().await.unwrap();
+    assert_eq!(served.status(), 200);
+}
