@@ -37,6 +37,19 @@ const POLICIES: &[(Method, &str, i64)] = &[
     (Method::POST, "/api/auth/canvas", 20),
 ];
 
+/// Sign-in checks: their failures (a wrong code, an unknown link: 401) are budgeted per client and
+/// across all clients, on top of the per-code and per-email limits notifications keeps, so that
+/// guessing across many accounts stops too (the arithmetic is in the README).
+const VERIFIES: &[(Method, &str)] = &[
+    (Method::POST, "/api/auth/otp/verify"),
+    (Method::POST, "/api/auth/magic-link/consume"),
+    (Method::POST, "/api/patient/auth/verify"),
+];
+/// Failed sign-in checks one client may make in an hour.
+const FAILURES_PER_CLIENT_PER_HOUR: i64 = 10;
+/// Failed sign-in checks all clients together may make in a minute.
+const FAILURES_PER_MINUTE: i64 = 20;
+
 /// The budget of a route, if it is limited.
 pub fn budget(method: &Method, route: &str) -> Option<i64> {
     POLICIES
@@ -67,9 +80,9 @@ pub fn client_address(peer: Option<IpAddr>, headers: &HeaderMap, hops: usize) ->
     }
 }
 
-/// Counts one request of `bucket` in the current window; answers the seconds to wait when the
-/// budget is spent.
-async fn hit(pool: &PgPool, bucket: &str, budget: i64) -> sqlx::Result<Option<i64>> {
+/// Counts one request of `bucket` in the current window of `window` seconds; answers the seconds
+/// to wait when the budget is spent.
+async fn hit(pool: &PgPool, bucket: &str, budget: i64, window: i64) -> sqlx::Result<Option<i64>> {
     let (hits, wait): (i32, f64) = sqlx::query_as(
         "insert into rate_limits (bucket, window_start, hits)
          values ($1, to_timestamp(floor(extract(epoch from now()) / $2) * $2), 1)
@@ -77,19 +90,40 @@ async fn hit(pool: &PgPool, bucket: &str, budget: i64) -> sqlx::Result<Option<i6
          returning hits, extract(epoch from window_start + make_interval(secs => $2) - now())::float8",
     )
     .bind(bucket)
-    .bind(WINDOW_SECS as f64)
+    .bind(window as f64)
     .fetch_one(pool)
     .await?;
     if hits == 1 {
         // A new window: clear a few expired ones, so the table stays small without a sweeper.
         sqlx::query(
             "delete from rate_limits where ctid in
-                 (select ctid from rate_limits where window_start < now() - interval '10 minutes' limit 200)",
+                 (select ctid from rate_limits where window_start < now() - interval '2 hours' limit 200)",
         )
         .execute(pool)
         .await?;
     }
     Ok((i64::from(hits) > budget).then(|| wait.ceil().max(1.0) as i64))
+}
+
+/// The seconds to wait when `bucket` has spent `budget` in its current window; nothing is counted.
+async fn spent(pool: &PgPool, bucket: &str, budget: i64, window: i64) -> sqlx::Result<Option<i64>> {
+    let row: Option<(i32, f64)> = sqlx::query_as(
+        "select hits, extract(epoch from window_start + make_interval(secs => $2) - now())::float8
+         from rate_limits where bucket = $1 and window_start = to_timestamp(floor(extract(epoch from now()) / $2) * $2)",
+    )
+    .bind(bucket)
+    .bind(window as f64)
+    .fetch_optional(pool)
+    .await?;
+    Ok(row.and_then(|(hits, wait)| (i64::from(hits) >= budget).then(|| wait.ceil().max(1.0) as i64)))
+}
+
+fn too_many(wait: i64, code: &str, message: String) -> Response {
+    let mut response = ApiError::new(StatusCode::TOO_MANY_REQUESTS, code, message).into_response();
+    if let Ok(v) = HeaderValue::from_str(&wait.to_string()) {
+        response.headers_mut().insert("retry-after", v);
+    }
+    response
 }
 
 /// The middleware: limits the public routes, passes everything else untouched.
@@ -106,28 +140,46 @@ pub async fn limit(State(state): State<AppState>, req: Request, next: Next) -> R
     // Addresses are personal data: the table holds a digest.
     let digest = hex::encode(&Sha256::digest(client.as_bytes())[..12]);
     let bucket = format!("{} {route}:{digest}", req.method());
-    let budget = budget.saturating_mul(i64::from(state.config.rate_limit_multiplier));
-    match hit(&state.pool, &bucket, budget).await {
-        Ok(None) => next.run(req).await,
-        Ok(Some(wait)) => {
-            let mut response = ApiError::new(
-                StatusCode::TOO_MANY_REQUESTS,
-                "rate_limited",
-                format!("too many requests; try again in {wait} seconds"),
-            )
-            .into_response();
-            if let Ok(v) = HeaderValue::from_str(&wait.to_string()) {
-                response.headers_mut().insert("retry-after", v);
+    let multiplier = i64::from(state.config.rate_limit_multiplier);
+    let budget = budget.saturating_mul(multiplier);
+    let verify = VERIFIES.iter().any(|(m, r)| m == req.method() && *r == route);
+    let failures = [
+        (format!("failed-sign-in:{digest}"), FAILURES_PER_CLIENT_PER_HOUR, 3600),
+        ("failed-sign-in:all".to_owned(), FAILURES_PER_MINUTE, WINDOW_SECS),
+    ];
+    let checked = async {
+        if verify {
+            for (failure_bucket, allowed, window) in &failures {
+                if let Some(wait) =
+                    spent(&state.pool, failure_bucket, allowed.saturating_mul(multiplier), *window).await?
+                {
+                    return Ok::<_, sqlx::Error>(Some((wait, "too_many_failed_sign_ins")));
+                }
             }
-            response
+        }
+        if let Some(wait) = hit(&state.pool, &bucket, budget, WINDOW_SECS).await? {
+            return Ok::<_, sqlx::Error>(Some((wait, "rate_limited")));
+        }
+        Ok::<_, sqlx::Error>(None)
+    };
+    match checked.await {
+        Ok(None) => {}
+        Ok(Some((wait, code))) => {
+            return too_many(wait, code, format!("too many requests; try again in {wait} seconds"));
         }
         // The counter's database is down: serve rather than refuse everyone (the services keep
         // their own caps on what costs money or mail).
-        Err(e) => {
-            tracing::warn!(error = %e, "rate limit not checked");
-            next.run(req).await
+        Err(e) => tracing::warn!(error = %e, "rate limit not checked"),
+    }
+    let response = next.run(req).await;
+    if verify && response.status() == StatusCode::UNAUTHORIZED {
+        for (failure_bucket, _, window) in &failures {
+            if let Err(e) = hit(&state.pool, failure_bucket, i64::MAX, *window).await {
+                tracing::warn!(error = %e, "a failed sign-in was not counted");
+            }
         }
     }
+    response
 }
 
 #[cfg(test)]

@@ -149,3 +149,32 @@ async fn a_slow_body_times_out_and_requests_past_the_cap_are_refused_at_once() {
     let served = mesh.http.get(format!("{}/healthz", edge.url)).send().await.unwrap();
     assert_eq!(served.status(), 200);
 }
+
+#[tokio::test]
+async fn failed_sign_ins_are_budgeted_per_client_and_across_all_clients() {
+    let mesh = TestMesh::start_with(|o| o.rate_limit_multiplier = 1).await;
+    let behind = mesh.start_edge_replica(|c| c.trusted_proxy_hops = 1).await;
+    early_in_a_window().await;
+    let verify = |client: &'static str, i: usize| {
+        mesh.http
+            .post(format!("{}/api/patient/auth/verify", behind.url))
+            .header("x-forwarded-for", client)
+            .json(&json!({ "email": format!("guess.{i}@example.test"), "code": "123456" }))
+            .send()
+    };
+    // Ten wrong codes from one client, across as many accounts: then that client is stopped.
+    for i in 0..10 {
+        assert_eq!(verify("192.0.2.20", i).await.unwrap().status(), 401, "guess {i}");
+    }
+    let stopped = verify("192.0.2.20", 10).await.unwrap();
+    assert_eq!(stopped.status(), 429);
+    assert!(stopped.headers().contains_key("retry-after"));
+    let body: serde_json::Value = stopped.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "too_many_failed_sign_ins");
+    // Another client still may guess, until all clients together have spent the minute's twenty.
+    for i in 0..10 {
+        assert_eq!(verify("192.0.2.21", 100 + i).await.unwrap().status(), 401, "guess {i}");
+    }
+    let everyone = verify("192.0.2.22", 200).await.unwrap();
+    assert_eq!(everyone.status(), 429, "the global budget is spent");
+}
