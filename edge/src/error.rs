@@ -184,6 +184,12 @@ impl IntoResponse for ApiError {
                 .headers_mut()
                 .insert(header::WWW_AUTHENTICATE, http::HeaderValue::from_static("Bearer"));
         }
+        // Every 429 says when to come back (the rate limits set their exact wait over this).
+        if self.status == StatusCode::TOO_MANY_REQUESTS {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, http::HeaderValue::from_static("60"));
+        }
         response
     }
 }

@@ -141,12 +141,19 @@ async fn request_context(req: Request, next: Next) -> Response {
         status = tracing::field::Empty,
     );
     let request_id = HeaderValue::from_str(&ctx.request_id).ok();
+    let api = req.uri().path().starts_with("/api/");
     let started = std::time::Instant::now();
     let mut response = ctx.scope(next.run(req)).instrument(span.clone()).await;
     span.record("status", response.status().as_u16());
     span.in_scope(|| tracing::info!(elapsed_ms = started.elapsed().as_millis() as u64, "request"));
     if let Some(id) = request_id {
         response.headers_mut().insert(REQUEST_ID_HEADER, id);
+    }
+    // API answers carry sessions, tokens and patients' data: no browser or proxy may keep them.
+    if api && !response.headers().contains_key(header::CACHE_CONTROL) {
+        response
+            .headers_mut()
+            .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     }
     response
 }

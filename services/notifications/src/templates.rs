@@ -354,8 +354,8 @@ pub enum Rendered {
     },
 }
 
-/// Fills `{name}` placeholders; `escape` HTML-escapes the values. A placeholder without a value is
-/// left out (callers check required variables first).
+/// Fills `{name}` placeholders; `escape` HTML-escapes the values (and makes http(s) links anchors). A
+/// placeholder without a value is left out (callers check required variables first).
 fn fill(template: &str, vars: &BTreeMap<String, String>, escape: bool) -> String {
     let mut out = String::with_capacity(template.len() + 32);
     let mut rest = template;
@@ -365,7 +365,11 @@ fn fill(template: &str, vars: &BTreeMap<String, String>, escape: bool) -> String
         match after.find('}') {
             Some(end) if after[..end].bytes().all(|b| b.is_ascii_lowercase() || b == b'_') => {
                 let value = vars.get(&after[..end]).map(String::as_str).unwrap_or_default();
-                if escape {
+                if escape && (value.starts_with("https://") || value.starts_with("http://")) {
+                    // A link in the HTML part is one a person can click.
+                    let href = html_escape(value);
+                    out.push_str(&format!("<a href=\"{href}\">{href}</a>"));
+                } else if escape {
                     out.push_str(&html_escape(value));
                 } else {
                     out.push_str(value);
@@ -532,6 +536,23 @@ mod tests {
             missing(Kind::ShipmentUpdated, &vars(&[("tracking_number", "1Z")])),
             ["status"]
         );
+    }
+
+    #[test]
+    fn links_are_clickable_in_html_and_plain_in_text() {
+        let v = vars(&[("link", "https://edge.example/api/auth/magic-link?token=a&b=\"c")]);
+        let Rendered::Email { text, html, .. } = render(Kind::MagicLink, Channel::Email, &v) else {
+            panic!()
+        };
+        let escaped = "https://edge.example/api/auth/magic-link?token=a&amp;b=&quot;c";
+        assert!(html.contains(&format!("<a href=\"{escaped}\">{escaped}</a>")), "{html}");
+        assert!(text.contains("https://edge.example/api/auth/magic-link?token=a&b=\"c") && !text.contains("<a "));
+        // Text that is not a link stays text.
+        let plain = vars(&[("medication", "javascript:alert(1)"), ("first_name", "Ada")]);
+        let Rendered::Email { html, .. } = render(Kind::PrescriptionApproved, Channel::Email, &plain) else {
+            panic!()
+        };
+        assert!(!html.contains("<a "), "{html}");
     }
 
     #[test]

@@ -50,7 +50,7 @@ async fn a_public_route_is_limited_per_client_across_edges() {
         let body: serde_json::Value = refused.json().await.unwrap();
         assert_eq!(body["error"]["code"], "rate_limited");
     }
-    // Another route's budget is its own.
+    // Another route's budget is its own; API answers are never to be cached.
     let discount = mesh
         .http
         .post(mesh.url("/api/intake/discount/validate"))
@@ -59,6 +59,7 @@ async fn a_public_route_is_limited_per_client_across_edges() {
         .await
         .unwrap();
     assert_eq!(discount.status(), 200);
+    assert_eq!(discount.headers()["cache-control"], "no-store");
 }
 
 #[tokio::test]

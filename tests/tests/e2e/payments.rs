@@ -1455,6 +1455,10 @@ async fn card_testing_across_replays_tokens_and_keys_is_stopped_at_the_cap() {
                 declined += 1;
             }
             429 => {
+                assert!(
+                    tried.headers().contains_key("retry-after"),
+                    "a 429 says when to come back"
+                );
                 let body: serde_json::Value = tried.json().await.unwrap();
                 assert_eq!(body["error"]["code"], "too_many_card_attempts");
                 capped += 1;
