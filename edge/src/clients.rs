@@ -9,6 +9,8 @@ use era_proto::{
 };
 use tonic::transport::Channel;
 
+use era_kit::config::MeshConfig;
+
 use crate::config::Peers;
 
 #[derive(Clone, Debug)]
@@ -23,12 +25,12 @@ pub struct Clients {
 }
 
 impl Clients {
-    pub fn connect(peers: &Peers) -> anyhow::Result<Self> {
-        let routing = era_kit::client::channel(&peers.pharmacy_routing)?;
-        let canvas = era_kit::client::channel(&peers.canvas)?;
-        let payments = era_kit::client::channel(&peers.payments)?;
-        let notifications = era_kit::client::channel(&peers.notifications)?;
-        let scheduling = era_kit::client::channel(&peers.scheduling)?;
+    pub fn connect(peers: &Peers, mesh: &MeshConfig) -> anyhow::Result<Self> {
+        let routing = mesh.channel(&peers.pharmacy_routing)?;
+        let canvas = mesh.channel(&peers.canvas)?;
+        let payments = mesh.channel(&peers.payments)?;
+        let notifications = mesh.channel(&peers.notifications)?;
+        let scheduling = mesh.channel(&peers.scheduling)?;
         // Readiness asks over the same channels the calls use, so it checks the paths calls take.
         let health = peers
             .all()
@@ -45,7 +47,7 @@ impl Clients {
                 } else if url == peers.scheduling {
                     scheduling.clone()
                 } else {
-                    era_kit::client::channel(url)?
+                    mesh.channel(url)?
                 };
                 Ok((service, channel))
             })

@@ -2,7 +2,9 @@
 
 use std::net::SocketAddr;
 
-use era_kit::config::{require_secret, AuthConfig, ConfigError, DatabaseConfig, LoggingConfig};
+use era_kit::config::{
+    require_secret, AuthConfig, ConfigError, DatabaseConfig, Environment, LoggingConfig, MeshConfig,
+};
 use secrecy::{ExposeSecret, SecretString};
 
 pub const DEFAULT_LISTEN_ADDR: &str = "127.0.0.1:8080";
@@ -47,6 +49,8 @@ pub struct Config {
     pub max_body_bytes: usize,
     #[command(flatten)]
     pub logging: LoggingConfig,
+    #[command(flatten)]
+    pub mesh: MeshConfig,
 }
 
 #[derive(Clone, clap::Args)]
@@ -64,10 +68,53 @@ pub struct EdgeSecrets {
     /// Unset: `POST /api/webhooks/stripe` answers 503.
     #[arg(long, env = "STRIPE_WEBHOOK_SECRET", hide_env_values = true)]
     pub stripe_webhook_secret: Option<SecretString>,
-    /// The secret the pharmacies sign their status callbacks with (`X-Pharmacy-Signature`); several,
-    /// comma-separated, during a rotation. Unset: `POST /api/webhooks/pharmacy/{pharmacy}` answers 503.
-    #[arg(long, env = "PHARMACY_WEBHOOK_SECRET", hide_env_values = true)]
-    pub pharmacy_webhook_secret: Option<SecretString>,
+    #[command(flatten)]
+    pub pharmacy_webhooks: PharmacyWebhookSecrets,
+}
+
+/// The secret each pharmacy signs its status callbacks with (`X-Pharmacy-Signature`), one per
+/// pharmacy so a leaked one forges no other pharmacy's callbacks; several, comma-separated, during a
+/// rotation. A pharmacy without one: its `POST /api/webhooks/pharmacy/{pharmacy}` answers 503.
+#[derive(Clone, Default, clap::Args)]
+pub struct PharmacyWebhookSecrets {
+    /// GMP's PioneerRx.
+    #[arg(
+        long = "pioneerrx-webhook-secret",
+        env = "PIONEERRX_WEBHOOK_SECRET",
+        hide_env_values = true
+    )]
+    pub pioneerrx: Option<SecretString>,
+    #[arg(
+        long = "boothwyn-webhook-secret",
+        env = "BOOTHWYN_WEBHOOK_SECRET",
+        hide_env_values = true
+    )]
+    pub boothwyn: Option<SecretString>,
+    #[arg(
+        long = "strive-webhook-secret",
+        env = "STRIVE_WEBHOOK_SECRET",
+        hide_env_values = true
+    )]
+    pub strive: Option<SecretString>,
+}
+
+impl PharmacyWebhookSecrets {
+    /// Each pharmacy's id (as routing names it), its variable and its secret.
+    pub fn all(&self) -> [(&'static str, &'static str, Option<&SecretString>); 3] {
+        [
+            ("gmp", "PIONEERRX_WEBHOOK_SECRET", self.pioneerrx.as_ref()),
+            ("boothwyn", "BOOTHWYN_WEBHOOK_SECRET", self.boothwyn.as_ref()),
+            ("strive", "STRIVE_WEBHOOK_SECRET", self.strive.as_ref()),
+        ]
+    }
+
+    /// The variable and secret of the pharmacy with this id.
+    pub fn of(&self, pharmacy: &str) -> Option<(&'static str, Option<&SecretString>)> {
+        self.all()
+            .into_iter()
+            .find(|(id, _, _)| *id == pharmacy)
+            .map(|(_, var, secret)| (var, secret))
+    }
 }
 
 impl std::fmt::Debug for EdgeSecrets {
@@ -182,9 +229,13 @@ impl Config {
             ("ADMIN_JWT_SECRET", Some(admin_jwt)),
             ("PATIENT_JWT_SECRET", Some(&self.secrets.patient_jwt_secret)),
             ("STRIPE_WEBHOOK_SECRET", self.secrets.stripe_webhook_secret.as_ref()),
-            ("PHARMACY_WEBHOOK_SECRET", self.secrets.pharmacy_webhook_secret.as_ref()),
         ];
-        for (var, other) in others {
+        let pharmacies = self
+            .secrets
+            .pharmacy_webhooks
+            .all()
+            .map(|(_, var, secret)| (var, secret));
+        for (var, other) in others.into_iter().chain(pharmacies) {
             if other.is_some_and(|o| o.expose_secret().split(',').any(|part| part.trim() == internal)) {
                 return Err(ConfigError::new(
                     "INTERNAL_TOKEN_SECRET",
@@ -193,14 +244,41 @@ impl Config {
             }
         }
         // Stripe's endpoint secrets are Stripe's to choose; ours for the pharmacies must be strong,
-        // since any holder can forge a shipment update.
-        if let Some(secrets) = &self.secrets.pharmacy_webhook_secret {
-            for part in secrets.expose_secret().split(',').filter(|p| !p.trim().is_empty()) {
-                require_secret("PHARMACY_WEBHOOK_SECRET", &SecretString::from(part.trim().to_owned()))?;
+        // since any holder can forge a shipment update, and each pharmacy's its own.
+        let mut seen: Vec<(&str, &str)> = Vec::new();
+        for (_, var, secrets) in self.secrets.pharmacy_webhooks.all() {
+            let Some(secrets) = secrets else { continue };
+            for part in secrets
+                .expose_secret()
+                .split(',')
+                .map(str::trim)
+                .filter(|p| !p.is_empty())
+            {
+                require_secret(var, &SecretString::from(part.to_owned()))?;
+                if let Some((other, _)) = seen.iter().find(|(v, s)| *v != var && *s == part) {
+                    return Err(ConfigError::new(var, format!("must differ from {other}")));
+                }
+                seen.push((var, part));
             }
         }
+        self.mesh.validate()?;
         for (var, url, _) in self.peers.all() {
-            era_kit::config::http_url(var, url)?;
+            self.mesh.peer_url(var, url)?;
+        }
+        if self.mesh.env == Environment::Production {
+            // Without them the webhook routes answer 503: fine on a laptop, an outage in production.
+            if self.secrets.stripe_webhook_secret.is_none() {
+                return Err(ConfigError::new(
+                    "STRIPE_WEBHOOK_SECRET",
+                    "is required when ERA_ENV=production",
+                ));
+            }
+            if self.secrets.pharmacy_webhooks.all().iter().all(|(_, _, s)| s.is_none()) {
+                return Err(ConfigError::new(
+                    "PIONEERRX_WEBHOOK_SECRET",
+                    "or BOOTHWYN_WEBHOOK_SECRET or STRIVE_WEBHOOK_SECRET is required when ERA_ENV=production",
+                ));
+            }
         }
         for origin in self.cors_allowed_origins.iter().filter(|o| !o.trim().is_empty()) {
             let ok = (origin.starts_with("https://") || origin.starts_with("http://"))

@@ -70,7 +70,7 @@ impl AppState {
             internal: InternalTokens::new(&config.auth.internal_token_secret),
             revocations: auth::Revocations::start(pool.clone()).await?,
             admins: auth::Admins::new(pool.clone(), &config.secrets.patient_jwt_secret),
-            clients: Clients::connect(&config.peers)?,
+            clients: Clients::connect(&config.peers, &config.mesh)?,
             metrics: metrics::Metrics::default(),
             pool,
             readiness: tokio::sync::Mutex::new(None),
@@ -87,8 +87,14 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let header_timeout = std::time::Duration::from_secs(config.header_read_timeout_secs);
+    // The edge serves no gRPC, so it re-reads its mesh certificate itself.
+    let reloader = config.mesh.tls()?.map(|tls| tls.spawn_reloader());
     let state = AppState::new(config, pool).await?;
-    serve::serve(listener, router(state), header_timeout, shutdown).await
+    let served = serve::serve(listener, router(state), header_timeout, shutdown).await;
+    if let Some(reloader) = reloader {
+        reloader.abort();
+    }
+    served
 }
 
 /// `GET url` answered 200, over plain HTTP/1.1 (the `healthcheck` subcommand; no client library

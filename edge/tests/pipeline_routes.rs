@@ -17,7 +17,10 @@ use tower::ServiceExt;
 
 mod common;
 
+/// GMP's callback secret; Boothwyn and Strive have their own.
 const PHARMACY_SECRET: &str = "pharmacy-webhook-secret-0123456789abcdef";
+const BOOTHWYN_SECRET: &str = "boothwyn-webhook-secret-0123456789abcdef";
+const STRIVE_SECRET: &str = "strive-webhook-secret-0123456789abcdef01";
 
 struct Fixture {
     app: Router,
@@ -30,7 +33,13 @@ struct Fixture {
 async fn fixture(pharmacy_secret: Option<&str>) -> Fixture {
     let db = TestDb::new(&era_edge::MIGRATOR).await;
     let mut config = common::config(&db);
-    config.secrets.pharmacy_webhook_secret = pharmacy_secret.map(SecretString::from);
+    // GMP's secret as given; Boothwyn and Strive each their own.
+    let webhooks = &mut config.secrets.pharmacy_webhooks;
+    webhooks.pioneerrx = pharmacy_secret.map(SecretString::from);
+    if pharmacy_secret.is_some() {
+        webhooks.boothwyn = Some(SecretString::from(BOOTHWYN_SECRET));
+        webhooks.strive = Some(SecretString::from(STRIVE_SECRET));
+    }
     config.validate().unwrap();
     let admin_secret = config.auth.admin_secret.expose_secret().to_owned();
     let state = AppState::new(config, db.pool.clone()).await.unwrap();
@@ -147,20 +156,36 @@ async fn pharmacy_callbacks_are_verified_before_anything_else() {
         );
     }
 
+    // Each pharmacy signs with its own secret: GMP's does not pass for another pharmacy.
+    for slug in ["boothwyn", "strive"] {
+        let (status, resp) = send(&f.app, callback(slug, good(), body)).await;
+        assert_eq!(
+            (status, code(&resp)),
+            (StatusCode::BAD_REQUEST, "invalid_signature"),
+            "{slug}"
+        );
+    }
+
     for no_event_id in [r#"{"status":"shipped"}"#, r#"{"eventId":""}"#, r#"{"eventId":42}"#] {
-        let sig = Some(signature(PHARMACY_SECRET, now, no_event_id.as_bytes()));
+        let sig = Some(signature(STRIVE_SECRET, now, no_event_id.as_bytes()));
         let (status, resp) = send(&f.app, callback("strive", sig, no_event_id)).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{no_event_id}");
         assert_eq!(fields(&resp), ["eventId"], "{no_event_id}");
     }
     let not_json = "eventId=evt-1";
-    let sig = Some(signature(PHARMACY_SECRET, now, not_json.as_bytes()));
+    let sig = Some(signature(STRIVE_SECRET, now, not_json.as_bytes()));
     let (status, resp) = send(&f.app, callback("strive", sig, not_json)).await;
     assert_eq!((status, code(&resp)), (StatusCode::BAD_REQUEST, "invalid_event"));
 
     // Verified, so it goes on to pharmacy-routing, which is not running here. Every slug gets there.
-    for slug in ["pioneerrx", "gmp", "boothwyn", "strive"] {
-        let (status, resp) = send(&f.app, callback(slug, good(), body)).await;
+    for (slug, secret) in [
+        ("pioneerrx", PHARMACY_SECRET),
+        ("gmp", PHARMACY_SECRET),
+        ("boothwyn", BOOTHWYN_SECRET),
+        ("strive", STRIVE_SECRET),
+    ] {
+        let sig = Some(signature(secret, now, body.as_bytes()));
+        let (status, resp) = send(&f.app, callback(slug, sig, body)).await;
         assert_eq!(
             (status, code(&resp)),
             (StatusCode::SERVICE_UNAVAILABLE, "service_unavailable"),

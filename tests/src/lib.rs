@@ -184,7 +184,7 @@ impl TestMesh {
     ) -> era_proto::payments::v1::payments_service_client::PaymentsServiceClient<tonic::transport::Channel> {
         let url = self.mesh.service_url("era-payments").expect("payments runs");
         era_proto::payments::v1::payments_service_client::PaymentsServiceClient::new(
-            era_kit::client::channel(url).expect("a valid URL"),
+            self.mesh.channel(url).expect("a valid URL"),
         )
     }
 
@@ -195,7 +195,7 @@ impl TestMesh {
     {
         let url = self.mesh.service_url("era-notifications").expect("notifications runs");
         era_proto::notifications::v1::notifications_service_client::NotificationsServiceClient::new(
-            era_kit::client::channel(url).expect("a valid URL"),
+            self.mesh.channel(url).expect("a valid URL"),
         )
     }
 
@@ -233,7 +233,9 @@ impl TestMesh {
             &self.mesh.edge_url,
             outbox,
         );
-        Replica::spawn(addr, |stopped| era_notifications::run(config, listener, pool, stopped))
+        Replica::spawn(format!("https://{addr}"), |stopped| {
+            era_notifications::run(config, listener, pool, stopped)
+        })
     }
 
     /// A second replica's settings for `service`: its own loopback socket, the mesh's database.
@@ -250,6 +252,7 @@ impl TestMesh {
             database,
             auth: self.mesh.secrets.auth(),
             logging: Default::default(),
+            mesh: self.mesh.mesh_config.clone(),
         };
         (config, listener, pool)
     }
@@ -259,7 +262,7 @@ impl TestMesh {
     ) -> era_proto::canvas::v1::canvas_service_client::CanvasServiceClient<tonic::transport::Channel> {
         let url = self.mesh.service_url("era-canvas").expect("canvas runs");
         era_proto::canvas::v1::canvas_service_client::CanvasServiceClient::new(
-            era_kit::client::channel(url).expect("a valid URL"),
+            self.mesh.channel(url).expect("a valid URL"),
         )
     }
 }
@@ -278,10 +281,19 @@ impl TestMesh {
             scheduling: url("era-scheduling"),
             notifications: url("era-notifications"),
         };
-        let mut config = era_dev::edge_config(addr, service.database, &self.mesh.secrets, peers, Default::default());
+        let mut config = era_dev::edge_config(
+            addr,
+            service.database,
+            &self.mesh.secrets,
+            peers,
+            Default::default(),
+            self.mesh.mesh_config.clone(),
+        );
         adjust(&mut config);
         config.validate().expect("a valid edge config");
-        Replica::spawn(addr, |stopped| era_edge::run(config, listener, pool, stopped))
+        Replica::spawn(format!("http://{addr}"), |stopped| {
+            era_edge::run(config, listener, pool, stopped)
+        })
     }
 
     pub fn scheduling(
@@ -289,7 +301,7 @@ impl TestMesh {
     ) -> era_proto::scheduling::v1::scheduling_service_client::SchedulingServiceClient<tonic::transport::Channel> {
         let url = self.mesh.service_url("era-scheduling").expect("scheduling runs");
         era_proto::scheduling::v1::scheduling_service_client::SchedulingServiceClient::new(
-            era_kit::client::channel(url).expect("a valid URL"),
+            self.mesh.channel(url).expect("a valid URL"),
         )
     }
 
@@ -310,7 +322,9 @@ impl TestMesh {
             },
             engine,
         );
-        Replica::spawn(addr, |stopped| era_scheduling::run(config, listener, pool, stopped))
+        Replica::spawn(format!("https://{addr}"), |stopped| {
+            era_scheduling::run(config, listener, pool, stopped)
+        })
     }
 
     pub fn pharmacy_routing(
@@ -318,16 +332,17 @@ impl TestMesh {
     ) -> era_proto::pharmacy_routing::v1::pharmacy_routing_service_client::PharmacyRoutingServiceClient<
         tonic::transport::Channel,
     > {
-        Self::routing_client(self.mesh.service_url("era-pharmacy-routing").expect("routing runs"))
+        self.routing_client(self.mesh.service_url("era-pharmacy-routing").expect("routing runs"))
     }
 
     pub fn routing_client(
+        &self,
         url: &str,
     ) -> era_proto::pharmacy_routing::v1::pharmacy_routing_service_client::PharmacyRoutingServiceClient<
         tonic::transport::Channel,
     > {
         era_proto::pharmacy_routing::v1::pharmacy_routing_service_client::PharmacyRoutingServiceClient::new(
-            era_kit::client::channel(url).expect("a valid URL"),
+            self.mesh.channel(url).expect("a valid URL"),
         )
     }
 
@@ -348,7 +363,7 @@ impl TestMesh {
             },
             pipeline,
         );
-        Replica::spawn(addr, |stopped| {
+        Replica::spawn(format!("https://{addr}"), |stopped| {
             era_pharmacy_routing::run(config, listener, pool, stopped)
         })
     }
@@ -364,7 +379,7 @@ pub struct Replica {
 
 impl Replica {
     /// Runs the server `serve` builds (given the future that resolves when the guard is dropped).
-    fn spawn<F>(addr: std::net::SocketAddr, serve: impl FnOnce(BoxedStop) -> F) -> Self
+    fn spawn<F>(url: String, serve: impl FnOnce(BoxedStop) -> F) -> Self
     where
         F: std::future::Future<Output = anyhow::Result<()>> + Send + 'static,
     {
@@ -372,11 +387,7 @@ impl Replica {
         let task = tokio::spawn(serve(Box::pin(async {
             let _ = stopped.await;
         })));
-        Self {
-            _stop: stop,
-            task,
-            url: format!("http://{addr}"),
-        }
+        Self { _stop: stop, task, url }
     }
 }
 

@@ -8,7 +8,8 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use anyhow::Context as _;
 use era_kit::{
-    config::{AuthConfig, DatabaseConfig, LoggingConfig, ServiceConfig},
+    config::{AuthConfig, DatabaseConfig, LoggingConfig, MeshConfig, ServiceConfig},
+    dev_ca::DevCa,
     SecretString,
 };
 use secrecy::ExposeSecret;
@@ -77,8 +78,11 @@ pub struct Secrets {
     pub hubspot_token: SecretString,
     /// `PIPELINE_KEYS`: versioned AES-256 keys of approval notes (`1:<base64>`).
     pub pipeline_keys: SecretString,
-    /// The secret the sandbox's pharmacies sign callbacks with and the edge verifies them with.
-    pub pharmacy_webhook_secret: SecretString,
+    /// The secrets the sandbox's pharmacies sign callbacks with and the edge verifies them with,
+    /// one per pharmacy.
+    pub pioneerrx_webhook_secret: SecretString,
+    pub boothwyn_webhook_secret: SecretString,
+    pub strive_webhook_secret: SecretString,
     /// The Zoom Server-to-Server OAuth app scheduling uses and the sandbox accepts.
     pub zoom_account_id: String,
     pub zoom_client_id: String,
@@ -161,7 +165,9 @@ impl Secrets {
             twilio_auth_token: random_secret(),
             hubspot_token: random_hubspot_token(),
             pipeline_keys: random_records_key(),
-            pharmacy_webhook_secret: random_secret(),
+            pioneerrx_webhook_secret: random_secret(),
+            boothwyn_webhook_secret: random_secret(),
+            strive_webhook_secret: random_secret(),
             zoom_account_id: DEV_ZOOM_ACCOUNT_ID.into(),
             zoom_client_id: DEV_ZOOM_CLIENT_ID.into(),
             zoom_client_secret: random_secret(),
@@ -191,7 +197,9 @@ impl Secrets {
         let canvas_client_secret = take("CANVAS_CLIENT_SECRET");
         let login_code_key = take("LOGIN_CODE_KEY");
         let twilio_auth_token = take("TWILIO_AUTH_TOKEN");
-        let pharmacy_webhook_secret = take("PHARMACY_WEBHOOK_SECRET");
+        let pioneerrx_webhook_secret = take("PIONEERRX_WEBHOOK_SECRET");
+        let boothwyn_webhook_secret = take("BOOTHWYN_WEBHOOK_SECRET");
+        let strive_webhook_secret = take("STRIVE_WEBHOOK_SECRET");
         let zoom_client_secret = take("ZOOM_CLIENT_SECRET");
         let sandbox_control_token = take("SANDBOX_CONTROL_TOKEN");
         let (records_keys, records_active_key) = match std::env::var("RECORDS_KEYS") {
@@ -276,7 +284,9 @@ impl Secrets {
                 twilio_auth_token,
                 hubspot_token,
                 pipeline_keys,
-                pharmacy_webhook_secret,
+                pioneerrx_webhook_secret,
+                boothwyn_webhook_secret,
+                strive_webhook_secret,
                 zoom_account_id,
                 zoom_client_id,
                 zoom_client_secret,
@@ -315,6 +325,8 @@ pub struct MeshOptions {
     pub scheduling: era_scheduling::config::EngineConfig,
     /// The edge's `RATE_LIMIT_MULTIPLIER` (tests raise it: they call public routes in bursts).
     pub rate_limit_multiplier: u32,
+    /// The throwaway CA and certificate every gRPC hop of this mesh uses.
+    pub ca: DevCa,
 }
 
 impl MeshOptions {
@@ -332,6 +344,9 @@ impl MeshOptions {
             pipeline: Default::default(),
             scheduling: Default::default(),
             rate_limit_multiplier: 1,
+            // Key generation fails only when the system has no randomness, and then nothing works.
+            #[expect(clippy::expect_used, reason = "no randomness, no mesh")]
+            ca: DevCa::generate().expect("generating the mesh CA"),
         }
     }
 }
@@ -346,6 +361,8 @@ pub struct Mesh {
     /// Every database the mesh uses.
     pub databases: Vec<String>,
     pub secrets: Secrets,
+    /// The mesh's TLS settings, for clients that call the services directly.
+    pub mesh_config: MeshConfig,
     /// One stop switch per component, so a test can take a single service down.
     stops: Vec<(&'static str, watch::Sender<bool>)>,
     tasks: JoinSet<(&'static str, anyhow::Result<()>)>,
@@ -478,6 +495,7 @@ pub fn edge_config(
     secrets: &Secrets,
     peers: era_edge::config::Peers,
     logging: LoggingConfig,
+    mesh: MeshConfig,
 ) -> era_edge::Config {
     era_edge::Config {
         listen_addr,
@@ -488,7 +506,11 @@ pub fn edge_config(
             canvas_auth_secret: None,
             patient_jwt_secret: secrets.patient_jwt_secret.clone(),
             stripe_webhook_secret: Some(secrets.stripe_webhook_secret.clone()),
-            pharmacy_webhook_secret: Some(secrets.pharmacy_webhook_secret.clone()),
+            pharmacy_webhooks: era_edge::config::PharmacyWebhookSecrets {
+                pioneerrx: Some(secrets.pioneerrx_webhook_secret.clone()),
+                boothwyn: Some(secrets.boothwyn_webhook_secret.clone()),
+                strive: Some(secrets.strive_webhook_secret.clone()),
+            },
         },
         peers,
         cors_allowed_origins: Vec::new(),
@@ -499,6 +521,7 @@ pub fn edge_config(
         request_timeout_secs: 30,
         max_concurrent_requests: 1024,
         logging,
+        mesh,
     }
 }
 
@@ -606,7 +629,12 @@ impl Mesh {
         let mut tasks = JoinSet::new();
         let mut services = Vec::new();
         let mut databases = Vec::new();
+        anyhow::ensure!(
+            options.host.is_loopback(),
+            "the mesh's throwaway certificate names only loopback addresses"
+        );
         let bound = Listeners::bind(options.host, options.ports).await?;
+        let mesh_config = options.ca.mesh_config();
 
         let (listener, addr) = bound.sandbox;
         let sandbox_config = era_sandbox::SandboxConfig {
@@ -618,7 +646,11 @@ impl Mesh {
             twilio_account_sid: options.secrets.twilio_account_sid.clone(),
             twilio_auth_token: options.secrets.twilio_auth_token.expose_secret().to_owned(),
             hubspot_token: options.secrets.hubspot_token.expose_secret().to_owned(),
-            pharmacy_webhook_secret: options.secrets.pharmacy_webhook_secret.expose_secret().to_owned(),
+            pharmacy_webhook_secrets: era_sandbox::state::PharmacyWebhookSecrets {
+                pioneerrx: options.secrets.pioneerrx_webhook_secret.expose_secret().to_owned(),
+                boothwyn: options.secrets.boothwyn_webhook_secret.expose_secret().to_owned(),
+                strive: options.secrets.strive_webhook_secret.expose_secret().to_owned(),
+            },
             zoom_account_id: options.secrets.zoom_account_id.clone(),
             zoom_client_id: options.secrets.zoom_client_id.clone(),
             zoom_client_secret: options.secrets.zoom_client_secret.expose_secret().to_owned(),
@@ -652,17 +684,18 @@ impl Mesh {
                     database,
                     auth: options.secrets.auth(),
                     logging: options.logging.clone(),
+                    mesh: mesh_config.clone(),
                 });
                 let stopped = stopped($name);
                 tasks.spawn(async move { ($name, $krate::run(config, listener, pool, stopped).await) });
-                services.push(($name, format!("http://{addr}")));
-                format!("http://{addr}")
+                services.push(($name, format!("https://{addr}")));
+                format!("https://{addr}")
             }};
         }
         let bound_notifications_addr = bound.notifications.1;
         // Canvas needs pharmacy-routing's URL, and pharmacy-routing needs canvas's, payments' and
         // notifications' (channels connect lazily, so it starts last).
-        let pharmacy_routing = format!("http://{}", bound.pharmacy_routing.1);
+        let pharmacy_routing = format!("https://{}", bound.pharmacy_routing.1);
         let canvas_config = |service: ServiceConfig| era_canvas::Config {
             service,
             canvas: era_canvas::config::CanvasConfig {
@@ -707,7 +740,7 @@ impl Mesh {
                 SchedulingPeers {
                     canvas: &canvas,
                     pharmacy_routing: &pharmacy_routing,
-                    notifications: &format!("http://{bound_notifications_addr}"),
+                    notifications: &format!("https://{bound_notifications_addr}"),
                 },
                 options.scheduling.clone(),
             )
@@ -774,7 +807,14 @@ impl Mesh {
             scheduling,
             notifications,
         };
-        let mut config = edge_config(addr, database, &options.secrets, peers, options.logging.clone());
+        let mut config = edge_config(
+            addr,
+            database,
+            &options.secrets,
+            peers,
+            options.logging.clone(),
+            mesh_config.clone(),
+        );
         config.cors_allowed_origins = options.cors_allowed_origins.clone();
         config.rate_limit_multiplier = options.rate_limit_multiplier;
         config.validate()?;
@@ -805,6 +845,7 @@ impl Mesh {
             services,
             databases,
             secrets: options.secrets,
+            mesh_config,
             stops,
             tasks,
         })
@@ -854,7 +895,8 @@ impl Mesh {
         }
         let Some(url) = self.service_url(name) else { return };
         for _ in 0..200 {
-            if !matches!(era_kit::server::check_health(url, "").await, Ok(true)) {
+            let tls = self.mesh_config.tls().ok().flatten();
+            if !matches!(era_kit::server::check_health(url, tls.as_ref(), "").await, Ok(true)) {
                 return;
             }
             tokio::time::sleep(std::time::Duration::from_millis(25)).await;
@@ -875,6 +917,11 @@ impl Mesh {
             .default_headers(headers)
             .build()
             .unwrap_or_default()
+    }
+
+    /// A channel to one of the services, presenting the mesh's certificate.
+    pub fn channel(&self, url: &str) -> anyhow::Result<tonic::transport::Channel> {
+        self.mesh_config.channel(url)
     }
 
     pub fn service_url(&self, name: &str) -> Option<&str> {

@@ -2,9 +2,14 @@
 
 use std::process::ExitCode;
 
+use anyhow::Context as _;
 use clap::Parser;
 use era_dev::{postgres::LocalCluster, Mesh, MeshOptions, Ports, Secrets};
-use era_kit::{config::LoggingConfig, ExposeSecret};
+use era_kit::{
+    config::LoggingConfig,
+    dev_ca::{CA_FILE, CERT_FILE, KEY_FILE},
+    ExposeSecret,
+};
 
 // glibc's allocator spends a large share of each small request consolidating blocks.
 #[global_allocator]
@@ -63,6 +68,10 @@ async fn main() -> ExitCode {
 )]
 async fn run(cli: Cli) -> anyhow::Result<()> {
     anyhow::ensure!(
+        std::env::var("ERA_ENV").map_or(true, |env| env != "production"),
+        "ERA_ENV=production: era-dev runs the vendor sandbox and a throwaway CA, for development only"
+    );
+    anyhow::ensure!(
         !cli.database_prefix.is_empty()
             && cli
                 .database_prefix
@@ -88,6 +97,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         PortChoice::Any => Ports::ANY,
     };
     options.cors_allowed_origins = cli.cors_allowed_origins.clone();
+    let tls_dir = cli.dir.join("tls");
+    options
+        .ca
+        .write(&tls_dir)
+        .with_context(|| format!("writing the mesh certificates to {}", tls_dir.display()))?;
     let mut mesh = Mesh::start(options).await?;
     mesh.wait_ready(std::time::Duration::from_secs(30)).await?;
 
@@ -100,6 +114,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         println!("{name:<21}{url}");
     }
     println!("databases    {}", mesh.databases.join(", "));
+    println!(
+        "mesh-tls     {}   (gRPC runs over mTLS with a CA made for this run: {CA_FILE}, and the certificate and key every component presents, {CERT_FILE} and {KEY_FILE})",
+        tls_dir.display()
+    );
     let s = &mesh.secrets;
     for (var, value) in [
         ("ADMIN_SECRET", &s.admin_secret),
@@ -109,7 +127,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         ("CANVAS_CLIENT_SECRET", &s.canvas_client_secret),
         ("STRIPE_SECRET_KEY", &s.stripe_secret_key),
         ("STRIPE_WEBHOOK_SECRET", &s.stripe_webhook_secret),
-        ("PHARMACY_WEBHOOK_SECRET", &s.pharmacy_webhook_secret),
+        ("PIONEERRX_WEBHOOK_SECRET", &s.pioneerrx_webhook_secret),
+        ("BOOTHWYN_WEBHOOK_SECRET", &s.boothwyn_webhook_secret),
+        ("STRIVE_WEBHOOK_SECRET", &s.strive_webhook_secret),
         ("TWILIO_AUTH_TOKEN", &s.twilio_auth_token),
         ("ZOOM_CLIENT_SECRET", &s.zoom_client_secret),
         ("SANDBOX_CONTROL_TOKEN", &s.sandbox_control_token),
@@ -149,9 +169,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     );
     demo_booking(&mesh).await;
     if let Some(canvas) = mesh.service_url("era-canvas") {
+        let tls = tls_dir.display();
         println!(
-            "     grpcurl -plaintext -H \"authorization: Bearer $ADMIN_SECRET\" -d '{{\"page\":{{\"pageSize\":5}}}}' {} era.canvas.v1.CanvasService/ListRxReviewTasks",
-            canvas.trim_start_matches("http://")
+            "     grpcurl -cacert {tls}/{CA_FILE} -cert {tls}/{CERT_FILE} -key {tls}/{KEY_FILE} -H \"authorization: Bearer $ADMIN_SECRET\" -d '{{\"page\":{{\"pageSize\":5}}}}' {} era.canvas.v1.CanvasService/ListRxReviewTasks",
+            canvas.trim_start_matches("https://")
         );
     }
     println!("era-dev ready: edge {} (Ctrl-C to stop)", mesh.edge_url);
@@ -223,7 +244,7 @@ async fn demo_card(mesh: &Mesh, task: &str) -> Option<String> {
     let detail = edge_get(mesh, &format!("/api/rx-queue/tasks/{task}")).await?;
     let patient = detail["task"]["canvasPatientId"].as_str()?.to_owned();
     let dose = detail["dosageOptions"][0]["label"].as_str()?.to_owned();
-    let channel = era_kit::client::channel(mesh.service_url("era-payments")?).ok()?;
+    let channel = mesh.channel(mesh.service_url("era-payments")?).ok()?;
     let mut payments = PaymentsServiceClient::new(channel);
     fn with_secret<T>(secret: &str, message: T) -> tonic::Request<T> {
         let mut req = tonic::Request::new(message);

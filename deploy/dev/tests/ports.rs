@@ -10,6 +10,7 @@ use std::{
 };
 
 use era_dev::{Mesh, MeshOptions, Ports, Secrets};
+use era_kit::tls::{PemSource, TlsConfig};
 use sqlx::{Connection as _, PgConnection};
 
 fn unique_prefix() -> String {
@@ -163,6 +164,14 @@ async fn era_dev_starts_on_free_ports_while_many_outbound_connections_are_open()
             })
             .unwrap_or_else(|| panic!("era-dev printed an address for {name}: {printed:#?}"))
     };
+    // The certificates era-dev leaves for grpcurl are the ones its mesh presents.
+    let files = TlsConfig {
+        ca: Some(PemSource::File(dir.join("tls").join(era_kit::dev_ca::CA_FILE))),
+        cert: Some(PemSource::File(dir.join("tls").join(era_kit::dev_ca::CERT_FILE))),
+        key: Some(PemSource::File(dir.join("tls").join(era_kit::dev_ca::KEY_FILE))),
+        ..TlsConfig::default()
+    };
+    let tls = files.load().expect("era-dev wrote usable certificate files");
     let edge = address("edge");
     let ready = reqwest::get(format!("{edge}/readyz")).await.expect("the edge answers");
     assert_eq!(ready.status(), 200, "every service reports SERVING through the edge");
@@ -180,8 +189,9 @@ async fn era_dev_starts_on_free_ports_while_many_outbound_connections_are_open()
             ![s.canvas, s.payments, s.pharmacy_routing, s.scheduling, s.notifications].contains(&port),
             "{name} took a free port, not a standard one: {url}"
         );
+        assert!(url.starts_with("https://"), "{name} serves over mesh TLS: {url}");
         assert_eq!(
-            era_kit::server::check_health(&url, "").await.ok(),
+            era_kit::server::check_health(&url, tls.as_ref(), "").await.ok(),
             Some(true),
             "{name} at {url} is SERVING"
         );

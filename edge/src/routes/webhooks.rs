@@ -237,7 +237,7 @@ pub struct PharmacyWebhookAck {
         (status = 200, body = PharmacyWebhookAck),
         (status = 400, description = "`invalid_signature`, `invalid_event` (not JSON), or `eventId` missing", body = ErrorBody),
         (status = 404, description = "not a pharmacy we work with", body = ErrorBody),
-        (status = 503, description = "`webhook_not_configured`: PHARMACY_WEBHOOK_SECRET is unset", body = ErrorBody),
+        (status = 503, description = "`webhook_not_configured`: the pharmacy's secret (`PIONEERRX_WEBHOOK_SECRET`, `BOOTHWYN_WEBHOOK_SECRET`, `STRIVE_WEBHOOK_SECRET`) is unset", body = ErrorBody),
     )
 )]
 pub async fn pharmacy_webhook(
@@ -250,13 +250,13 @@ pub async fn pharmacy_webhook(
     let pharmacy =
         pharmacy_of_slug(&slug).ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such pharmacy"))?;
     let body = body?;
-    verify_signed(
-        state.config.secrets.pharmacy_webhook_secret.as_ref(),
-        "PHARMACY_WEBHOOK_SECRET",
-        &headers,
-        PHARMACY_SIGNATURE_HEADER,
-        &body,
-    )?;
+    let (var, secret) = state
+        .config
+        .secrets
+        .pharmacy_webhooks
+        .of(pharmacy)
+        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such pharmacy"))?;
+    verify_signed(secret, var, &headers, PHARMACY_SIGNATURE_HEADER, &body)?;
     let head: CallbackHead = serde_json::from_slice(&body).map_err(|_| {
         ApiError::new(
             StatusCode::BAD_REQUEST,

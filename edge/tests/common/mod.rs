@@ -7,7 +7,12 @@ use era_edge::{
     config::{EdgeSecrets, Peers},
     Config,
 };
-use era_kit::{config::LoggingConfig, testing, testing::TestDb, SecretString};
+use era_kit::{
+    config::{LoggingConfig, MeshConfig},
+    testing,
+    testing::TestDb,
+    SecretString,
+};
 
 pub const ADMIN_JWT_SECRET: &str = "admin-jwt-secret-0123456789abcdef0123456789";
 pub const PATIENT_JWT_SECRET: &str = "patient-jwt-secret-0123456789abcdef012345678";
@@ -23,7 +28,7 @@ pub fn config(db: &TestDb) -> Config {
             canvas_auth_secret: None,
             patient_jwt_secret: SecretString::from(PATIENT_JWT_SECRET),
             stripe_webhook_secret: None,
-            pharmacy_webhook_secret: None,
+            pharmacy_webhooks: Default::default(),
         },
         peers: Peers {
             canvas: "http://127.0.0.1:1".into(),
@@ -40,5 +45,6 @@ pub fn config(db: &TestDb) -> Config {
         request_timeout_secs: 30,
         max_concurrent_requests: 1024,
         logging: LoggingConfig::default(),
+        mesh: MeshConfig::development(Default::default()),
     }
 }

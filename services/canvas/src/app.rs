@@ -42,7 +42,7 @@ impl App {
         Ok(Self {
             fhir: FhirClient::new(&config.canvas)?,
             store,
-            routing: PharmacyRoutingServiceClient::new(era_kit::client::channel(&config.pharmacy_routing_grpc_url)?),
+            routing: PharmacyRoutingServiceClient::new(config.service.mesh.channel(&config.pharmacy_routing_grpc_url)?),
             tokens: InternalTokens::new(&config.service.auth.internal_token_secret),
             intake_questionnaire_id: config.canvas.intake_questionnaire_id.clone(),
             practitioner_by_npi: RwLock::new(HashMap::new()),

@@ -4,7 +4,7 @@
 use std::{fmt, time::Duration};
 
 use era_kit::{
-    config::{require_secret, ConfigError, ServiceConfig},
+    config::{require_secret, ConfigError, MeshConfig, ServiceConfig},
     sealing::{parse_keys, Keyring},
 };
 use secrecy::{ExposeSecret, SecretString};
@@ -31,9 +31,11 @@ impl AsRef<ServiceConfig> for Config {
 impl Config {
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.service.validate()?;
-        self.canvas.validate()?;
+        self.canvas.validate(&self.service.mesh)?;
         self.records.keyring()?;
-        era_kit::config::http_url("PHARMACY_ROUTING_GRPC_URL", &self.pharmacy_routing_grpc_url)
+        self.service
+            .mesh
+            .peer_url("PHARMACY_ROUTING_GRPC_URL", &self.pharmacy_routing_grpc_url)
     }
 }
 
@@ -83,9 +85,9 @@ impl CanvasConfig {
         Duration::from_secs(self.timeout_secs)
     }
 
-    fn validate(&self) -> Result<(), ConfigError> {
-        era_kit::config::http_url("CANVAS_BASE_URL", &self.base_url)?;
-        era_kit::config::http_url("CANVAS_FHIR_URL", &self.fhir_url)?;
+    fn validate(&self, mesh: &MeshConfig) -> Result<(), ConfigError> {
+        mesh.external_url("CANVAS_BASE_URL", &self.base_url)?;
+        mesh.external_url("CANVAS_FHIR_URL", &self.fhir_url)?;
         if self.client_id.trim().is_empty() {
             return Err(ConfigError::new("CANVAS_CLIENT_ID", "must not be empty"));
         }

@@ -41,6 +41,7 @@ pub async fn run(
     let keys = config.records.keyring().map_err(|e| anyhow::anyhow!("{e}"))?;
     let app = Arc::new(app::App::new(&config, store::Store::new(pool, keys))?);
     GrpcServer::new(Authenticator::new(&config.service.auth))
+        .tls(config.service.mesh.tls()?)
         .add_service(CanvasServiceServer::new(grpc::Service { app }))
         .serve(listener, shutdown)
         .await

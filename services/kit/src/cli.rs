@@ -87,8 +87,10 @@ async fn execute<S: ServiceBinary>(command: Command, config: S::Config) -> anyho
             } else {
                 addr.ip().to_string()
             };
-            let url = format!("http://{host}:{}", addr.port());
-            if crate::server::check_health(&url, "").await? {
+            let tls = config.as_ref().mesh.tls()?;
+            let scheme = if tls.is_some() { "https" } else { "http" };
+            let url = format!("{scheme}://{host}:{}", addr.port());
+            if crate::server::check_health(&url, tls.as_ref(), "").await? {
                 Ok(())
             } else {
                 anyhow::bail!("{url} is not SERVING")

@@ -8,20 +8,28 @@ use tonic::{metadata::MetadataValue, transport::Channel};
 use crate::{
     auth::{Caller, InternalTokens},
     context::{RequestContext, REQUEST_ID_HEADER, TRACEPARENT_HEADER},
+    tls::{Connector, MeshTls},
 };
 
 /// How long one call may take before the caller gives up (DEADLINE_EXCEEDED, HTTP 504 at the edge).
 pub const CALL_DEADLINE: Duration = Duration::from_secs(10);
 
 /// A channel that connects on first use and reconnects by itself, so services can start in any order.
-pub fn channel(url: &str) -> anyhow::Result<Channel> {
-    Ok(tonic::transport::Endpoint::from_shared(url.to_owned())?
+/// An `https://` URL is dialled over mesh TLS (`tls` must then be given); `http://` only without it.
+pub fn channel(url: &str, tls: Option<&MeshTls>) -> anyhow::Result<Channel> {
+    let endpoint = tonic::transport::Endpoint::from_shared(url.to_owned())?
         .connect_timeout(Duration::from_secs(5))
         // Backstop; each call also carries its own deadline (CALL_DEADLINE) that the server enforces.
         .timeout(CALL_DEADLINE + Duration::from_secs(5))
         .tcp_nodelay(true)
-        .http2_keep_alive_interval(Duration::from_secs(30))
-        .connect_lazy())
+        .http2_keep_alive_interval(Duration::from_secs(30));
+    match (endpoint.uri().scheme_str(), tls) {
+        (Some("https"), Some(tls)) => Ok(endpoint.connect_with_connector_lazy(Connector(tls.clone()))),
+        (Some("http"), None) => Ok(endpoint.connect_lazy()),
+        (Some("https"), None) => anyhow::bail!("{url} is https:// but mesh TLS is not set"),
+        (Some("http"), Some(_)) => anyhow::bail!("{url} is plaintext http:// while mesh TLS is set"),
+        _ => anyhow::bail!("{url} is not an http:// or https:// URL"),
+    }
 }
 
 /// Wraps `message` for a call made on behalf of `caller`.

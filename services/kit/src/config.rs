@@ -158,6 +158,132 @@ pub enum LogFormat {
     Json,
 }
 
+/// Where a component runs. Production refuses what belongs only to development: a sandbox or other
+/// local vendor URL, a plaintext peer, a missing mesh certificate or webhook secret.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum Environment {
+    /// The default, so that a deployment which forgets `ERA_ENV` gets the strict checks.
+    #[default]
+    Production,
+    /// era-dev, the tests, docker compose against the sandbox.
+    Development,
+}
+
+/// How a component fits into the mesh: the environment and the TLS on its gRPC hops.
+#[derive(Clone, Debug, Default, clap::Args)]
+pub struct MeshConfig {
+    /// `production` (the default) or `development`.
+    #[arg(long = "era-env", env = "ERA_ENV", default_value = "production")]
+    pub env: Environment,
+    #[command(flatten)]
+    pub tls: crate::tls::TlsConfig,
+    /// Loaded once and shared by the server and every channel, so a reload reaches all of them.
+    #[arg(skip)]
+    loaded: std::sync::Arc<std::sync::OnceLock<Option<crate::tls::MeshTls>>>,
+}
+
+impl MeshConfig {
+    /// A development mesh over the given TLS documents (era-dev and the tests).
+    pub fn development(tls: crate::tls::TlsConfig) -> Self {
+        Self {
+            env: Environment::Development,
+            tls,
+            loaded: Default::default(),
+        }
+    }
+
+    /// Checks the TLS documents, which production requires.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.tls.load()?.is_none() && self.env == Environment::Production {
+            return Err(ConfigError::new(
+                "MESH_TLS_CA",
+                "is required when ERA_ENV=production (the default): gRPC between components runs over mTLS; set ERA_ENV=development for a plaintext local mesh",
+            ));
+        }
+        Ok(())
+    }
+
+    /// The loaded TLS identity, `None` for a plaintext development mesh.
+    pub fn tls(&self) -> Result<Option<crate::tls::MeshTls>, ConfigError> {
+        if let Some(loaded) = self.loaded.get() {
+            return Ok(loaded.clone());
+        }
+        let loaded = self.tls.load()?;
+        Ok(self.loaded.get_or_init(|| loaded).clone())
+    }
+
+    /// A lazily connected channel to a peer, over mesh TLS when it is set.
+    pub fn channel(&self, url: &str) -> anyhow::Result<tonic::transport::Channel> {
+        crate::client::channel(url, self.tls()?.as_ref())
+    }
+
+    /// A peer's gRPC URL: `https://` when mesh TLS is set, `http://` only when it is not.
+    pub fn peer_url(&self, var: &'static str, value: &str) -> Result<(), ConfigError> {
+        http_url(var, value)?;
+        match (value.starts_with("https://"), self.tls.is_set()) {
+            (true, true) | (false, false) => Ok(()),
+            (false, true) => Err(ConfigError::new(
+                var,
+                "is a plaintext http:// URL while mesh TLS is set; use https://",
+            )),
+            (true, false) => Err(ConfigError::new(
+                var,
+                "is an https:// URL but mesh TLS is not set (MESH_TLS_CA, MESH_TLS_CERT, MESH_TLS_KEY)",
+            )),
+        }
+    }
+
+    /// A URL outside the mesh (a vendor's API, the public magic-link page): in production it must be
+    /// https:// on a public host name, which the sandbox and other local stand-ins never are.
+    pub fn external_url(&self, var: &'static str, value: &str) -> Result<(), ConfigError> {
+        http_url(var, value)?;
+        if self.env == Environment::Production {
+            let uri = value
+                .parse::<http::Uri>()
+                .map_err(|_| ConfigError::new(var, "is not a URL"))?;
+            if uri.scheme_str() != Some("https") {
+                return Err(ConfigError::new(var, "must be an https:// URL when ERA_ENV=production"));
+            }
+            if uri.host().is_some_and(is_local_host) {
+                return Err(ConfigError::new(
+                    var,
+                    "names a local or private host (the sandbox's kind of address); ERA_ENV=production needs the real endpoint",
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Loopback, private, link-local and unspecified addresses, `localhost`, and names without a dot
+/// (a compose service such as `sandbox`): nowhere a vendor's production API lives.
+pub fn is_local_host(host: &str) -> bool {
+    let host = host.trim_start_matches('[').trim_end_matches(']').to_ascii_lowercase();
+    if let Ok(ip) = host.parse::<std::net::IpAddr>() {
+        return match ip {
+            std::net::IpAddr::V4(v4) => {
+                v4.is_loopback() || v4.is_private() || v4.is_link_local() || v4.is_unspecified()
+            }
+            std::net::IpAddr::V6(v6) => {
+                let first = v6.segments()[0];
+                v6.is_loopback()
+                    || v6.is_unspecified()
+                    || (first & 0xfe00) == 0xfc00
+                    || (first & 0xffc0) == 0xfe80
+                    || v6
+                        .to_ipv4_mapped()
+                        .is_some_and(|v4| v4.is_loopback() || v4.is_private())
+            }
+        };
+    }
+    let host = host.trim_end_matches('.');
+    host == "localhost"
+        || host.ends_with(".localhost")
+        || host.ends_with(".local")
+        || host.ends_with(".internal")
+        || !host.contains('.')
+}
+
 /// What every gRPC service binary needs besides its own settings.
 #[derive(Clone, Debug, clap::Args)]
 pub struct ServiceConfig {
@@ -170,6 +296,8 @@ pub struct ServiceConfig {
     pub auth: AuthConfig,
     #[command(flatten)]
     pub logging: LoggingConfig,
+    #[command(flatten)]
+    pub mesh: MeshConfig,
 }
 
 impl AsRef<ServiceConfig> for ServiceConfig {
@@ -181,7 +309,8 @@ impl AsRef<ServiceConfig> for ServiceConfig {
 impl ServiceConfig {
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.database.validate()?;
-        self.auth.validate()
+        self.auth.validate()?;
+        self.mesh.validate()
     }
 }
 

@@ -14,6 +14,7 @@
 //!   schedule, dead jobs) and the failpoints crash tests stop replicas with.
 //! - [`sealing`]: AES-256-GCM sealing of PHI-bearing rows with versioned keys, and blind indexes.
 //! - [`error`]: building `tonic::Status` with field violations and stable reason codes.
+//! - [`tls`]: mTLS on every gRPC hop, with certificates re-read when they rotate.
 //! - [`cli`]: the `serve` / `migrate` / `healthcheck` entry point every service `main` calls.
 
 pub mod auth;
@@ -23,6 +24,8 @@ pub mod client;
 pub mod config;
 pub mod context;
 pub mod db;
+#[cfg(feature = "dev-ca")]
+pub mod dev_ca;
 pub mod error;
 pub mod jobs;
 pub mod keylock;
@@ -32,6 +35,7 @@ pub mod telemetry;
 #[cfg(feature = "testing")]
 pub mod testing;
 pub mod time;
+pub mod tls;
 
 pub use secrecy::{ExposeSecret, SecretString};
 pub use tonic_health as health;

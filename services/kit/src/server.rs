@@ -15,7 +15,7 @@ use tonic_health::ServingStatus;
 use tower::{Layer, Service};
 use tracing::Instrument;
 
-use crate::{auth::Authenticator, context::RequestContext};
+use crate::{auth::Authenticator, context::RequestContext, tls::MeshTls};
 
 /// Health and reflection answer without credentials: load balancers and grpcurl need them, and they
 /// reveal nothing but the contracts.
@@ -100,6 +100,7 @@ pub struct GrpcServer {
     routes: Routes,
     service_names: Vec<&'static str>,
     auth: Authenticator,
+    tls: Option<MeshTls>,
 }
 
 impl GrpcServer {
@@ -108,7 +109,14 @@ impl GrpcServer {
             routes: Routes::default(),
             service_names: Vec::new(),
             auth,
+            tls: None,
         }
+    }
+
+    /// Serves over mesh TLS, requiring a client certificate from every caller.
+    pub fn tls(mut self, tls: Option<MeshTls>) -> Self {
+        self.tls = tls;
+        self
     }
 
     pub fn add_service<S>(mut self, service: S) -> Self
@@ -161,11 +169,20 @@ impl GrpcServer {
             }
             reporter.set_service_status("", ServingStatus::NotServing).await;
         };
-        tonic::transport::Server::builder()
+        let server = tonic::transport::Server::builder()
             .layer(MeshLayer::new(self.auth))
-            .add_routes(routes)
-            .serve_with_incoming_shutdown(nodelay(listener), draining)
-            .await?;
+            .add_routes(routes);
+        match self.tls {
+            Some(tls) => {
+                let reloader = tls.spawn_reloader();
+                let served = server
+                    .serve_with_incoming_shutdown(tls.incoming(listener), draining)
+                    .await;
+                reloader.abort();
+                served?;
+            }
+            None => server.serve_with_incoming_shutdown(nodelay(listener), draining).await?,
+        }
         Ok(())
     }
 }
@@ -204,17 +221,15 @@ pub async fn shutdown_signal() {
 }
 
 /// Asks a gRPC server whether it is SERVING, over a fresh connection (the `healthcheck` subcommand).
-pub async fn check_health(url: &str, service: &str) -> anyhow::Result<bool> {
-    let channel = tonic::transport::Endpoint::from_shared(url.to_owned())?
-        .connect_timeout(std::time::Duration::from_secs(2))
-        .timeout(std::time::Duration::from_secs(2))
-        .connect()
-        .await?;
+pub async fn check_health(url: &str, tls: Option<&MeshTls>, service: &str) -> anyhow::Result<bool> {
+    let channel = crate::client::channel(url, tls)?;
     let mut client = tonic_health::pb::health_client::HealthClient::new(channel);
-    let resp = client
-        .check(tonic_health::pb::HealthCheckRequest {
-            service: service.to_owned(),
-        })
-        .await?;
+    let mut request = tonic::Request::new(tonic_health::pb::HealthCheckRequest {
+        service: service.to_owned(),
+    });
+    request.set_timeout(std::time::Duration::from_secs(2));
+    let resp = tokio::time::timeout(std::time::Duration::from_secs(4), client.check(request))
+        .await
+        .map_err(|_| anyhow::anyhow!("{url} did not answer within 4 s"))??;
     Ok(resp.into_inner().status == tonic_health::pb::health_check_response::ServingStatus::Serving as i32)
 }

@@ -120,5 +120,6 @@ pub fn service_config(db: &TestDb) -> ServiceConfig {
         database: db.config(),
         auth: auth_config(),
         logging: LoggingConfig::default(),
+        mesh: crate::config::MeshConfig::development(Default::default()),
     }
 }

@@ -56,7 +56,7 @@ async fn start() -> (
     });
     let url = format!("http://{addr}");
     (
-        EchoServiceClient::new(client::channel(&url).unwrap()),
+        EchoServiceClient::new(client::channel(&url, None).unwrap()),
         url,
         stop,
         served,
@@ -99,7 +99,7 @@ async fn calls_need_credentials_but_health_does_not() {
     let (mut client, url, _stop, _) = start().await;
     let status = client.echo(EchoRequest { message: "hi".into() }).await.unwrap_err();
     assert_eq!(status.code(), Code::Unauthenticated);
-    assert!(era_kit::server::check_health(&url, "era.bench.v1.EchoService")
+    assert!(era_kit::server::check_health(&url, None, "era.bench.v1.EchoService")
         .await
         .unwrap());
 }
@@ -124,5 +124,5 @@ async fn shutdown_lets_calls_in_flight_finish_and_refuses_new_connections() {
         .await
         .expect("the server stops")
         .unwrap();
-    assert!(era_kit::server::check_health(&url, "").await.is_err());
+    assert!(era_kit::server::check_health(&url, None, "").await.is_err());
 }

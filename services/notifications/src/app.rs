@@ -62,7 +62,7 @@ impl App {
             sms: Twilio::new(&config.sms)?,
             hubspot: HubSpot::new(&config.hubspot)?,
             locks,
-            canvas: CanvasServiceClient::new(era_kit::client::channel(&config.canvas_grpc_url)?),
+            canvas: CanvasServiceClient::new(config.service.mesh.channel(&config.canvas_grpc_url)?),
             tokens: InternalTokens::new(&config.service.auth.internal_token_secret),
             channels: config.outbox.channels().map_err(err)?,
             schedule: config.outbox.schedule().map_err(err)?,

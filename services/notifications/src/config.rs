@@ -4,7 +4,7 @@
 use std::{collections::BTreeMap, fmt, time::Duration};
 
 use era_kit::{
-    config::{require_secret, ConfigError, ServiceConfig},
+    config::{require_secret, ConfigError, MeshConfig, ServiceConfig},
     sealing::{parse_keys, Keyring},
 };
 use secrecy::{ExposeSecret, SecretString};
@@ -46,17 +46,17 @@ impl AsRef<ServiceConfig> for Config {
 impl Config {
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.service.validate()?;
-        self.email.validate()?;
-        self.sms.validate()?;
-        self.hubspot.validate()?;
+        self.email.validate(&self.service.mesh)?;
+        self.sms.validate(&self.service.mesh)?;
+        self.hubspot.validate(&self.service.mesh)?;
         self.keys.keyring()?;
         self.outbox.schedule()?;
         self.outbox.channels()?;
-        era_kit::config::http_url("MAGIC_LINK_URL", &self.magic_link_url)?;
+        self.service.mesh.external_url("MAGIC_LINK_URL", &self.magic_link_url)?;
         if self.magic_link_url.contains('?') || self.magic_link_url.contains('#') {
             return Err(ConfigError::new("MAGIC_LINK_URL", "must not have a query or fragment"));
         }
-        era_kit::config::http_url("CANVAS_GRPC_URL", &self.canvas_grpc_url)
+        self.service.mesh.peer_url("CANVAS_GRPC_URL", &self.canvas_grpc_url)
     }
 }
 
@@ -87,8 +87,8 @@ impl fmt::Debug for EmailConfig {
 }
 
 impl EmailConfig {
-    fn validate(&self) -> Result<(), ConfigError> {
-        era_kit::config::http_url("SENDGRID_API_BASE", &self.api_base)?;
+    fn validate(&self, mesh: &MeshConfig) -> Result<(), ConfigError> {
+        mesh.external_url("SENDGRID_API_BASE", &self.api_base)?;
         if self.api_key.expose_secret().trim().len() < 8 {
             return Err(ConfigError::new(
                 "SENDGRID_API_KEY",
@@ -138,8 +138,8 @@ impl fmt::Debug for SmsConfig {
 }
 
 impl SmsConfig {
-    fn validate(&self) -> Result<(), ConfigError> {
-        era_kit::config::http_url("TWILIO_API_BASE", &self.api_base)?;
+    fn validate(&self, mesh: &MeshConfig) -> Result<(), ConfigError> {
+        mesh.external_url("TWILIO_API_BASE", &self.api_base)?;
         let sid = &self.account_sid;
         if !(sid.len() == 34 && sid.starts_with("AC") && sid[2..].bytes().all(|b| b.is_ascii_hexdigit())) {
             return Err(ConfigError::new(
@@ -199,8 +199,8 @@ impl fmt::Debug for HubSpotConfig {
 }
 
 impl HubSpotConfig {
-    fn validate(&self) -> Result<(), ConfigError> {
-        era_kit::config::http_url("HUBSPOT_API_BASE", &self.api_base)?;
+    fn validate(&self, mesh: &MeshConfig) -> Result<(), ConfigError> {
+        mesh.external_url("HUBSPOT_API_BASE", &self.api_base)?;
         if self.access_token.expose_secret().trim().len() < 8 {
             return Err(ConfigError::new(
                 "HUBSPOT_ACCESS_TOKEN",

@@ -43,6 +43,7 @@ pub async fn run(
     // at any point loses nothing: a held message's lease runs out and another attempt takes it.
     let worker = config.outbox.worker.then(|| tokio::spawn(worker::run(app.clone())));
     let served = GrpcServer::new(Authenticator::new(&config.service.auth))
+        .tls(config.service.mesh.tls()?)
         .add_service(NotificationsServiceServer::new(grpc::Service { app }))
         .serve(listener, shutdown)
         .await;

@@ -2,7 +2,7 @@
 
 use std::fmt;
 
-use era_kit::config::{ConfigError, ServiceConfig};
+use era_kit::config::{ConfigError, MeshConfig, ServiceConfig};
 use secrecy::{ExposeSecret, SecretString};
 
 #[derive(Clone, Debug, clap::Args)]
@@ -24,7 +24,7 @@ impl AsRef<ServiceConfig> for Config {
 impl Config {
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.service.validate()?;
-        self.stripe.validate()?;
+        self.stripe.validate(&self.service.mesh)?;
         self.resume.validate()
     }
 }
@@ -100,8 +100,8 @@ impl fmt::Debug for StripeConfig {
 }
 
 impl StripeConfig {
-    fn validate(&self) -> Result<(), ConfigError> {
-        era_kit::config::http_url("STRIPE_API_BASE", &self.api_base)?;
+    fn validate(&self, mesh: &MeshConfig) -> Result<(), ConfigError> {
+        mesh.external_url("STRIPE_API_BASE", &self.api_base)?;
         let key = self.secret_key.expose_secret();
         if !(key.starts_with("sk_live_") || key.starts_with("sk_test_") || key.starts_with("rk_")) || key.len() < 12 {
             return Err(ConfigError::new(

@@ -46,6 +46,7 @@ pub async fn run(
         std::time::Duration::from_secs(config.resume.quiet_secs),
     ));
     let served = GrpcServer::new(Authenticator::new(&config.service.auth))
+        .tls(config.service.mesh.tls()?)
         .add_service(PaymentsServiceServer::new(grpc::Service { app }))
         .serve(listener, shutdown)
         .await;

@@ -34,11 +34,26 @@ impl AsRef<ServiceConfig> for Config {
 impl Config {
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.service.validate()?;
-        era_kit::config::http_url("CANVAS_GRPC_URL", &self.peers.canvas_grpc_url)?;
-        era_kit::config::http_url("PAYMENTS_GRPC_URL", &self.peers.payments_grpc_url)?;
-        era_kit::config::http_url("NOTIFICATIONS_GRPC_URL", &self.peers.notifications_grpc_url)?;
+        self.service
+            .mesh
+            .peer_url("CANVAS_GRPC_URL", &self.peers.canvas_grpc_url)?;
+        self.service
+            .mesh
+            .peer_url("PAYMENTS_GRPC_URL", &self.peers.payments_grpc_url)?;
+        self.service
+            .mesh
+            .peer_url("NOTIFICATIONS_GRPC_URL", &self.peers.notifications_grpc_url)?;
         self.keys.keyring()?;
         self.pharmacies.adapters()?;
+        for (var, base) in [
+            ("PIONEERRX_API_BASE", &self.pharmacies.pioneerrx_api_base),
+            ("BOOTHWYN_API_BASE", &self.pharmacies.boothwyn.api_base),
+            ("STRIVE_API_BASE", &self.pharmacies.strive.api_base),
+        ] {
+            if !base.is_empty() {
+                self.service.mesh.external_url(var, base)?;
+            }
+        }
         self.pipeline.validate()
     }
 }

@@ -47,6 +47,7 @@ pub async fn run(
         .then(|| tokio::spawn(pipeline::run_worker(pipeline.clone())));
     let service = grpc::RoutingService::new(pool, matrix, pipeline);
     let served = GrpcServer::new(Authenticator::new(&config.service.auth))
+        .tls(config.service.mesh.tls()?)
         .add_service(PharmacyRoutingServiceServer::new(service))
         .serve(listener, shutdown)
         .await;

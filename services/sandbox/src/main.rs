@@ -12,6 +12,9 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[derive(Debug, Parser)]
 #[command(name = "era-sandbox", about = "Simulators of the mesh's external vendors")]
 struct Config {
+    /// Refused when `production`: the sandbox stands in for vendors and belongs only in development.
+    #[arg(long = "era-env", env = "ERA_ENV", default_value = "development")]
+    env: era_kit::config::Environment,
     /// Socket the sandbox listens on.
     #[arg(long, env = "LISTEN_ADDR", default_value = "127.0.0.1:8090")]
     listen_addr: SocketAddr,
@@ -187,14 +190,30 @@ struct Config {
     /// only stored (and can be set at run time with `PUT /_sandbox/pharmacy/webhook`).
     #[arg(long, env = "PHARMACY_WEBHOOK_URL")]
     pharmacy_webhook_url: Option<String>,
-    /// The secret all three pharmacies sign callbacks with (`X-Pharmacy-Signature`).
+    /// The secret GMP's PioneerRx signs its callbacks with (`X-Pharmacy-Signature`).
     #[arg(
         long,
-        env = "PHARMACY_WEBHOOK_SECRET",
-        default_value = era_sandbox::state::DEFAULT_PHARMACY_WEBHOOK_SECRET,
+        env = "PIONEERRX_WEBHOOK_SECRET",
+        default_value = era_sandbox::state::DEFAULT_PIONEERRX_WEBHOOK_SECRET,
         hide_env_values = true
     )]
-    pharmacy_webhook_secret: String,
+    pioneerrx_webhook_secret: String,
+    /// Boothwyn's callback secret.
+    #[arg(
+        long,
+        env = "BOOTHWYN_WEBHOOK_SECRET",
+        default_value = era_sandbox::state::DEFAULT_BOOTHWYN_WEBHOOK_SECRET,
+        hide_env_values = true
+    )]
+    boothwyn_webhook_secret: String,
+    /// Strive's callback secret.
+    #[arg(
+        long,
+        env = "STRIVE_WEBHOOK_SECRET",
+        default_value = era_sandbox::state::DEFAULT_STRIVE_WEBHOOK_SECRET,
+        hide_env_values = true
+    )]
+    strive_webhook_secret: String,
     /// When set, new pharmacy orders move processing → shipped → delivered on their own, this many
     /// seconds per step.
     #[arg(long, env = "PHARMACY_AUTO_ADVANCE_SECS")]
@@ -215,6 +234,12 @@ fn states(list: Vec<String>) -> Vec<String> {
 async fn main() -> ExitCode {
     let config = Config::parse();
     era_kit::telemetry::init(&config.logging);
+    if config.env == era_kit::config::Environment::Production {
+        eprintln!(
+            "era-sandbox: ERA_ENV=production: the sandbox stands in for the vendors and never runs in production"
+        );
+        return ExitCode::from(2);
+    }
     let token = &config.control_token;
     if token.len() < 16
         || !token
@@ -278,7 +303,11 @@ async fn main() -> ExitCode {
             states: states(config.strive_states),
         },
         pharmacy_webhook_url: config.pharmacy_webhook_url.filter(|u| !u.is_empty()),
-        pharmacy_webhook_secret: config.pharmacy_webhook_secret,
+        pharmacy_webhook_secrets: era_sandbox::state::PharmacyWebhookSecrets {
+            pioneerrx: config.pioneerrx_webhook_secret,
+            boothwyn: config.boothwyn_webhook_secret,
+            strive: config.strive_webhook_secret,
+        },
         pharmacy_auto_advance_secs: config.pharmacy_auto_advance_secs,
         zoom_account_id: config.zoom_account_id,
         zoom_client_id: config.zoom_client_id,

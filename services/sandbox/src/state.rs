@@ -121,9 +121,9 @@ pub struct SandboxConfig {
     /// `{url}/{pharmacy}` (`pioneerrx`, `boothwyn`, `strive`). `None` keeps callbacks undelivered
     /// (readable and deliverable from `/_sandbox/pharmacy`).
     pub pharmacy_webhook_url: Option<String>,
-    /// The one secret all three pharmacies sign callbacks with (`X-Pharmacy-Signature`). One is
-    /// enough here: the receiver tells the pharmacies apart by path, and the sandbox is one party.
-    pub pharmacy_webhook_secret: String,
+    /// The secret each pharmacy signs its callbacks with (`X-Pharmacy-Signature`): one each, as
+    /// the receiver holds one per pharmacy, so a leaked one forges no other pharmacy's callbacks.
+    pub pharmacy_webhook_secrets: PharmacyWebhookSecrets,
     /// When set, each new order moves on its own, this many seconds per step, through
     /// `processing`, `shipped` and `delivered` (for the local demo); `None` waits for
     /// `/_sandbox/pharmacy/.../advance`.
@@ -211,7 +211,7 @@ impl Default for SandboxConfig {
             boothwyn: LifeFileAccount::boothwyn(),
             strive: LifeFileAccount::strive(),
             pharmacy_webhook_url: None,
-            pharmacy_webhook_secret: DEFAULT_PHARMACY_WEBHOOK_SECRET.into(),
+            pharmacy_webhook_secrets: PharmacyWebhookSecrets::default(),
             pharmacy_auto_advance_secs: None,
             zoom_account_id: DEFAULT_ZOOM_ACCOUNT_ID.into(),
             zoom_client_id: DEFAULT_ZOOM_CLIENT_ID.into(),
@@ -268,7 +268,39 @@ pub const DEFAULT_STRIVE_VENDOR_ID: &str = "5133";
 pub const DEFAULT_STRIVE_LOCATION_ID: &str = "513301";
 pub const DEFAULT_STRIVE_NETWORK_ID: &str = "51";
 /// The secret a default sandbox signs pharmacy callbacks with (all three pharmacies).
-pub const DEFAULT_PHARMACY_WEBHOOK_SECRET: &str = "era-sandbox-pharmacy-webhook-secret";
+pub const DEFAULT_PIONEERRX_WEBHOOK_SECRET: &str = "era-sandbox-pioneerrx-webhook-secret-0001";
+pub const DEFAULT_BOOTHWYN_WEBHOOK_SECRET: &str = "era-sandbox-boothwyn-webhook-secret-00001";
+pub const DEFAULT_STRIVE_WEBHOOK_SECRET: &str = "era-sandbox-strive-webhook-secret-0000001";
+
+/// One callback signing secret per pharmacy.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PharmacyWebhookSecrets {
+    pub pioneerrx: String,
+    pub boothwyn: String,
+    pub strive: String,
+}
+
+impl Default for PharmacyWebhookSecrets {
+    fn default() -> Self {
+        Self {
+            pioneerrx: DEFAULT_PIONEERRX_WEBHOOK_SECRET.into(),
+            boothwyn: DEFAULT_BOOTHWYN_WEBHOOK_SECRET.into(),
+            strive: DEFAULT_STRIVE_WEBHOOK_SECRET.into(),
+        }
+    }
+}
+
+impl PharmacyWebhookSecrets {
+    /// The secret of the pharmacy with this slug (`pioneerrx`, `boothwyn`, `strive`).
+    pub fn of(&self, slug: &str) -> Option<&str> {
+        match slug {
+            "pioneerrx" => Some(&self.pioneerrx),
+            "boothwyn" => Some(&self.boothwyn),
+            "strive" => Some(&self.strive),
+            _ => None,
+        }
+    }
+}
 
 /// The Zoom account a default sandbox's Server-to-Server OAuth app belongs to.
 pub const DEFAULT_ZOOM_ACCOUNT_ID: &str = "era-sandbox-zoom-account";

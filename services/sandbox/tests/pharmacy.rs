@@ -29,7 +29,12 @@ use sha2::{Digest, Sha256, Sha512};
 
 const PRX_KEY: &str = era_sandbox::state::DEFAULT_PIONEERRX_API_KEY;
 const PRX_SECRET: &str = era_sandbox::state::DEFAULT_PIONEERRX_SHARED_SECRET;
-const HOOK_SECRET: &str = era_sandbox::state::DEFAULT_PHARMACY_WEBHOOK_SECRET;
+fn hook_secret(pharmacy: &str) -> String {
+    era_sandbox::state::PharmacyWebhookSecrets::default()
+        .of(pharmacy)
+        .expect("a pharmacy")
+        .to_owned()
+}
 /// Ali Nolan (GMP states) and Neelima Singh (every other state).
 const ALI: &str = "1982609764";
 const NEELIMA: &str = "1164633533";
@@ -988,11 +993,13 @@ async fn status_changes_are_signed_callbacks_to_each_pharmacys_path() {
     assert_eq!(statuses, ["received", "processing", "shipped", "delivered"]);
     for c in &got {
         assert!(
-            signature_ok(&c.signature, &c.body, HOOK_SECRET),
+            signature_ok(&c.signature, &c.body, &hook_secret(&c.pharmacy)),
             "bad signature {}",
             c.signature
         );
-        assert!(!signature_ok(&c.signature, &c.body, "another-secret"));
+        // Each pharmacy signs with its own secret: another's does not verify.
+        let other = if c.pharmacy == "strive" { "boothwyn" } else { "strive" };
+        assert!(!signature_ok(&c.signature, &c.body, &hook_secret(other)));
         let v = c.json();
         assert_eq!(v["pharmacy"], c.pharmacy.as_str());
         assert!(v["eventId"].is_string());
@@ -1132,7 +1139,7 @@ async fn callbacks_can_be_delivered_again_and_in_a_chosen_order() {
         assert_eq!(c.json()["eventId"], ids[2].as_str());
         assert_eq!(c.json()["status"], "shipped");
         assert_eq!(c.body, got[0].body);
-        assert!(signature_ok(&c.signature, &c.body, HOOK_SECRET));
+        assert!(signature_ok(&c.signature, &c.body, &hook_secret(&c.pharmacy)));
     }
 
     // Out of order: shipped, then received, then processing.

@@ -4,7 +4,7 @@
 use std::{fmt, time::Duration};
 
 use era_kit::{
-    config::{ConfigError, ServiceConfig},
+    config::{ConfigError, MeshConfig, ServiceConfig},
     jobs::{Failpoint, RunnerConfig},
 };
 use secrecy::{ExposeSecret, SecretString};
@@ -30,10 +30,16 @@ impl AsRef<ServiceConfig> for Config {
 impl Config {
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.service.validate()?;
-        era_kit::config::http_url("CANVAS_GRPC_URL", &self.peers.canvas_grpc_url)?;
-        era_kit::config::http_url("PHARMACY_ROUTING_GRPC_URL", &self.peers.pharmacy_routing_grpc_url)?;
-        era_kit::config::http_url("NOTIFICATIONS_GRPC_URL", &self.peers.notifications_grpc_url)?;
-        self.zoom.validate()?;
+        self.service
+            .mesh
+            .peer_url("CANVAS_GRPC_URL", &self.peers.canvas_grpc_url)?;
+        self.service
+            .mesh
+            .peer_url("PHARMACY_ROUTING_GRPC_URL", &self.peers.pharmacy_routing_grpc_url)?;
+        self.service
+            .mesh
+            .peer_url("NOTIFICATIONS_GRPC_URL", &self.peers.notifications_grpc_url)?;
+        self.zoom.validate(&self.service.mesh)?;
         self.engine.validate()
     }
 }
@@ -80,9 +86,9 @@ impl fmt::Debug for ZoomConfig {
 }
 
 impl ZoomConfig {
-    fn validate(&self) -> Result<(), ConfigError> {
-        era_kit::config::http_url("ZOOM_BASE_URL", &self.base_url)?;
-        era_kit::config::http_url("ZOOM_TOKEN_URL", &self.token_url)?;
+    fn validate(&self, mesh: &MeshConfig) -> Result<(), ConfigError> {
+        mesh.external_url("ZOOM_BASE_URL", &self.base_url)?;
+        mesh.external_url("ZOOM_TOKEN_URL", &self.token_url)?;
         for (var, value) in [
             ("ZOOM_ACCOUNT_ID", self.account_id.as_str()),
             ("ZOOM_CLIENT_ID", self.client_id.as_str()),

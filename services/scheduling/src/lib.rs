@@ -58,6 +58,7 @@ pub async fn run(
         ));
     }
     let served = GrpcServer::new(Authenticator::new(&config.service.auth))
+        .tls(config.service.mesh.tls()?)
         .add_service(SchedulingServiceServer::new(grpc::Service(app)))
         .serve(listener, shutdown)
         .await;

@@ -661,7 +661,14 @@ async fn signed_callback(mesh: &TestMesh, slug: &str, body: &str) -> reqwest::Re
     use hmac::{Hmac, Mac};
     use secrecy::ExposeSecret;
     let t = era_tests::unix_now();
-    let secret = mesh.mesh.secrets.pharmacy_webhook_secret.expose_secret().to_owned();
+    let s = &mesh.mesh.secrets;
+    let secret = match slug {
+        "boothwyn" => &s.boothwyn_webhook_secret,
+        "strive" => &s.strive_webhook_secret,
+        _ => &s.pioneerrx_webhook_secret,
+    }
+    .expose_secret()
+    .to_owned();
     let mut mac = <Hmac<sha2::Sha256> as Mac>::new_from_slice(secret.as_bytes()).unwrap();
     mac.update(format!("{t}.{body}").as_bytes());
     let signature = hex::encode(mac.finalize().into_bytes());
@@ -712,7 +719,8 @@ async fn approve_on_stopping_replica(
             ..Default::default()
         })
         .await;
-    let run = TestMesh::routing_client(&replica.url)
+    let run = mesh
+        .routing_client(&replica.url)
         .approve_task(mesh.admin_request(pb::ApproveTaskRequest {
             task_id: t.task.clone(),
             dose_label: t.dose.clone(),

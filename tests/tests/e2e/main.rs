@@ -6,6 +6,7 @@ mod canvas;
 mod conversations;
 mod limits;
 mod logins;
+mod mesh_tls;
 mod notifications;
 mod ops;
 mod payments;

@@ -390,7 +390,7 @@ async fn crash_matrix_for_booking() {
                 })
                 .await;
             let mut client = era_proto::scheduling::v1::scheduling_service_client::SchedulingServiceClient::new(
-                era_kit::client::channel(&crashing.url).unwrap(),
+                mesh.mesh.channel(&crashing.url).unwrap(),
             );
             let a = client
                 .book_appointment(mesh.admin_request(pb::BookAppointmentRequest {

@@ -215,14 +215,19 @@ async fn main() -> anyhow::Result<()> {
     mesh.wait_ready(Duration::from_secs(30)).await?;
 
     let echo_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let echo_url = format!("http://{}", echo_listener.local_addr()?);
+    // The floor runs over the same mesh TLS as the services, so the ratios compare like with like.
+    let echo_url = format!("https://{}", echo_listener.local_addr()?);
+    let tls = mesh
+        .mesh_config
+        .tls()?
+        .ok_or_else(|| anyhow::anyhow!("the mesh runs over TLS"))?;
     tokio::spawn(
         tonic::transport::Server::builder()
             .add_service(EchoServiceServer::new(Echo))
-            .serve_with_incoming(tokio_stream_listener(echo_listener)),
+            .serve_with_incoming(tls.incoming(echo_listener)),
     );
 
-    let echo_client = EchoServiceClient::new(era_kit::client::channel(&echo_url)?);
+    let echo_client = EchoServiceClient::new(mesh.channel(&echo_url)?);
     let echo: Call = Arc::new(move |_| {
         let mut c = echo_client.clone();
         Box::pin(async move { c.echo(EchoRequest { message: "ping".into() }).await.is_ok() })
@@ -232,8 +237,7 @@ async fn main() -> anyhow::Result<()> {
         .service_url("era-pharmacy-routing")
         .expect("routing runs")
         .to_owned();
-    let routing: PharmacyRoutingServiceClient<Channel> =
-        PharmacyRoutingServiceClient::new(era_kit::client::channel(&routing_url)?);
+    let routing: PharmacyRoutingServiceClient<Channel> = PharmacyRoutingServiceClient::new(mesh.channel(&routing_url)?);
     let bearer: tonic::metadata::MetadataValue<_> = format!("Bearer {}", mesh.admin_secret()).parse()?;
     let grpc: Call = Arc::new(move |i| {
         let mut c = routing.clone();
@@ -403,18 +407,6 @@ impl Http1Pool {
 
 fn cores() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
-}
-
-fn tokio_stream_listener(
-    listener: tokio::net::TcpListener,
-) -> impl futures::Stream<Item = std::io::Result<tokio::net::TcpStream>> {
-    futures::stream::unfold(listener, |l| async move {
-        let next = l.accept().await.map(|(s, _)| {
-            let _ = s.set_nodelay(true);
-            s
-        });
-        Some((next, l))
-    })
 }
 
 async fn drop_databases(server_url: Option<&str>, names: &[String]) {

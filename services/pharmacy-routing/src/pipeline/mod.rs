@@ -97,11 +97,11 @@ impl Pipeline {
             matrix,
             keys: config.keys.keyring().map_err(err)?,
             pharmacies,
-            canvas: CanvasServiceClient::new(era_kit::client::channel(&config.peers.canvas_grpc_url)?),
-            payments: PaymentsServiceClient::new(era_kit::client::channel(&config.peers.payments_grpc_url)?),
-            notifications: NotificationsServiceClient::new(era_kit::client::channel(
-                &config.peers.notifications_grpc_url,
-            )?),
+            canvas: CanvasServiceClient::new(config.service.mesh.channel(&config.peers.canvas_grpc_url)?),
+            payments: PaymentsServiceClient::new(config.service.mesh.channel(&config.peers.payments_grpc_url)?),
+            notifications: NotificationsServiceClient::new(
+                config.service.mesh.channel(&config.peers.notifications_grpc_url)?,
+            ),
             tokens: InternalTokens::new(&config.service.auth.internal_token_secret),
             owner: Uuid::new_v4(),
             lease: Duration::from_secs(config.pipeline.lease_secs),

@@ -1,5 +1,6 @@
-//! The binary itself: configuration errors name the variable, `migrate` migrates, `serve` answers
-//! `healthcheck`, and SIGTERM stops it cleanly.
+//! The binary itself: configuration errors name the variable, production refuses what belongs only
+//! to development, `migrate` migrates, `serve` (in production, over mesh TLS) answers `healthcheck`,
+//! and SIGTERM stops it cleanly.
 
 use std::{
     process::{Command, Stdio},
@@ -7,6 +8,7 @@ use std::{
 };
 
 use era_kit::{
+    dev_ca::DevCa,
     testing::{self, TestDb},
     ExposeSecret,
 };
@@ -22,8 +24,27 @@ fn command(db_url: &str, listen: &str) -> Command {
         .env("ADMIN_SECRET", auth.admin_secret.expose_secret())
         .env("INTERNAL_TOKEN_SECRET", auth.internal_token_secret.expose_secret())
         .env("PIPELINE_KEYS", "1:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=")
-        .env("LOG_FILTER", "warn");
+        .env("LOG_FILTER", "warn")
+        .env("ERA_ENV", "development");
     cmd
+}
+
+/// The same, as production runs it: mesh TLS from `ca`, peers over https.
+fn production(db_url: &str, listen: &str, ca: &DevCa) -> Command {
+    let mut cmd = command(db_url, listen);
+    cmd.env("ERA_ENV", "production")
+        .env("MESH_TLS_CA", &ca.ca_pem)
+        .env("MESH_TLS_CERT", &ca.cert_pem)
+        .env("MESH_TLS_KEY", &ca.key_pem)
+        .env("CANVAS_GRPC_URL", "https://canvas.era.internal:50051")
+        .env("PAYMENTS_GRPC_URL", "https://payments.era.internal:50052")
+        .env("NOTIFICATIONS_GRPC_URL", "https://notifications.era.internal:50055");
+    cmd
+}
+
+fn stderr_of(cmd: &mut Command) -> (Option<i32>, String) {
+    let out = cmd.arg("healthcheck").output().unwrap();
+    (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
 }
 
 fn free_port() -> String {
@@ -70,10 +91,55 @@ fn configuration_errors_name_the_variable() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("DATABASE_URL"));
 }
 
+#[test]
+fn production_refuses_plaintext_peers_missing_certificates_and_the_sandbox() {
+    let ca = DevCa::generate().unwrap();
+    let db = "postgres://x@127.0.0.1/db";
+    // ERA_ENV unset means production.
+    let (code, err) = stderr_of(command(db, "127.0.0.1:0").env_remove("ERA_ENV"));
+    assert_eq!(code, Some(2), "{err}");
+    assert!(
+        err.contains("invalid MESH_TLS_CA: is required when ERA_ENV=production"),
+        "{err}"
+    );
+
+    let (code, err) = stderr_of(production(db, "127.0.0.1:0", &ca).env("CANVAS_GRPC_URL", "http://canvas:50051"));
+    assert_eq!(code, Some(2), "{err}");
+    assert!(
+        err.contains("invalid CANVAS_GRPC_URL: is a plaintext http:// URL"),
+        "{err}"
+    );
+
+    for sandbox in [
+        "http://127.0.0.1:8090/boothwyn/lfapi/v1",
+        "https://sandbox:8090/boothwyn/lfapi/v1",
+    ] {
+        let (code, err) = stderr_of(
+            production(db, "127.0.0.1:0", &ca)
+                .env("BOOTHWYN_API_BASE", sandbox)
+                .env("BOOTHWYN_USERNAME", "u")
+                .env("BOOTHWYN_PASSWORD", "p")
+                .env("BOOTHWYN_VENDOR_ID", "1")
+                .env("BOOTHWYN_LOCATION_ID", "1")
+                .env("BOOTHWYN_NETWORK_ID", "1")
+                .env("BOOTHWYN_PRACTICE_ID", "1"),
+        );
+        assert_eq!(code, Some(2), "{sandbox}: {err}");
+        assert!(err.contains("invalid BOOTHWYN_API_BASE"), "{sandbox}: {err}");
+    }
+
+    let (code, err) = stderr_of(production(db, "127.0.0.1:0", &ca).env("MESH_TLS_KEY", "/nonexistent/key.pem"));
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("invalid MESH_TLS_KEY: cannot be read"), "{err}");
+    assert!(!err.contains("BEGIN"), "no PEM is echoed: {err}");
+}
+
 #[tokio::test]
 async fn migrate_serve_healthcheck_and_a_clean_stop() {
     let db = TestDb::empty().await;
     let addr = free_port();
+    let ca = DevCa::generate().unwrap();
+    let command = |url: &str, addr: &str| production(url, addr, &ca);
     let migrate = command(&db.url, &addr).arg("migrate").output().unwrap();
     assert!(migrate.status.success(), "{}", String::from_utf8_lossy(&migrate.stderr));
     let states: i64 = sqlx::query_scalar("select count(*) from jurisdictions")

@@ -34,7 +34,7 @@ impl Routing {
         tokio::spawn(era_pharmacy_routing::run(config, listener, db.pool.clone(), async {
             let _ = stopped.await;
         }));
-        let channel = era_kit::client::channel(&format!("http://{addr}")).unwrap();
+        let channel = era_kit::client::channel(&format!("http://{addr}"), None).unwrap();
         Self {
             client: PharmacyRoutingServiceClient::new(channel.clone()),
             channel,

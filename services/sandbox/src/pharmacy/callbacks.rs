@@ -11,8 +11,8 @@
 //! `carrier`, `trackingNumber`, `trackingUrl` and `shippedAt` appear once the order has shipped,
 //! `deliveredAt` once delivered, `reason` on a cancellation or rejection that gave one; `orderId`
 //! is always a string. The raw body is signed with
-//! `X-Pharmacy-Signature: t=<unix>,v1=<hex HMAC-SHA256(secret, "<t>.<body>")>`, one secret for
-//! all three pharmacies (`pharmacy_webhook_secret`).
+//! `X-Pharmacy-Signature: t=<unix>,v1=<hex HMAC-SHA256(secret, "<t>.<body>")>`, each pharmacy
+//! with its own secret (`pharmacy_webhook_secrets`).
 //!
 //! The real pharmacies' pushes differ (LifeFile's "Data Push" uses Basic auth; PioneerRx's Rx
 //! Event API is its own format): this is the one shape the sandbox sends so the mesh's receiver
@@ -130,7 +130,7 @@ impl Sender for Pharmacies {
         };
         Some(Outgoing {
             url: webhook.url_for(pharmacy)?,
-            secret: webhook.secret,
+            secret: webhook.secrets.of(pharmacy.slug())?.to_owned(),
             body,
             content_type: "application/json",
             user_agent: format!("era-sandbox-{}/1.0", pharmacy.slug()),

@@ -51,7 +51,11 @@ fn webhook_json(sandbox: &Sandbox) -> Value {
         .iter()
         .map(|p| (p.slug().to_owned(), json!(w.url_for(*p))))
         .collect();
-    json!({ "url": w.url, "paused": w.paused, "secret": w.secret, "urls": urls })
+    let secrets: serde_json::Map<String, Value> = Pharmacy::ALL
+        .iter()
+        .map(|p| (p.slug().to_owned(), json!(w.secrets.of(p.slug()))))
+        .collect();
+    json!({ "url": w.url, "paused": w.paused, "secrets": secrets, "urls": urls })
 }
 
 async fn get_webhook(State(sandbox): State<Sandbox>) -> Json<Value> {

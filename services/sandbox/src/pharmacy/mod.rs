@@ -106,7 +106,7 @@ pub(crate) struct Webhook {
     /// The base URL; each pharmacy appends `/{slug}`.
     pub(crate) url: Option<String>,
     pub(crate) paused: bool,
-    pub(crate) secret: String,
+    pub(crate) secrets: crate::state::PharmacyWebhookSecrets,
 }
 
 impl Webhook {
@@ -154,7 +154,7 @@ impl Handle {
             webhook: Mutex::new(Webhook {
                 url: config.pharmacy_webhook_url.clone(),
                 paused: false,
-                secret: config.pharmacy_webhook_secret.clone(),
+                secrets: config.pharmacy_webhook_secrets.clone(),
             }),
             queue: crate::webhook::Queue::default(),
             http: reqwest::Client::builder()

@@ -1,7 +1,7 @@
 //! The settings are checked at start, each error naming its environment variable.
 
 use era_kit::{
-    config::{DatabaseConfig, LoggingConfig, ServiceConfig},
+    config::{DatabaseConfig, LoggingConfig, MeshConfig, ServiceConfig},
     testing, SecretString,
 };
 use era_scheduling::config::{Config, EngineConfig, Peers, ZoomConfig};
@@ -13,6 +13,7 @@ fn valid() -> Config {
             database: DatabaseConfig::new("postgres://postgres@127.0.0.1:5432/era_scheduling"),
             auth: testing::auth_config(),
             logging: LoggingConfig::default(),
+            mesh: MeshConfig::development(Default::default()),
         },
         peers: Peers {
             canvas_grpc_url: "http://127.0.0.1:50051".into(),

@@ -173,7 +173,7 @@ impl Harness {
             .await
             .expect("the scheduling service runs");
         });
-        let client = SchedulingServiceClient::new(era_kit::client::channel(&format!("http://{addr}")).unwrap());
+        let client = SchedulingServiceClient::new(era_kit::client::channel(&format!("http://{addr}"), None).unwrap());
         Self {
             _stops: vec![stop, canvas_stop, routing_stop, notifications_stop, sandbox_stop],
             client,
