@@ -37,18 +37,45 @@ const POLICIES: &[(Method, &str, i64)] = &[
     (Method::POST, "/api/auth/canvas", 20),
 ];
 
-/// Sign-in checks: their failures (a wrong code, an unknown link: 401) are budgeted per client and
-/// across all clients, on top of the per-code and per-email limits notifications keeps, so that
-/// guessing across many accounts stops too (the arithmetic is in the README).
-const VERIFIES: &[(Method, &str)] = &[
-    (Method::POST, "/api/auth/otp/verify"),
-    (Method::POST, "/api/auth/magic-link/consume"),
-    (Method::POST, "/api/patient/auth/verify"),
+/// Routes whose failures are budgeted on top of their request budget: once a client has spent a
+/// failure budget, the routes refuse it with 429 before doing any work.
+struct FailureBudget {
+    routes: &'static [(Method, &'static str)],
+    /// Which answers count as failures.
+    failed: fn(StatusCode) -> bool,
+    /// `(bucket prefix, failures allowed, window seconds, per client)`.
+    budgets: &'static [(&'static str, i64, i64, bool)],
+    code: &'static str,
+}
+
+const FAILURE_BUDGETS: &[FailureBudget] = &[
+    // Sign-in checks: a wrong code or an unknown link (401) counts per client and across all
+    // clients, on top of the per-code and per-email limits notifications keeps, so that guessing
+    // across many accounts stops too (the arithmetic is in the README).
+    FailureBudget {
+        routes: &[
+            (Method::POST, "/api/auth/otp/verify"),
+            (Method::POST, "/api/auth/magic-link/consume"),
+            (Method::POST, "/api/patient/auth/verify"),
+        ],
+        failed: |s| s == StatusCode::UNAUTHORIZED,
+        budgets: &[("failed-sign-in", 10, 3600, true), ("failed-sign-in", 20, WINDOW_SECS, false)],
+        code: "too_many_failed_sign_ins",
+    },
+    // Signed routes (the Canvas plugin's HMAC, Stripe's and the pharmacies' webhooks): a bad
+    // signature costs a verification and a replay-table lookup; a client that keeps sending them is
+    // probing. Per client only, so no one can lock the real vendors out.
+    FailureBudget {
+        routes: &[
+            (Method::POST, "/api/auth/canvas"),
+            (Method::POST, "/api/webhooks/stripe"),
+            (Method::POST, "/api/webhooks/pharmacy/{pharmacy}"),
+        ],
+        failed: |s| s == StatusCode::UNAUTHORIZED || s == StatusCode::BAD_REQUEST,
+        budgets: &[("bad-signature", 10, WINDOW_SECS, true)],
+        code: "too_many_bad_signatures",
+    },
 ];
-/// Failed sign-in checks one client may make in an hour.
-const FAILURES_PER_CLIENT_PER_HOUR: i64 = 10;
-/// Failed sign-in checks all clients together may make in a minute.
-const FAILURES_PER_MINUTE: i64 = 20;
 
 /// The budget of a route, if it is limited.
 pub fn budget(method: &Method, route: &str) -> Option<i64> {
@@ -131,9 +158,13 @@ pub async fn limit(State(state): State<AppState>, req: Request, next: Next) -> R
     let Some(route) = req.extensions().get::<MatchedPath>().map(|p| p.as_str().to_owned()) else {
         return next.run(req).await;
     };
-    let Some(budget) = budget(req.method(), &route) else {
+    let budget = budget(req.method(), &route);
+    let failure = FAILURE_BUDGETS
+        .iter()
+        .find(|f| f.routes.iter().any(|(m, r)| m == req.method() && *r == route));
+    if budget.is_none() && failure.is_none() {
         return next.run(req).await;
-    };
+    }
     let peer = req.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip());
     let client = client_address(peer, req.headers(), state.config.trusted_proxy_hops)
         .map_or_else(|| "unknown".to_owned(), |ip| ip.to_string());
@@ -141,24 +172,32 @@ pub async fn limit(State(state): State<AppState>, req: Request, next: Next) -> R
     let digest = hex::encode(&Sha256::digest(client.as_bytes())[..12]);
     let bucket = format!("{} {route}:{digest}", req.method());
     let multiplier = i64::from(state.config.rate_limit_multiplier);
-    let budget = budget.saturating_mul(multiplier);
-    let verify = VERIFIES.iter().any(|(m, r)| m == req.method() && *r == route);
-    let failures = [
-        (format!("failed-sign-in:{digest}"), FAILURES_PER_CLIENT_PER_HOUR, 3600),
-        ("failed-sign-in:all".to_owned(), FAILURES_PER_MINUTE, WINDOW_SECS),
-    ];
+    let failures: Vec<(String, i64, i64)> = failure
+        .map(|f| {
+            f.budgets
+                .iter()
+                .map(|(prefix, allowed, window, per_client)| {
+                    let who = if *per_client { digest.as_str() } else { "all" };
+                    (format!("{prefix}:{who}"), *allowed, *window)
+                })
+                .collect()
+        })
+        .unwrap_or_default();
     let checked = async {
-        if verify {
+        if let Some(f) = failure {
             for (failure_bucket, allowed, window) in &failures {
                 if let Some(wait) =
                     spent(&state.pool, failure_bucket, allowed.saturating_mul(multiplier), *window).await?
                 {
-                    return Ok::<_, sqlx::Error>(Some((wait, "too_many_failed_sign_ins")));
+                    return Ok::<_, sqlx::Error>(Some((wait, f.code)));
                 }
             }
         }
-        if let Some(wait) = hit(&state.pool, &bucket, budget, WINDOW_SECS).await? {
-            return Ok::<_, sqlx::Error>(Some((wait, "rate_limited")));
+        if let Some(budget) = budget {
+            let budget = budget.saturating_mul(multiplier);
+            if let Some(wait) = hit(&state.pool, &bucket, budget, WINDOW_SECS).await? {
+                return Ok::<_, sqlx::Error>(Some((wait, "rate_limited")));
+            }
         }
         Ok::<_, sqlx::Error>(None)
     };
@@ -172,10 +211,10 @@ pub async fn limit(State(state): State<AppState>, req: Request, next: Next) -> R
         Err(e) => tracing::warn!(error = %e, "rate limit not checked"),
     }
     let response = next.run(req).await;
-    if verify && response.status() == StatusCode::UNAUTHORIZED {
+    if failure.is_some_and(|f| (f.failed)(response.status())) {
         for (failure_bucket, _, window) in &failures {
             if let Err(e) = hit(&state.pool, failure_bucket, i64::MAX, *window).await {
-                tracing::warn!(error = %e, "a failed sign-in was not counted");
+                tracing::warn!(error = %e, "a failure was not counted");
             }
         }
     }

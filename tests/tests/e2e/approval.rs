@@ -628,7 +628,7 @@ async fn pharmacy_callbacks_record_shipments_once_and_tell_the_patient() {
     }
     assert_eq!(outbox_for(&mesh, &t.patient, "shipment_created").await, 1);
 
-    // One secret signs every pharmacy's callbacks: a callback replayed to another pharmacy's path is
+    // A callback naming another pharmacy than the one whose path (and secret) it came through is
     // refused, and one naming no order of ours is not consumed (the pharmacy redelivers).
     let forged = json!({
         "eventId": "evt_replayed", "pharmacy": "pioneerrx", "orderId": external,

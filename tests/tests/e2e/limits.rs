@@ -179,3 +179,70 @@ async fn failed_sign_ins_are_budgeted_per_client_and_across_all_clients() {
     let everyone = verify("192.0.2.22", 200).await.unwrap();
     assert_eq!(everyone.status(), 429, "the global budget is spent");
 }
+
+#[tokio::test]
+async fn a_client_sending_bad_signatures_is_stopped_and_the_vendors_are_not() {
+    use hmac::{Hmac, Mac};
+    use secrecy::ExposeSecret;
+    let mesh = TestMesh::start_with(|o| o.rate_limit_multiplier = 1).await;
+    let behind = mesh.start_edge_replica(|c| c.trusted_proxy_hops = 1).await;
+    early_in_a_window().await;
+    let body = json!({
+        "eventId": "evt-probe", "pharmacy": "strive", "orderId": "no-such-order",
+        "status": "shipped", "occurredAt": chrono::Utc::now().to_rfc3339(),
+    })
+    .to_string();
+    let callback = |client: &'static str, signature: String| {
+        mesh.http
+            .post(format!("{}/api/webhooks/pharmacy/strive", behind.url))
+            .header("x-forwarded-for", client)
+            .header("x-pharmacy-signature", signature)
+            .header("content-type", "application/json")
+            .body(body.clone())
+            .send()
+    };
+    let t = era_tests::unix_now();
+    let forged = format!("t={t},v1={}", "ab".repeat(32));
+    // Ten forgeries are each refused on their signature; the eleventh is not even checked.
+    for i in 0..10 {
+        let resp = callback("192.0.2.30", forged.clone()).await.unwrap();
+        assert_eq!(resp.status(), 400, "forgery {i}");
+    }
+    let stopped = callback("192.0.2.30", forged.clone()).await.unwrap();
+    assert_eq!(stopped.status(), 429);
+    assert!(stopped.headers().contains_key("retry-after"));
+    let answer: serde_json::Value = stopped.json().await.unwrap();
+    assert_eq!(answer["error"]["code"], "too_many_bad_signatures");
+    // The same client is stopped on the other signed routes too, Stripe's webhook among them.
+    let stripe = mesh
+        .http
+        .post(format!("{}/api/webhooks/stripe", behind.url))
+        .header("x-forwarded-for", "192.0.2.30")
+        .header("stripe-signature", forged.clone())
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stripe.status(), 429);
+
+    // The pharmacy itself, from its own address, still gets through with a good signature (to
+    // pharmacy-routing, which knows no such order and leaves the event for redelivery).
+    let secret = mesh.mesh.secrets.strive_webhook_secret.expose_secret().to_owned();
+    let mut mac = <Hmac<sha2::Sha256> as Mac>::new_from_slice(secret.as_bytes()).unwrap();
+    mac.update(format!("{t}.{body}").as_bytes());
+    let good = format!("t={t},v1={}", hex::encode(mac.finalize().into_bytes()));
+    let delivered = callback("198.51.100.40", good).await.unwrap();
+    assert_eq!(delivered.status(), 404, "{:?}", delivered.text().await);
+
+    // The count is the edge's shared table: one row for the forger, ten failures (and none for the
+    // pharmacy), stored under a digest of the address.
+    let edge_db = sqlx::PgPool::connect(&mesh.database_url("edge")).await.unwrap();
+    let counts: Vec<(String, i32)> =
+        sqlx::query_as("select bucket, hits from rate_limits where bucket like 'bad-signature:%'")
+            .fetch_all(&edge_db)
+            .await
+            .unwrap();
+    assert_eq!(counts.len(), 1, "{counts:?}");
+    assert_eq!(counts[0].1, 10);
+    assert!(!counts[0].0.contains("192.0.2.30"));
+}
