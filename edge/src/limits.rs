@@ -59,7 +59,10 @@ const FAILURE_BUDGETS: &[FailureBudget] = &[
             (Method::POST, "/api/patient/auth/verify"),
         ],
         failed: |s| s == StatusCode::UNAUTHORIZED,
-        budgets: &[("failed-sign-in", 10, 3600, true), ("failed-sign-in", 20, WINDOW_SECS, false)],
+        budgets: &[
+            ("failed-sign-in", 10, 3600, true),
+            ("failed-sign-in", 20, WINDOW_SECS, false),
+        ],
         code: "too_many_failed_sign_ins",
     },
     // Signed routes (the Canvas plugin's HMAC, Stripe's and the pharmacies' webhooks): a bad

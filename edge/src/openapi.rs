@@ -13,6 +13,7 @@ use crate::{error, routes};
     paths(
         routes::canvas_login,
         routes::logout,
+        routes::end_plugin_sessions,
         routes::routing_matrix,
         routes::decide_route,
         routes::update_state_routing,

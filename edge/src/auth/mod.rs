@@ -162,7 +162,7 @@ impl FromRequestParts<AppState> for AdminSecret {
         // Authenticate first so sessions and patients get their usual answers, then refuse.
         state.authenticate_admin(token)?;
         Err(ApiError::forbidden(
-            "the admin allowlist is managed with ADMIN_SECRET only",
+            "who may sign in as an admin, and their sessions, are managed with ADMIN_SECRET only",
         ))
     }
 }

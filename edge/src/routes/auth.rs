@@ -1,11 +1,16 @@
 //! Logins and logout.
 
-use axum::{extract::State, http::StatusCode, routing::post, Router};
+use axum::{
+    extract::{Path, State},
+    http::StatusCode,
+    routing::{delete, post},
+    Router,
+};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::{
-    auth::{AdminSession, CanvasSigned},
+    auth::{AdminSecret, AdminSession, CanvasSigned},
     error::{ApiError, ErrorBody},
     routes::ApiJson,
     AppState,
@@ -15,6 +20,16 @@ pub(super) fn router() -> Router<AppState> {
     Router::new()
         .route("/api/auth/canvas", post(canvas_login))
         .route("/api/auth/logout", post(logout))
+        .route("/api/admin/plugin-sessions/{staff_id}", delete(end_plugin_sessions))
+}
+
+/// The admin subject a Canvas staff member's plugin sessions carry.
+fn plugin_subject(staff_id: &str) -> Result<String, ApiError> {
+    let id = staff_id.trim();
+    if id.is_empty() || id.len() > 64 || !id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
+        return Err(ApiError::field("staffId", "must be 1-64 letters, digits, '-' or '_'"));
+    }
+    Ok(format!("canvas-staff:{id}"))
 }
 
 /// The staff member the Canvas plugin vouches for.
@@ -57,11 +72,7 @@ pub async fn canvas_login(
 ) -> Result<ApiJson<SessionToken>, ApiError> {
     let login: CanvasLogin = serde_json::from_slice(&body)
         .map_err(|_| ApiError::field("staffId", "send a JSON body {\"staffId\": \"...\"} and nothing else"))?;
-    let id = login.staff_id.trim();
-    if id.is_empty() || id.len() > 64 || !id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
-        return Err(ApiError::field("staffId", "must be 1-64 letters, digits, '-' or '_'"));
-    }
-    let issued = state.admin_tokens.issue(&format!("canvas-staff:{id}"));
+    let issued = state.admin_tokens.issue(&plugin_subject(&login.staff_id)?);
     tracing::info!(subject = %issued.claims.sub, "admin session issued through the Canvas plugin");
     Ok(ApiJson(SessionToken {
         token: issued.token.clone(),
@@ -87,5 +98,30 @@ pub async fn logout(State(state): State<AppState>, AdminSession(claims): AdminSe
     let expires_at = chrono::DateTime::from_timestamp(until, 0).unwrap_or_else(chrono::Utc::now);
     state.revocations.revoke(&claims.jti, &claims.sub, expires_at).await?;
     tracing::info!(subject = %claims.sub, "admin session revoked");
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Ends every session the Canvas plugin has issued for a staff member so far (someone who left, a
+/// token that leaked), as removing an admin from the allowlist ends theirs. The plugin may vouch for
+/// them again afterwards: who may use it is Canvas's to decide.
+#[utoipa::path(
+    delete, path = "/api/admin/plugin-sessions/{staffId}", tag = "auth",
+    security(("admin_secret" = [])),
+    params(("staffId" = String, Path, description = "the Canvas staff id the sessions were issued for")),
+    responses(
+        (status = 204, description = "every session issued for them until now is refused from now on"),
+        (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody),
+        (status = 403, description = "only `ADMIN_SECRET` ends sessions", body = ErrorBody),
+    )
+)]
+pub async fn end_plugin_sessions(
+    State(state): State<AppState>,
+    _: AdminSecret,
+    Path(staff_id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let subject = plugin_subject(&staff_id)?;
+    state.revocations.revoke_subject(&subject).await?;
+    tracing::info!(%subject, "Canvas plugin sessions ended");
     Ok(StatusCode::NO_CONTENT)
 }

@@ -138,6 +138,43 @@ async fn canvas_hmac_login_issues_a_session_that_logout_revokes() {
         200
     );
 
+    // Ending a staff member's plugin sessions ends all of theirs, and only theirs; only
+    // ADMIN_SECRET may do it.
+    let other = mesh.admin_jwt("canvas-staff:staff-42");
+    let colleague = mesh.admin_jwt("canvas-staff:staff-43");
+    let end = |credential: String| {
+        mesh.http
+            .delete(mesh.url("/api/admin/plugin-sessions/staff-42"))
+            .bearer_auth(credential)
+            .send()
+    };
+    assert_eq!(end(colleague.clone()).await.unwrap().status(), 403);
+    assert_eq!(end(mesh.admin_secret()).await.unwrap().status(), 204);
+    assert_eq!(
+        error_code(mesh.get(ROUTE, Some(&other)).await, 401).await,
+        "token_revoked"
+    );
+    assert_eq!(mesh.get(ROUTE, Some(&colleague)).await.status(), 200);
+    let bad = mesh
+        .http
+        .delete(mesh.url("/api/admin/plugin-sessions/a%20b"))
+        .bearer_auth(mesh.admin_secret())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), 400);
+    // The plugin may vouch for them again: a session issued after the second of the revocation
+    // works (sessions are compared by their issue second, so one issued in it is refused too).
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let again = mesh
+        .post_signed("/api/auth/canvas", &unix_now().to_string(), r#"{"staffId":"staff-42"}"#)
+        .await;
+    let again: serde_json::Value = again.json().await.unwrap();
+    assert_eq!(
+        mesh.get(ROUTE, Some(again["token"].as_str().unwrap())).await.status(),
+        200
+    );
+
     let secret_logout = mesh
         .http
         .post(mesh.url("/api/auth/logout"))
