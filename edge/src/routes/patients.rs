@@ -279,13 +279,17 @@ pub struct SubmissionInput {
     pub metadata: std::collections::BTreeMap<String, String>,
 }
 
+/// The metadata key the client's own `submittedAt` is kept under.
+pub const CLAIMED_SUBMITTED_AT: &str = "claimedSubmittedAt";
+
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct IntakeSubmitRequest {
     /// The client's UUID for this submission: submitting it again returns the first result.
     pub submission_id: String,
     pub submission: SubmissionInput,
-    /// When the patient submitted (RFC 3339); empty means now.
+    /// When the client says the patient submitted (RFC 3339). A claim only: the record's time is
+    /// the server's, and this value is kept beside it as `submission.metadata.claimedSubmittedAt`.
     #[serde(default)]
     pub submitted_at: Option<String>,
 }
@@ -389,7 +393,15 @@ pub async fn submit_intake(
         (Ok(g), Ok(b)) => (g, b),
         (g, b) => return Err(ApiError::invalid([g.err(), b.err()].into_iter().flatten().collect())),
     };
-    let submitted_at = super::views::parse_time("submittedAt", input.submitted_at.as_deref())?;
+    // Anyone can call this route, so the time a record carries is ours; the client's is kept,
+    // labelled as its claim (checked, so it is at least a time).
+    let mut metadata: std::collections::BTreeMap<String, String> = input.submission.metadata;
+    if let Some(claimed) = super::views::parse_time("submittedAt", input.submitted_at.as_deref())? {
+        let claimed = era_kit::time::from_timestamp(&claimed)
+            .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true))
+            .ok_or_else(|| ApiError::field("submittedAt", "is not a valid time"))?;
+        metadata.insert(CLAIMED_SUBMITTED_AT.to_owned(), claimed);
+    }
     let req = pb::SubmitIntakeRequest {
         submission_id: input.submission_id,
         submission: Some(pb::IntakeSubmission {
@@ -408,10 +420,10 @@ pub async fn submit_intake(
             // The public form answers the configured questionnaire only.
             questionnaire_id: String::new(),
             answers: input.submission.answers.into_iter().map(Into::into).collect(),
-            metadata: input.submission.metadata.into_iter().collect(),
+            metadata: metadata.into_iter().collect(),
         }),
         raw_json: String::from_utf8_lossy(&body).into_owned(),
-        submitted_at,
+        submitted_at: None,
     };
     // The form is public: the edge calls canvas as itself.
     let caller = Caller::service("era-edge/intake");

@@ -306,3 +306,36 @@ async fn canvas_down_is_a_clear_503_at_the_edge() {
     assert_eq!(body["error"]["code"], "canvas_unavailable");
     assert!(body["error"]["message"].as_str().unwrap().contains("Canvas"));
 }
+
+#[tokio::test]
+async fn a_public_intake_is_dated_by_the_server_and_keeps_the_clients_time_as_a_claim() {
+    let mesh = TestMesh::start().await;
+    let before = chrono::Utc::now();
+    let mut body = intake_body(&uuid::Uuid::new_v4().to_string(), "dated.q@example.test", "OH");
+    body["submittedAt"] = json!("2020-01-01T00:00:00Z");
+    let resp = mesh.http.post(mesh.url("/api/intake/submit")).json(&body).send().await.unwrap();
+    assert_eq!(resp.status(), 201);
+    let created: Value = resp.json().await.unwrap();
+    let patient = created["canvasPatientId"].as_str().unwrap();
+
+    let records = json_ok(
+        mesh.get(&format!("/api/patient-records/{patient}"), Some(&mesh.admin_secret()))
+            .await,
+    )
+    .await;
+    let record = &records["items"][0];
+    let dated = chrono::DateTime::parse_from_rfc3339(record["submittedAt"].as_str().unwrap()).unwrap();
+    assert!(
+        dated >= before - chrono::Duration::seconds(1),
+        "the record carries the server's time, not the client's: {dated}"
+    );
+    assert_eq!(
+        record["submission"]["metadata"]["claimedSubmittedAt"],
+        "2020-01-01T00:00:00.000000Z"
+    );
+
+    let mut bad = intake_body(&uuid::Uuid::new_v4().to_string(), "dated.r@example.test", "OH");
+    bad["submittedAt"] = json!("yesterday");
+    let refused = mesh.http.post(mesh.url("/api/intake/submit")).json(&bad).send().await.unwrap();
+    assert_eq!(refused.status(), 400);
+}
