@@ -64,6 +64,10 @@ pub struct EdgeSecrets {
     /// Signs patient JWTs (a different key, so no patient token can ever pass as an admin's).
     #[arg(long, env = "PATIENT_JWT_SECRET", hide_env_values = true)]
     pub patient_jwt_secret: SecretString,
+    /// When set, `/metrics` answers only `Authorization: Bearer <OPS_TOKEN>`, and `/readyz` tells
+    /// which services are down only to it (anyone still gets the 200/503 a load balancer needs).
+    #[arg(long, env = "OPS_TOKEN", hide_env_values = true)]
+    pub ops_token: Option<SecretString>,
     /// Stripe's webhook signing secret (`whsec_...`); several, comma-separated, during a rotation.
     /// Unset: `POST /api/webhooks/stripe` answers 503.
     #[arg(long, env = "STRIPE_WEBHOOK_SECRET", hide_env_values = true)]
@@ -229,6 +233,7 @@ impl Config {
             ("ADMIN_JWT_SECRET", Some(admin_jwt)),
             ("PATIENT_JWT_SECRET", Some(&self.secrets.patient_jwt_secret)),
             ("STRIPE_WEBHOOK_SECRET", self.secrets.stripe_webhook_secret.as_ref()),
+            ("OPS_TOKEN", self.secrets.ops_token.as_ref()),
         ];
         let pharmacies = self
             .secrets
@@ -245,6 +250,9 @@ impl Config {
         }
         // Stripe's endpoint secrets are Stripe's to choose; ours for the pharmacies must be strong,
         // since any holder can forge a shipment update, and each pharmacy's its own.
+        if let Some(ops) = &self.secrets.ops_token {
+            require_secret("OPS_TOKEN", ops)?;
+        }
         let mut seen: Vec<(&str, &str)> = Vec::new();
         for (_, var, secrets) in self.secrets.pharmacy_webhooks.all() {
             let Some(secrets) = secrets else { continue };

@@ -107,5 +107,6 @@ impl Modify for Security {
             "intake_token",
             bearer("intakeToken from POST /api/intake/submit (HS256, aud era-intake, 2 h): saves a card for that patient only"),
         );
+        components.add_security_scheme("ops_token", bearer("OPS_TOKEN: metrics and readiness detail, when set"));
     }
 }

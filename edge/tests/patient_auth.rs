@@ -136,6 +136,7 @@ async fn configuration_errors_name_the_variable() {
         canvas_auth_secret: Some(SecretString::from("b".repeat(40))),
         patient_jwt_secret: SecretString::from("p".repeat(40)),
         stripe_webhook_secret: None,
+        ops_token: None,
         pharmacy_webhooks: Default::default(),
     };
     assert_eq!(base().admin_jwt().unwrap_err().var, "CANVAS_AUTH_SECRET");

@@ -506,6 +506,7 @@ pub fn edge_config(
             canvas_auth_secret: None,
             patient_jwt_secret: secrets.patient_jwt_secret.clone(),
             stripe_webhook_secret: Some(secrets.stripe_webhook_secret.clone()),
+            ops_token: None,
             pharmacy_webhooks: era_edge::config::PharmacyWebhookSecrets {
                 pioneerrx: Some(secrets.pioneerrx_webhook_secret.clone()),
                 boothwyn: Some(secrets.boothwyn_webhook_secret.clone()),

@@ -4,16 +4,20 @@ use std::time::Duration;
 
 use axum::{
     extract::State,
-    http::{header, StatusCode},
+    http::{header, HeaderMap, StatusCode},
     response::{Html, IntoResponse},
     routing::get,
     Json, Router,
 };
-use era_kit::health::pb::{health_check_response::ServingStatus, health_client::HealthClient, HealthCheckRequest};
+use era_kit::{
+    auth::{bearer, constant_time_eq},
+    health::pb::{health_check_response::ServingStatus, health_client::HealthClient, HealthCheckRequest},
+    ExposeSecret,
+};
 use serde::Serialize;
 use utoipa::{OpenApi, ToSchema};
 
-use crate::AppState;
+use crate::{error::ApiError, AppState};
 
 pub(super) fn router() -> Router<AppState> {
     Router::new()
@@ -39,12 +43,22 @@ pub struct Readiness {
     pub services: std::collections::BTreeMap<String, String>,
 }
 
-/// Readiness: 200 only when every service reports SERVING.
+/// Whether the request may see operational detail: always when `OPS_TOKEN` is unset, else only
+/// with it.
+fn operator(state: &AppState, headers: &HeaderMap) -> bool {
+    state.config.secrets.ops_token.as_ref().is_none_or(|ops| {
+        bearer(headers).is_some_and(|token| constant_time_eq(token.as_bytes(), ops.expose_secret().as_bytes()))
+    })
+}
+
+/// Readiness: 200 only when every service reports SERVING. With `OPS_TOKEN` set, the services'
+/// states are listed only for a request bearing it.
 #[utoipa::path(
     get, path = "/readyz", tag = "ops",
+    security((), ("ops_token" = [])),
     responses((status = 200, body = Readiness), (status = 503, body = Readiness))
 )]
-pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
+pub async fn readyz(State(state): State<AppState>, headers: HeaderMap) -> impl IntoResponse {
     // One check at a time, reused for a second: a load balancer (or an attacker) polling hard
     // costs the services nothing more.
     let mut last = state.readiness.lock().await;
@@ -62,6 +76,10 @@ pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
+    let mut readiness = readiness;
+    if !operator(&state, &headers) {
+        readiness.services.clear();
+    }
     (code, Json(readiness))
 }
 
@@ -88,13 +106,26 @@ async fn check_services(state: &AppState) -> Readiness {
     }
 }
 
-/// Prometheus text format.
-#[utoipa::path(get, path = "/metrics", tag = "ops", responses((status = 200, description = "Prometheus metrics")))]
-pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
-    (
+/// Prometheus text format; with `OPS_TOKEN` set, only for a request bearing it.
+#[utoipa::path(
+    get, path = "/metrics", tag = "ops",
+    security((), ("ops_token" = [])),
+    responses(
+        (status = 200, description = "Prometheus metrics"),
+        (status = 401, description = "`OPS_TOKEN` is set and the request does not bear it", body = crate::error::ErrorBody),
+    )
+)]
+pub async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Result<impl IntoResponse, ApiError> {
+    if !operator(&state, &headers) {
+        return Err(ApiError::unauthorized(
+            "ops_token_required",
+            "metrics take Authorization: Bearer <OPS_TOKEN>",
+        ));
+    }
+    Ok((
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         state.metrics.render(),
-    )
+    ))
 }
 
 /// This API as OpenAPI 3.1, generated from the handlers.

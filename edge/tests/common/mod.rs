@@ -28,6 +28,7 @@ pub fn config(db: &TestDb) -> Config {
             canvas_auth_secret: None,
             patient_jwt_secret: SecretString::from(PATIENT_JWT_SECRET),
             stripe_webhook_secret: None,
+            ops_token: None,
             pharmacy_webhooks: Default::default(),
         },
         peers: Peers {

@@ -135,3 +135,34 @@ async fn a_wrongly_typed_field_is_named_without_echoing_its_value() {
         "{body}"
     );
 }
+
+#[tokio::test]
+async fn with_an_ops_token_metrics_and_readiness_detail_are_for_operators_only() {
+    let mesh = TestMesh::start().await;
+    let token = "ops-token-0123456789abcdef0123456789abcdef";
+    let edge = mesh
+        .start_edge_replica(|c| c.secrets.ops_token = Some(era_kit::SecretString::from(token)))
+        .await;
+    let get = |path: &str, bearer: Option<&str>| {
+        let mut req = mesh.http.get(format!("{}{path}", edge.url));
+        if let Some(b) = bearer {
+            req = req.bearer_auth(b);
+        }
+        req.send()
+    };
+    let refused = get("/metrics", None).await.unwrap();
+    assert_eq!(refused.status(), 401);
+    let body: Value = refused.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "ops_token_required");
+    assert_eq!(get("/metrics", Some("wrong")).await.unwrap().status(), 401);
+    let metrics = get("/metrics", Some(token)).await.unwrap();
+    assert_eq!(metrics.status(), 200);
+    assert!(metrics.text().await.unwrap().contains("# TYPE"));
+
+    // A load balancer still learns ready or not; only the operator learns which service is down.
+    let anyone: Value = get("/readyz", None).await.unwrap().json().await.unwrap();
+    assert_eq!(anyone["status"], "ready");
+    assert!(anyone["services"].as_object().unwrap().is_empty(), "{anyone}");
+    let operator: Value = get("/readyz", Some(token)).await.unwrap().json().await.unwrap();
+    assert_eq!(operator["services"].as_object().unwrap().len(), 5, "{operator}");
+}

@@ -313,7 +313,13 @@ async fn a_public_intake_is_dated_by_the_server_and_keeps_the_clients_time_as_a_
     let before = chrono::Utc::now();
     let mut body = intake_body(&uuid::Uuid::new_v4().to_string(), "dated.q@example.test", "OH");
     body["submittedAt"] = json!("2020-01-01T00:00:00Z");
-    let resp = mesh.http.post(mesh.url("/api/intake/submit")).json(&body).send().await.unwrap();
+    let resp = mesh
+        .http
+        .post(mesh.url("/api/intake/submit"))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 201);
     let created: Value = resp.json().await.unwrap();
     let patient = created["canvasPatientId"].as_str().unwrap();
@@ -336,6 +342,12 @@ async fn a_public_intake_is_dated_by_the_server_and_keeps_the_clients_time_as_a_
 
     let mut bad = intake_body(&uuid::Uuid::new_v4().to_string(), "dated.r@example.test", "OH");
     bad["submittedAt"] = json!("yesterday");
-    let refused = mesh.http.post(mesh.url("/api/intake/submit")).json(&bad).send().await.unwrap();
+    let refused = mesh
+        .http
+        .post(mesh.url("/api/intake/submit"))
+        .json(&bad)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(refused.status(), 400);
 }
