@@ -24,6 +24,11 @@ pub struct Config {
     pub secrets: EdgeSecrets,
     #[command(flatten)]
     pub peers: Peers,
+    /// The admin portal a magic link's confirm page sends the browser to once signed in, with a
+    /// one-time code in the URL's fragment (`#handoff=<code>`) that the portal exchanges at
+    /// `POST /api/auth/session`. Unset: the confirm page says so and leaves the link unused.
+    #[arg(long, env = "ADMIN_PORTAL_URL")]
+    pub admin_portal_url: Option<String>,
     /// Origins the browser portals are served from, comma-separated (e.g.
     /// `https://admin.example.com,https://patient.example.com`). Empty: no cross-origin access.
     #[arg(long, env = "CORS_ALLOWED_ORIGINS", value_delimiter = ',', default_value = "")]
@@ -270,6 +275,12 @@ impl Config {
             }
         }
         self.mesh.validate()?;
+        if let Some(portal) = &self.admin_portal_url {
+            self.mesh.external_url("ADMIN_PORTAL_URL", portal)?;
+            if portal.contains('#') {
+                return Err(ConfigError::new("ADMIN_PORTAL_URL", "must not have a fragment (#...)"));
+            }
+        }
         for (var, url, _) in self.peers.all() {
             self.mesh.peer_url(var, url)?;
         }

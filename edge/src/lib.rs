@@ -39,6 +39,7 @@ pub struct Inner {
     pub internal: InternalTokens,
     pub revocations: auth::Revocations,
     pub admins: auth::Admins,
+    pub handoffs: auth::Handoffs,
     pub clients: Clients,
     pub metrics: metrics::Metrics,
     /// The edge's own database (sessions, logins, rate-limit counts).
@@ -70,6 +71,7 @@ impl AppState {
             internal: InternalTokens::new(&config.auth.internal_token_secret),
             revocations: auth::Revocations::start(pool.clone()).await?,
             admins: auth::Admins::new(pool.clone(), &config.secrets.patient_jwt_secret),
+            handoffs: auth::Handoffs::new(pool.clone()),
             clients: Clients::connect(&config.peers, &config.mesh)?,
             metrics: metrics::Metrics::default(),
             pool,

@@ -32,6 +32,7 @@ const POLICIES: &[(Method, &str, i64)] = &[
     (Method::POST, "/api/auth/magic-link", 5),
     (Method::GET, "/api/auth/magic-link", 20),
     (Method::POST, "/api/auth/magic-link/consume", 10),
+    (Method::POST, "/api/auth/session", 10),
     (Method::POST, "/api/patient/auth/send-code", 5),
     (Method::POST, "/api/patient/auth/verify", 10),
     (Method::POST, "/api/auth/canvas", 20),
@@ -56,6 +57,7 @@ const FAILURE_BUDGETS: &[FailureBudget] = &[
         routes: &[
             (Method::POST, "/api/auth/otp/verify"),
             (Method::POST, "/api/auth/magic-link/consume"),
+            (Method::POST, "/api/auth/session"),
             (Method::POST, "/api/patient/auth/verify"),
         ],
         failed: |s| s == StatusCode::UNAUTHORIZED,

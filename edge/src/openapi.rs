@@ -56,6 +56,7 @@ use crate::{error, routes};
         routes::magic_link_send,
         routes::magic_link_page,
         routes::magic_link_consume,
+        routes::session_handoff,
         routes::patient_code_send,
         routes::patient_code_verify,
         routes::list_admins,

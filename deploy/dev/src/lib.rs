@@ -514,6 +514,7 @@ pub fn edge_config(
             },
         },
         peers,
+        admin_portal_url: None,
         cors_allowed_origins: Vec::new(),
         max_body_bytes: era_edge::config::DEFAULT_MAX_BODY_BYTES,
         trusted_proxy_hops: 0,
@@ -817,6 +818,8 @@ impl Mesh {
             mesh_config.clone(),
         );
         config.cors_allowed_origins = options.cors_allowed_origins.clone();
+        // No admin portal runs here: a magic link signs in to the API docs, which take the handoff.
+        config.admin_portal_url = Some(format!("{edge_url}/docs"));
         config.rate_limit_multiplier = options.rate_limit_multiplier;
         config.validate()?;
         let stopped_edge = stopped("era-edge");

@@ -3,6 +3,7 @@
 //! an extractor, so a handler states in its signature who may call it.
 
 mod admins;
+mod handoff;
 pub mod hmac;
 pub mod jwt;
 mod revocation;
@@ -16,7 +17,11 @@ use chrono::Utc;
 use era_kit::auth::{bearer, constant_time_eq, Caller, ADMIN_SECRET_SUBJECT};
 use secrecy::ExposeSecret;
 
-pub use self::{admins::Admins, revocation::Revocations};
+pub use self::{
+    admins::Admins,
+    handoff::{Handoffs, HANDOFF_TTL_SECS},
+    revocation::Revocations,
+};
 use crate::{error::ApiError, AppState};
 
 impl AppState {

@@ -33,6 +33,7 @@ pub(super) fn router() -> Router<AppState> {
         .route("/api/auth/otp/verify", post(admin_otp_verify))
         .route("/api/auth/magic-link", post(magic_link_send).get(magic_link_page))
         .route("/api/auth/magic-link/consume", post(magic_link_consume))
+        .route("/api/auth/session", post(session_handoff))
         .route("/api/patient/auth/send-code", post(patient_code_send))
         .route("/api/patient/auth/verify", post(patient_code_verify))
         .route("/api/admin/admin-users", get(list_admins).post(add_admin))
@@ -243,14 +244,20 @@ pub struct LinkQuery {
     pub token: Option<String>,
 }
 
-/// What a magic link opens: a page asking to confirm, which does not use the link up (mail
-/// scanners open links); its button POSTs to `/api/auth/magic-link/consume`.
+/// What a magic link opens. A usable link gets a page asking to confirm, which does not use the link
+/// up (mail scanners open links); its button POSTs to `/api/auth/magic-link/consume`. A used, expired
+/// or unknown link gets a page saying so, before anything is clicked.
 #[utoipa::path(
     get, path = "/api/auth/magic-link", tag = "auth",
     params(LinkQuery),
-    responses((status = 200, description = "an HTML confirm page", content_type = "text/html"))
+    responses(
+        (status = 200, description = "an HTML page asking to confirm", content_type = "text/html"),
+        (status = 404, description = "an HTML page: not a sign-in link", content_type = "text/html"),
+        (status = 410, description = "an HTML page: the link was used or has expired", content_type = "text/html"),
+        (status = 503, description = "an HTML page: sign-in is unavailable, or no admin portal is configured", content_type = "text/html"),
+    )
 )]
-pub async fn magic_link_page(Query(q): Query<LinkQuery>) -> Response {
+pub async fn magic_link_page(State(state): State<AppState>, Query(q): Query<LinkQuery>) -> Response {
     // Only a token's own characters reach the page, so nothing in it can be markup.
     let token: String = q
         .token
@@ -259,28 +266,90 @@ pub async fn magic_link_page(Query(q): Query<LinkQuery>) -> Response {
         .filter(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_')
         .take(200)
         .collect();
-    let page = format!(
-        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Sign in to YourEra</title>\
-         <meta name=\"viewport\" content=\"width=device-width\"></head>\
-         <body style=\"font-family:sans-serif;max-width:32rem;margin:4rem auto\">\
-         <h1>Sign in to YourEra</h1><p>Continue to sign in as an admin. The link works once.</p>\
-         <form method=\"post\" action=\"/api/auth/magic-link/consume\">\
-         <input type=\"hidden\" name=\"token\" value=\"{token}\"><button type=\"submit\">Sign in</button>\
-         </form></body></html>"
-    );
-    (
-        [
-            (header::CACHE_CONTROL, "no-store"),
-            (header::REFERRER_POLICY, "no-referrer"),
-            (header::X_FRAME_OPTIONS, "DENY"),
-            (
-                header::CONTENT_SECURITY_POLICY,
-                "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'",
+    if state.config.admin_portal_url.is_none() {
+        return no_portal();
+    }
+    let req = pb::CheckMagicLinkRequest { token: token.clone() };
+    let checked = state
+        .clients
+        .notifications
+        .clone()
+        .check_magic_link(grpc(&state, &edge(), req))
+        .await;
+    let link = match checked {
+        Ok(r) => pb::MagicLinkState::try_from(r.into_inner().state).unwrap_or(pb::MagicLinkState::Unknown),
+        Err(e) => {
+            tracing::warn!(code = ?e.code(), "a magic link could not be checked");
+            return unavailable();
+        }
+    };
+    match link {
+        pb::MagicLinkState::Usable => page(
+            StatusCode::OK,
+            "Sign in to YourEra",
+            &format!(
+                "<p>Continue to sign in as an admin. The link works once.</p>\
+                 <form method=\"post\" action=\"/api/auth/magic-link/consume\">\
+                 <input type=\"hidden\" name=\"token\" value=\"{token}\"><button type=\"submit\">Sign in</button></form>"
             ),
-        ],
-        Html(page),
+        ),
+        pb::MagicLinkState::Used => page(
+            StatusCode::GONE,
+            "This sign-in link was already used",
+            "<p>Each link signs in once. Ask for a new link on the sign-in page.</p>",
+        ),
+        pb::MagicLinkState::Expired => page(
+            StatusCode::GONE,
+            "This sign-in link has expired",
+            "<p>Links work for 15 minutes. Ask for a new link on the sign-in page.</p>",
+        ),
+        pb::MagicLinkState::Unknown | pb::MagicLinkState::Unspecified => page(
+            StatusCode::NOT_FOUND,
+            "This is not a sign-in link",
+            "<p>Check that the whole link was opened, or ask for a new one on the sign-in page.</p>",
+        ),
+    }
+}
+
+/// A page a person sees on the way to signing in: self-contained, never cached, framed or referred
+/// from. `body` is fixed markup (the only value ever put in is a token's own characters).
+fn page(status: StatusCode, title: &str, body: &str) -> Response {
+    let html = format!(
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{title}</title>\
+         <meta name=\"viewport\" content=\"width=device-width\"></head>\
+         <body style=\"font-family:sans-serif;max-width:32rem;margin:4rem auto;line-height:1.5\">\
+         <h1>{title}</h1>{body}</body></html>"
+    );
+    (status, page_headers(), Html(html)).into_response()
+}
+
+fn page_headers() -> [(header::HeaderName, &'static str); 4] {
+    [
+        (header::CACHE_CONTROL, "no-store"),
+        (header::REFERRER_POLICY, "no-referrer"),
+        (header::X_FRAME_OPTIONS, "DENY"),
+        (
+            header::CONTENT_SECURITY_POLICY,
+            "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'",
+        ),
+    ]
+}
+
+fn no_portal() -> Response {
+    page(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "Sign-in by link is not set up",
+        "<p>No admin portal is configured to sign in to (<code>ADMIN_PORTAL_URL</code>). Your link \
+         has not been used; it works once an operator sets one.</p>",
     )
-        .into_response()
+}
+
+fn unavailable() -> Response {
+    page(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "Sign-in is unavailable",
+        "<p>Please try again in a minute. Your link has not been used.</p>",
+    )
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -289,25 +358,34 @@ pub struct ConsumeRequest {
     pub token: String,
 }
 
-/// Uses a magic link once: a 24 h admin JWT. Takes the confirm page's form post or JSON.
+/// Uses a magic link once. The confirm page's form post is sent on to the admin portal
+/// (`ADMIN_PORTAL_URL`) with a one-time code in the URL's fragment, `#handoff=<code>`, which the
+/// portal exchanges at `POST /api/auth/session` within a minute: the session token is never in a
+/// URL. A JSON post (API clients) gets the 24 h admin JWT itself.
 #[utoipa::path(
     post, path = "/api/auth/magic-link/consume", tag = "auth",
     request_body(content = ConsumeRequest, content_type = "application/x-www-form-urlencoded"),
     responses(
-        (status = 200, body = SessionToken),
-        (status = 401, description = "`invalid_link`: unknown, expired or used", body = ErrorBody),
+        (status = 200, description = "a JSON post: the session", body = SessionToken),
+        (status = 303, description = "a form post: on to `ADMIN_PORTAL_URL#handoff=<code>`"),
+        (status = 401, description = "`invalid_link`: unknown, expired or used (an HTML page for a form post)", body = ErrorBody),
+        (status = 503, description = "a form post with no `ADMIN_PORTAL_URL` (an HTML page; the link is not used)", content_type = "text/html"),
     )
 )]
 pub async fn magic_link_consume(
     State(state): State<AppState>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
-) -> Result<ApiJson<SessionToken>, ApiError> {
+) -> Result<Response, ApiError> {
     let body = body?;
     let json = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("application/json"));
+    let portal = state.config.admin_portal_url.clone();
+    if !json && portal.is_none() {
+        return Ok(no_portal());
+    }
     let parsed: Option<ConsumeRequest> = if json {
         serde_json::from_slice(&body).ok()
     } else {
@@ -317,18 +395,88 @@ pub async fn magic_link_consume(
         .map(|r| r.token)
         .ok_or_else(|| ApiError::field("token", "send the link's token, as a form field or JSON"))?;
     let req = pb::ConsumeMagicLinkRequest { token };
-    let admin = state
+    let consumed = state
         .clients
         .notifications
         .clone()
         .consume_magic_link(grpc(&state, &edge(), req))
-        .await
-        .map_err(check_failed)?
-        .into_inner()
-        .admin
-        .unwrap_or_default();
+        .await;
+    let refused = || era_kit::error::with_reason(tonic::Code::Unauthenticated, "INVALID_LINK", "not an admin");
+    let email = match consumed {
+        Ok(r) => r.into_inner().admin.unwrap_or_default().email,
+        Err(e) if json => return Err(check_failed(e)),
+        Err(e) if e.code() == tonic::Code::Unauthenticated => {
+            return Ok(page(
+                StatusCode::UNAUTHORIZED,
+                "This sign-in link can no longer be used",
+                "<p>It was already used or has expired. Ask for a new link on the sign-in page.</p>",
+            ))
+        }
+        Err(e) => {
+            tracing::warn!(code = ?e.code(), "a magic link could not be used");
+            return Ok(unavailable());
+        }
+    };
+    let Some(portal) = portal.filter(|_| !json) else {
+        return admin_session(&state, &email, "magic link", refused())
+            .await
+            .map(IntoResponse::into_response);
+    };
+    if !state.admins.is_admin(&email).await? {
+        return Ok(page(
+            StatusCode::UNAUTHORIZED,
+            "This email may not sign in as an admin",
+            "<p>Ask an operator to add it to the admin list.</p>",
+        ));
+    }
+    let code = state.handoffs.create(&email).await?;
+    tracing::info!(subject = %email, "admin session handed to the portal");
+    let mut response = (StatusCode::SEE_OTHER, page_headers()).into_response();
+    if let Ok(location) = header::HeaderValue::from_str(&format!("{portal}#handoff={code}")) {
+        response.headers_mut().insert(header::LOCATION, location);
+    }
+    Ok(response)
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct HandoffRequest {
+    /// The `handoff` value from the admin portal's URL fragment.
+    pub code: String,
+}
+
+/// The admin portal's side of a magic-link sign-in: exchanges the one-time code from its URL
+/// fragment (`#handoff=<code>`, valid one minute, once) for the 24 h admin JWT.
+#[utoipa::path(
+    post, path = "/api/auth/session", tag = "auth",
+    request_body = HandoffRequest,
+    responses(
+        (status = 200, body = SessionToken),
+        (status = 400, body = ErrorBody),
+        (status = 401, description = "`invalid_handoff`: unknown, expired or already exchanged", body = ErrorBody),
+        (status = 429, description = "`rate_limited`, `too_many_failed_sign_ins`", body = ErrorBody),
+    )
+)]
+pub async fn session_handoff(
+    State(state): State<AppState>,
+    ApiJson(body): ApiJson<HandoffRequest>,
+) -> Result<ApiJson<SessionToken>, ApiError> {
+    let code = body.code.trim();
+    if code.is_empty() || code.len() > 128 || !code.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(ApiError::field(
+            "code",
+            "must be the handoff code from the portal's URL",
+        ));
+    }
+    let invalid = || {
+        ApiError::unauthorized(
+            "invalid_handoff",
+            "the code is unknown, expired or already exchanged; sign in again",
+        )
+    };
+    let subject = state.handoffs.redeem(code).await?.ok_or_else(invalid)?;
     let refused = era_kit::error::with_reason(tonic::Code::Unauthenticated, "INVALID_LINK", "not an admin");
-    admin_session(&state, &admin.email, "magic link", refused).await
+    admin_session(&state, &subject, "magic link handoff", refused).await
 }
 
 /// Sends a patient a six-digit sign-in code, when the email is a patient's.

@@ -38,6 +38,7 @@ pub fn config(db: &TestDb) -> Config {
             scheduling: "http://127.0.0.1:1".into(),
             notifications: "http://127.0.0.1:1".into(),
         },
+        admin_portal_url: None,
         cors_allowed_origins: vec![],
         max_body_bytes: 1 << 20,
         trusted_proxy_hops: 0,

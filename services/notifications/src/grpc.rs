@@ -142,6 +142,12 @@ impl NotificationsService for Service {
         ok(logins::consume_magic_link(&self.app, req.get_ref()).await)
     }
 
+    async fn check_magic_link(&self, req: Request<pb::CheckMagicLinkRequest>) -> Reply<pb::CheckMagicLinkResponse> {
+        // Logins are the edge's to drive: it checks the allowlist and mints the session.
+        staff(&req)?;
+        ok(logins::check_magic_link(&self.app, req.get_ref()).await)
+    }
+
     async fn send_patient_otp(&self, req: Request<pb::SendPatientOtpRequest>) -> Reply<pb::SendPatientOtpResponse> {
         // Logins are the edge's to drive: it checks the allowlist and mints the session.
         staff(&req)?;

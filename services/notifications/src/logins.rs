@@ -255,19 +255,35 @@ pub(crate) async fn send_magic_link(app: &App, req: &pb::SendMagicLinkRequest) -
     })
 }
 
+/// A link's token as it can be: URL-safe base64, bounded.
+fn link_token(raw: &str) -> Option<&str> {
+    let token = raw.trim();
+    let ok = !token.is_empty()
+        && token.len() <= 200
+        && token
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    ok.then_some(token)
+}
+
+pub(crate) async fn check_magic_link(app: &App, req: &pb::CheckMagicLinkRequest) -> Result<pb::CheckMagicLinkResponse> {
+    let state = match link_token(&req.token) {
+        None => pb::MagicLinkState::Unknown,
+        Some(token) => match app.store.magic_link_state(&link_hash(app, token)).await? {
+            None => pb::MagicLinkState::Unknown,
+            Some((true, _)) => pb::MagicLinkState::Used,
+            Some((false, true)) => pb::MagicLinkState::Expired,
+            Some((false, false)) => pb::MagicLinkState::Usable,
+        },
+    };
+    Ok(pb::CheckMagicLinkResponse { state: state as i32 })
+}
+
 pub(crate) async fn consume_magic_link(
     app: &App,
     req: &pb::ConsumeMagicLinkRequest,
 ) -> Result<pb::ConsumeMagicLinkResponse> {
-    let token = req.token.trim();
-    if token.is_empty()
-        || token.len() > 200
-        || !token
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-    {
-        return Err(invalid("INVALID_LINK"));
-    }
+    let token = link_token(&req.token).ok_or_else(|| invalid("INVALID_LINK"))?;
     let row = app
         .store
         .use_magic_link(&link_hash(app, token))

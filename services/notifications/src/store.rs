@@ -765,6 +765,20 @@ impl Store {
     }
 
     /// Uses a live, unused magic link once.
+    /// Whether a magic link was used and whether it expired, without using it; `None` when unknown.
+    pub async fn magic_link_state(&self, secret_hash: &str) -> Result<Option<(bool, bool)>> {
+        let mut tx = self.begin().await?;
+        let row: Option<(bool, bool)> = sqlx::query_as(
+            "select consumed_at is not null, expires_at <= now() from login_codes \
+             where purpose = 'magic_link' and secret_hash = $1",
+        )
+        .bind(secret_hash)
+        .fetch_optional(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(row)
+    }
+
     pub async fn use_magic_link(&self, secret_hash: &str) -> Result<Option<LoginCodeRow>> {
         let mut tx = self.begin().await?;
         let row = sqlx::query(

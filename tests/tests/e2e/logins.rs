@@ -275,18 +275,93 @@ async fn a_magic_link_survives_being_opened_and_signs_in_once() {
         let wrong = post(&mesh, "/api/auth/magic-link/consume", None, json!({ "token": recased })).await;
         assert_eq!(error_code(wrong, 401).await, "invalid_link");
     }
-    // The page's form post signs in, once.
+    // The page's form post signs in, once: the browser is sent on to the admin portal with a
+    // one-time handoff code in the fragment, never the token.
+    let browser = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
     let consume = || {
-        mesh.http
+        browser
             .post(mesh.url("/api/auth/magic-link/consume"))
             .form(&[("token", token.as_str())])
             .send()
     };
     let first = consume().await.unwrap();
-    assert_eq!(first.status(), 200);
-    let session: Value = first.json().await.unwrap();
+    assert_eq!(first.status(), 303);
+    assert_eq!(first.headers()["cache-control"], "no-store");
+    assert_eq!(first.headers()["referrer-policy"], "no-referrer");
+    let location = first.headers()["location"].to_str().unwrap().to_owned();
+    let portal = mesh.url("/docs#handoff=");
+    assert!(location.starts_with(&portal), "{location}");
+    let code = location[portal.len()..].to_owned();
+    assert!(!location.contains("eyJ"), "no JWT in the URL: {location}");
+    let exchange = || post(&mesh, "/api/auth/session", None, json!({ "code": code }));
+    let session = exchange().await;
+    assert_eq!(session.status(), 200);
+    let session: Value = session.json().await.unwrap();
     assert_eq!(session["subject"], admin);
-    assert_eq!(error_code(consume().await.unwrap(), 401).await, "invalid_link");
+    assert_eq!(
+        mesh.get("/api/admin/routing/GA", session["token"].as_str())
+            .await
+            .status(),
+        200
+    );
+    assert_eq!(error_code(exchange().await, 401).await, "invalid_handoff");
+    // Used: the form says so on a page, and the link itself says so before any click.
+    let again = consume().await.unwrap();
+    assert_eq!(again.status(), 401);
+    assert!(again.text().await.unwrap().contains("can no longer be used"));
+    let used = mesh.http.get(&link).send().await.unwrap();
+    assert_eq!(used.status(), 410);
+    let html = used.text().await.unwrap();
+    assert!(html.contains("already used") && !html.contains("<form"), "{html}");
+
+    // A second link, left to expire, says so; an API client's JSON post still gets the session.
+    post(&mesh, "/api/auth/magic-link", None, json!({ "email": admin })).await;
+    let second = nth_mail(&mesh, admin, 2).await;
+    let second = second
+        .split_whitespace()
+        .find(|w| w.starts_with("http"))
+        .expect("a link in the mail")
+        .to_owned();
+    let second_token = second.split("token=").nth(1).unwrap().to_owned();
+    mesh.notifications_sql(
+        "update login_codes set expires_at = now() - interval '1 minute' \
+         where purpose = 'magic_link' and consumed_at is null",
+    )
+    .await;
+    let expired = mesh.http.get(&second).send().await.unwrap();
+    assert_eq!(expired.status(), 410);
+    assert!(expired.text().await.unwrap().contains("expired"));
+    assert_eq!(
+        mesh.http
+            .get(mesh.url("/api/auth/magic-link?token=nonesuch"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        404
+    );
+    post(&mesh, "/api/auth/magic-link", None, json!({ "email": admin })).await;
+    let third = nth_mail(&mesh, admin, 3).await;
+    let third_token = third
+        .split("token=")
+        .nth(1)
+        .and_then(|t| t.split_whitespace().next())
+        .unwrap()
+        .to_owned();
+    assert_ne!(third_token, second_token);
+    let api = post(
+        &mesh,
+        "/api/auth/magic-link/consume",
+        None,
+        json!({ "token": third_token }),
+    )
+    .await;
+    assert_eq!(api.status(), 200);
+    let api: Value = api.json().await.unwrap();
+    assert_eq!(api["subject"], admin);
     let forged = post(
         &mesh,
         "/api/auth/magic-link/consume",

@@ -619,6 +619,7 @@ fake_service! {
         verify_admin_otp(nv::VerifyAdminOtpRequest) -> nv::VerifyAdminOtpResponse;
         send_magic_link(nv::SendMagicLinkRequest) -> nv::SendMagicLinkResponse;
         consume_magic_link(nv::ConsumeMagicLinkRequest) -> nv::ConsumeMagicLinkResponse;
+        check_magic_link(nv::CheckMagicLinkRequest) -> nv::CheckMagicLinkResponse;
         send_patient_otp(nv::SendPatientOtpRequest) -> nv::SendPatientOtpResponse;
         verify_patient_otp(nv::VerifyPatientOtpRequest) -> nv::VerifyPatientOtpResponse;
     }
