@@ -13,6 +13,8 @@ use crate::{error, routes};
     paths(
         routes::canvas_login,
         routes::logout,
+        routes::identity_reviews,
+        routes::resolve_identity_review,
         routes::end_plugin_sessions,
         routes::routing_matrix,
         routes::decide_route,

@@ -33,6 +33,8 @@ struct Fixture {
 async fn fixture(pharmacy_secret: Option<&str>) -> Fixture {
     let db = TestDb::new(&era_edge::MIGRATOR).await;
     let mut config = common::config(&db);
+    // These tests send many refused callbacks from one client; the limits have tests of their own.
+    config.rate_limit_multiplier = 100;
     // GMP's secret as given; Boothwyn and Strive each their own.
     let webhooks = &mut config.secrets.pharmacy_webhooks;
     webhooks.pioneerrx = pharmacy_secret.map(SecretString::from);

@@ -374,8 +374,18 @@ async fn no_canary_phi_appears_in_any_log() {
     assert_eq!(refused_answers.status(), 201);
     canary.absent_from(&refused_answers.text().await.unwrap(), "an answer body");
 
-    // Canvas failing under a canary intake: a create refused with 500, reads failing, an outage.
-    mesh.fault(json!({ "method": "POST", "path": "/canvas-fhir/Patient", "times": 1, "action": { "kind": "status", "status": 500 } }))
+    // The canary's email in someone else's intake: held for an identity review, listed for an admin.
+    let mut stranger = canary.body(&uuid::Uuid::new_v4().to_string(), "FL");
+    stranger["submission"]["demographics"]["birthDate"] = json!("1961-06-06");
+    let held = post(stranger).await.unwrap();
+    assert_eq!(held.status(), 202);
+    canary.absent_from(&held.text().await.unwrap(), "a held intake's answer");
+    let reviews = mesh.get("/api/admin/identity-reviews", Some(&secret)).await;
+    assert_eq!(reviews.status(), 200);
+
+    // Canvas failing under a canary intake: a create refused with 500 (the task: the person's chart
+    // exists, so the intake joins it), reads failing, an outage.
+    mesh.fault(json!({ "method": "POST", "path": "/canvas-fhir/Task", "times": 1, "action": { "kind": "status", "status": 500 } }))
         .await;
     let other = canary.body(&uuid::Uuid::new_v4().to_string(), "FL");
     let unavailable = post(other).await.unwrap();

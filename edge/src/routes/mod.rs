@@ -4,6 +4,7 @@ pub mod appointments;
 pub mod approvals;
 pub mod auth;
 pub mod fulfilment;
+pub mod identity;
 pub mod logins;
 pub mod notifications;
 pub mod ops;
@@ -28,8 +29,8 @@ use tracing::Instrument;
 use crate::{error::ApiError, AppState};
 
 pub use self::{
-    appointments::*, approvals::*, auth::*, fulfilment::*, logins::*, notifications::*, ops::*, patients::*,
-    payments::*, routing::*, rx_queue::*, webhooks::*,
+    appointments::*, approvals::*, auth::*, fulfilment::*, identity::*, logins::*, notifications::*, ops::*,
+    patients::*, payments::*, routing::*, rx_queue::*, webhooks::*,
 };
 
 /// The whole edge.
@@ -46,6 +47,7 @@ pub fn router(state: AppState) -> Router {
         .merge(fulfilment::router())
         .merge(appointments::router())
         .merge(patients::router())
+        .merge(identity::router())
         .merge(webhooks::router())
         .merge(payments::router())
         .merge(ops::router())

@@ -8,6 +8,7 @@ use axum::{
         Path, Query, State,
     },
     http::StatusCode,
+    response::{IntoResponse, Response},
     routing::{get, post},
     Router,
 };
@@ -279,6 +280,17 @@ pub struct SubmissionInput {
     pub metadata: std::collections::BTreeMap<String, String>,
 }
 
+/// An intake held for an identity review.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct IntakePending {
+    /// Always true.
+    pub pending_review: bool,
+    pub submission_id: String,
+    /// Words for the patient.
+    pub message: String,
+}
+
 /// The metadata key the client's own `submittedAt` is kept under.
 pub const CLAIMED_SUBMITTED_AT: &str = "claimedSubmittedAt";
 
@@ -339,6 +351,7 @@ fn sex_or_gender<T: Into<i32>>(
     responses(
         (status = 201, description = "submitted", body = IntakeSubmitResponse),
         (status = 200, description = "this submission id was submitted before; the first result", body = IntakeSubmitResponse),
+        (status = 202, description = "held for an identity review (it could not be matched to one chart safely): no chart, task or token yet", body = IntakePending),
         (status = 400, description = "`fields` names every bad field", body = ErrorBody),
         (status = 422, description = "`state_excluded` and other routing refusals; `idempotency_key_reused`", body = ErrorBody),
         (status = 503, description = "`canvas_unavailable`", body = ErrorBody),
@@ -348,7 +361,7 @@ pub async fn submit_intake(
     State(state): State<AppState>,
     headers: axum::http::HeaderMap,
     body: Result<Bytes, BytesRejection>,
-) -> Result<(StatusCode, ApiJson<IntakeSubmitResponse>), ApiError> {
+) -> Result<Response, ApiError> {
     let json = headers
         .get(axum::http::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -395,6 +408,7 @@ pub async fn submit_intake(
     };
     // Anyone can call this route, so the time a record carries is ours; the client's is kept,
     // labelled as its claim (checked, so it is at least a time).
+    let input_submission_id = input.submission_id.clone();
     let mut metadata: std::collections::BTreeMap<String, String> = input.submission.metadata;
     if let Some(claimed) = super::views::parse_time("submittedAt", input.submitted_at.as_deref())? {
         let claimed = era_kit::time::from_timestamp(&claimed)
@@ -434,6 +448,21 @@ pub async fn submit_intake(
         .submit_intake(grpc(&state, &caller, req))
         .await?
         .into_inner();
+    if resp.pending_review {
+        // Nothing was written to Canvas; the clinic will be in touch. No token: no chart yet to
+        // save a card for.
+        return Ok((
+            StatusCode::ACCEPTED,
+            ApiJson(IntakePending {
+                pending_review: true,
+                submission_id: input_submission_id,
+                message:
+                    "Thank you. We need to confirm a few details before your visit; our care team will contact you."
+                        .into(),
+            }),
+        )
+            .into_response());
+    }
     let status = if resp.existing {
         StatusCode::OK
     } else {
@@ -456,5 +485,6 @@ pub async fn submit_intake(
             task_id: resp.task_id,
             existing: resp.existing,
         }),
-    ))
+    )
+        .into_response())
 }

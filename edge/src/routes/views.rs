@@ -81,7 +81,7 @@ pub fn rfc3339(t: era_proto::Timestamp) -> String {
         .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
 
-fn time(t: Option<era_proto::Timestamp>) -> Option<String> {
+pub(super) fn time(t: Option<era_proto::Timestamp>) -> Option<String> {
     t.map(rfc3339)
 }
 

@@ -31,6 +31,16 @@ fn staff<T>(req: &Request<T>) -> Result<(), Status> {
     caller(req)?.require_staff()
 }
 
+/// An admin (a person, or ADMIN_SECRET): identity decisions are not a service's to make.
+fn admin<T>(req: &Request<T>) -> Result<Caller, Status> {
+    let caller = caller(req)?;
+    if caller.role == Role::Admin {
+        Ok(caller)
+    } else {
+        Err(Error::Forbidden("identity reviews are for admins").into())
+    }
+}
+
 /// Staff, or the patient themselves; another patient gets NOT_FOUND.
 fn staff_or_own<T>(req: &Request<T>, patient_id: &str) -> Result<Caller, Status> {
     let caller = caller(req)?;
@@ -119,6 +129,32 @@ impl CanvasService for Service {
         // The public intake route reaches here as the edge's service identity.
         staff(&req)?;
         ok(patients::submit_intake(&self.app, req.into_inner()).await)
+    }
+
+    async fn list_identity_reviews(
+        &self,
+        req: Request<pb::ListIdentityReviewsRequest>,
+    ) -> Reply<pb::ListIdentityReviewsResponse> {
+        let who = admin(&req)?;
+        let resp = patients::list_identity_reviews(&self.app, req.get_ref())
+            .await
+            .map_err(Status::from)?;
+        // The held intakes' demographics are PHI: every review shown is a read.
+        let reads = resp
+            .reviews
+            .iter()
+            .map(|r| (format!("review:{}", r.id), None))
+            .collect();
+        self.audit(&who, "ListIdentityReviews", reads).await?;
+        Ok(Response::new(resp))
+    }
+
+    async fn resolve_identity_review(
+        &self,
+        req: Request<pb::ResolveIdentityReviewRequest>,
+    ) -> Reply<pb::ResolveIdentityReviewResponse> {
+        let who = admin(&req)?;
+        ok(patients::resolve_identity_review(&self.app, req.get_ref(), &who.subject).await)
     }
 
     async fn store_intake_record(

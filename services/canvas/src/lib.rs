@@ -21,6 +21,7 @@ pub mod convert;
 mod error;
 pub mod fhir;
 mod grpc;
+mod identity;
 mod patients;
 mod pdf;
 mod queue;

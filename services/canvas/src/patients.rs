@@ -12,6 +12,7 @@ use crate::{
     convert::{self, RX_REVIEW_LABEL, SUBMISSION_SYSTEM},
     error::{Error, Result},
     fhir::{model, FhirError},
+    identity,
     queue::{check_id, newest_first, now, read_or_not_found},
     store::{canonical_submission, NewRecord, RecordFilter, Submission, WriteState},
 };
@@ -528,6 +529,12 @@ pub(crate) async fn submit_intake(app: &App, mut req: pb::SubmitIntakeRequest) -
     if progress.completed {
         return Ok(done(&progress, true));
     }
+    if progress.canvas_patient_id.is_none() {
+        if let Some(review) = app.store.review_of_submission(&req.submission_id).await? {
+            // Held: until a person decides, the same submission gets the same answer.
+            return Ok(held(review.id));
+        }
+    }
     let resumed = progress.canvas_patient_id.is_some();
     let submitted_at = given_time.unwrap_or(progress.first_seen);
 
@@ -537,10 +544,32 @@ pub(crate) async fn submit_intake(app: &App, mut req: pb::SubmitIntakeRequest) -
             let id = match find_by_identifier(app, &key).await? {
                 Some(id) => id,
                 None => {
-                    lock.check().await?;
-                    app.fhir
-                        .create("Patient", &convert::patient_resource(&demographics, Some(&key)))
-                        .await?
+                    // One person's intakes arriving together are matched one at a time, so the
+                    // second sees the chart the first made.
+                    let _person = app
+                        .store
+                        .lock_key(&format!("person:{}", app.store.email_index(&demographics.email)))
+                        .await?;
+                    match identity::match_intake(app, &demographics).await? {
+                        identity::Match::Existing(id) => {
+                            tracing::info!("intake matched an existing chart");
+                            id
+                        }
+                        identity::Match::Review { reason, candidates } => {
+                            let review = app
+                                .store
+                                .hold_for_review(&req.submission_id, reason, &candidates, &req)
+                                .await?;
+                            tracing::info!(reason, candidates = candidates.len(), "intake held for identity review");
+                            return Ok(held(review));
+                        }
+                        identity::Match::New => {
+                            lock.check().await?;
+                            app.fhir
+                                .create("Patient", &convert::patient_resource(&demographics, Some(&key)))
+                                .await?
+                        }
+                    }
                 }
             };
             progress.canvas_patient_id = Some(id.clone());
@@ -760,7 +789,142 @@ fn done(p: &Submission, existing: bool) -> pb::SubmitIntakeResponse {
         record_id: p.record_id.map(|r| r.to_string()).unwrap_or_default(),
         task_id: p.task_id.clone().unwrap_or_default(),
         existing,
+        pending_review: false,
+        review_id: String::new(),
     }
+}
+
+fn held(review: uuid::Uuid) -> pb::SubmitIntakeResponse {
+    pb::SubmitIntakeResponse {
+        pending_review: true,
+        review_id: review.to_string(),
+        ..Default::default()
+    }
+}
+
+// ---- identity reviews ----
+
+fn review_view(r: &crate::store::Review) -> pb::IdentityReview {
+    pb::IdentityReview {
+        id: r.id.to_string(),
+        submission_id: r.submission_id.clone(),
+        reason: r.reason.clone(),
+        candidate_patient_ids: r.candidates.clone(),
+        demographics: r.request.submission.as_ref().and_then(|s| s.demographics.clone()),
+        created_at: Some(convert::timestamp(r.created_at)),
+        resolved_at: r.resolved_at.map(convert::timestamp),
+        resolved_by: r.resolved_by.clone().unwrap_or_default(),
+        canvas_patient_id: r.canvas_patient_id.clone().unwrap_or_default(),
+    }
+}
+
+pub(crate) async fn list_identity_reviews(
+    app: &App,
+    req: &pb::ListIdentityReviewsRequest,
+) -> Result<pb::ListIdentityReviewsResponse> {
+    let page = req.page.clone().unwrap_or_default();
+    let size = page_size(page.page_size, 25);
+    let offset = offset_from_token(&page.page_token)?;
+    let mut reviews = app
+        .store
+        .reviews(req.include_resolved, i64::from(offset), i64::from(size) + 1)
+        .await?;
+    let more = reviews.len() > size as usize;
+    reviews.truncate(size as usize);
+    Ok(pb::ListIdentityReviewsResponse {
+        reviews: reviews.iter().map(review_view).collect(),
+        page: Some(PageResponse {
+            next_page_token: if more {
+                offset_token(offset + size as u32)
+            } else {
+                String::new()
+            },
+        }),
+    })
+}
+
+/// Decides a held intake, then completes it as SubmitIntake would have.
+pub(crate) async fn resolve_identity_review(
+    app: &App,
+    req: &pb::ResolveIdentityReviewRequest,
+    by: &str,
+) -> Result<pb::ResolveIdentityReviewResponse> {
+    let id = uuid::Uuid::parse_str(req.review_id.trim()).map_err(|_| Error::field("review_id", "must be a UUID"))?;
+    let review = app.store.review(id).await?.ok_or_else(|| Error::NotFound {
+        what: "identity review",
+        id: req.review_id.clone(),
+    })?;
+    if review.resolved_at.is_some() {
+        return Err(Error::Precondition(
+            "REVIEW_RESOLVED",
+            "this review was already decided".into(),
+        ));
+    }
+    let submission = review.request.submission.clone().unwrap_or_default();
+    let demographics = submission.demographics.clone().unwrap_or_default();
+    let patient_id = match &req.decision {
+        Some(pb::resolve_identity_review_request::Decision::AttachToPatientId(patient)) => {
+            check_id("attach_to_patient_id", patient)?;
+            let chart: model::Patient = read_or_not_found(app, "Patient", patient, "patient").await?;
+            if !chart.active.unwrap_or(true) {
+                return Err(Error::field("attach_to_patient_id", "is not an active patient"));
+            }
+            chart.id
+        }
+        Some(pb::resolve_identity_review_request::Decision::CreateNewPatient(true)) => {
+            let key = format!("intake:{}", review.submission_id);
+            let _lock = app.store.lock_key(&key).await?;
+            match find_by_identifier(app, &key).await? {
+                Some(id) => id,
+                None => {
+                    app.fhir
+                        .create("Patient", &convert::patient_resource(&demographics, Some(&key)))
+                        .await?
+                }
+            }
+        }
+        _ => {
+            return Err(Error::field(
+                "decision",
+                "give attach_to_patient_id or create_new_patient: true",
+            ))
+        }
+    };
+    // The decision is recorded first, so the intake can only ever join this chart.
+    if !app.store.resolve_review(id, &patient_id, by).await? {
+        return Err(Error::Precondition(
+            "REVIEW_RESOLVED",
+            "this review was already decided".into(),
+        ));
+    }
+    let mac = app.store.fingerprint(
+        "intake",
+        &canonical_submission(
+            &review
+                .request
+                .submitted_at
+                .as_ref()
+                .and_then(convert::from_timestamp)
+                .map(|t| t.timestamp_micros().to_string())
+                .unwrap_or_default(),
+            &submission,
+        ),
+    );
+    let mut progress = app.store.submission(&review.submission_id, &mac).await?;
+    if progress.canvas_patient_id.is_none() {
+        progress.canvas_patient_id = Some(patient_id);
+        app.store.save_submission(&review.submission_id, &progress).await?;
+    }
+    let intake = submit_intake(app, review.request.clone()).await?;
+    let review = app.store.review(id).await?.ok_or_else(|| Error::NotFound {
+        what: "identity review",
+        id: req.review_id.clone(),
+    })?;
+    tracing::info!(review = %id, "identity review decided");
+    Ok(pb::ResolveIdentityReviewResponse {
+        review: Some(review_view(&review)),
+        intake: Some(intake),
+    })
 }
 
 /// After a crash between Canvas creating the answers and us recording it: the response an earlier

@@ -57,6 +57,24 @@ pub struct RecordPage {
     pub next: Option<(DateTime<Utc>, Uuid)>,
 }
 
+const REVIEW_SELECT: &str = "select id, submission_id, reason, candidates, key_version, nonce, ciphertext, \
+     created_at, resolved_at, resolved_by, canvas_patient_id from identity_reviews";
+
+/// An intake held for an identity review, opened.
+#[derive(Debug)]
+pub struct Review {
+    pub id: Uuid,
+    pub submission_id: String,
+    pub reason: String,
+    pub candidates: Vec<String>,
+    /// The submission as it arrived, to complete once decided.
+    pub request: pb::SubmitIntakeRequest,
+    pub created_at: DateTime<Utc>,
+    pub resolved_at: Option<DateTime<Utc>>,
+    pub resolved_by: Option<String>,
+    pub canvas_patient_id: Option<String>,
+}
+
 /// Progress of one intake submission.
 #[derive(Debug, Default, Clone)]
 pub struct Submission {
@@ -332,6 +350,126 @@ impl Store {
         .await?;
         tx.commit().await?;
         Ok(())
+    }
+
+    // ---- identity reviews ----
+
+    /// Holds a submission for review (sealed); the same submission again returns the first hold.
+    pub async fn hold_for_review(
+        &self,
+        submission_id: &str,
+        reason: &str,
+        candidates: &[String],
+        request: &pb::SubmitIntakeRequest,
+    ) -> Result<Uuid> {
+        let id = Uuid::new_v4();
+        let sealed = self.keys.seal(id, submission_id.as_bytes(), &request.encode_to_vec())?;
+        let mut tx = self.begin().await?;
+        sqlx::query(
+            "insert into identity_reviews (id, submission_id, reason, candidates, key_version, nonce, ciphertext) \
+             values ($1, $2, $3, $4, $5, $6, $7) on conflict (submission_id) do nothing",
+        )
+        .bind(id)
+        .bind(submission_id)
+        .bind(reason)
+        .bind(candidates)
+        .bind(sealed.key_version as i32)
+        .bind(&sealed.nonce)
+        .bind(&sealed.ciphertext)
+        .execute(&mut *tx)
+        .await?;
+        let held: Uuid = sqlx::query_scalar("select id from identity_reviews where submission_id = $1")
+            .bind(submission_id)
+            .fetch_one(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(held)
+    }
+
+    /// The blind index of an email, for locks keyed by a person.
+    pub fn email_index(&self, email: &str) -> String {
+        self.keys.blind_index("email", email)
+    }
+
+    /// The review holding this submission, if any.
+    pub async fn review_of_submission(&self, submission_id: &str) -> Result<Option<Review>> {
+        let mut tx = self.begin().await?;
+        let row = sqlx::query(&format!("{REVIEW_SELECT} where submission_id = $1"))
+            .bind(submission_id)
+            .fetch_optional(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        row.map(|r| self.open_review(&r)).transpose()
+    }
+
+    pub async fn review(&self, id: Uuid) -> Result<Option<Review>> {
+        let mut tx = self.begin().await?;
+        let row = sqlx::query(&format!("{REVIEW_SELECT} where id = $1"))
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        row.map(|r| self.open_review(&r)).transpose()
+    }
+
+    /// Reviews oldest first (open ones only unless `include_resolved`), after `offset`.
+    pub async fn reviews(&self, include_resolved: bool, offset: i64, limit: i64) -> Result<Vec<Review>> {
+        let mut tx = self.begin().await?;
+        let rows = sqlx::query(&format!(
+            "{REVIEW_SELECT} where $1 or resolved_at is null order by created_at, id offset $2 limit $3"
+        ))
+        .bind(include_resolved)
+        .bind(offset)
+        .bind(limit)
+        .fetch_all(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        rows.iter().map(|r| self.open_review(r)).collect()
+    }
+
+    /// Records the decision, once: false when the review was already decided.
+    pub async fn resolve_review(&self, id: Uuid, canvas_patient_id: &str, by: &str) -> Result<bool> {
+        let mut tx = self.begin().await?;
+        let done = sqlx::query(
+            "update identity_reviews set resolved_at = now(), resolved_by = $2, canvas_patient_id = $3 \
+             where id = $1 and resolved_at is null",
+        )
+        .bind(id)
+        .bind(by)
+        .bind(canvas_patient_id)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected()
+            == 1;
+        tx.commit().await?;
+        Ok(done)
+    }
+
+    fn open_review(&self, row: &sqlx::postgres::PgRow) -> Result<Review> {
+        let id: Uuid = row.try_get("id")?;
+        let submission_id: String = row.try_get("submission_id")?;
+        let version: i32 = row.try_get("key_version")?;
+        let sealed = Sealed {
+            key_version: u32::try_from(version).unwrap_or(0),
+            nonce: row.try_get("nonce")?,
+            ciphertext: row.try_get("ciphertext")?,
+        };
+        let plain = self
+            .keys
+            .open(id, submission_id.as_bytes(), &sealed)
+            .map_err(|_| Error::RecordIntegrity(id))?;
+        let request = pb::SubmitIntakeRequest::decode(plain.as_slice()).map_err(|_| Error::RecordIntegrity(id))?;
+        Ok(Review {
+            id,
+            submission_id,
+            reason: row.try_get("reason")?,
+            candidates: row.try_get("candidates")?,
+            request,
+            created_at: row.try_get("created_at")?,
+            resolved_at: row.try_get("resolved_at")?,
+            resolved_by: row.try_get("resolved_by")?,
+            canvas_patient_id: row.try_get("canvas_patient_id")?,
+        })
     }
 
     // ---- the intake flow ----

@@ -195,12 +195,20 @@ pub(crate) async fn verify_admin_otp(app: &App, req: &pb::VerifyAdminOtpRequest)
 
 pub(crate) async fn send_patient_otp(app: &App, req: &pb::SendPatientOtpRequest) -> Result<pb::SendPatientOtpResponse> {
     let email = email_of(&req.email)?;
-    // The newest chart with this email: a repeated intake makes several for one person. When the
-    // charts are of different people (a family sharing an address, or someone else's intake naming
-    // this email) no code is sent: signing into the wrong chart is worse than not signing in.
+    // A chart this email has already signed in to keeps it: a code entered proved the address is
+    // that person's, and a newer chart naming the same email (someone else's intake) never takes
+    // over. Otherwise the newest chart, when every chart with the email is one person's. When they
+    // are of different people (a family sharing an address) no code is sent: signing into the wrong
+    // chart is worse than not signing in.
     let charts = app.patients_by_email(&email).await?;
+    let proven = app
+        .store
+        .proven_charts(&app.keys.blind_index("login-email", &email))
+        .await?;
     let people: std::collections::BTreeSet<&str> = charts.iter().map(|(_, person)| person.as_str()).collect();
-    let patient = if people.len() > 1 {
+    let patient = if let Some((id, _)) = charts.iter().find(|(id, _)| proven.contains(id)) {
+        Some(id.clone())
+    } else if people.len() > 1 {
         tracing::warn!(
             charts = charts.len(),
             "several people's charts share an email; no sign-in code sent"
@@ -221,6 +229,10 @@ pub(crate) async fn verify_patient_otp(
 ) -> Result<pb::VerifyPatientOtpResponse> {
     let row = verify_code(app, Purpose::PatientOtp, &req.email, &req.code).await?;
     let patient = row.canvas_patient_id.ok_or_else(|| invalid("INVALID_CODE"))?;
+    let email = email_of(&req.email)?;
+    app.store
+        .prove_login(&app.keys.blind_index("login-email", &email), &patient)
+        .await?;
     Ok(pb::VerifyPatientOtpResponse {
         canvas_patient_id: patient,
     })

@@ -779,6 +779,29 @@ impl Store {
         Ok(row)
     }
 
+    /// Records that a code sent to the email was entered for this chart.
+    pub async fn prove_login(&self, email_hash: &str, canvas_patient_id: &str) -> Result<()> {
+        let mut tx = self.begin().await?;
+        sqlx::query("insert into proven_logins (email_hash, canvas_patient_id) values ($1, $2) on conflict do nothing")
+            .bind(email_hash)
+            .bind(canvas_patient_id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// The charts this email has signed in to.
+    pub async fn proven_charts(&self, email_hash: &str) -> Result<Vec<String>> {
+        let mut tx = self.begin().await?;
+        let charts = sqlx::query_scalar("select canvas_patient_id from proven_logins where email_hash = $1")
+            .bind(email_hash)
+            .fetch_all(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(charts)
+    }
+
     pub async fn use_magic_link(&self, secret_hash: &str) -> Result<Option<LoginCodeRow>> {
         let mut tx = self.begin().await?;
         let row = sqlx::query(

@@ -4,6 +4,7 @@ mod approval;
 mod auth;
 mod canvas;
 mod conversations;
+mod identity;
 mod limits;
 mod logins;
 mod mesh_tls;

@@ -1483,7 +1483,9 @@ async fn card_testing_across_replays_tokens_and_keys_is_stopped_at_the_cap() {
     assert_eq!(confirms, 10, "Stripe saw no more confirmations than the cap: {calls:?}");
 
     // A payment method Stripe does not know is the caller's mistake (and still counts).
-    let other = super::rx_queue::intake_body(&uuid::Uuid::new_v4().to_string(), "unknown.pm@example.test", "OH");
+    let mut other = super::rx_queue::intake_body(&uuid::Uuid::new_v4().to_string(), "unknown.pm@example.test", "OH");
+    // Another person (the same name and birth date under another email would be held for review).
+    other["submission"]["demographics"]["givenName"] = json!("Rowan");
     let other: serde_json::Value = mesh
         .http
         .post(mesh.url("/api/intake/submit"))

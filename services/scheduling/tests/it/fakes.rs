@@ -444,6 +444,8 @@ fake_service! {
         create_patient(cv::CreatePatientRequest) -> cv::CreatePatientResponse;
         search_patients(cv::SearchPatientsRequest) -> cv::SearchPatientsResponse;
         submit_intake(cv::SubmitIntakeRequest) -> cv::SubmitIntakeResponse;
+        list_identity_reviews(cv::ListIdentityReviewsRequest) -> cv::ListIdentityReviewsResponse;
+        resolve_identity_review(cv::ResolveIdentityReviewRequest) -> cv::ResolveIdentityReviewResponse;
         store_intake_record(cv::StoreIntakeRecordRequest) -> cv::StoreIntakeRecordResponse;
         get_intake_record(cv::GetIntakeRecordRequest) -> cv::GetIntakeRecordResponse;
         list_intake_records(cv::ListIntakeRecordsRequest) -> cv::ListIntakeRecordsResponse;
