@@ -3,9 +3,9 @@
 use std::time::Duration;
 
 use axum::{
-    extract::State,
+    extract::{Path, State},
     http::{header, HeaderMap, StatusCode},
-    response::{Html, IntoResponse},
+    response::{Html, IntoResponse, Response},
     routing::get,
     Json, Router,
 };
@@ -26,6 +26,7 @@ pub(super) fn router() -> Router<AppState> {
         .route("/metrics", get(metrics))
         .route("/openapi.json", get(openapi))
         .route("/docs", get(docs))
+        .route("/docs/assets/{file}", get(docs_asset))
 }
 
 /// Liveness: the process answers.
@@ -134,7 +135,63 @@ pub async fn openapi() -> Json<utoipa::openapi::OpenApi> {
     Json(crate::openapi::ApiDoc::openapi())
 }
 
-/// A page listing every route from `/openapi.json`, with no assets fetched from elsewhere.
-pub async fn docs() -> Html<&'static str> {
-    Html(include_str!("docs.html"))
+mod viewer {
+    include!(concat!(env!("OUT_DIR"), "/docs_assets.rs"));
+}
+
+/// What may run on the docs page: its own scripts and styles (Swagger UI sets inline styles), calls
+/// to this edge, nothing framed or from elsewhere.
+const DOCS_POLICY: &str = "default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; \
+     img-src 'self' data:; connect-src 'self'; font-src 'self'; frame-ancestors 'none'; base-uri 'none'";
+
+/// The API, rendered by Swagger UI from `/openapi.json`; every asset is served by the edge itself.
+pub async fn docs() -> Response {
+    if viewer::ASSETS.is_empty() {
+        // The build could not fetch the viewer (no npm or registry): say so rather than show a
+        // blank page.
+        return (
+            [(header::CACHE_CONTROL, "no-store")],
+            Html(
+                "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Era integration mesh API</title></head>\
+                 <body style=\"font-family:sans-serif;max-width:40rem;margin:3rem auto\"><h1>Era integration mesh API</h1>\
+                 <p>The API viewer was not built into this edge (npm could not fetch <code>swagger-ui-dist</code> when it was \
+                 compiled). The document itself is at <a href=\"/openapi.json\">/openapi.json</a>.</p></body></html>",
+            ),
+        )
+            .into_response();
+    }
+    (
+        [
+            (header::CONTENT_SECURITY_POLICY, DOCS_POLICY),
+            (header::CACHE_CONTROL, "no-cache"),
+            (header::REFERRER_POLICY, "no-referrer"),
+        ],
+        Html(include_str!("docs.html")),
+    )
+        .into_response()
+}
+
+/// The viewer's files, and the script that starts it.
+pub async fn docs_asset(Path(file): Path<String>) -> Response {
+    if file == "init.js" {
+        return (
+            [
+                (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
+                (header::CACHE_CONTROL, "no-cache"),
+            ],
+            include_str!("docs-init.js"),
+        )
+            .into_response();
+    }
+    match viewer::ASSETS.iter().find(|(name, _, _)| *name == file) {
+        Some((_, content_type, bytes)) => (
+            [
+                (header::CONTENT_TYPE, *content_type),
+                (header::CACHE_CONTROL, "public, max-age=86400"),
+            ],
+            *bytes,
+        )
+            .into_response(),
+        None => ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such file").into_response(),
+    }
 }

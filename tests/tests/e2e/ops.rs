@@ -32,9 +32,39 @@ async fn health_readiness_metrics_and_docs_answer() {
             "{path} missing from the OpenAPI document"
         );
     }
+    // The viewer is Swagger UI, every file of it served by the edge, under a policy that lets
+    // nothing else in.
     let docs = mesh.get("/docs", None).await;
     assert_eq!(docs.status(), 200);
-    assert!(docs.text().await.unwrap().contains("/openapi.json"));
+    let policy = docs.headers()["content-security-policy"].to_str().unwrap().to_owned();
+    assert!(
+        policy.contains("script-src 'self'") && policy.contains("connect-src 'self'"),
+        "{policy}"
+    );
+    let page = docs.text().await.unwrap();
+    for (asset, content_type, needle) in [
+        (
+            "/docs/assets/swagger-ui-bundle.js",
+            "text/javascript",
+            "SwaggerUIBundle",
+        ),
+        ("/docs/assets/swagger-ui.css", "text/css", ".swagger-ui"),
+        ("/docs/assets/init.js", "text/javascript", "/openapi.json"),
+    ] {
+        assert!(page.contains(asset), "the page loads {asset}");
+        let resp = mesh.get(asset, None).await;
+        assert_eq!(resp.status(), 200, "{asset}");
+        assert!(resp.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with(content_type));
+        assert!(resp.text().await.unwrap().contains(needle), "{asset}");
+    }
+    assert!(
+        !page.contains("https://") && !page.contains("http://"),
+        "no asset from elsewhere"
+    );
+    assert_eq!(mesh.get("/docs/assets/nonesuch.js", None).await.status(), 404);
 }
 
 #[tokio::test]
