@@ -1015,3 +1015,58 @@ pub(crate) fn parse_record_id(id: &str) -> Result<uuid::Uuid> {
 pub(crate) fn record_cursor(token: &str) -> Result<Option<era_kit::time::Keyset>> {
     era_kit::time::parse_keyset(token).map_err(|_| Error::field("page.page_token", "is not a token this list issued"))
 }
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn text() -> impl Strategy<Value = String> {
+        prop_oneof![".{0,80}", "[0-9-]{0,12}", "[a-z@.]{0,30}", Just(String::new())]
+    }
+
+    proptest! {
+        /// Whatever a caller sends, the intake's checks answer (a list of named fields, or fine)
+        /// without panicking, and what they accept is a date of birth and an email that parse.
+        #[test]
+        fn intake_checks_answer_any_submission(
+            given in text(), family in text(), birth in text(), email in text(), phone in text(),
+            state in text(), postal in text(), medication in text(), link in text(),
+            id in prop_oneof![text(), Just("3f1c2a9e-5b7d-4c1e-9a2b-6d8e0f1a2b3c".to_owned())],
+            answers in proptest::collection::vec(".{0,20}", 0..4),
+            gender in any::<i32>(),
+        ) {
+            let mut req = pb::SubmitIntakeRequest {
+                submission_id: id,
+                submission: Some(pb::IntakeSubmission {
+                    demographics: Some(pb::IntakeDemographics {
+                        given_name: given,
+                        family_name: family,
+                        birth_date: birth,
+                        email,
+                        phone,
+                        gender,
+                        address: Some(era_proto::common::v1::Address {
+                            lines: vec!["1 Main St".into()],
+                            city: "Columbus".into(),
+                            state,
+                            postal_code: postal,
+                            country: "US".into(),
+                        }),
+                        ..Default::default()
+                    }),
+                    medication,
+                    answers: vec![pb::QuestionnaireAnswer { link_id: link, question: String::new(), answers }],
+                    ..Default::default()
+                }),
+                ..Default::default()
+            };
+            if validate_submission(&mut req).is_ok() {
+                let d = req.submission.unwrap().demographics.unwrap();
+                prop_assert!(parse_birth_date(&d.birth_date).is_some());
+                prop_assert!(valid_email(&d.email));
+            }
+        }
+    }
+}
