@@ -274,6 +274,12 @@ pub struct SubmissionInput {
     pub demographics: DemographicsInput,
     /// Medication id from the catalogue, e.g. "semaglutide".
     pub medication: String,
+    /// Answers to the configured intake questionnaire (`CANVAS_INTAKE_QUESTIONNAIRE_ID`), each
+    /// `linkId` one of its questions. The clinic's intake (as the sandbox seeds it) asks `medication`
+    /// (a choice: `semaglutide` or `tirzepatide`); `height_in`, `weight_lb`, `goal_weight_lb`
+    /// (integers); `glp1_history`, `conditions`, `medications_current`, `allergies`, `pregnancy`,
+    /// `pancreatitis_history`, `thyroid_cancer_history`, `consent_telehealth` (text). An unknown id,
+    /// a second answer to a single-answer question or a value of the wrong type is a 400 naming it.
     pub answers: Vec<AnswerView>,
     /// Non-clinical metadata: plan, source, discount code, consent versions.
     #[serde(default)]
