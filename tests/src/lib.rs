@@ -97,6 +97,34 @@ impl TestMesh {
 
 /// The sandbox's ledger and faults, as tests drive them.
 impl TestMesh {
+    /// The sandbox's emails to `to`, newest first.
+    pub async fn mail(&self, to: &str) -> Vec<serde_json::Value> {
+        let resp: serde_json::Value = self
+            .sandbox
+            .get(self.sandbox_url("/_sandbox/inbox.json"))
+            .query(&[("to", to), ("channel", "email")])
+            .send()
+            .await
+            .expect("the sandbox answers")
+            .json()
+            .await
+            .expect("the inbox is JSON");
+        resp["messages"].as_array().cloned().unwrap_or_default()
+    }
+
+    /// Waits for the `n`th email to `to` (the outbox sends asynchronously) and returns the newest's
+    /// text.
+    pub async fn nth_mail(&self, to: &str, n: usize) -> String {
+        for _ in 0..100 {
+            let all = self.mail(to).await;
+            if all.len() >= n {
+                return all[0]["text"].as_str().unwrap_or_default().to_owned();
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        panic!("mail {n} to the address did not arrive");
+    }
+
     pub fn sandbox_url(&self, path: &str) -> String {
         format!("{}{path}", self.mesh.sandbox_url)
     }
@@ -417,4 +445,12 @@ pub async fn error_code(resp: reqwest::Response, status: u16) -> String {
 /// Seconds since the epoch, as the plugin would stamp a request.
 pub fn unix_now() -> i64 {
     chrono::Utc::now().timestamp()
+}
+
+/// The six-digit code in a mail's text.
+pub fn code_in(text: &str) -> String {
+    text.split(|c: char| !c.is_ascii_digit())
+        .find(|w| w.len() == 6)
+        .expect("a six-digit code")
+        .to_owned()
 }

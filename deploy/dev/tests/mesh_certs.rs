@@ -12,23 +12,8 @@ use era_kit::{
     tls::{PemSource, TlsConfig},
 };
 use era_proto::bench::v1::{
-    echo_service_client::EchoServiceClient,
-    echo_service_server::{EchoService, EchoServiceServer},
-    EchoRequest, EchoResponse,
+    echo_service_client::EchoServiceClient, echo_service_server::EchoServiceServer, EchoRequest,
 };
-use tonic::{Request, Response, Status};
-
-#[derive(Debug)]
-struct Echo;
-
-#[tonic::async_trait]
-impl EchoService for Echo {
-    async fn echo(&self, request: Request<EchoRequest>) -> Result<Response<EchoResponse>, Status> {
-        Ok(Response::new(EchoResponse {
-            message: request.into_inner().message,
-        }))
-    }
-}
 
 fn make(dir: &Path, names: &[&str]) {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/mesh-certs.sh");
@@ -58,7 +43,7 @@ async fn the_scripts_certificates_carry_the_mesh() {
     tokio::spawn(
         GrpcServer::new(Authenticator::new(&testing::auth_config()))
             .tls(Some(server))
-            .add_service(EchoServiceServer::new(Echo))
+            .add_service(EchoServiceServer::new(testing::Echo))
             .serve(listener, async {
                 let _ = stopped.await;
             }),

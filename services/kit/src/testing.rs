@@ -123,3 +123,20 @@ pub fn service_config(db: &TestDb) -> ServiceConfig {
         mesh: crate::config::MeshConfig::development(Default::default()),
     }
 }
+
+/// The bench echo contract answering what it is sent: a service to stand up behind the kit's server
+/// (TLS, auth) when the test is about the server, not a service.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Echo;
+
+#[tonic::async_trait]
+impl era_proto::bench::v1::echo_service_server::EchoService for Echo {
+    async fn echo(
+        &self,
+        request: tonic::Request<era_proto::bench::v1::EchoRequest>,
+    ) -> Result<tonic::Response<era_proto::bench::v1::EchoResponse>, tonic::Status> {
+        Ok(tonic::Response::new(era_proto::bench::v1::EchoResponse {
+            message: request.into_inner().message,
+        }))
+    }
+}

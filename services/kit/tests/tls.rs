@@ -15,24 +15,9 @@ use era_kit::{
     tls::{MeshTls, PemSource, TlsConfig},
 };
 use era_proto::bench::v1::{
-    echo_service_client::EchoServiceClient,
-    echo_service_server::{EchoService, EchoServiceServer},
-    EchoRequest, EchoResponse,
+    echo_service_client::EchoServiceClient, echo_service_server::EchoServiceServer, EchoRequest,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tonic::{Request, Response, Status};
-
-#[derive(Debug)]
-struct Echo;
-
-#[tonic::async_trait]
-impl EchoService for Echo {
-    async fn echo(&self, request: Request<EchoRequest>) -> Result<Response<EchoResponse>, Status> {
-        Ok(Response::new(EchoResponse {
-            message: request.into_inner().message,
-        }))
-    }
-}
 
 fn authority() -> DevCa {
     DevCa::generate().unwrap()
@@ -67,7 +52,7 @@ async fn serve(tls: MeshTls) -> (std::net::SocketAddr, tokio::sync::oneshot::Sen
     tokio::spawn(async move {
         GrpcServer::new(Authenticator::new(&testing::auth_config()))
             .tls(Some(tls))
-            .add_service(EchoServiceServer::new(Echo))
+            .add_service(EchoServiceServer::new(testing::Echo))
             .serve(listener, async {
                 let _ = stopped.await;
             })
@@ -77,7 +62,7 @@ async fn serve(tls: MeshTls) -> (std::net::SocketAddr, tokio::sync::oneshot::Sen
     (addr, stop)
 }
 
-async fn echo(url: &str, tls: Option<&MeshTls>) -> Result<String, Status> {
+async fn echo(url: &str, tls: Option<&MeshTls>) -> Result<String, tonic::Status> {
     let mut client = EchoServiceClient::new(client::channel(url, tls).unwrap());
     let tokens = InternalTokens::new(&testing::auth_config().internal_token_secret);
     let req = client::request(

@@ -2,7 +2,7 @@
 //! an intake naming someone else's email is held for review instead of making a chart, and can take
 //! neither their sign-in nor their chart; a person decides the review once.
 
-use era_tests::{error_code, TestMesh};
+use era_tests::{code_in, error_code, TestMesh};
 use serde_json::{json, Value};
 
 use crate::rx_queue::{intake_body, json_ok};
@@ -27,30 +27,7 @@ async fn sign_in(mesh: &TestMesh, email: &str, nth: usize) -> String {
         .await
         .unwrap();
     assert_eq!(sent.status(), 202);
-    let mut code = None;
-    for _ in 0..100 {
-        let inbox: Value = mesh
-            .sandbox
-            .get(mesh.sandbox_url("/_sandbox/inbox.json"))
-            .query(&[("to", email), ("channel", "email")])
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        let messages = inbox["messages"].as_array().cloned().unwrap_or_default();
-        if messages.len() >= nth {
-            let text = messages[0]["text"].as_str().unwrap_or_default().to_owned();
-            code = text
-                .split(|c: char| !c.is_ascii_digit())
-                .find(|w| w.len() == 6)
-                .map(str::to_owned);
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
-    let code = code.expect("a sign-in code arrived");
+    let code = code_in(&mesh.nth_mail(email, nth).await);
     let verified = json_ok(
         mesh.http
             .post(mesh.url("/api/patient/auth/verify"))

@@ -3,7 +3,7 @@
 //! links (opening does not use them up), patient codes, and the same answer for unknown emails.
 
 use era_proto::{canvas::v1 as canvas, common::v1::Address};
-use era_tests::{error_code, TestMesh};
+use era_tests::{code_in, error_code, TestMesh};
 use serde_json::{json, Value};
 
 async fn post(mesh: &TestMesh, path: &str, bearer: Option<&str>, body: Value) -> reqwest::Response {
@@ -12,41 +12,6 @@ async fn post(mesh: &TestMesh, path: &str, bearer: Option<&str>, body: Value) ->
         req = req.bearer_auth(b);
     }
     req.send().await.unwrap()
-}
-
-/// The sandbox's mail to `to`, newest first.
-async fn mail(mesh: &TestMesh, to: &str) -> Vec<Value> {
-    let resp: Value = mesh
-        .sandbox
-        .get(mesh.sandbox_url("/_sandbox/inbox.json"))
-        .query(&[("to", to), ("channel", "email")])
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    resp["messages"].as_array().cloned().unwrap_or_default()
-}
-
-/// Waits for the `n`th mail to `to` (the outbox sends asynchronously) and returns its text.
-async fn nth_mail(mesh: &TestMesh, to: &str, n: usize) -> String {
-    for _ in 0..100 {
-        let all = mail(mesh, to).await;
-        if all.len() >= n {
-            return all[0]["text"].as_str().unwrap_or_default().to_owned();
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
-    panic!("mail {n} to the address did not arrive");
-}
-
-/// The six-digit code in a mail's text.
-fn code_in(text: &str) -> String {
-    text.split(|c: char| !c.is_ascii_digit())
-        .find(|w| w.len() == 6)
-        .expect("a six-digit code")
-        .to_owned()
 }
 
 fn fast() -> era_notifications::config::OutboxConfig {
@@ -111,8 +76,8 @@ async fn admins_sign_in_with_a_code_once_and_only_when_allowlisted() {
     );
     let (known, unknown): (Value, Value) = (known.json().await.unwrap(), unknown.json().await.unwrap());
     assert_eq!(known, unknown);
-    let code = code_in(&nth_mail(&mesh, admin, 1).await);
-    assert!(mail(&mesh, "stranger@example.test").await.is_empty());
+    let code = code_in(&mesh.nth_mail(admin, 1).await);
+    assert!(mesh.mail("stranger@example.test").await.is_empty());
 
     // A wrong code is refused; ten parallel tries of the right one make one session.
     let wrong = if code == "000000" { "000001" } else { "000000" };
@@ -163,7 +128,7 @@ async fn admins_sign_in_with_a_code_once_and_only_when_allowlisted() {
 
     // Five wrong tries use a code up: the right one no longer works.
     post(&mesh, "/api/auth/otp/send", None, json!({ "email": admin })).await;
-    let code = code_in(&nth_mail(&mesh, admin, 2).await);
+    let code = code_in(&mesh.nth_mail(admin, 2).await);
     let wrong = if code == "999999" { "999998" } else { "999999" };
     for _ in 0..5 {
         let r = post(
@@ -186,7 +151,7 @@ async fn admins_sign_in_with_a_code_once_and_only_when_allowlisted() {
 
     // Removed from the list: a code sent before no longer signs in.
     post(&mesh, "/api/auth/otp/send", None, json!({ "email": admin })).await;
-    let code = code_in(&nth_mail(&mesh, admin, 3).await);
+    let code = code_in(&mesh.nth_mail(admin, 3).await);
     let removed = mesh
         .http
         .delete(mesh.url(&format!("/api/admin/admin-users/{admin}")))
@@ -243,7 +208,7 @@ async fn a_magic_link_survives_being_opened_and_signs_in_once() {
     .await;
     let sent = post(&mesh, "/api/auth/magic-link", None, json!({ "email": admin })).await;
     assert_eq!(sent.status(), 202);
-    let text = nth_mail(&mesh, admin, 1).await;
+    let text = mesh.nth_mail(admin, 1).await;
     let link = text
         .split_whitespace()
         .find(|w| w.starts_with("http"))
@@ -319,7 +284,7 @@ async fn a_magic_link_survives_being_opened_and_signs_in_once() {
 
     // A second link, left to expire, says so; an API client's JSON post still gets the session.
     post(&mesh, "/api/auth/magic-link", None, json!({ "email": admin })).await;
-    let second = nth_mail(&mesh, admin, 2).await;
+    let second = mesh.nth_mail(admin, 2).await;
     let second = second
         .split_whitespace()
         .find(|w| w.starts_with("http"))
@@ -344,7 +309,7 @@ async fn a_magic_link_survives_being_opened_and_signs_in_once() {
         404
     );
     post(&mesh, "/api/auth/magic-link", None, json!({ "email": admin })).await;
-    let third = nth_mail(&mesh, admin, 3).await;
+    let third = mesh.nth_mail(admin, 3).await;
     let third_token = third
         .split("token=")
         .nth(1)
@@ -423,8 +388,8 @@ async fn patients_sign_in_with_a_code_to_their_own_records() {
     )
     .await;
     assert_eq!(nobody.status(), 202);
-    let code = code_in(&nth_mail(&mesh, email, 1).await);
-    assert!(mail(&mesh, "nobody@example.test").await.is_empty());
+    let code = code_in(&mesh.nth_mail(email, 1).await);
+    assert!(mesh.mail("nobody@example.test").await.is_empty());
 
     let verified = post(
         &mesh,
@@ -469,7 +434,7 @@ async fn patients_sign_in_with_a_code_to_their_own_records() {
         .unwrap();
     let shared = post(&mesh, "/api/patient/auth/send-code", None, json!({ "email": email })).await;
     assert_eq!(shared.status(), 202);
-    let code = code_in(&nth_mail(&mesh, email, 2).await);
+    let code = code_in(&mesh.nth_mail(email, 2).await);
     let again = post(
         &mesh,
         "/api/patient/auth/verify",
@@ -513,7 +478,7 @@ async fn patients_sign_in_with_a_code_to_their_own_records() {
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
     assert!(done, "the send was decided");
-    assert!(mail(&mesh, family).await.is_empty(), "no code to a shared email");
+    assert!(mesh.mail(family).await.is_empty(), "no code to a shared email");
     // A code for an email with no patient never verifies.
     let guess = post(
         &mesh,
