@@ -49,8 +49,40 @@ pub trait ServiceBinary {
     ) -> BoxFuture<anyhow::Result<()>>;
 }
 
+/// The binary's command line, as `main` parses it (tests check it is well formed).
+pub fn command<S: ServiceBinary>() -> clap::Command {
+    Cli::<S::Config>::command().name(S::NAME)
+}
+
+/// Command-line arguments saying what the environment `env` would: each variable as the long flag of
+/// the setting that reads it, so a deployment's variables can be checked without setting them in this
+/// process. A variable no setting reads is an error naming it (a typo would otherwise be ignored).
+pub fn args_from_env(cmd: &clap::Command, env: &[(String, String)]) -> Result<Vec<String>, String> {
+    let mut args = vec![cmd.get_name().to_owned()];
+    for (var, value) in env {
+        let arg = cmd
+            .get_arguments()
+            .find(|a| a.get_env().is_some_and(|e| e == var.as_str()))
+            .ok_or_else(|| format!("{var} is not a setting of {}", cmd.get_name()))?;
+        let long = arg
+            .get_long()
+            .ok_or_else(|| format!("{var} has no flag in {}", cmd.get_name()))?;
+        args.push(format!("--{long}={value}"));
+    }
+    Ok(args)
+}
+
+/// Parses and validates `S`'s configuration from `env` as its `main` would (see [`args_from_env`]).
+pub fn check_env<S: ServiceBinary>(env: &[(String, String)]) -> Result<(), String> {
+    let cmd = command::<S>();
+    let args = args_from_env(&cmd, env)?;
+    let matches = cmd.try_get_matches_from(args).map_err(|e| e.to_string())?;
+    let cli = Cli::<S::Config>::from_arg_matches(&matches).map_err(|e| e.to_string())?;
+    S::validate(&cli.config).map_err(|e| e.to_string())
+}
+
 pub fn main<S: ServiceBinary>() -> ExitCode {
-    let matches = Cli::<S::Config>::command().name(S::NAME).get_matches();
+    let matches = command::<S>().get_matches();
     let cli = match Cli::<S::Config>::from_arg_matches(&matches) {
         Ok(cli) => cli,
         Err(e) => e.exit(),

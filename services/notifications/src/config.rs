@@ -64,7 +64,12 @@ impl Config {
 #[derive(Clone, clap::Args)]
 pub struct EmailConfig {
     /// SendGrid's API host, without `/v3` (the sandbox's `/sendgrid` locally).
-    #[arg(long, env = "SENDGRID_API_BASE", default_value = "https://api.sendgrid.com")]
+    #[arg(
+        id = "sendgrid_api_base",
+        long = "sendgrid-api-base",
+        env = "SENDGRID_API_BASE",
+        default_value = "https://api.sendgrid.com"
+    )]
     pub api_base: String,
     #[arg(long, env = "SENDGRID_API_KEY", hide_env_values = true)]
     pub api_key: SecretString,
@@ -73,7 +78,12 @@ pub struct EmailConfig {
     #[arg(long, env = "EMAIL_FROM_NAME", default_value = "YourEra Care Team")]
     pub from_name: String,
     /// Seconds one SendGrid request may take.
-    #[arg(long, env = "SENDGRID_TIMEOUT_SECS", default_value_t = 10)]
+    #[arg(
+        id = "sendgrid_timeout_secs",
+        long = "sendgrid-timeout-secs",
+        env = "SENDGRID_TIMEOUT_SECS",
+        default_value_t = 10
+    )]
     pub timeout_secs: u64,
 }
 
@@ -113,7 +123,12 @@ fn timeout(var: &'static str, secs: u64) -> Result<(), ConfigError> {
 #[derive(Clone, clap::Args)]
 pub struct SmsConfig {
     /// Twilio's API host, without `/2010-04-01` (the sandbox's `/twilio` locally).
-    #[arg(long, env = "TWILIO_API_BASE", default_value = "https://api.twilio.com")]
+    #[arg(
+        id = "twilio_api_base",
+        long = "twilio-api-base",
+        env = "TWILIO_API_BASE",
+        default_value = "https://api.twilio.com"
+    )]
     pub api_base: String,
     #[arg(long, env = "TWILIO_ACCOUNT_SID")]
     pub account_sid: String,
@@ -124,7 +139,12 @@ pub struct SmsConfig {
     pub from_number: String,
     #[arg(long, env = "TWILIO_MESSAGING_SERVICE_SID", default_value = "")]
     pub messaging_service_sid: String,
-    #[arg(long, env = "TWILIO_TIMEOUT_SECS", default_value_t = 10)]
+    #[arg(
+        id = "twilio_timeout_secs",
+        long = "twilio-timeout-secs",
+        env = "TWILIO_TIMEOUT_SECS",
+        default_value_t = 10
+    )]
     pub timeout_secs: u64,
 }
 
@@ -176,7 +196,12 @@ impl SmsConfig {
 #[derive(Clone, clap::Args)]
 pub struct HubSpotConfig {
     /// HubSpot's API host (the sandbox's `/hubspot` locally).
-    #[arg(long, env = "HUBSPOT_API_BASE", default_value = "https://api.hubapi.com")]
+    #[arg(
+        id = "hubspot_api_base",
+        long = "hubspot-api-base",
+        env = "HUBSPOT_API_BASE",
+        default_value = "https://api.hubapi.com"
+    )]
     pub api_base: String,
     /// A private app's (or the new platform's static) access token with `conversations.read` and
     /// `conversations.write`.
@@ -185,7 +210,12 @@ pub struct HubSpotConfig {
     /// The agent actor replies are sent as, `A-<userId>`.
     #[arg(long, env = "HUBSPOT_SENDER_ACTOR_ID")]
     pub sender_actor_id: String,
-    #[arg(long, env = "HUBSPOT_TIMEOUT_SECS", default_value_t = 10)]
+    #[arg(
+        id = "hubspot_timeout_secs",
+        long = "hubspot-timeout-secs",
+        env = "HUBSPOT_TIMEOUT_SECS",
+        default_value_t = 10
+    )]
     pub timeout_secs: u64,
 }
 
