@@ -436,6 +436,7 @@ pub async fn orchestration_run(
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RunQuery {
     /// Only this Canvas task's runs.

@@ -240,6 +240,7 @@ pub async fn magic_link_send(
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct LinkQuery {
     pub token: Option<String>,
 }

@@ -186,6 +186,7 @@ pub async fn routing_matrix(
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct DecideQuery {
     /// A medication id from `/api/admin/medications`; routes to a pharmacy that fills it.
@@ -326,6 +327,7 @@ pub async fn update_state_routing(
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct AuditQuery {
     pub state: Option<String>,
