@@ -51,14 +51,17 @@ fn edge() -> Caller {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct EmailRequest {
+    #[schema(format = Email, max_length = 254)]
     pub email: String,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CodeRequest {
+    #[schema(format = Email, max_length = 254)]
     pub email: String,
     /// Six digits.
+    #[schema(pattern = "^[0-9]{6}$")]
     pub code: String,
 }
 
@@ -456,6 +459,7 @@ pub async fn magic_link_consume(
 #[serde(deny_unknown_fields)]
 pub struct HandoffRequest {
     /// The `handoff` value from the admin portal's URL fragment.
+    #[schema(pattern = "^[0-9A-Fa-f]{1,128}$")]
     pub code: String,
 }
 
@@ -626,7 +630,7 @@ pub async fn add_admin(
 #[utoipa::path(
     delete, path = "/api/admin/admin-users/{email}", tag = "auth",
     security(("admin_secret" = [])),
-    params(("email" = String, Path)),
+    params(("email" = String, Path, format = Email, max_length = 254)),
     responses((status = 204, description = "removed"), (status = 404, body = ErrorBody), (status = 403, body = ErrorBody))
 )]
 pub async fn remove_admin(

@@ -209,7 +209,7 @@ pub struct RouteDecision {
 #[utoipa::path(
     get, path = "/api/admin/routing/{state}", tag = "routing",
     security(("admin_secret" = []), ("admin_jwt" = [])),
-    params(("state" = String, Path, description = "USPS code of a state or DC; case-insensitive"), DecideQuery),
+    params(("state" = String, Path, description = "USPS code of a state or DC; case-insensitive", pattern = "^[A-Za-z]{2}$"), DecideQuery),
     responses(
         (status = 200, body = RouteDecision),
         (status = 400, description = "unknown code, territory or medication; `fields` names which", body = ErrorBody),
@@ -279,7 +279,7 @@ pub struct UpdatedStateRouting {
 #[utoipa::path(
     put, path = "/api/admin/routing/{state}", tag = "routing",
     security(("admin_secret" = []), ("admin_jwt" = [])),
-    params(("state" = String, Path, description = "USPS code of a state or DC")),
+    params(("state" = String, Path, description = "USPS code of a state or DC; case-insensitive", pattern = "^[A-Za-z]{2}$")),
     request_body = UpdateStateRouting,
     responses(
         (status = 200, body = UpdatedStateRouting),
