@@ -129,6 +129,22 @@ const RAW_BODIES: &[(Method, &str)] = &[
     (Method::POST, "/api/webhooks/pharmacy/{pharmacy}"),
 ];
 
+/// The routes the edge answers from its own state alone (sessions, the allowlist, sign-in sends that
+/// go out after the answer): no service's conflict or refusal reaches their callers.
+const EDGE_ONLY: &[(Method, &str)] = &[
+    (Method::POST, "/api/auth/canvas"),
+    (Method::POST, "/api/auth/logout"),
+    (Method::POST, "/api/auth/session"),
+    (Method::POST, "/api/auth/otp/send"),
+    (Method::POST, "/api/auth/magic-link"),
+    (Method::GET, "/api/auth/magic-link"),
+    (Method::POST, "/api/patient/auth/send-code"),
+    (Method::GET, "/api/admin/admin-users"),
+    (Method::POST, "/api/admin/admin-users"),
+    (Method::DELETE, "/api/admin/admin-users/{email}"),
+    (Method::DELETE, "/api/admin/plugin-sessions/{staffId}"),
+];
+
 /// One answer of the shared layers: its status, its name under `components.responses`, what it
 /// means, and which operations can give it.
 struct Shared {
@@ -176,6 +192,11 @@ impl Op<'_> {
             .flatten()
             .any(|p| p.parameter_in == ParameterIn::Query);
         self.has_path_parameters() || (self.authenticated() && (queried || self.operation.request_body.is_some()))
+    }
+
+    /// The answer comes from a service, whose refusals and conflicts the edge passes on.
+    fn reaches_a_service(&self) -> bool {
+        self.path.starts_with("/api/") && !EDGE_ONLY.iter().any(|(m, p)| *m == self.method && *p == self.path)
     }
 
     fn has_json_body(&self) -> bool {
@@ -236,6 +257,23 @@ const SHARED: &[Shared] = &[
         description: "`unsupported_media_type`: the body must be sent as `application/json`",
         header: None,
         applies: |op| op.has_json_body(),
+    },
+    Shared {
+        status: StatusCode::CONFLICT,
+        name: "Conflict",
+        description: "the record changed while this request was being made (`changed_since_read`), or a request \
+                      with the same key is still under way (`request_in_progress`, `conflict`): nothing was done; \
+                      reload or retry",
+        header: None,
+        applies: |op| op.reaches_a_service() && op.method != Method::GET,
+    },
+    Shared {
+        status: StatusCode::UNPROCESSABLE_ENTITY,
+        name: "UnprocessableEntity",
+        description: "a rule of the clinic, or a vendor, refused the request as it stands; `code` is the reason \
+                      (e.g. `state_excluded`, `canvas_rejected`)",
+        header: None,
+        applies: |op| op.reaches_a_service(),
     },
     Shared {
         status: StatusCode::TOO_MANY_REQUESTS,
@@ -405,6 +443,18 @@ mod tests {
     }
 
     #[test]
+    fn the_route_lists_name_documented_operations() {
+        let doc = document();
+        for (method, path) in EDGE_ONLY.iter().chain(RAW_BODIES) {
+            let method = method.as_str().to_ascii_lowercase();
+            assert!(
+                doc["paths"][path].get(&method).is_some(),
+                "{method} {path} is not documented"
+            );
+        }
+    }
+
+    #[test]
     fn every_operation_lists_the_shared_answers_it_can_give() {
         let doc = document();
         let responses = doc["components"]["responses"].as_object().unwrap();
@@ -441,6 +491,10 @@ mod tests {
                 }
             }
         }
+        let answers = |method: &str, path: &str| doc["paths"][path][method]["responses"].clone();
+        assert!(answers("put", "/api/admin/routing/{state}").get("409").is_some());
+        assert!(answers("get", "/api/admin/routing").get("409").is_none());
+        assert!(answers("post", "/api/auth/logout").get("422").is_none());
         let limited = &doc["paths"]["/api/auth/otp/verify"]["post"]["responses"]["429"]["$ref"];
         assert_eq!(limited, "#/components/responses/TooManyRequests");
         let unlimited = &doc["paths"]["/api/admin/routing"]["get"]["responses"];
