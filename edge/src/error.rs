@@ -194,16 +194,133 @@ impl IntoResponse for ApiError {
     }
 }
 
-/// Body and parameter rejections become the same error body. Their text is axum's and serde's, which
-/// names the field and the problem but may quote the offending value (`invalid type: string "…"`):
-/// values are cut out, since a wrongly typed field of an intake form can be a name or a birth date.
+/// Body and parameter rejections become the same error body, in the API's own words: which field
+/// and why (`routes[0].priority: must be an integer`), never the deserializer's phrasing and never
+/// the offending value, since a wrongly typed field of an intake form can be a name or a birth date.
 fn rejection(status: StatusCode, text: String) -> ApiError {
     match status {
         StatusCode::PAYLOAD_TOO_LARGE => ApiError::new(status, "payload_too_large", "the request body is too large"),
         StatusCode::UNSUPPORTED_MEDIA_TYPE => {
             ApiError::new(status, "unsupported_media_type", "send the body as application/json")
         }
-        _ => ApiError::new(StatusCode::BAD_REQUEST, "invalid_request", without_values(&text)),
+        // A route that reads a parameter its path does not have: ours to fix, not the caller's.
+        s if s.is_server_error() => ApiError::internal(&anyhow::anyhow!("extractor rejection: {text}")),
+        _ => {
+            let (field, reason) = explain(&text);
+            let mut err = ApiError::new(StatusCode::BAD_REQUEST, "invalid_request", format!("{field}: {reason}"));
+            err.detail.fields = vec![FieldError { field, reason }];
+            err
+        }
+    }
+}
+
+/// The prefixes axum puts before a deserializer's message, and what the message is about when it
+/// names no field.
+const REJECTION_PREFIXES: &[(&str, &str)] = &[
+    ("Failed to deserialize the JSON body into the target type", "body"),
+    ("Failed to parse the request body as JSON", "body"),
+    ("Failed to deserialize query string", "query"),
+    ("Failed to deserialize form body", "body"),
+    ("Failed to deserialize form", "query"),
+    ("Invalid URL", "path"),
+    ("Failed to buffer the request body", "body"),
+];
+
+/// `(field, reason)` for an axum rejection's text: `"Failed to deserialize the JSON body into the
+/// target type: routes[0].priority: invalid type: string \"Jane\", expected i32 at line 1 column 60"`
+/// is `("routes[0].priority", "must be an integer")`.
+fn explain(text: &str) -> (String, String) {
+    let (rest, whole) = REJECTION_PREFIXES
+        .iter()
+        .find_map(|(prefix, whole)| {
+            text.strip_prefix(prefix)
+                .map(|rest| (rest.trim_start_matches(':').trim(), *whole))
+        })
+        .unwrap_or((text, "request"));
+    // serde_json ends with the position; it is worth keeping for a syntax error only.
+    let (rest, position) = match rest.rfind(" at line ") {
+        Some(i) if rest[i..].contains(" column ") => (&rest[..i], Some(rest[i + 4..].to_owned())),
+        _ => (rest, None),
+    };
+    // serde_path_to_error puts the path first (`routes[0].priority: …`); a path has no spaces.
+    let (path, message) = match rest.split_once(": ") {
+        Some((path, message)) if !path.is_empty() && !path.contains(' ') && path != "." => (Some(path), message),
+        _ => (None, rest),
+    };
+    if text.starts_with("Failed to parse the request body as JSON") || (whole == "body" && rest.starts_with("EOF")) {
+        let reason = match position {
+            // "line 1 column 9" is "line 1, column 9".
+            Some(at) => format!("is not valid JSON (at {})", at.replace(" column ", ", column ")),
+            None => "is not valid JSON".to_owned(),
+        };
+        return ("body".to_owned(), reason);
+    }
+    let within = |name: &str| match path {
+        Some(p) if !p.ends_with(name) => format!("{p}.{name}"),
+        Some(p) => p.to_owned(),
+        None => name.to_owned(),
+    };
+    let field = || path.map_or_else(|| whole.to_owned(), str::to_owned);
+    if let Some(name) = quoted_after(message, "missing field ") {
+        return (within(&name), "is required".into());
+    }
+    if let Some(name) = quoted_after(message, "unknown field ") {
+        let reason = match message.split_once("expected ") {
+            Some((_, expected)) => format!("is not accepted here; expected {}", unquoted(expected)),
+            None => "is not accepted here".to_owned(),
+        };
+        return (within(&name), reason);
+    }
+    if message.starts_with("unknown variant ") {
+        let expected = message.split_once("expected ").map_or("", |(_, e)| e);
+        return (field(), format!("must be {}", unquoted(expected)));
+    }
+    for kind in ["invalid type: ", "invalid value: ", "invalid length "] {
+        if message.starts_with(kind) {
+            let expected = message.rsplit_once("expected ").map_or("", |(_, e)| e);
+            return (field(), format!("must be {}", plain_type(expected)));
+        }
+    }
+    let reason = match message {
+        m if m.starts_with("data did not match any variant") => "does not match any accepted shape".to_owned(),
+        "invalid digit found in string" | "cannot parse integer from empty string" => "must be an integer".into(),
+        "number too large to fit in target type" | "number too small to fit in target type" => "is out of range".into(),
+        "invalid float literal" => "must be a number".into(),
+        m if m.starts_with("provided string was not `true` or `false`") => "must be true or false".into(),
+        m if m.starts_with("duplicate field ") => "is given more than once".into(),
+        m => without_values(m),
+    };
+    (field(), reason)
+}
+
+/// The first backquoted name after `lead`, e.g. `doseLabel` in "missing field `doseLabel`".
+fn quoted_after(message: &str, lead: &str) -> Option<String> {
+    let rest = message.strip_prefix(lead)?;
+    let rest = rest.strip_prefix('`')?;
+    rest.split_once('`').map(|(name, _)| name.to_owned())
+}
+
+/// A deserializer's list of expectations without its quoting: "`a`, `b`" is "a, b".
+fn unquoted(expected: &str) -> String {
+    expected.replace('`', "")
+}
+
+/// What a deserializer expected, as a person would say it.
+fn plain_type(expected: &str) -> String {
+    let e = expected.trim();
+    match e {
+        "i8" | "i16" | "i32" | "i64" | "isize" => "an integer".into(),
+        "u8" | "u16" | "u32" | "u64" | "usize" => "a non-negative integer".into(),
+        "f32" | "f64" => "a number".into(),
+        "a boolean" => "true or false".into(),
+        "a sequence" => "a list".into(),
+        "a string" | "a borrowed string" | "a character" => "a string".into(),
+        "a map" => "an object".into(),
+        _ if e.starts_with("struct ") || e.starts_with("internally tagged enum") || e.starts_with("enum ") => {
+            "an object".into()
+        }
+        _ if e.starts_with("a tuple") || e.starts_with("an array") => "a list".into(),
+        _ => without_values(&unquoted(e)),
     }
 }
 
@@ -264,19 +381,120 @@ mod tests {
 
     use super::*;
 
-    #[test]
-    fn rejection_messages_keep_field_names_but_drop_values() {
-        let text = "Failed to deserialize the JSON body into the target type: routes[0].priority: invalid type: \
-                    string \"Jane Doe\", expected i32 at line 1 column 60";
-        let cleaned = without_values(text);
-        assert!(!cleaned.contains("Jane"), "{cleaned}");
-        assert!(
-            cleaned.contains("routes[0].priority: invalid type: string (value), expected i32"),
-            "{cleaned}"
+    #[derive(Debug, serde::Deserialize)]
+    #[serde(rename_all = "camelCase", deny_unknown_fields)]
+    #[expect(dead_code, reason = "only deserialized")]
+    struct Route {
+        pharmacy_id: String,
+        priority: i32,
+    }
+
+    #[derive(Debug, serde::Deserialize)]
+    #[serde(rename_all = "camelCase", deny_unknown_fields)]
+    #[expect(dead_code, reason = "only deserialized")]
+    struct Body {
+        routes: Vec<Route>,
+        #[serde(default)]
+        note: String,
+        #[serde(default)]
+        kind: Option<Kind>,
+    }
+
+    #[derive(Debug, serde::Deserialize)]
+    #[serde(rename_all = "lowercase")]
+    enum Kind {
+        Primary,
+        Fallback,
+    }
+
+    /// The answer to a JSON body, as `(message, [(field, reason)])`.
+    fn json(body: &str) -> (String, Vec<(String, String)>) {
+        let err = ApiError::from(axum::Json::<Body>::from_bytes(body.as_bytes()).unwrap_err());
+        assert_eq!(
+            (err.status, err.detail.code.as_str()),
+            (StatusCode::BAD_REQUEST, "invalid_request")
         );
+        let fields = err.detail.fields.into_iter().map(|f| (f.field, f.reason)).collect();
+        (err.detail.message, fields)
+    }
+
+    fn pair(field: &str, reason: &str) -> Vec<(String, String)> {
+        vec![(field.to_owned(), reason.to_owned())]
+    }
+
+    #[test]
+    fn body_rejections_name_the_field_and_why_in_our_words() {
+        let (message, fields) = json(r#"{"routes":[{"pharmacyId":"strive","priority":"Jane Doe 1980-01-01"}]}"#);
+        assert_eq!(message, "routes[0].priority: must be an integer");
+        assert_eq!(fields, pair("routes[0].priority", "must be an integer"));
+
+        assert_eq!(
+            json(r#"{"routes":[{"priority":1}]}"#).1,
+            pair("routes[0].pharmacyId", "is required")
+        );
+        assert_eq!(json(r#"{"note":"x"}"#).1, pair("routes", "is required"));
+        assert_eq!(
+            json(r#"{"routes":[],"updatedBy":"Jane"}"#).1,
+            pair("updatedBy", "is not accepted here; expected one of routes, note, kind")
+        );
+        assert_eq!(
+            json(r#"{"routes":[],"kind":"Jane"}"#).1,
+            pair("kind", "must be primary or fallback")
+        );
+        assert_eq!(json(r#"{"routes":{}}"#).1, pair("routes", "must be a list"));
+        assert_eq!(json("[]").1, pair("body", "must be an object"));
+        assert_eq!(
+            json(r#"{"routes":[],"note":"#).1,
+            pair("body", "is not valid JSON (at line 1, column 20)")
+        );
+        assert_eq!(
+            json("{not json").1,
+            pair("body", "is not valid JSON (at line 1, column 2)")
+        );
+        assert_eq!(json("").1, pair("body", "is not valid JSON (at line 1, column 0)"));
+        for body in [
+            r#"{"routes":[{"pharmacyId":"strive","priority":"Jane Doe 1980-01-01"}]}"#,
+            r#"{"routes":[{"pharmacyId":19800101,"priority":1}]}"#,
+            r#"{"routes":[],"kind":"Jane Doe"}"#,
+        ] {
+            let (message, fields) = json(body);
+            let all = format!("{message} {fields:?}");
+            assert!(!all.contains("Jane") && !all.contains("1980"), "{all}");
+            assert!(!all.contains("deserialize") && !all.contains("target type"), "{all}");
+        }
+    }
+
+    #[test]
+    fn query_rejections_name_the_parameter() {
+        #[derive(Debug, serde::Deserialize)]
+        #[serde(rename_all = "camelCase", deny_unknown_fields)]
+        #[expect(dead_code, reason = "only deserialized")]
+        struct ListQuery {
+            page_size: Option<i32>,
+            page_token: Option<String>,
+        }
+        let query = |q: &str| {
+            let uri: http::Uri = format!("/x?{q}").parse().unwrap();
+            let err = ApiError::from(axum::extract::Query::<ListQuery>::try_from_uri(&uri).unwrap_err());
+            err.detail
+                .fields
+                .into_iter()
+                .map(|f| (f.field, f.reason))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(query("pageSize=ten"), pair("pageSize", "must be an integer"));
+        assert_eq!(query("pageSize=99999999999"), pair("pageSize", "is out of range"));
+        assert_eq!(
+            query("size=1"),
+            pair("size", "is not accepted here; expected pageSize or pageToken")
+        );
+    }
+
+    #[test]
+    fn values_are_dropped_from_what_is_passed_on_as_is() {
+        assert!(!without_values("invalid value: integer `19800101`, expected u8").contains("1980"));
         let text = "unknown field `updatedBy`, expected one of `excluded`, `routes`, `note`";
         assert_eq!(without_values(text), text);
-        assert!(!without_values("invalid value: integer `19800101`, expected u8").contains("1980"));
     }
 
     #[test]

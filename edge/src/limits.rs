@@ -90,6 +90,14 @@ pub fn budget(method: &Method, route: &str) -> Option<i64> {
         .map(|(_, _, n)| *n)
 }
 
+/// Whether a route can answer 429: it has a request budget or a failure budget.
+pub fn is_limited(method: &Method, route: &str) -> bool {
+    budget(method, route).is_some()
+        || FAILURE_BUDGETS
+            .iter()
+            .any(|f| f.routes.iter().any(|(m, r)| m == method && *r == route))
+}
+
 /// The client a request comes from: with `hops` trusted proxies in front, the address the
 /// outermost one recorded in `X-Forwarded-For` (the `hops`-th entry from the right); without,
 /// the peer itself.
@@ -255,5 +263,7 @@ mod tests {
         );
         assert_eq!(budget(&Method::POST, "/api/patient/auth/send-code"), Some(5));
         assert_eq!(budget(&Method::GET, "/api/admin/orders"), None);
+        assert!(is_limited(&Method::POST, "/api/webhooks/pharmacy/{pharmacy}"));
+        assert!(!is_limited(&Method::GET, "/api/admin/orders"));
     }
 }

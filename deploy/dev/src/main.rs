@@ -39,6 +39,10 @@ struct Cli {
     /// Browser origins allowed to call the edge, comma-separated.
     #[arg(long, env = "CORS_ALLOWED_ORIGINS", value_delimiter = ',', default_value = "")]
     cors_allowed_origins: Vec<String>,
+    /// The edge's `RATE_LIMIT_MULTIPLIER`: every public route's budget per client per minute is
+    /// multiplied by it. Raise it for a fuzzer or a load test that calls the public routes in bursts.
+    #[arg(long, env = "ERA_DEV_RATE_LIMIT_MULTIPLIER", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    rate_limit_multiplier: u32,
     #[command(flatten)]
     logging: LoggingConfig,
 }
@@ -97,6 +101,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         PortChoice::Any => Ports::ANY,
     };
     options.cors_allowed_origins = cli.cors_allowed_origins.clone();
+    options.rate_limit_multiplier = cli.rate_limit_multiplier;
     let tls_dir = cli.dir.join("tls");
     options
         .ca

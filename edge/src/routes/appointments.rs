@@ -124,6 +124,7 @@ pub struct Availability {
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct AvailabilityQuery {
     /// The patient (admins: required; patients: their own, may be left out).
@@ -139,6 +140,7 @@ pub struct AvailabilityQuery {
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct AppointmentQuery {
     pub patient_id: Option<String>,

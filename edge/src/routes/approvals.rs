@@ -159,21 +159,95 @@ pub struct DenyRequest {
 
 /// The Canvas plugin's form: the task, the action, and that action's fields as its own route takes
 /// them (`doseLabel`, … to approve; `reason`, … to deny).
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct TaskActionRequest {
     #[serde(default)]
-    #[schema(required = true)]
     pub task_id: String,
     #[serde(flatten)]
     pub action: TaskAction,
 }
 
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Debug, Deserialize)]
 #[serde(tag = "action", rename_all = "lowercase")]
 pub enum TaskAction {
     Approve(ApproveRequest),
     Deny(DenyRequest),
+}
+
+/// Its schema is written out rather than derived: one object per action, each the fields of that
+/// action's own route plus `taskId` and `action`, and nothing else (an approval field on a denial
+/// is refused, as on `…/deny`). A derived `allOf` of the flattened parts could never be satisfied,
+/// since each part refuses the other's fields.
+impl utoipa::PartialSchema for TaskActionRequest {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::{
+            schema::{ObjectBuilder, OneOfBuilder, Schema, Type},
+            RefOr,
+        };
+        let variant = |action: &str, fields: RefOr<Schema>| {
+            let mut object = match fields {
+                RefOr::T(Schema::Object(object)) => object,
+                _ => Default::default(),
+            };
+            object.properties.insert(
+                "taskId".into(),
+                ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .description(Some("Canvas task id"))
+                    .into(),
+            );
+            object.properties.insert(
+                "action".into(),
+                ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .enum_values(Some([action]))
+                    .into(),
+            );
+            for field in ["action", "taskId"] {
+                if !object.required.iter().any(|r| r == field) {
+                    object.required.insert(0, field.into());
+                }
+            }
+            object.title = Some(format!("{action} a task"));
+            Schema::Object(object)
+        };
+        OneOfBuilder::new()
+            .item(variant("approve", <ApproveRequest as utoipa::PartialSchema>::schema()))
+            .item(variant("deny", <DenyRequest as utoipa::PartialSchema>::schema()))
+            .description(Some(
+                "`{\"taskId\", \"action\": \"approve\", \"doseLabel\", …}` or `{\"taskId\", \"action\": \"deny\", \"reason\", …}`",
+            ))
+            .into()
+    }
+}
+
+impl ToSchema for TaskActionRequest {}
+
+/// What `/api/task-action` answers with 200: an approval's result, or a denial's run.
+pub struct TaskActionResult;
+
+impl utoipa::PartialSchema for TaskActionResult {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::{schema::AnyOfBuilder, Ref};
+        // anyOf, not oneOf: an approval's answer (`run`, `existing`) is also a valid `RunResult`.
+        AnyOfBuilder::new()
+            .item(Ref::from_schema_name("ApprovalResult"))
+            .item(Ref::from_schema_name("RunResult"))
+            .into()
+    }
+}
+
+impl ToSchema for TaskActionResult {
+    fn schemas(schemas: &mut Vec<(String, utoipa::openapi::RefOr<utoipa::openapi::schema::Schema>)>) {
+        schemas.push((
+            "ApprovalResult".into(),
+            <ApprovalResult as utoipa::PartialSchema>::schema(),
+        ));
+        <ApprovalResult as ToSchema>::schemas(schemas);
+        schemas.push(("RunResult".into(), <RunResult as utoipa::PartialSchema>::schema()));
+        <RunResult as ToSchema>::schemas(schemas);
+    }
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -381,14 +455,15 @@ pub async fn deny_task(
     params(("Idempotency-Key" = Option<String>, Header, description = "approvals: repeats return the first run")),
     request_body = TaskActionRequest,
     responses(
-        (status = 200, description = "an approval whose run ended (`ApprovalResult`), or a denial (`RunResult`)", body = ApprovalResult),
-        (status = 202, description = "an approval under way; poll `Location`", body = ApprovalResult),
-        (status = 400, body = ErrorBody),
+        (status = 200, description = "an approval whose run ended (`ApprovalResult`), or a denial (`RunResult`)", body = TaskActionResult),
+        (status = 202, description = "an approval under way; poll `Location`", body = ApprovalResult,
+            headers(("Location" = String, description = "/api/rx-queue/runs/{id}"))),
+        (status = 400, description = "`fields` names every bad field", body = ErrorBody),
         (status = 401, body = ErrorBody),
         (status = 403, body = ErrorBody),
-        (status = 404, body = ErrorBody),
-        (status = 409, body = ErrorBody),
-        (status = 422, body = ErrorBody),
+        (status = 404, description = "no such task", body = ErrorBody),
+        (status = 409, description = "the task changed or is being approved; retry", body = ErrorBody),
+        (status = 422, description = "the task cannot take that action (e.g. already approved or denied); the reason is the code", body = ErrorBody),
     )
 )]
 pub async fn task_action(
@@ -436,6 +511,7 @@ pub async fn orchestration_run(
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RunQuery {
     /// Only this Canvas task's runs.

@@ -37,6 +37,7 @@ fn plugin_subject(staff_id: &str) -> Result<String, ApiError> {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CanvasLogin {
     /// Canvas staff id (letters, digits, `-`, `_`; at most 64).
+    #[schema(pattern = "^[A-Za-z0-9_-]{1,64}$")]
     pub staff_id: String,
 }
 
@@ -107,7 +108,7 @@ pub async fn logout(State(state): State<AppState>, AdminSession(claims): AdminSe
 #[utoipa::path(
     delete, path = "/api/admin/plugin-sessions/{staffId}", tag = "auth",
     security(("admin_secret" = [])),
-    params(("staffId" = String, Path, description = "the Canvas staff id the sessions were issued for")),
+    params(("staffId" = String, Path, description = "the Canvas staff id the sessions were issued for", pattern = "^[A-Za-z0-9_-]{1,64}$")),
     responses(
         (status = 204, description = "every session issued for them until now is refused from now on"),
         (status = 400, body = ErrorBody),

@@ -90,6 +90,7 @@ impl From<pb::PharmacyOrder> for PharmacyOrderView {
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct PharmacyOrderQuery {
     /// Only this Canvas patient's orders.
@@ -214,6 +215,7 @@ impl From<pb::SyncLog> for SyncLogView {
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct SyncLogQuery {
     pub patient_id: Option<String>,

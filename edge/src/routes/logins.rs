@@ -8,7 +8,10 @@
 
 use axum::{
     body::Bytes,
-    extract::{rejection::BytesRejection, Path, Query, State},
+    extract::{
+        rejection::{BytesRejection, QueryRejection},
+        Path, Query, State,
+    },
     http::{header, HeaderMap, StatusCode},
     response::{Html, IntoResponse, Response},
     routing::{delete, get, post},
@@ -48,14 +51,17 @@ fn edge() -> Caller {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct EmailRequest {
+    #[schema(format = Email, max_length = 254)]
     pub email: String,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CodeRequest {
+    #[schema(format = Email, max_length = 254)]
     pub email: String,
     /// Six digits.
+    #[schema(pattern = "^[0-9]{6}$")]
     pub code: String,
 }
 
@@ -240,6 +246,7 @@ pub async fn magic_link_send(
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct LinkQuery {
     pub token: Option<String>,
 }
@@ -254,13 +261,19 @@ pub struct LinkQuery {
         (status = 200, description = "an HTML page asking to confirm", content_type = "text/html"),
         (status = 404, description = "an HTML page: not a sign-in link", content_type = "text/html"),
         (status = 410, description = "an HTML page: the link was used or has expired", content_type = "text/html"),
-        (status = 503, description = "an HTML page: sign-in is unavailable, or no admin portal is configured", content_type = "text/html"),
+        (status = 503, description = "an HTML page: sign-in is unavailable, or no admin portal is configured \
+            (an overloaded edge answers with the error body)",
+            content((String = "text/html"), (ErrorBody = "application/json"))),
     )
 )]
-pub async fn magic_link_page(State(state): State<AppState>, Query(q): Query<LinkQuery>) -> Response {
+pub async fn magic_link_page(
+    State(state): State<AppState>,
+    query: Result<Query<LinkQuery>, QueryRejection>,
+) -> Response {
+    // A query that cannot be read (a repeated `token`) holds no link: the page says so, in HTML.
+    let token = query.ok().and_then(|Query(q)| q.token);
     // Only a token's own characters reach the page, so nothing in it can be markup.
-    let token: String = q
-        .token
+    let token: String = token
         .unwrap_or_default()
         .chars()
         .filter(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_')
@@ -368,8 +381,12 @@ pub struct ConsumeRequest {
     responses(
         (status = 200, description = "a JSON post: the session", body = SessionToken),
         (status = 303, description = "a form post: on to `ADMIN_PORTAL_URL#handoff=<code>`"),
-        (status = 401, description = "`invalid_link`: unknown, expired or used (an HTML page for a form post)", body = ErrorBody),
-        (status = 503, description = "a form post with no `ADMIN_PORTAL_URL` (an HTML page; the link is not used)", content_type = "text/html"),
+        (status = 400, description = "`token` is missing: a JSON post gets the error body, a form post too", body = ErrorBody),
+        (status = 401, description = "`invalid_link`: unknown, expired or used (a JSON post); a form post gets an HTML page saying so",
+            content((ErrorBody = "application/json"), (String = "text/html"))),
+        (status = 503, description = "a form post with no `ADMIN_PORTAL_URL`, or sign-in unavailable: an HTML page (the link is not used); \
+            a JSON post, or an overloaded edge: the error body",
+            content((ErrorBody = "application/json"), (String = "text/html"))),
     )
 )]
 pub async fn magic_link_consume(
@@ -442,6 +459,7 @@ pub async fn magic_link_consume(
 #[serde(deny_unknown_fields)]
 pub struct HandoffRequest {
     /// The `handoff` value from the admin portal's URL fragment.
+    #[schema(pattern = "^[0-9A-Fa-f]{1,128}$")]
     pub code: String,
 }
 
@@ -612,7 +630,7 @@ pub async fn add_admin(
 #[utoipa::path(
     delete, path = "/api/admin/admin-users/{email}", tag = "auth",
     security(("admin_secret" = [])),
-    params(("email" = String, Path)),
+    params(("email" = String, Path, format = Email, max_length = 254)),
     responses((status = 204, description = "removed"), (status = 404, body = ErrorBody), (status = 403, body = ErrorBody))
 )]
 pub async fn remove_admin(

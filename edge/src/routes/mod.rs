@@ -59,6 +59,7 @@ pub fn router(state: AppState) -> Router {
                 "this route does not take that method",
             )
         })
+        .layer(middleware::from_fn(refuse_nul))
         .layer(middleware::from_fn_with_state(state.clone(), crate::limits::limit))
         .layer(middleware::from_fn_with_state(state.clone(), crate::metrics::track))
         .layer(DefaultBodyLimit::max(body_limit))
@@ -176,25 +177,145 @@ pub(crate) fn idempotency_key(headers: &HeaderMap) -> Result<String, ApiError> {
     }
 }
 
-/// A JSON body whose rejections use the API's error body.
+/// A JSON body whose rejections use the API's error body. Besides what axum's `Json` checks (the
+/// content type, the size, the shape), no text in it may hold a NUL character: no database the
+/// services write to can store one, and it is never part of a real name, note or id.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct ApiJson<T>(pub T);
 
 impl<T, S> axum::extract::FromRequest<S> for ApiJson<T>
 where
-    axum::Json<T>: axum::extract::FromRequest<S, Rejection = axum::extract::rejection::JsonRejection>,
+    T: serde::de::DeserializeOwned,
     S: Send + Sync,
 {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
-        let axum::Json(value) = axum::Json::<T>::from_request(req, state).await?;
+        if !json_content_type(req.headers()) {
+            return Err(ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                "send the body as application/json",
+            ));
+        }
+        let bytes = axum::body::Bytes::from_request(req, state).await?;
+        let axum::Json(value) = axum::Json::<T>::from_bytes(&bytes)?;
+        if let Some(field) = nul_in_json(&bytes) {
+            return Err(ApiError::field(&field, "must not contain a NUL character"));
+        }
         Ok(Self(value))
+    }
+}
+
+/// `application/json`, or any `application/…+json`, as axum's `Json` takes.
+fn json_content_type(headers: &HeaderMap) -> bool {
+    let Some(value) = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()) else {
+        return false;
+    };
+    let essence = value.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
+    essence
+        .strip_prefix("application/")
+        .is_some_and(|subtype| subtype == "json" || subtype.ends_with("+json"))
+}
+
+/// The field (`routes[0].note`, or `body`) of the first text in a JSON document that holds a NUL
+/// character (`\u0000`), if any does.
+fn nul_in_json(bytes: &[u8]) -> Option<String> {
+    fn find(value: &serde_json::Value, path: &str) -> Option<String> {
+        let here = || {
+            if path.is_empty() {
+                "body".to_owned()
+            } else {
+                path.to_owned()
+            }
+        };
+        match value {
+            serde_json::Value::String(s) => s.contains('\0').then(here),
+            serde_json::Value::Array(items) => items
+                .iter()
+                .enumerate()
+                .find_map(|(i, v)| find(v, &format!("{path}[{i}]"))),
+            serde_json::Value::Object(map) => map.iter().find_map(|(k, v)| {
+                let field = if path.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{path}.{k}")
+                };
+                if k.contains('\0') {
+                    return Some(here());
+                }
+                find(v, &field)
+            }),
+            _ => None,
+        }
+    }
+    // The escape is the only way a NUL can be in JSON text; most bodies are spared the second parse.
+    if !bytes.windows(6).any(|w| w == b"\\u0000") {
+        return None;
+    }
+    let value: serde_json::Value = serde_json::from_slice(bytes).ok()?;
+    find(&value, "")
+}
+
+/// Refuses a query string or path that holds a NUL character (`%00`): no database the services
+/// write to can store one, so it would otherwise fail deep inside a service as an internal error.
+async fn refuse_nul(req: Request, next: Next) -> Response {
+    let nul = |s: &str| s.as_bytes().windows(3).any(|w| w.eq_ignore_ascii_case(b"%00"));
+    let uri = req.uri();
+    let bad = match uri.query() {
+        // The parameter it is in, when the query reads as pairs.
+        Some(query) if nul(query) => Some(
+            serde_urlencoded::from_str::<Vec<(String, String)>>(query)
+                .ok()
+                .and_then(|pairs| pairs.into_iter().find(|(k, v)| v.contains('\0') || k.contains('\0')))
+                .map_or_else(|| "query".to_owned(), |(k, _)| k.replace('\0', "")),
+        ),
+        _ if nul(uri.path()) => Some("path".to_owned()),
+        _ => None,
+    };
+    match bad {
+        Some(field) => ApiError::field(&field, "must not contain a NUL character (%00)").into_response(),
+        None => next.run(req).await,
     }
 }
 
 impl<T: serde::Serialize> IntoResponse for ApiJson<T> {
     fn into_response(self) -> Response {
         axum::Json(self.0).into_response()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_nul_in_any_text_of_a_body_is_found_with_its_field() {
+        let find = |body: &str| nul_in_json(body.as_bytes());
+        assert_eq!(find(r#"{"routes":[{"note":"a"}]}"#), None);
+        assert_eq!(
+            find(r#"{"routes":[{"note":"a\u0000b"}]}"#).as_deref(),
+            Some("routes[0].note")
+        );
+        assert_eq!(find(r#""\u0000""#).as_deref(), Some("body"));
+        assert_eq!(find(r#"{"a\u0000":1}"#).as_deref(), Some("body"));
+        // An escaped backslash before `u0000` is text, not a NUL.
+        assert_eq!(find(r#"{"note":"\\u0000"}"#), None);
+    }
+
+    #[test]
+    fn json_content_types_are_axums() {
+        let with = |v: &'static str| {
+            let mut h = HeaderMap::new();
+            h.insert(header::CONTENT_TYPE, HeaderValue::from_static(v));
+            json_content_type(&h)
+        };
+        assert!(with("application/json"));
+        assert!(with("application/json; charset=utf-8"));
+        assert!(with("Application/JSON;charset=utf-8"));
+        assert!(with("application/cloudevents+json"));
+        assert!(!with("text/json"));
+        assert!(!with("application/x-www-form-urlencoded"));
+        assert!(!json_content_type(&HeaderMap::new()));
     }
 }

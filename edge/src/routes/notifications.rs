@@ -73,6 +73,7 @@ impl From<pb::PatientNotification> for NotificationView {
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct NotificationQuery {
     #[serde(default)]
@@ -201,6 +202,7 @@ impl From<pb::OutboxMessage> for OutboxMessageView {
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct OutboxQuery {
     /// pending, sending, sent, dead_lettered, cancelled or skipped.
@@ -441,6 +443,7 @@ impl From<pb::ConversationMessage> for ConversationMessageView {
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ConversationQuery {
     /// open or closed.

@@ -43,6 +43,7 @@ pub(super) fn router() -> Router<AppState> {
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct PatientQuery {
     /// Free text: an email, a date of birth (`YYYY-MM-DD`) or a name.
@@ -157,6 +158,7 @@ pub async fn patient_detail(
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ListQuery {
     pub page_size: Option<i32>,

@@ -332,6 +332,7 @@ pub async fn refund(
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct OrdersQuery {
     pub canvas_patient_id: Option<String>,
@@ -611,7 +612,7 @@ pub struct PatientPayments {
 #[utoipa::path(
     get, path = "/api/admin/patients/{id}/payments", tag = "payments",
     security(("admin_secret" = []), ("admin_jwt" = [])),
-    params(("id" = String, Path, description = "Canvas patient id")),
+    params(("id" = String, Path, description = "Canvas patient id"), super::patients::ListQuery),
     responses((status = 200, body = PatientPayments), (status = 400, body = ErrorBody))
 )]
 pub async fn patient_payments(

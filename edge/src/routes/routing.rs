@@ -186,6 +186,7 @@ pub async fn routing_matrix(
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct DecideQuery {
     /// A medication id from `/api/admin/medications`; routes to a pharmacy that fills it.
@@ -208,7 +209,7 @@ pub struct RouteDecision {
 #[utoipa::path(
     get, path = "/api/admin/routing/{state}", tag = "routing",
     security(("admin_secret" = []), ("admin_jwt" = [])),
-    params(("state" = String, Path, description = "USPS code of a state or DC; case-insensitive"), DecideQuery),
+    params(("state" = String, Path, description = "USPS code of a state or DC; case-insensitive", pattern = "^[A-Za-z]{2}$"), DecideQuery),
     responses(
         (status = 200, body = RouteDecision),
         (status = 400, description = "unknown code, territory or medication; `fields` names which", body = ErrorBody),
@@ -278,7 +279,7 @@ pub struct UpdatedStateRouting {
 #[utoipa::path(
     put, path = "/api/admin/routing/{state}", tag = "routing",
     security(("admin_secret" = []), ("admin_jwt" = [])),
-    params(("state" = String, Path, description = "USPS code of a state or DC")),
+    params(("state" = String, Path, description = "USPS code of a state or DC; case-insensitive", pattern = "^[A-Za-z]{2}$")),
     request_body = UpdateStateRouting,
     responses(
         (status = 200, body = UpdatedStateRouting),
@@ -326,6 +327,7 @@ pub async fn update_state_routing(
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct AuditQuery {
     pub state: Option<String>,

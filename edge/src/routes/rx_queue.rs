@@ -30,6 +30,7 @@ pub(super) fn router() -> Router<AppState> {
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct TaskQuery {
     /// Only tasks assigned to this Canvas practitioner.
@@ -128,6 +129,7 @@ pub async fn get_task(
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct PractitionerQuery {
     /// Also staff who cannot be scheduled (Canvas hides them by default).

@@ -148,6 +148,8 @@ pub struct WebhookAck {
 /// payments stores the raw event and processes each event id once.
 #[utoipa::path(
     post, path = "/api/webhooks/stripe", tag = "webhooks",
+    params(("Stripe-Signature" = String, Header, description = "`t=<unix>,v1=<hex HMAC-SHA256(secret, \"<t>.<body>\")>`, as Stripe signs")),
+    request_body(content = Object, description = "a Stripe event, as Stripe sends it"),
     responses(
         (status = 200, body = WebhookAck),
         (status = 400, description = "`invalid_signature` or not a Stripe event", body = ErrorBody),
