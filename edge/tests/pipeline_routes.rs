@@ -42,9 +42,6 @@ async fn fixture(pharmacy_secret: Option<&str>) -> Fixture {
         webhooks.boothwyn = Some(SecretString::from(BOOTHWYN_SECRET));
         webhooks.strive = Some(SecretString::from(STRIVE_SECRET));
     }
-    // These tests send more bad signatures in a minute than one client may (the e2e suite's limits.rs
-    // covers that budget); here every refusal must be the verifier's own.
-    config.rate_limit_multiplier = 100;
     config.validate().unwrap();
     let admin_secret = config.auth.admin_secret.expose_secret().to_owned();
     let state = AppState::new(config, db.pool.clone()).await.unwrap();

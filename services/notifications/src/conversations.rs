@@ -23,7 +23,7 @@ impl From<HubError> for Error {
         match e {
             HubError::NotFound => Error::not_found("conversation", "in HubSpot"),
             HubError::Unavailable(why) | HubError::Uncertain(why) => Error::Unavailable("HUBSPOT_UNAVAILABLE", why),
-            HubError::Refused(why) => Error::Internal(anyhow::anyhow!(why)),
+            HubError::Refused(_, why) => Error::Internal(anyhow::anyhow!(why)),
         }
     }
 }
@@ -55,6 +55,18 @@ fn cursor(page: Option<&era_proto::common::v1::PageRequest>) -> Result<Option<St
         return Err(Error::field("page.page_token", "is not a token this list issued"));
     }
     Ok(Some(token.to_owned()))
+}
+
+/// A page read with a cursor: HubSpot refusing it with a 400 means the cursor is not one it issued
+/// (a made-up or stale token), which is the caller's to fix, not an error of ours.
+async fn page(app: &App, path: &str, query: &[(&str, String)]) -> Result<Value> {
+    let with_cursor = query.iter().any(|(k, _)| *k == "after");
+    match app.hubspot.get(path, query).await {
+        Err(HubError::Refused(400, _)) if with_cursor => {
+            Err(Error::field("page.page_token", "is not a token this list issued"))
+        }
+        answer => Ok(answer?),
+    }
 }
 
 fn next_token(body: &Value) -> String {
@@ -131,7 +143,7 @@ pub(crate) async fn list(app: &App, req: &pb::ListConversationsRequest) -> Resul
     if !req.inbox_id.is_empty() {
         query.push(("inboxId", thread_id("inbox_id", &req.inbox_id)?));
     }
-    let body = app.hubspot.get("/threads", &query).await?;
+    let body = page(app, "/threads", &query).await?;
     Ok(pb::ListConversationsResponse {
         conversations: body["results"]
             .as_array()
@@ -162,7 +174,7 @@ pub(crate) async fn messages(
     if let Some(after) = cursor(req.page.as_ref())? {
         query.push(("after", after));
     }
-    let body = app.hubspot.get(&format!("/threads/{id}/messages"), &query).await?;
+    let body = page(app, &format!("/threads/{id}/messages"), &query).await?;
     Ok(pb::ListConversationMessagesResponse {
         messages: body["results"].as_array().into_iter().flatten().map(message).collect(),
         page: Some(era_proto::common::v1::PageResponse {
@@ -353,7 +365,7 @@ pub(crate) async fn reply(
             })
         }
         // Certainly not posted: the next attempt need not look first.
-        Err(e @ (HubError::Unavailable(_) | HubError::Refused(_) | HubError::NotFound)) => {
+        Err(e @ (HubError::Unavailable(_) | HubError::Refused(..) | HubError::NotFound)) => {
             app.store.reply_not_posted(key).await?;
             Err(e.into())
         }

@@ -164,3 +164,22 @@ async fn admins_read_the_inbox_and_reply_once_per_key() {
     let patient = mesh.patient_tokens().issue("someone").token;
     assert_eq!(mesh.get("/api/admin/conversations", Some(&patient)).await.status(), 403);
 }
+
+#[tokio::test]
+async fn a_page_token_hubspot_never_issued_is_the_callers_mistake() {
+    // Well formed for us, but not a cursor HubSpot could have issued: it refuses it with a 400.
+    let mesh = TestMesh::start().await;
+    let secret = mesh.admin_secret();
+    let threads = get(&mesh, "/api/admin/conversations").await;
+    let thread = threads["items"][0]["id"].as_str().expect("a seeded thread").to_owned();
+    for path in [
+        "/api/admin/conversations?pageToken=_w".to_owned(),
+        format!("/api/admin/conversations/{thread}/messages?pageToken=_w"),
+    ] {
+        let path = path.as_str();
+        let resp = mesh.get(path, Some(&secret)).await;
+        assert_eq!(resp.status(), 400, "{path}");
+        let body: serde_json::Value = resp.json().await.unwrap();
+        assert_eq!(body["error"]["code"], "invalid_argument", "{path}: {body}");
+    }
+}

@@ -35,8 +35,8 @@ pub(crate) enum HubError {
     Unavailable(String),
     /// The request went out and no answer came back: it may have been done.
     Uncertain(String),
-    /// HubSpot refused the request (a 400 or 401/403, our configuration's fault).
-    Refused(String),
+    /// HubSpot refused the request (its status: a 400, or 401/403, our configuration's fault).
+    Refused(u16, String),
 }
 
 const READ_ATTEMPTS: u32 = 3;
@@ -125,9 +125,10 @@ async fn classify(resp: reqwest::Response) -> Result<Value, HubError> {
         s if s >= 500 => Err(HubError::Unavailable(format!("hubspot: server error {s}"))),
         s => {
             let category = body["category"].as_str().unwrap_or("unknown");
-            Err(HubError::Refused(format!(
-                "hubspot refused the request ({s} {category})"
-            )))
+            Err(HubError::Refused(
+                s,
+                format!("hubspot refused the request ({s} {category})"),
+            ))
         }
     }
 }
