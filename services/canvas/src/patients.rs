@@ -524,7 +524,13 @@ pub(crate) async fn submit_intake(app: &App, mut req: pb::SubmitIntakeRequest) -
         Some((questionnaire, response_items(&q, &submission.answers)?))
     };
 
-    let mut lock = app.store.lock_key(&key).await?;
+    // One lock per person, not per submission: it serialises repeats of this submission and the
+    // same person's other intakes alike (so the second sees the chart the first made), and each call
+    // holds one connection while it waits.
+    let mut lock = app
+        .store
+        .lock_key(&format!("person:{}", app.store.email_index(&demographics.email)))
+        .await?;
     let mut progress = app.store.submission(&req.submission_id, &mac).await?;
     if progress.completed {
         return Ok(done(&progress, true));
@@ -543,34 +549,26 @@ pub(crate) async fn submit_intake(app: &App, mut req: pb::SubmitIntakeRequest) -
         None => {
             let id = match find_by_identifier(app, &key).await? {
                 Some(id) => id,
-                None => {
-                    // One person's intakes arriving together are matched one at a time, so the
-                    // second sees the chart the first made.
-                    let _person = app
-                        .store
-                        .lock_key(&format!("person:{}", app.store.email_index(&demographics.email)))
-                        .await?;
-                    match identity::match_intake(app, &demographics).await? {
-                        identity::Match::Existing(id) => {
-                            tracing::info!("intake matched an existing chart");
-                            id
-                        }
-                        identity::Match::Review { reason, candidates } => {
-                            let review = app
-                                .store
-                                .hold_for_review(&req.submission_id, reason, &candidates, &req)
-                                .await?;
-                            tracing::info!(reason, candidates = candidates.len(), "intake held for identity review");
-                            return Ok(held(review));
-                        }
-                        identity::Match::New => {
-                            lock.check().await?;
-                            app.fhir
-                                .create("Patient", &convert::patient_resource(&demographics, Some(&key)))
-                                .await?
-                        }
+                None => match identity::match_intake(app, &demographics).await? {
+                    identity::Match::Existing(id) => {
+                        tracing::info!("intake matched an existing chart");
+                        id
                     }
-                }
+                    identity::Match::Review { reason, candidates } => {
+                        let review = app
+                            .store
+                            .hold_for_review(&req.submission_id, reason, &candidates, &req)
+                            .await?;
+                        tracing::info!(reason, candidates = candidates.len(), "intake held for identity review");
+                        return Ok(held(review));
+                    }
+                    identity::Match::New => {
+                        lock.check().await?;
+                        app.fhir
+                            .create("Patient", &convert::patient_resource(&demographics, Some(&key)))
+                            .await?
+                    }
+                },
             };
             progress.canvas_patient_id = Some(id.clone());
             app.store.save_submission(&req.submission_id, &progress).await?;
@@ -873,7 +871,11 @@ pub(crate) async fn resolve_identity_review(
         }
         Some(pb::resolve_identity_review_request::Decision::CreateNewPatient(true)) => {
             let key = format!("intake:{}", review.submission_id);
-            let _lock = app.store.lock_key(&key).await?;
+            // Released before the intake is completed below, which takes the same lock.
+            let _person = app
+                .store
+                .lock_key(&format!("person:{}", app.store.email_index(&demographics.email)))
+                .await?;
             match find_by_identifier(app, &key).await? {
                 Some(id) => id,
                 None => {
