@@ -21,14 +21,13 @@ command -v schemathesis >/dev/null || pip install -q schemathesis
 python3 -c 'import openapi_spec_validator' 2>/dev/null || pip install -q openapi-spec-validator
 command -v schemathesis >/dev/null || { echo "schemathesis is not on PATH after pip install schemathesis" >&2; exit 1; }
 
+source deploy/scripts/era-dev.sh
 work=$(mktemp -d)
 prefix="fuzz_$$"
-ERA_DEV_PORTS=any ERA_DEV_DIR="$work/era" ERA_DEV_DATABASE_PREFIX="$prefix" ERA_DEV_RATE_LIMIT_MULTIPLIER=1000 \
-  "${CARGO_TARGET_DIR:-target}/debug/era-dev" >"$work/era-dev.log" 2>&1 &
-dev=$!
+era_dev_pid=
 cleanup() {
-  kill "$dev" 2>/dev/null || true
-  wait "$dev" 2>/dev/null || true
+  kill "$era_dev_pid" 2>/dev/null || true
+  wait "$era_dev_pid" 2>/dev/null || true
   # The databases were for this run only.
   for db in $(psql "$DATABASE_URL" -Atc "select datname from pg_database where datname like '${prefix}\_%'" 2>/dev/null); do
     psql "$DATABASE_URL" -qc "drop database if exists \"$db\" with (force)" >/dev/null 2>&1 || true
@@ -36,15 +35,8 @@ cleanup() {
   rm -rf "$work"
 }
 trap cleanup EXIT
-
-for _ in $(seq 1 300); do
-  grep -q "era-dev ready" "$work/era-dev.log" && break
-  kill -0 "$dev" 2>/dev/null || { cat "$work/era-dev.log"; echo "era-dev exited before it was ready" >&2; exit 1; }
-  sleep 0.2
-done
-grep -q "era-dev ready" "$work/era-dev.log" || { cat "$work/era-dev.log"; echo "era-dev not ready in 60 s" >&2; exit 1; }
-edge=$(awk '$1 == "edge" { print $2; exit }' "$work/era-dev.log")
-[ -n "$edge" ] || { cat "$work/era-dev.log"; echo "era-dev printed no address for the edge" >&2; exit 1; }
+start_era_dev "$work/era-dev.log" ERA_DEV_DIR="$work/era" ERA_DEV_DATABASE_PREFIX="$prefix" ERA_DEV_RATE_LIMIT_MULTIPLIER=1000
+edge=$(printed "$work/era-dev.log" edge)
 
 curl -fsS "$edge/openapi.json" -o "$work/openapi.json"
 python3 - "$work/openapi.json" <<'PY'
@@ -73,7 +65,7 @@ fuzz() {
       --output-sanitize false \
       "$@" >"$work/$name.log" 2>&1); then
     cat "$work/$name.log"
-    if ! kill -0 "$dev" 2>/dev/null; then
+    if ! kill -0 "$era_dev_pid" 2>/dev/null; then
       tail -n 40 "$work/era-dev.log"
       echo "era-dev stopped during the run" >&2
       exit 1

@@ -11,23 +11,16 @@ cd "$(dirname "$0")/../.."
 : "${DATABASE_URL:=postgres://postgres@127.0.0.1:5432/postgres}"
 export DATABASE_URL
 export ADMIN_SECRET="${ADMIN_SECRET:-smoke-$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')}"
+source deploy/scripts/era-dev.sh
 log=$(mktemp)
-ERA_DEV_PORTS=any "${CARGO_TARGET_DIR:-target}/debug/era-dev" >"$log" 2>&1 &
-dev=$!
-trap 'kill "$dev" 2>/dev/null || true; wait "$dev" 2>/dev/null || true; rm -f "$log"' EXIT
+era_dev_pid=
+trap 'kill "$era_dev_pid" 2>/dev/null || true; wait "$era_dev_pid" 2>/dev/null || true; rm -f "$log"' EXIT
+start_era_dev "$log"
 
-for _ in $(seq 1 300); do
-  grep -q "era-dev ready" "$log" && break
-  kill -0 "$dev" 2>/dev/null || { cat "$log"; echo "era-dev exited before it was ready" >&2; exit 1; }
-  sleep 0.2
-done
-grep -q "era-dev ready" "$log" || { cat "$log"; echo "era-dev not ready in 60 s" >&2; exit 1; }
-
-# era-dev prints one line per component: its name, then its URL.
+# A component's address without its scheme, as grpcurl and curl take it here.
 address_of() {
   local url
-  url=$(awk -v name="$1" '$1 == name { print $2; exit }' "$log")
-  [ -n "$url" ] || { cat "$log"; echo "era-dev printed no address for $1" >&2; exit 1; }
+  url=$(printed "$log" "$1")
   url=${url#https://}
   echo "${url#http://}"
 }
