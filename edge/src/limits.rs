@@ -75,6 +75,7 @@ const FAILURE_BUDGETS: &[FailureBudget] = &[
             (Method::POST, "/api/auth/canvas"),
             (Method::POST, "/api/webhooks/stripe"),
             (Method::POST, "/api/webhooks/pharmacy/{pharmacy}"),
+            (Method::POST, "/api/webhooks/canvas/patient-created"),
         ],
         failed: |s| s == StatusCode::UNAUTHORIZED || s == StatusCode::BAD_REQUEST,
         budgets: &[("bad-signature", 10, WINDOW_SECS, true)],

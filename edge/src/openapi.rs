@@ -21,6 +21,7 @@ use crate::{error, limits, routes};
     paths(
         routes::canvas_login,
         routes::logout,
+        routes::patient_created,
         routes::identity_reviews,
         routes::resolve_identity_review,
         routes::end_plugin_sessions,

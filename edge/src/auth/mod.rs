@@ -11,7 +11,7 @@ mod revocation;
 use axum::{
     body::Bytes,
     extract::{FromRequest, FromRequestParts, Request},
-    http::request::Parts,
+    http::{request::Parts, HeaderMap},
 };
 use chrono::Utc;
 use era_kit::auth::{bearer, constant_time_eq, Caller, ADMIN_SECRET_SUBJECT};
@@ -201,27 +201,34 @@ impl FromRequest<AppState> for CanvasSigned {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &AppState) -> Result<Self, ApiError> {
-        let headers = req.headers();
-        let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
-        let (timestamp, signature) = match (header(hmac::TIMESTAMP_HEADER), header(hmac::SIGNATURE_HEADER)) {
-            (Some(t), Some(s)) => (t, s),
-            _ => return Err(signature_error(hmac::SignatureError::Missing)),
-        };
+        let headers = req.headers().clone();
         let body = Bytes::from_request(req, state).await?;
-        hmac::verify(&state.hmac_secret, &timestamp, &signature, &body, Utc::now()).map_err(signature_error)?;
-        let expires_at = hmac::parse_timestamp(&timestamp).map_err(signature_error)? + hmac::TOLERANCE_SECS;
-        if !state
-            .revocations
-            .remember_signature(&signature.trim().to_ascii_lowercase(), expires_at)
-            .await?
-        {
-            return Err(ApiError::unauthorized(
-                "replayed_request",
-                "this signed request was already accepted",
-            ));
-        }
+        verify_canvas_signature(state, &headers, &body).await?;
         Ok(Self(body))
     }
+}
+
+/// Checks the Canvas plugin's signature of `body`, once: an identical request inside the window is a
+/// replay and refused (the replay store is shared by every edge replica).
+pub async fn verify_canvas_signature(state: &AppState, headers: &HeaderMap, body: &[u8]) -> Result<(), ApiError> {
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
+    let (timestamp, signature) = match (header(hmac::TIMESTAMP_HEADER), header(hmac::SIGNATURE_HEADER)) {
+        (Some(t), Some(s)) => (t, s),
+        _ => return Err(signature_error(hmac::SignatureError::Missing)),
+    };
+    hmac::verify(&state.hmac_secret, &timestamp, &signature, body, Utc::now()).map_err(signature_error)?;
+    let expires_at = hmac::parse_timestamp(&timestamp).map_err(signature_error)? + hmac::TOLERANCE_SECS;
+    if !state
+        .revocations
+        .remember_signature(&signature.trim().to_ascii_lowercase(), expires_at)
+        .await?
+    {
+        return Err(ApiError::unauthorized(
+            "replayed_request",
+            "this signed request was already accepted",
+        ));
+    }
+    Ok(())
 }
 
 fn signature_error(e: hmac::SignatureError) -> ApiError {

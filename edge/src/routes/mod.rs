@@ -10,6 +10,7 @@ pub mod notifications;
 pub mod ops;
 pub mod patients;
 pub mod payments;
+pub mod plugin;
 pub mod routing;
 pub mod rx_queue;
 pub mod views;
@@ -30,7 +31,7 @@ use crate::{error::ApiError, AppState};
 
 pub use self::{
     appointments::*, approvals::*, auth::*, fulfilment::*, identity::*, logins::*, notifications::*, ops::*,
-    patients::*, payments::*, routing::*, rx_queue::*, webhooks::*,
+    patients::*, payments::*, plugin::*, routing::*, rx_queue::*, webhooks::*,
 };
 
 /// The whole edge.
@@ -49,6 +50,7 @@ pub fn router(state: AppState) -> Router {
         .merge(patients::router())
         .merge(identity::router())
         .merge(webhooks::router())
+        .merge(plugin::router())
         .merge(payments::router())
         .merge(ops::router())
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route") })

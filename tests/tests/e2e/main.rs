@@ -11,6 +11,7 @@ mod mesh_tls;
 mod notifications;
 mod ops;
 mod payments;
+mod plugin;
 mod routing;
 mod rx_queue;
 mod scheduling;
