@@ -194,7 +194,7 @@ impl MeshConfig {
 
     /// Checks the TLS documents, which production requires.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        if self.tls.load()?.is_none() && self.env == Environment::Production {
+        if self.tls()?.is_none() && self.env == Environment::Production {
             return Err(ConfigError::new(
                 "MESH_TLS_CA",
                 "is required when ERA_ENV=production (the default): gRPC between components runs over mTLS; set ERA_ENV=development for a plaintext local mesh",
