@@ -324,6 +324,21 @@ impl CanvasService for Service {
         Ok(Response::new(resp))
     }
 
+    async fn get_prescription(&self, req: Request<pb::GetPrescriptionRequest>) -> Reply<pb::GetPrescriptionResponse> {
+        staff(&req)?;
+        let resp = patients::get_prescription(&self.app, req.get_ref())
+            .await
+            .map_err(Status::from)?;
+        let patient = resp
+            .prescription
+            .as_ref()
+            .map(|p| p.canvas_patient_id.clone())
+            .unwrap_or_default();
+        self.audit(&caller(&req)?, "GetPrescription", vec![(patient, None)])
+            .await?;
+        Ok(Response::new(resp))
+    }
+
     async fn list_communications(
         &self,
         req: Request<pb::ListCommunicationsRequest>,
