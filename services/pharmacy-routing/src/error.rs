@@ -23,6 +23,9 @@ pub enum Error {
     TaskNotOpen { task_id: String },
     #[error("task {task_id} was already decided differently (run {run_id})")]
     TaskAlreadyDecided { task_id: String, run_id: String },
+    /// A prescription written in Canvas already fulfils this patient's medication.
+    #[error("a prescription written in Canvas already fulfils this medication for the patient (run {run_id})")]
+    AlreadyFulfilled { run_id: String },
     /// The same task is being decided by several requests at once and this one lost every round.
     #[error("the task is being decided by another request; retry shortly")]
     Busy,
@@ -49,6 +52,7 @@ impl Error {
             Self::NoLicensedPrescriber { .. } => Some("NO_LICENSED_PRESCRIBER"),
             Self::TaskNotOpen { .. } => Some("TASK_NOT_OPEN"),
             Self::TaskAlreadyDecided { .. } => Some("TASK_ALREADY_DECIDED"),
+            Self::AlreadyFulfilled { .. } => Some("ALREADY_FULFILLED"),
             Self::Unavailable(reason, _) => Some(reason),
             Self::InvalidArgument(_) | Self::Busy | Self::NotFound { .. } | Self::Db(_) | Self::Internal(_) => None,
         }
@@ -65,7 +69,8 @@ impl From<Error> for Status {
             | Error::MedicationNotAvailable { .. }
             | Error::NoLicensedPrescriber { .. }
             | Error::TaskNotOpen { .. }
-            | Error::TaskAlreadyDecided { .. } => with_reason(
+            | Error::TaskAlreadyDecided { .. }
+            | Error::AlreadyFulfilled { .. } => with_reason(
                 Code::FailedPrecondition,
                 err.reason().unwrap_or_default(),
                 err.to_string(),
@@ -130,6 +135,11 @@ mod tests {
                 },
                 Code::FailedPrecondition,
                 Some("TASK_ALREADY_DECIDED"),
+            ),
+            (
+                Error::AlreadyFulfilled { run_id: "r".into() },
+                Code::FailedPrecondition,
+                Some("ALREADY_FULFILLED"),
             ),
             (
                 Error::Unavailable("CANVAS_UNAVAILABLE", "down".into()),

@@ -14,7 +14,11 @@ use std::sync::Arc;
 use crate::{
     domain::{self, Reason},
     error::{Error, Result},
-    pipeline::{orders, runs, Approval, Denial, Pipeline},
+    pipeline::{
+        orders,
+        prescriptions::{Handled, PrescriptionEvent},
+        runs, Approval, Denial, Pipeline,
+    },
     store::{self, Matrix, RouteRow, Snapshot, StateUpdate},
 };
 
@@ -105,7 +109,10 @@ impl RoutingService {
                 };
                 pb::OrchestrationRun {
                     id: run.id.to_string(),
-                    task_id: run.task_id,
+                    kind: run_kind(&run.kind) as i32,
+                    medication_request_id: run.medication_request_id.unwrap_or_default(),
+                    target_run_id: run.target_run_id.map(|id| id.to_string()).unwrap_or_default(),
+                    task_id: run.task_id.unwrap_or_default(),
                     canvas_patient_id: run.canvas_patient_id,
                     medication: run.medication,
                     dose_label: run.dose_label,
@@ -415,12 +422,19 @@ impl PharmacyRoutingService for RoutingService {
             Ok(s) => Some(run_status_word(s).to_owned()),
             Err(_) => return Err(Error::field("status", "is not a run status").into()),
         };
+        let kind = match pb::RunKind::try_from(req.kind) {
+            Ok(pb::RunKind::Unspecified) => None,
+            Ok(k) => Some(run_kind_word(k).to_owned()),
+            Err(_) => return Err(Error::field("kind", "is not a run kind").into()),
+        };
         let (q, limit) = newest(
             page,
             vec![
                 ("task_id", nonempty(req.task_id)),
                 ("canvas_patient_id", nonempty(req.canvas_patient_id)),
                 ("status", status),
+                ("kind", kind),
+                ("medication_request_id", nonempty(req.medication_request_id)),
             ],
         )?;
         let mut rows: Vec<runs::Run> = runs::newest_first(self.pipeline.pool(), "orchestration_runs", &q).await?;
@@ -578,6 +592,71 @@ impl PharmacyRoutingService for RoutingService {
                     status: r.status,
                     due_at: Some(timestamp(r.due_at)),
                     run_id: r.run_id.map(|u| u.to_string()).unwrap_or_default(),
+                })
+                .collect(),
+            page: Some(era_kit::time::next_page(next)),
+        }))
+    }
+
+    async fn fulfil_prescription(
+        &self,
+        request: Request<pb::FulfilPrescriptionRequest>,
+    ) -> RpcResult<pb::FulfilPrescriptionResponse> {
+        Caller::of(&request)?.require_staff()?;
+        let req = request.into_inner();
+        let event = prescription_event(&req.event_id, &req.medication_request_id, &req.canvas_patient_id, true)?;
+        let (outcome, run, processed) = self.pipeline.prescription_event(event).await?;
+        Ok(Response::new(pb::FulfilPrescriptionResponse {
+            outcome: outcome_of(outcome) as i32,
+            run: self.runs_view(run.into_iter().collect()).await?.pop(),
+            processed,
+        }))
+    }
+
+    async fn stop_prescription(
+        &self,
+        request: Request<pb::StopPrescriptionRequest>,
+    ) -> RpcResult<pb::StopPrescriptionResponse> {
+        Caller::of(&request)?.require_staff()?;
+        let req = request.into_inner();
+        let event = prescription_event(&req.event_id, &req.medication_request_id, &req.canvas_patient_id, false)?;
+        let (outcome, run, processed) = self.pipeline.prescription_event(event).await?;
+        Ok(Response::new(pb::StopPrescriptionResponse {
+            outcome: outcome_of(outcome) as i32,
+            run: self.runs_view(run.into_iter().collect()).await?.pop(),
+            processed,
+        }))
+    }
+
+    async fn list_refund_reviews(
+        &self,
+        request: Request<pb::ListRefundReviewsRequest>,
+    ) -> RpcResult<pb::ListRefundReviewsResponse> {
+        Caller::of(&request)?.require_staff()?;
+        let req = request.into_inner();
+        if !req.canvas_patient_id.is_empty() {
+            required_id("canvas_patient_id", &req.canvas_patient_id)?;
+        }
+        let (q, limit) = newest(
+            req.page.unwrap_or_default(),
+            vec![("canvas_patient_id", nonempty(req.canvas_patient_id))],
+        )?;
+        let mut rows: Vec<RefundReviewRow> = runs::newest_first(self.pipeline.pool(), "refund_reviews", &q).await?;
+        let next = more(&mut rows, limit).map(|r| (r.created_at, r.id));
+        Ok(Response::new(pb::ListRefundReviewsResponse {
+            reviews: rows
+                .into_iter()
+                .map(|r| pb::RefundReview {
+                    id: r.id.to_string(),
+                    canvas_patient_id: r.canvas_patient_id,
+                    medication_request_id: r.medication_request_id,
+                    stop_run_id: r.stop_run_id.to_string(),
+                    fulfilment_run_id: r.fulfilment_run_id.to_string(),
+                    charge_id: r.charge_id,
+                    amount_cents: r.amount_cents,
+                    currency: r.currency,
+                    order_outcome: r.order_outcome,
+                    created_at: Some(timestamp(r.created_at)),
                 })
                 .collect(),
             page: Some(era_kit::time::next_page(next)),
@@ -851,6 +930,90 @@ fn run_status_word(s: pb::RunStatus) -> &'static str {
         pb::RunStatus::Failed => "failed",
         pb::RunStatus::Denied => "denied",
     }
+}
+
+fn run_kind(word: &str) -> pb::RunKind {
+    match word {
+        "approve" => pb::RunKind::Approval,
+        "deny" => pb::RunKind::Denial,
+        "prescription" => pb::RunKind::Prescription,
+        "stop" => pb::RunKind::PrescriptionStop,
+        _ => pb::RunKind::Unspecified,
+    }
+}
+
+fn run_kind_word(k: pb::RunKind) -> &'static str {
+    match k {
+        pb::RunKind::Approval => "approve",
+        pb::RunKind::Denial => "deny",
+        pb::RunKind::Prescription => "prescription",
+        pb::RunKind::PrescriptionStop => "stop",
+        pb::RunKind::Unspecified => "",
+    }
+}
+
+fn outcome_of(h: Handled) -> pb::PrescriptionOutcome {
+    use pb::PrescriptionOutcome as O;
+    match h {
+        Handled::Started => O::Started,
+        Handled::AlreadyFulfilling => O::AlreadyFulfilling,
+        Handled::FulfilledByApproval => O::FulfilledByApproval,
+        Handled::NotActive => O::NotActive,
+        Handled::RefillIgnored => O::RefillIgnored,
+        Handled::NotInCatalogue => O::NotInCatalogue,
+        Handled::Stopping => O::Stopping,
+        Handled::NothingToStop => O::NothingToStop,
+        Handled::DoseChanged => O::DoseChanged,
+        Handled::NoChange => O::NoChange,
+    }
+}
+
+/// A plugin event's ids, checked: every bad field is named.
+fn prescription_event(event_id: &str, prescription: &str, patient: &str, created: bool) -> Result<PrescriptionEvent> {
+    let mut bad = Vec::new();
+    let event_ok = (1..=128).contains(&event_id.len())
+        && event_id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'));
+    if !event_ok {
+        bad.push(FieldViolation::new(
+            "event_id",
+            "is required: 1-128 letters, digits, '-', '_', '.' or ':'",
+        ));
+    }
+    if !is_id(prescription) {
+        bad.push(FieldViolation::new(
+            "medication_request_id",
+            "is required (a Canvas id)",
+        ));
+    }
+    if !is_id(patient) {
+        bad.push(FieldViolation::new("canvas_patient_id", "is required (a Canvas id)"));
+    }
+    if !bad.is_empty() {
+        return Err(Error::InvalidArgument(bad));
+    }
+    Ok(PrescriptionEvent {
+        event_id: event_id.to_owned(),
+        medication_request_id: prescription.to_owned(),
+        canvas_patient_id: patient.to_owned(),
+        created,
+    })
+}
+
+/// A refund review as its table holds it.
+#[derive(Debug, sqlx::FromRow)]
+struct RefundReviewRow {
+    id: uuid::Uuid,
+    stop_run_id: uuid::Uuid,
+    fulfilment_run_id: uuid::Uuid,
+    canvas_patient_id: String,
+    medication_request_id: String,
+    charge_id: String,
+    amount_cents: i64,
+    currency: String,
+    order_outcome: String,
+    created_at: chrono::DateTime<Utc>,
 }
 
 fn order_status_word(s: pb::OrderStatus) -> &'static str {

@@ -75,6 +75,8 @@ pub struct MedicationRow {
     pub price_cents: i64,
     pub currency: String,
     pub active: bool,
+    /// How a prescription written in Canvas names it ("" when it cannot be prescribed there).
+    pub rxnorm_code: String,
 }
 
 #[derive(Clone, Debug, sqlx::FromRow)]
@@ -133,7 +135,7 @@ impl Snapshot {
         .fetch_all(&mut *tx)
         .await?;
         let medications: Vec<MedicationRow> = sqlx::query_as(
-            "select id, name, quantity, days_supply, refills, price_cents, currency, active from medications order by id",
+            "select id, name, quantity, days_supply, refills, price_cents, currency, active, rxnorm_code from medications order by id",
         )
         .fetch_all(&mut *tx)
         .await?;

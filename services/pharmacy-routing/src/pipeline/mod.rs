@@ -10,8 +10,10 @@
 
 pub(crate) mod callbacks;
 pub(crate) mod orders;
+pub(crate) mod prescriptions;
 pub(crate) mod runs;
 pub(crate) mod steps;
+mod stop;
 mod worker;
 
 use std::{
@@ -38,7 +40,7 @@ use tokio::time::Instant;
 use tonic::transport::Channel;
 use uuid::Uuid;
 
-use self::runs::{NewRun, Run};
+use self::runs::{Inserted, NewRun, Run};
 pub(crate) use self::worker::run as run_worker;
 use crate::{
     config::{Config, FailAt, Failpoint},
@@ -160,9 +162,14 @@ impl Pipeline {
     /// time for it to finish; answers the run as it then stands.
     async fn start_and_wait(self: &Arc<Self>, run: Run, deadline: Instant) -> Result<Run> {
         let id = run.id;
+        self.start(run);
+        self.wait(id, deadline).await
+    }
+
+    /// Drives `run`, recorded and held by this replica, on its own task: it outlives the request.
+    fn start(self: &Arc<Self>, run: Run) {
         let me = self.clone();
         tokio::spawn(async move { me.drive(run).await });
-        self.wait(id, deadline).await
     }
 
     /// The moment an answer is due for a request that arrived `at`: the configured wait counts from
@@ -281,7 +288,7 @@ impl Pipeline {
         let note = self.seal_note(id, &a.note)?;
         let new = NewRun {
             id,
-            task_id: &a.task_id,
+            task_id: Some(&a.task_id),
             kind: "approve",
             canvas_patient_id: &task.patient,
             medication: &medication,
@@ -292,10 +299,13 @@ impl Pipeline {
             idempotency_key: &a.idempotency_key,
             owner: self.owner,
             lease_secs: self.lease_secs(),
+            medication_request_id: None,
+            target_run_id: None,
+            cover_days: med.row.days_supply,
         };
         match self.record(&new, arrived).await? {
             Recorded::New(run) => {
-                tracing::info!(run = %run.id, task = %run.task_id, "approval run recorded");
+                tracing::info!(run = %run.id, task = ?run.task_id, "approval run recorded");
                 Ok((self.start_and_wait(run, deadline).await?, false))
             }
             Recorded::Existing(run) => {
@@ -305,16 +315,23 @@ impl Pipeline {
         }
     }
 
-    /// Records the run, or finds the run another request recorded for the task first.
+    /// Records the decision's run, or finds the run another request recorded for the task first.
     async fn record(&self, new: &NewRun<'_>, arrived: chrono::DateTime<chrono::Utc>) -> Result<Recorded> {
+        let task_id = new.task_id.unwrap_or_default();
         for _ in 0..3 {
             // Checked right before each insert too: a sibling may have started and ended while this
             // request read the task.
-            if let Some(run) = self.current_run(new.task_id, arrived).await? {
+            if let Some(run) = self.current_run(task_id, arrived).await? {
                 return Ok(Recorded::Existing(run));
             }
-            if let Some(run) = runs::insert(&self.pool, new).await? {
-                return Ok(Recorded::New(run));
+            match runs::insert(&self.pool, new).await? {
+                Inserted::New(run) => return Ok(Recorded::New(run)),
+                Inserted::Taken => {}
+                Inserted::Covered(run) => {
+                    return Err(Error::AlreadyFulfilled {
+                        run_id: run.id.to_string(),
+                    })
+                }
             }
         }
         Err(Error::Busy)
@@ -340,7 +357,7 @@ impl Pipeline {
         let id = Uuid::new_v4();
         let new = NewRun {
             id,
-            task_id: &d.task_id,
+            task_id: Some(&d.task_id),
             kind: "deny",
             canvas_patient_id: &task.patient,
             medication: &task.medication,
@@ -351,6 +368,9 @@ impl Pipeline {
             idempotency_key: "",
             owner: self.owner,
             lease_secs: self.lease_secs(),
+            medication_request_id: None,
+            target_run_id: None,
+            cover_days: 0,
         };
         match self.record(&new, arrived).await? {
             Recorded::New(run) => self.start_and_wait(run, deadline).await,
@@ -435,7 +455,7 @@ fn same_decision(run: Run, kind: &str, medication: &str, dose_label: &str) -> Re
         Ok(run)
     } else {
         Err(Error::TaskAlreadyDecided {
-            task_id: run.task_id,
+            task_id: run.task_id.unwrap_or_default(),
             run_id: run.id.to_string(),
         })
     }

@@ -298,10 +298,16 @@ pub(crate) async fn schedule_refills(
     refills: i32,
     days_supply: i32,
 ) -> Result<()> {
+    // A dose changed in Canvas while the run was under way applies to every refill.
+    let dose: Option<String> = sqlx::query_scalar("select refill_dose_label from orchestration_runs where id = $1")
+        .bind(order.run_id)
+        .fetch_one(&mut **tx)
+        .await?;
+    let dose = dose.unwrap_or_else(|| order.dose_label.clone());
     for sequence in 1..=refills {
         sqlx::query(
-            "insert into refills (id, order_id, canvas_patient_id, medication, sequence, status, due_at)
-             values ($1, $2, $3, $4, $5, 'scheduled', now() + make_interval(days => $6))
+            "insert into refills (id, order_id, canvas_patient_id, medication, sequence, status, due_at, dose_label)
+             values ($1, $2, $3, $4, $5, 'scheduled', now() + make_interval(days => $6), $7)
              on conflict (order_id, sequence) do nothing",
         )
         .bind(Uuid::new_v4())
@@ -310,6 +316,7 @@ pub(crate) async fn schedule_refills(
         .bind(&order.medication)
         .bind(sequence)
         .bind(days_supply * sequence)
+        .bind(&dose)
         .execute(&mut **tx)
         .await?;
     }

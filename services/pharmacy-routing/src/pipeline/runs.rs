@@ -22,6 +22,26 @@ pub(crate) const APPROVE_STEPS: &[&str] = &[
     "task_completion",
 ];
 pub(crate) const DENY_STEPS: &[&str] = &["task_update", "notification"];
+/// A prescription written in Canvas: the approval's steps without the task's (there is none, and
+/// the prescriber documented it in Canvas).
+pub(crate) const PRESCRIPTION_STEPS: &[&str] = &[
+    "medication_config",
+    "patient_lookup",
+    "prescriber_routing",
+    "pharmacy_routing",
+    "payment_authorization",
+    "pharmacy_sync",
+    "payment",
+    "notification",
+];
+/// A prescription stopped in Canvas: its fulfilment run is stopped first (it undoes what it did
+/// before it paid), then what a finished one left is undone here.
+pub(crate) const STOP_STEPS: &[&str] = &[
+    "halt_fulfilment",
+    "order_cancellation",
+    "payment_review",
+    "refill_cancellation",
+];
 /// The phase a failed run passes through to undo what it did before it is marked failed.
 pub(crate) const COMPENSATION: &str = "compensation";
 pub(crate) const DONE: &str = "done";
@@ -29,7 +49,8 @@ pub(crate) const DONE: &str = "done";
 #[derive(Clone, Debug, sqlx::FromRow)]
 pub(crate) struct Run {
     pub(crate) id: Uuid,
-    pub(crate) task_id: String,
+    /// The Rx Review task of an approval or denial.
+    pub(crate) task_id: Option<String>,
     pub(crate) kind: String,
     pub(crate) canvas_patient_id: String,
     pub(crate) medication: String,
@@ -54,15 +75,28 @@ pub(crate) struct Run {
     pub(crate) attempts: i32,
     pub(crate) created_at: DateTime<Utc>,
     pub(crate) updated_at: DateTime<Utc>,
+    pub(crate) medication_request_id: Option<String>,
+    pub(crate) target_run_id: Option<Uuid>,
+}
+
+/// The steps of a run of `kind`, in order.
+pub(crate) fn steps_of_kind(kind: &str) -> &'static [&'static str] {
+    match kind {
+        "deny" => DENY_STEPS,
+        "prescription" => PRESCRIPTION_STEPS,
+        "stop" => STOP_STEPS,
+        _ => APPROVE_STEPS,
+    }
 }
 
 impl Run {
     pub(crate) fn steps(&self) -> &'static [&'static str] {
-        if self.kind == "deny" {
-            DENY_STEPS
-        } else {
-            APPROVE_STEPS
-        }
+        steps_of_kind(&self.kind)
+    }
+
+    /// A run that orders and charges (and so can be stopped when its prescription is).
+    pub(crate) fn fulfils(&self) -> bool {
+        matches!(self.kind.as_str(), "approve" | "prescription")
     }
 
     /// The step after `step`, or [`DONE`].
@@ -94,7 +128,7 @@ pub(crate) struct StepRow {
 #[derive(Debug)]
 pub(crate) struct NewRun<'a> {
     pub(crate) id: Uuid,
-    pub(crate) task_id: &'a str,
+    pub(crate) task_id: Option<&'a str>,
     pub(crate) kind: &'a str,
     pub(crate) canvas_patient_id: &'a str,
     pub(crate) medication: &'a str,
@@ -106,23 +140,56 @@ pub(crate) struct NewRun<'a> {
     /// The replica that records it holds it first, for `lease_secs`.
     pub(crate) owner: Uuid,
     pub(crate) lease_secs: i64,
+    pub(crate) medication_request_id: Option<&'a str>,
+    pub(crate) target_run_id: Option<Uuid>,
+    /// For a fulfilment: how many days back another fulfilment of the same patient and medication
+    /// covers this one (the medication's supply).
+    pub(crate) cover_days: i32,
 }
 
-/// Records the run and its pending steps, unless the task already has a live run: `Ok(None)` then.
-pub(crate) async fn insert(pool: &PgPool, run: &NewRun<'_>) -> Result<Option<Run>> {
+/// What recording a run found.
+#[derive(Debug)]
+pub(crate) enum Inserted {
+    New(Run),
+    /// The task, or the prescription, already has a live run (or a stop).
+    Taken,
+    /// Another fulfilment of the same patient and medication covers this one: for an approval, a
+    /// prescription written in Canvas; for a prescription, the approval it was written for (now
+    /// linked to it).
+    Covered(Run),
+}
+
+/// Records the run and its pending steps, unless the task or prescription already has a live run
+/// or another fulfilment covers it. Approvals and prescriptions of one patient and medication take
+/// the same lock, so the two paths never both order.
+pub(crate) async fn insert(pool: &PgPool, run: &NewRun<'_>) -> Result<Inserted> {
     let mut tx = pool.begin().await?;
-    let first = if run.kind == "deny" {
-        DENY_STEPS[0]
-    } else {
-        APPROVE_STEPS[0]
-    };
+    if matches!(run.kind, "approve" | "prescription") {
+        sqlx::query("select pg_advisory_xact_lock(hashtextextended('fulfil:' || $1 || ':' || $2, 0))")
+            .bind(run.canvas_patient_id)
+            .bind(run.medication)
+            .execute(&mut *tx)
+            .await?;
+        if let Some(covering) = covering(&mut tx, run).await? {
+            if run.kind == "prescription" {
+                sqlx::query("update orchestration_runs set medication_request_id = $2 where id = $1")
+                    .bind(covering.id)
+                    .bind(run.medication_request_id)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            tx.commit().await?;
+            return Ok(Inserted::Covered(covering));
+        }
+    }
+    let first = steps_of_kind(run.kind)[0];
     let inserted: Option<Run> = sqlx::query_as(
         "insert into orchestration_runs (id, task_id, kind, canvas_patient_id, medication, dose_label, status,
              phase, practitioner_id, note_ciphertext, note_nonce, note_key_version, approved_by, idempotency_key,
-             lease_owner, lease_until, generation)
+             lease_owner, lease_until, generation, medication_request_id, target_run_id)
          values ($1, $2, $3, $4, $5, $6, 'running', $7, $8, $9, $10, $11, $12, $13, $14,
-             now() + make_interval(secs => $15), 1)
-         on conflict (task_id) where status in ('pending', 'running', 'succeeded', 'denied') do nothing
+             now() + make_interval(secs => $15), 1, $16, $17)
+         on conflict do nothing
          returning *",
     )
     .bind(run.id)
@@ -140,10 +207,12 @@ pub(crate) async fn insert(pool: &PgPool, run: &NewRun<'_>) -> Result<Option<Run
     .bind(run.idempotency_key)
     .bind(run.owner)
     .bind(run.lease_secs as f64)
+    .bind(run.medication_request_id)
+    .bind(run.target_run_id)
     .fetch_optional(&mut *tx)
     .await?;
     let Some(inserted) = inserted else {
-        return Ok(None);
+        return Ok(Inserted::Taken);
     };
     for (position, name) in inserted.steps().iter().enumerate() {
         sqlx::query("insert into run_steps (run_id, position, name, status) values ($1, $2, $3, 'pending')")
@@ -154,7 +223,73 @@ pub(crate) async fn insert(pool: &PgPool, run: &NewRun<'_>) -> Result<Option<Run
             .await?;
     }
     tx.commit().await?;
-    Ok(Some(inserted))
+    Ok(Inserted::New(inserted))
+}
+
+/// The live fulfilment of the other path that covers `run` (see [`Inserted::Covered`]): a
+/// prescription written in Canvas covers a later approval; an approval not yet linked to a
+/// prescription covers the prescription written for it.
+async fn covering(tx: &mut Transaction<'_, Postgres>, run: &NewRun<'_>) -> Result<Option<Run>> {
+    let (other, unlinked) = if run.kind == "approve" {
+        ("prescription", false)
+    } else {
+        ("approve", true)
+    };
+    Ok(sqlx::query_as(
+        "select * from orchestration_runs
+         where canvas_patient_id = $1 and medication = $2 and kind = $3
+           and status in ('pending', 'running', 'succeeded')
+           and created_at > now() - make_interval(days => $4)
+           and (not $5 or medication_request_id is null)
+         order by created_at desc limit 1",
+    )
+    .bind(run.canvas_patient_id)
+    .bind(run.medication)
+    .bind(other)
+    .bind(run.cover_days)
+    .bind(unlinked)
+    .fetch_optional(&mut **tx)
+    .await?)
+}
+
+/// The newest run of `kind` for a prescription, in any status.
+pub(crate) async fn for_prescription(
+    pool: &PgPool,
+    medication_request_id: &str,
+    kinds: &[&str],
+) -> Result<Option<Run>> {
+    let kinds: Vec<String> = kinds.iter().map(|k| (*k).to_owned()).collect();
+    Ok(sqlx::query_as(
+        "select * from orchestration_runs where medication_request_id = $1 and kind = any($2)
+         order by created_at desc limit 1",
+    )
+    .bind(medication_request_id)
+    .bind(kinds)
+    .fetch_optional(pool)
+    .await?)
+}
+
+/// Asks a fulfilment run to stop at its next step; true when it was still running.
+pub(crate) async fn request_stop(pool: &PgPool, run: Uuid) -> Result<bool> {
+    let live: Option<bool> = sqlx::query_scalar(
+        "update orchestration_runs set stop_requested_at = coalesce(stop_requested_at, now())
+         where id = $1 returning status in ('pending', 'running')",
+    )
+    .bind(run)
+    .fetch_optional(pool)
+    .await?;
+    Ok(live.unwrap_or(false))
+}
+
+/// Whether the run was asked to stop (read afresh: the request comes from another run).
+pub(crate) async fn stop_requested(pool: &PgPool, run: Uuid) -> Result<bool> {
+    Ok(
+        sqlx::query_scalar("select stop_requested_at is not null from orchestration_runs where id = $1")
+            .bind(run)
+            .fetch_optional(pool)
+            .await?
+            .unwrap_or(false),
+    )
 }
 
 pub(crate) async fn get(pool: &PgPool, id: Uuid) -> Result<Option<Run>> {

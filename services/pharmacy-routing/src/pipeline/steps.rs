@@ -25,7 +25,7 @@ use crate::{
 };
 
 /// How a step ended.
-enum Outcome {
+pub(super) enum Outcome {
     /// Move on; the step's status is "done", "warning" or "skipped".
     Next { status: &'static str, detail: String },
     /// The run cannot succeed: compensate, then mark it failed with `reason`.
@@ -37,14 +37,14 @@ enum Outcome {
     RetryAfter(String, Duration),
 }
 
-fn done(detail: impl Into<String>) -> Outcome {
+pub(super) fn done(detail: impl Into<String>) -> Outcome {
     Outcome::Next {
         status: "done",
         detail: detail.into(),
     }
 }
 
-fn fail(reason: &'static str, detail: impl Into<String>) -> Outcome {
+pub(super) fn fail(reason: &'static str, detail: impl Into<String>) -> Outcome {
     Outcome::Fail {
         reason,
         detail: detail.into(),
@@ -52,7 +52,7 @@ fn fail(reason: &'static str, detail: impl Into<String>) -> Outcome {
 }
 
 /// Codes a peer answers when trying again later may work.
-fn passing(code: Code) -> bool {
+pub(super) fn passing(code: Code) -> bool {
     matches!(
         code,
         Code::Unavailable
@@ -65,11 +65,11 @@ fn passing(code: Code) -> bool {
     )
 }
 
-fn cents(amount: i64, currency: &str) -> String {
+pub(super) fn cents(amount: i64, currency: &str) -> String {
     format!("{}.{:02} {}", amount / 100, amount % 100, currency.to_uppercase())
 }
 
-type Step = std::result::Result<Outcome, Stop>;
+pub(super) type Step = std::result::Result<Outcome, Stop>;
 
 /// Submissions of one order that may go unanswered (each after a lookup found nothing) before the
 /// run stops for someone to check with the pharmacy.
@@ -142,6 +142,27 @@ impl Pipeline {
                 DONE => DONE,
                 p => run.steps().iter().find(|s| **s == p).copied().unwrap_or(UNKNOWN),
             };
+            if phase != COMPENSATION
+                && phase != DONE
+                && run.fulfils()
+                && runs::stop_requested(&self.pool, run.id).await?
+            {
+                // Its prescription was stopped in Canvas: nothing more is done, and what was done
+                // before the charge was captured is undone.
+                run.failure_reason = "prescription_stopped".to_owned();
+                run.phase = COMPENSATION.to_owned();
+                let Ok(mut tx) = runs::fenced(&self.pool, run.id, run.generation).await? else {
+                    return Ok(());
+                };
+                runs::save(
+                    &mut tx,
+                    run,
+                    Some((phase, "skipped", "the prescription was stopped in Canvas")),
+                )
+                .await?;
+                tx.commit().await?;
+                continue;
+            }
             let outcome = match phase {
                 COMPENSATION => self.compensate(run).await,
                 DONE => Ok(done("")),
@@ -196,7 +217,7 @@ impl Pipeline {
                         run.warnings.push(format!("{phase}: {detail}"));
                     }
                     runs::save(&mut tx, run, step).await?;
-                    if run.status == "succeeded" {
+                    if run.status == "succeeded" && run.fulfils() {
                         self.schedule_refills(&mut tx, run).await?;
                     }
                 }
@@ -239,16 +260,26 @@ impl Pipeline {
             "hp_note" => self.hp_note(run).await,
             "task_completion" => self.close_task(run, canvas::TaskStatus::Completed).await,
             "task_update" => self.close_task(run, canvas::TaskStatus::Cancelled).await,
+            "halt_fulfilment" => self.halt_fulfilment(run).await,
+            "order_cancellation" => self.cancel_stopped_order(run).await,
+            "payment_review" => self.review_payment(run).await,
+            "refill_cancellation" => self.cancel_refills(run).await,
             _ => fail("internal", format!("unknown step {step}")),
         };
         self.crash(step, FailAt::AfterCall)?;
         Ok(outcome)
     }
 
-    fn actor(&self, run: &Run) -> Option<Actor> {
+    /// Who the run acts for: the approving admin, or the prescriber who wrote the prescription in
+    /// Canvas.
+    pub(super) fn actor(&self, run: &Run) -> Option<Actor> {
         Some(Actor {
             subject: run.approved_by.clone(),
-            role: "admin".into(),
+            role: match run.kind.as_str() {
+                "prescription" | "stop" => "practitioner",
+                _ => "admin",
+            }
+            .into(),
         })
     }
 
@@ -636,7 +667,7 @@ impl Pipeline {
         Ok(true)
     }
 
-    async fn order_status(
+    pub(super) async fn order_status(
         &self,
         run: &Run,
         order: Uuid,
@@ -890,7 +921,7 @@ impl Pipeline {
             note
         };
         let req = self.request(canvas::CreateHpNoteRequest {
-            task_id: run.task_id.clone(),
+            task_id: run.task_id.clone().unwrap_or_default(),
             canvas_patient_id: run.canvas_patient_id.clone(),
             practitioner_id: run.practitioner_id.clone(),
             title: String::new(),
@@ -934,7 +965,7 @@ impl Pipeline {
             format!("Approved {} {} (run {})", run.medication, run.dose_label, run.id)
         };
         let req = self.request(canvas::UpdateTaskStatusRequest {
-            task_id: run.task_id.clone(),
+            task_id: run.task_id.clone().unwrap_or_default(),
             status: status as i32,
             note,
             actor: self.actor(run),
@@ -960,6 +991,10 @@ impl Pipeline {
     async fn compensate(&self, run: &mut Run) -> Step {
         let step = COMPENSATION;
         self.crash(step, FailAt::BeforeCall)?;
+        if !run.fulfils() {
+            // A stop run's steps only undo; there is nothing of its own to undo.
+            return Ok(done("nothing to undo"));
+        }
         let captured = match self.release(run).await {
             Ok(captured) => captured,
             Err(outcome) => return Ok(outcome),
@@ -993,24 +1028,26 @@ impl Pipeline {
                 push_once(&mut run.warnings, format!("compensation: {detail}"));
             }
         }
-        let req = self.request(canvas::AddTaskNoteRequest {
-            task_id: run.task_id.clone(),
-            text: format!(
-                "Approval run {} failed ({}); the task stays open for review.",
-                run.id, run.failure_reason
-            ),
-            practitioner_id: String::new(),
-            idempotency_key: format!("run:{}:failure_note", run.id),
-            actor: self.actor(run),
-        });
-        if let Err(s) = self.canvas.clone().add_task_note(req).await {
-            if passing(s.code()) {
-                return Ok(Outcome::Retry(format!("Canvas unavailable ({:?})", s.code())));
+        if let Some(task_id) = run.task_id.clone() {
+            let req = self.request(canvas::AddTaskNoteRequest {
+                task_id,
+                text: format!(
+                    "Approval run {} failed ({}); the task stays open for review.",
+                    run.id, run.failure_reason
+                ),
+                practitioner_id: String::new(),
+                idempotency_key: format!("run:{}:failure_note", run.id),
+                actor: self.actor(run),
+            });
+            if let Err(s) = self.canvas.clone().add_task_note(req).await {
+                if passing(s.code()) {
+                    return Ok(Outcome::Retry(format!("Canvas unavailable ({:?})", s.code())));
+                }
+                push_once(
+                    &mut run.warnings,
+                    format!("compensation: the task comment was refused ({:?})", s.code()),
+                );
             }
-            push_once(
-                &mut run.warnings,
-                format!("compensation: the task comment was refused ({:?})", s.code()),
-            );
         }
         self.crash(step, FailAt::AfterCall)?;
         Ok(done("compensated"))
@@ -1077,7 +1114,7 @@ impl Pipeline {
         }
     }
 
-    async fn charge_status(&self, charge_id: &str) -> Result<Option<ChargeStatus>, Outcome> {
+    pub(super) async fn charge_status(&self, charge_id: &str) -> Result<Option<ChargeStatus>, Outcome> {
         let req = self.request(payments::GetChargeRequest {
             id: charge_id.to_owned(),
             reference: String::new(),
@@ -1095,7 +1132,7 @@ impl Pipeline {
     /// Cancels every live order the pharmacy holds for the run: the one we know and, when a
     /// submission ever went unanswered, any it holds under our reference. `Ok(Some(warning))` names
     /// what could not be cancelled.
-    async fn cancel_order(&self, run: &Run, order: &Order) -> Result<Option<String>, Outcome> {
+    pub(super) async fn cancel_order(&self, run: &Run, order: &Order) -> Result<Option<String>, Outcome> {
         let Some(adapter) = self.pharmacies.get(&order.pharmacy_id) else {
             return Ok(Some(format!("compensation: no account to cancel order {}", order.id)));
         };
@@ -1201,7 +1238,7 @@ fn truncate_bytes(s: &str, max: usize) -> String {
     s[..end].to_owned()
 }
 
-fn push_once(warnings: &mut Vec<String>, warning: String) {
+pub(super) fn push_once(warnings: &mut Vec<String>, warning: String) {
     if !warnings.contains(&warning) {
         warnings.push(warning);
     }

@@ -455,6 +455,7 @@ fake_service! {
         add_task_note(cv::AddTaskNoteRequest) -> cv::AddTaskNoteResponse;
         create_hp_note(cv::CreateHpNoteRequest) -> cv::CreateHpNoteResponse;
         list_prescriptions(cv::ListPrescriptionsRequest) -> cv::ListPrescriptionsResponse;
+        get_prescription(cv::GetPrescriptionRequest) -> cv::GetPrescriptionResponse;
         list_communications(cv::ListCommunicationsRequest) -> cv::ListCommunicationsResponse;
         create_communication(cv::CreateCommunicationRequest) -> cv::CreateCommunicationResponse;
     }
@@ -534,6 +535,9 @@ fake_service! {
         list_shipments(rv::ListShipmentsRequest) -> rv::ListShipmentsResponse;
         list_refills(rv::ListRefillsRequest) -> rv::ListRefillsResponse;
         handle_pharmacy_callback(rv::HandlePharmacyCallbackRequest) -> rv::HandlePharmacyCallbackResponse;
+        fulfil_prescription(rv::FulfilPrescriptionRequest) -> rv::FulfilPrescriptionResponse;
+        stop_prescription(rv::StopPrescriptionRequest) -> rv::StopPrescriptionResponse;
+        list_refund_reviews(rv::ListRefundReviewsRequest) -> rv::ListRefundReviewsResponse;
     }
 }
 
