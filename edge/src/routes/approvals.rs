@@ -40,6 +40,14 @@ pub(super) fn router() -> Router<AppState> {
         .route("/api/admin/orchestration-runs", get(orchestration_runs))
 }
 
+/// What starts a run, as the API names it.
+const RUN_KINDS: [pb::RunKind; 4] = [
+    pb::RunKind::Approval,
+    pb::RunKind::Denial,
+    pb::RunKind::Prescription,
+    pb::RunKind::PrescriptionStop,
+];
+
 /// The run statuses, in the order the API lists them.
 const RUN_STATUSES: [pb::RunStatus; 5] = [
     pb::RunStatus::Pending,
@@ -61,12 +69,22 @@ pub struct RunStepView {
     pub finished_at: Option<String>,
 }
 
-/// One orchestration run: what an approval (or a denial) did, step by step. Every run is kept.
+/// One orchestration run: what an approval, a denial, a prescription written in Canvas or its stop
+/// did, step by step. Every run is kept.
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RunView {
     pub id: String,
+    /// What started it (its source): approval or denial (the Rx Review queue), prescription (the
+    /// Canvas plugin announced a prescription written in Canvas), prescription_stop (the plugin
+    /// announced it was stopped).
+    pub kind: String,
+    /// The Rx Review task of an approval or denial; empty otherwise.
     pub task_id: String,
+    /// The Canvas MedicationRequest the run fulfils or stops, when known.
+    pub medication_request_id: String,
+    /// For a prescription_stop: the fulfilment run it undoes.
+    pub target_run_id: String,
     pub canvas_patient_id: String,
     pub medication: String,
     pub dose_label: String,
@@ -87,8 +105,11 @@ impl From<pb::OrchestrationRun> for RunView {
     fn from(r: pb::OrchestrationRun) -> Self {
         Self {
             status: pb::RunStatus::try_from(r.status).map(snake).unwrap_or_default(),
+            kind: pb::RunKind::try_from(r.kind).map(snake).unwrap_or_default(),
             id: r.id,
             task_id: r.task_id,
+            medication_request_id: r.medication_request_id,
+            target_run_id: r.target_run_id,
             canvas_patient_id: r.canvas_patient_id,
             medication: r.medication,
             dose_label: r.dose_label,
@@ -520,6 +541,10 @@ pub struct RunQuery {
     pub patient_id: Option<String>,
     /// pending, running, succeeded, failed or denied.
     pub status: Option<String>,
+    /// approval, denial, prescription or prescription_stop.
+    pub kind: Option<String>,
+    /// Only the runs of this Canvas prescription (MedicationRequest id).
+    pub medication_request_id: Option<String>,
     pub page_size: Option<i32>,
     pub page_token: Option<String>,
 }
@@ -548,6 +573,8 @@ pub async fn orchestration_runs(
         task_id: q.task_id.unwrap_or_default(),
         canvas_patient_id: q.patient_id.unwrap_or_default(),
         status: status_filter("status", q.status.as_deref(), &RUN_STATUSES)? as i32,
+        kind: status_filter("kind", q.kind.as_deref(), &RUN_KINDS)? as i32,
+        medication_request_id: q.medication_request_id.unwrap_or_default(),
         page: page(q.page_size, q.page_token),
     };
     let r = state

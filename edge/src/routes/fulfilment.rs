@@ -32,6 +32,7 @@ pub(super) fn router() -> Router<AppState> {
         .route("/api/admin/sync-logs", get(sync_logs))
         .route("/api/admin/shipments/{patient_id}", get(shipments))
         .route("/api/admin/refills/{patient_id}", get(refills))
+        .route("/api/admin/refund-reviews", get(refund_reviews))
         .route("/api/patient-shipments/{patient_id}", get(patient_shipments))
 }
 
@@ -474,6 +475,90 @@ pub async fn refills(
         .into_inner();
     Ok(ApiJson(RefillPage {
         items: r.refills.into_iter().map(Into::into).collect(),
+        next_page_token: r.page.map(|p| p.next_page_token).unwrap_or_default(),
+    }))
+}
+
+/// A charge captured for a prescription that was stopped in Canvas afterwards: whether to refund it
+/// is an admin's decision (`POST /api/admin/refund` with the charge id).
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RefundReviewView {
+    pub id: String,
+    pub canvas_patient_id: String,
+    /// The Canvas MedicationRequest that was stopped.
+    pub medication_request_id: String,
+    /// The prescription_stop run that listed it, and the run that captured the charge.
+    pub stop_run_id: String,
+    pub fulfilment_run_id: String,
+    pub charge_id: String,
+    /// Integer cents.
+    pub amount_cents: i64,
+    pub currency: String,
+    /// The pharmacy order's status once the stop was handled: cancelled, shipped (too late to
+    /// cancel), delivered, none, ...
+    pub order_outcome: String,
+    pub created_at: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RefundReviewPage {
+    pub items: Vec<RefundReviewView>,
+    pub next_page_token: String,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct RefundReviewQuery {
+    /// Only this Canvas patient's.
+    pub patient_id: Option<String>,
+    pub page_size: Option<i32>,
+    pub page_token: Option<String>,
+}
+
+/// Captured charges of prescriptions stopped in Canvas, newest first, for an admin to refund.
+#[utoipa::path(
+    get, path = "/api/admin/refund-reviews", tag = "fulfilment",
+    security(("admin_secret" = []), ("admin_jwt" = [])),
+    params(RefundReviewQuery),
+    responses((status = 200, body = RefundReviewPage), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody))
+)]
+pub async fn refund_reviews(
+    State(state): State<AppState>,
+    Admin(caller): Admin,
+    query: Result<Query<RefundReviewQuery>, QueryRejection>,
+) -> Result<ApiJson<RefundReviewPage>, ApiError> {
+    let Query(q) = query?;
+    let req = pb::ListRefundReviewsRequest {
+        canvas_patient_id: q.patient_id.unwrap_or_default(),
+        page: page(q.page_size, q.page_token),
+    };
+    let r = state
+        .clients
+        .routing
+        .clone()
+        .list_refund_reviews(grpc(&state, &caller, req))
+        .await?
+        .into_inner();
+    Ok(ApiJson(RefundReviewPage {
+        items: r
+            .reviews
+            .into_iter()
+            .map(|r| RefundReviewView {
+                id: r.id,
+                canvas_patient_id: r.canvas_patient_id,
+                medication_request_id: r.medication_request_id,
+                stop_run_id: r.stop_run_id,
+                fulfilment_run_id: r.fulfilment_run_id,
+                charge_id: r.charge_id,
+                amount_cents: r.amount_cents,
+                currency: r.currency,
+                order_outcome: r.order_outcome,
+                created_at: r.created_at.map(rfc3339),
+            })
+            .collect(),
         next_page_token: r.page.map(|p| p.next_page_token).unwrap_or_default(),
     }))
 }
