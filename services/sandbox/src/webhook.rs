@@ -1,5 +1,5 @@
 //! Signed event delivery, shared by the simulators that push to a receiver (Stripe's events, the
-//! pharmacies' callbacks): each event is POSTed signed with an
+//! pharmacies' callbacks, the clinic's Canvas plugin): each event is POSTed signed with an
 //! HMAC-SHA256 over `"<t>.<body>"` (each sender chooses how the signature travels, [`Signing`]) in
 //! emission order by one worker per vendor, never holding up the API; a failed delivery is retried
 //! a few times on its own task; every attempt is kept with the event, and the control routes
@@ -71,11 +71,24 @@ pub fn signature_header(secret: &str, t: i64, body: &str) -> String {
     format!("t={t},v1={}", timestamped_hmac(secret, t, body))
 }
 
+/// The Canvas plugin's `X-Signature` for `X-Timestamp: <t>`: lowercase hex HMAC-SHA256(secret,
+/// `"<t>.<body>"`), as the edge verifies the clinic's plugin.
+pub fn plugin_signature(secret: &str, t: i64, body: &str) -> String {
+    timestamped_hmac(secret, t, body)
+}
+
+/// The Canvas plugin's timestamp header.
+pub(crate) const PLUGIN_TIMESTAMP_HEADER: &str = "X-Timestamp";
+/// The Canvas plugin's signature header.
+pub(crate) const PLUGIN_SIGNATURE_HEADER: &str = "X-Signature";
+
 /// How a sender signs what it POSTs: the receivers verify different schemes over the same MAC.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Signing {
     /// `<header>: t=<unix>,v1=<hex>` (Stripe's scheme, which the pharmacies' callbacks use too).
     Stripe { header: &'static str },
+    /// `X-Timestamp: <unix>` and `X-Signature: <hex>` (the clinic's Canvas plugin).
+    CanvasPlugin,
 }
 
 impl Signing {
@@ -83,6 +96,10 @@ impl Signing {
     fn headers(self, secret: &str, t: i64, body: &str) -> Vec<(&'static str, String)> {
         match self {
             Signing::Stripe { header } => vec![(header, signature_header(secret, t, body))],
+            Signing::CanvasPlugin => vec![
+                (PLUGIN_TIMESTAMP_HEADER, t.to_string()),
+                (PLUGIN_SIGNATURE_HEADER, plugin_signature(secret, t, body)),
+            ],
         }
     }
 }
@@ -331,6 +348,31 @@ mod tests {
         assert_eq!(
             signature_header("whsec_test", 1_700_000_000, r#"{"id":"evt_1"}"#),
             "t=1700000000,v1=c89214b5b5da833daed6f0b8c5bb6bd58cea9022bd80ccc78230f3942d632925"
+        );
+    }
+
+    #[test]
+    fn plugin_signature_is_hex_hmac_over_timestamp_dot_body() {
+        // Python: hmac.new(b"whsec_test", b'1700000000.{"id":"evt_1"}', hashlib.sha256).hexdigest()
+        // (the same MAC as Stripe's, carried bare in X-Signature).
+        let body = r#"{"id":"evt_1"}"#;
+        assert_eq!(
+            plugin_signature("whsec_test", 1_700_000_000, body),
+            "c89214b5b5da833daed6f0b8c5bb6bd58cea9022bd80ccc78230f3942d632925"
+        );
+        // Computed here over "<t>.<body>" with HMAC directly, not through the sandbox's helper.
+        let mut mac = Hmac::<Sha256>::new_from_slice(b"plugin-secret").unwrap();
+        mac.update(b"1712345678.");
+        mac.update(br#"{"type":"PATIENT_CREATED"}"#);
+        let expected = hex::encode(mac.finalize().into_bytes());
+        let got = plugin_signature("plugin-secret", 1_712_345_678, r#"{"type":"PATIENT_CREATED"}"#);
+        assert_eq!(got, expected);
+        assert_eq!(got, got.to_lowercase());
+        assert_eq!(got.len(), 64);
+        let headers = Signing::CanvasPlugin.headers("plugin-secret", 1_712_345_678, r#"{"type":"PATIENT_CREATED"}"#);
+        assert_eq!(
+            headers,
+            [("X-Timestamp", "1712345678".to_owned()), ("X-Signature", expected)]
         );
     }
 
