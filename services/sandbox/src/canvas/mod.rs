@@ -2,8 +2,10 @@
 //! API on the `fumage-` host (served under `/canvas-fhir`), following the wire facts in
 //! `shared/reference/canvas.md`. State is in memory and starts from the demo clinic in [`seed`].
 //!
-//! The clinic's own Canvas plugin runs here too ([`plugin`]): a patient created over FHIR is
-//! announced to the Integration Service as a signed event.
+//! The clinic's own Canvas plugin runs here too ([`plugin`]): a patient created over FHIR, and a
+//! prescription a physician writes, stops or adjusts (`/_sandbox/canvas/prescriptions`, standing
+//! in for the EMR's Prescribe command, [`prescribe`]), is announced to the Integration Service as a
+//! signed event.
 
 use std::fmt;
 
@@ -27,6 +29,7 @@ mod auth;
 mod fields;
 mod outcome;
 pub(crate) mod plugin;
+mod prescribe;
 mod resources;
 mod search;
 pub mod seed;
@@ -84,9 +87,11 @@ pub(crate) fn fhir_router() -> Router<Sandbox> {
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
 }
 
-/// `/_sandbox/canvas`: test controls: tokens, and the plugin's webhook and events ([`plugin`]).
+/// `/_sandbox/canvas`: test controls: tokens, the plugin's webhook and events ([`plugin`]), and a
+/// physician's prescriptions ([`prescribe`]).
 pub(crate) fn control_router() -> Router<Sandbox> {
     plugin::router()
+        .merge(prescribe::router())
         .route(
             "/expire-tokens",
             post(|AxumState(sandbox): AxumState<Sandbox>| async move {
