@@ -327,6 +327,10 @@ pub struct MeshOptions {
     pub rate_limit_multiplier: u32,
     /// The throwaway CA and certificate every gRPC hop of this mesh uses.
     pub ca: DevCa,
+    /// Whether the sandbox's Canvas plugin posts its events to the edge
+    /// (`/api/webhooks/canvas`). Off by default: a patient created in Canvas is then welcomed by
+    /// email, which tests that count emails do not expect; era-dev turns it on.
+    pub canvas_plugin_webhook: bool,
 }
 
 impl MeshOptions {
@@ -347,6 +351,7 @@ impl MeshOptions {
             // Key generation fails only when the system has no randomness, and then nothing works.
             #[expect(clippy::expect_used, reason = "no randomness, no mesh")]
             ca: DevCa::generate().expect("generating the mesh CA"),
+            canvas_plugin_webhook: false,
         }
     }
 }
@@ -413,7 +418,7 @@ pub fn notifications_config(
     }
 }
 
-/// Tells the sandbox's `vendor` (stripe, pharmacy) where to POST its signed events.
+/// Tells the sandbox's `vendor` (stripe, pharmacy, canvas) where to POST its signed events.
 async fn point_webhooks_at(sandbox_url: &str, token: &SecretString, vendor: &str, url: &str) -> anyhow::Result<()> {
     let resp = reqwest::Client::new()
         .put(format!("{sandbox_url}/_sandbox/{vendor}/webhook"))
@@ -653,6 +658,8 @@ impl Mesh {
                 boothwyn: options.secrets.boothwyn_webhook_secret.expose_secret().to_owned(),
                 strive: options.secrets.strive_webhook_secret.expose_secret().to_owned(),
             },
+            // The edge verifies the plugin with ADMIN_JWT_SECRET (the plugin's CANVAS_AUTH_SECRET).
+            canvas_plugin_secret: options.secrets.admin_jwt_secret.expose_secret().to_owned(),
             zoom_account_id: options.secrets.zoom_account_id.clone(),
             zoom_client_id: options.secrets.zoom_client_id.clone(),
             zoom_client_secret: options.secrets.zoom_client_secret.expose_secret().to_owned(),
@@ -825,7 +832,8 @@ impl Mesh {
         let stopped_edge = stopped("era-edge");
         tasks.spawn(async move { ("era-edge", era_edge::run(config, listener, pool, stopped_edge).await) });
 
-        // The sandbox started before the edge had an address: now tell it where Stripe's events go.
+        // The sandbox started before the edge had an address: now tell it where Stripe's events,
+        // the pharmacies' callbacks and (when asked) the Canvas plugin's events go.
         let edge_url = format!("http://{addr}");
         let token = &options.secrets.sandbox_control_token;
         point_webhooks_at(
@@ -842,6 +850,15 @@ impl Mesh {
             &format!("{edge_url}/api/webhooks/pharmacy"),
         )
         .await?;
+        if options.canvas_plugin_webhook {
+            point_webhooks_at(
+                &sandbox_url,
+                token,
+                "canvas",
+                &format!("{edge_url}/api/webhooks/canvas"),
+            )
+            .await?;
+        }
 
         Ok(Mesh {
             edge_url,

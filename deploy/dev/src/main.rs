@@ -102,6 +102,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     };
     options.cors_allowed_origins = cli.cors_allowed_origins.clone();
     options.rate_limit_multiplier = cli.rate_limit_multiplier;
+    // The local mesh behaves as deployed: the Canvas plugin announces new patients and
+    // prescriptions to the edge.
+    options.canvas_plugin_webhook = true;
     let tls_dir = cli.dir.join("tls");
     options
         .ca

@@ -4,7 +4,12 @@
 //!
 //! Vendors are filled in by the issues that integrate them; until then a prefix answers 404 in a
 //! JSON body that says the route is not simulated yet. Simulated:
-//! - Canvas (`/canvas` for OAuth, `/canvas-fhir` for FHIR R4; see [`canvas`]);
+//! - Canvas (`/canvas` for OAuth, `/canvas-fhir` for FHIR R4; see [`canvas`]), with the clinic's
+//!   Canvas plugin: a patient created over FHIR, and a prescription a physician writes, stops or
+//!   adjusts (`/_sandbox/canvas/prescriptions`), is a JSON event POSTed to
+//!   `{canvas_plugin_webhook_url}/prescription` or `/patient-created` (`CANVAS_PLUGIN_WEBHOOK_URL`)
+//!   signed with `X-Timestamp` and `X-Signature` under `canvas_plugin_secret`
+//!   (`CANVAS_AUTH_SECRET`, the edge's `ADMIN_JWT_SECRET`), controlled at `/_sandbox/canvas`;
 //! - Stripe (`/stripe`, the v1 API with signed webhooks, also at the root `/v1` for stripe-node;
 //!   see [`stripe`]);
 //! - Zoom (`/zoom`: Server-to-Server OAuth at `/zoom/oauth/token` and the Meetings API v2 at

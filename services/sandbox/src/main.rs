@@ -37,6 +37,20 @@ struct Config {
         hide_env_values = true
     )]
     canvas_client_secret: String,
+    /// Base URL the clinic's Canvas plugin POSTs its signed events under (`{url}/prescription`,
+    /// `{url}/patient-created`), e.g. `http://127.0.0.1:8080/api/webhooks/canvas`; unset, they are
+    /// only stored (and can be set at run time with `PUT /_sandbox/canvas/webhook`).
+    #[arg(long, env = "CANVAS_PLUGIN_WEBHOOK_URL")]
+    canvas_plugin_webhook_url: Option<String>,
+    /// The secret the Canvas plugin signs its events with (`X-Signature`): the edge's
+    /// `ADMIN_JWT_SECRET`, which the plugin calls `CANVAS_AUTH_SECRET`.
+    #[arg(
+        long,
+        env = "CANVAS_AUTH_SECRET",
+        default_value = era_sandbox::state::DEFAULT_CANVAS_AUTH_SECRET,
+        hide_env_values = true
+    )]
+    canvas_auth_secret: String,
     /// The secret key Stripe's API accepts (Bearer or Basic); must start with `sk_test_`.
     #[arg(
         long,
@@ -309,6 +323,8 @@ async fn main() -> ExitCode {
             strive: config.strive_webhook_secret,
         },
         pharmacy_auto_advance_secs: config.pharmacy_auto_advance_secs,
+        canvas_plugin_webhook_url: config.canvas_plugin_webhook_url.filter(|u| !u.is_empty()),
+        canvas_plugin_secret: config.canvas_auth_secret,
         zoom_account_id: config.zoom_account_id,
         zoom_client_id: config.zoom_client_id,
         zoom_client_secret: config.zoom_client_secret,

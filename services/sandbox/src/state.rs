@@ -128,6 +128,15 @@ pub struct SandboxConfig {
     /// `processing`, `shipped` and `delivered` (for the local demo); `None` waits for
     /// `/_sandbox/pharmacy/.../advance`.
     pub pharmacy_auto_advance_secs: Option<u64>,
+    /// Base URL of the Integration Service's Canvas plugin routes (e.g.
+    /// `http://127.0.0.1:8080/api/webhooks/canvas`): the clinic's plugins POST PRESCRIPTION_CREATED
+    /// and PRESCRIPTION_UPDATED to `{url}/prescription` and PATIENT_CREATED to
+    /// `{url}/patient-created`. `None` keeps the events undelivered (readable and deliverable from
+    /// `/_sandbox/canvas`).
+    pub canvas_plugin_webhook_url: Option<String>,
+    /// The secret the plugin signs its events with (`X-Signature`); the edge verifies them with
+    /// `ADMIN_JWT_SECRET` (the plugin calls it `CANVAS_AUTH_SECRET`).
+    pub canvas_plugin_secret: String,
     /// Zoom's Server-to-Server OAuth app: the account it belongs to (`account_id` of the token
     /// request) and its client, presented as HTTP Basic `client_id:client_secret`.
     pub zoom_account_id: String,
@@ -213,6 +222,8 @@ impl Default for SandboxConfig {
             pharmacy_webhook_url: None,
             pharmacy_webhook_secrets: PharmacyWebhookSecrets::default(),
             pharmacy_auto_advance_secs: None,
+            canvas_plugin_webhook_url: None,
+            canvas_plugin_secret: DEFAULT_CANVAS_AUTH_SECRET.into(),
             zoom_account_id: DEFAULT_ZOOM_ACCOUNT_ID.into(),
             zoom_client_id: DEFAULT_ZOOM_CLIENT_ID.into(),
             zoom_client_secret: DEFAULT_ZOOM_CLIENT_SECRET.into(),
@@ -223,6 +234,8 @@ impl Default for SandboxConfig {
     }
 }
 
+/// The secret a default sandbox's Canvas plugin signs its events with (`CANVAS_AUTH_SECRET`).
+pub const DEFAULT_CANVAS_AUTH_SECRET: &str = "era-sandbox-canvas-plugin-secret-000000001";
 /// The Stripe secret key a default sandbox accepts.
 pub const DEFAULT_STRIPE_SECRET_KEY: &str = "sk_test_era_sandbox";
 /// The secret a default sandbox signs Stripe events with.
@@ -352,6 +365,7 @@ pub struct Sandbox {
     inner: Arc<Mutex<Inner>>,
     config: Arc<SandboxConfig>,
     canvas: Arc<Mutex<canvas::State>>,
+    canvas_plugin: Arc<canvas::plugin::Handle>,
     stripe: Arc<stripe::Handle>,
     sendgrid: Arc<sendgrid::Handle>,
     twilio: Arc<twilio::Handle>,
@@ -377,10 +391,12 @@ impl Sandbox {
         let stripe = Arc::new(stripe::Handle::new(&config));
         let pharmacy = Arc::new(pharmacy::Handle::new(&config));
         let zoom = Arc::new(zoom::Handle::new(&config));
+        let canvas_plugin = Arc::new(canvas::plugin::Handle::new(&config));
         Self {
             inner: Arc::default(),
             config: Arc::new(config),
             canvas: Arc::new(Mutex::new(canvas::State::seeded())),
+            canvas_plugin,
             stripe,
             sendgrid: Arc::default(),
             twilio: Arc::default(),
@@ -402,6 +418,11 @@ impl Sandbox {
 
     pub(crate) fn canvas(&self) -> MutexGuard<'_, canvas::State> {
         self.canvas.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The clinic's Canvas plugin: its events and where they go.
+    pub(crate) fn canvas_plugin(&self) -> &canvas::plugin::Handle {
+        &self.canvas_plugin
     }
 
     pub(crate) fn stripe(&self) -> &stripe::Handle {
@@ -434,7 +455,8 @@ impl Sandbox {
     }
 
     /// Forgets every call, effect and fault, and puts every vendor back to its seed state (for
-    /// Canvas that also revokes every issued token; for Stripe it forgets every object, event and
+    /// Canvas that also revokes every issued token and forgets every plugin event, keeping the
+    /// plugin's webhook target set at run time; for Stripe it forgets every object, event and
     /// idempotency key but keeps the webhook target set at run time; SendGrid and Twilio forget
     /// what they sent and SendGrid's simulated rate limit; HubSpot gets its demo inboxes back; the
     /// pharmacies forget every order, callback event and pending reject-next but keep the callback
@@ -443,6 +465,7 @@ impl Sandbox {
     pub fn reset(&self) {
         *self.lock() = Inner::default();
         *self.canvas() = canvas::State::seeded();
+        self.canvas_plugin.reset();
         self.stripe.reset();
         self.sendgrid.reset();
         self.twilio.reset();

@@ -1,8 +1,9 @@
 //! Signed event delivery, shared by the simulators that push to a receiver (Stripe's events, the
-//! pharmacies' callbacks): each event is POSTed with `t=<unix>,v1=<hex HMAC-SHA256(secret,
-//! "<t>.<body>")>` in emission order by one worker per vendor, never holding up the API; a failed
-//! delivery is retried a few times on its own task; every attempt is kept with the event, and the
-//! control routes deliver chosen events again or in a chosen order.
+//! pharmacies' callbacks, the clinic's Canvas plugin): each event is POSTed signed with an
+//! HMAC-SHA256 over `"<t>.<body>"` (each sender chooses how the signature travels, [`Signing`]) in
+//! emission order by one worker per vendor, never holding up the API; a failed delivery is retried
+//! a few times on its own task; every attempt is kept with the event, and the control routes
+//! deliver chosen events again or in a chosen order.
 
 use std::{marker::PhantomData, sync::Mutex, time::Duration};
 
@@ -54,14 +55,53 @@ impl Attempt {
     }
 }
 
-/// `t=<t>,v1=<hex>`: HMAC-SHA256 keyed with the webhook secret over `"<t>.<body>"` (Stripe's scheme,
-/// which the pharmacies' callbacks use too).
-pub fn signature_header(secret: &str, t: i64, body: &str) -> String {
+/// Lowercase hex HMAC-SHA256 keyed with `secret` over `"<t>.<body>"`: the MAC every sender's
+/// scheme carries.
+fn timestamped_hmac(secret: &str, t: i64, body: &str) -> String {
     // HMAC takes keys of any length.
     let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("HMAC accepts any key length");
     mac.update(format!("{t}.").as_bytes());
     mac.update(body.as_bytes());
-    format!("t={t},v1={}", hex::encode(mac.finalize().into_bytes()))
+    hex::encode(mac.finalize().into_bytes())
+}
+
+/// `t=<t>,v1=<hex>`: HMAC-SHA256 keyed with the webhook secret over `"<t>.<body>"` (Stripe's scheme,
+/// which the pharmacies' callbacks use too).
+pub fn signature_header(secret: &str, t: i64, body: &str) -> String {
+    format!("t={t},v1={}", timestamped_hmac(secret, t, body))
+}
+
+/// The Canvas plugin's `X-Signature` for `X-Timestamp: <t>`: lowercase hex HMAC-SHA256(secret,
+/// `"<t>.<body>"`), as the edge verifies the clinic's plugin.
+pub fn plugin_signature(secret: &str, t: i64, body: &str) -> String {
+    timestamped_hmac(secret, t, body)
+}
+
+/// The Canvas plugin's timestamp header.
+pub(crate) const PLUGIN_TIMESTAMP_HEADER: &str = "X-Timestamp";
+/// The Canvas plugin's signature header.
+pub(crate) const PLUGIN_SIGNATURE_HEADER: &str = "X-Signature";
+
+/// How a sender signs what it POSTs: the receivers verify different schemes over the same MAC.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Signing {
+    /// `<header>: t=<unix>,v1=<hex>` (Stripe's scheme, which the pharmacies' callbacks use too).
+    Stripe { header: &'static str },
+    /// `X-Timestamp: <unix>` and `X-Signature: <hex>` (the clinic's Canvas plugin).
+    CanvasPlugin,
+}
+
+impl Signing {
+    /// The headers carrying the signature of `body` made at `t`.
+    fn headers(self, secret: &str, t: i64, body: &str) -> Vec<(&'static str, String)> {
+        match self {
+            Signing::Stripe { header } => vec![(header, signature_header(secret, t, body))],
+            Signing::CanvasPlugin => vec![
+                (PLUGIN_TIMESTAMP_HEADER, t.to_string()),
+                (PLUGIN_SIGNATURE_HEADER, plugin_signature(secret, t, body)),
+            ],
+        }
+    }
 }
 
 /// What one delivery POSTs.
@@ -72,8 +112,8 @@ pub(crate) struct Outgoing {
     pub(crate) body: String,
     pub(crate) content_type: &'static str,
     pub(crate) user_agent: String,
-    /// The header the signature travels in.
-    pub(crate) signature_header: &'static str,
+    /// How the signature travels.
+    pub(crate) signing: Signing,
 }
 
 /// A vendor simulator whose events are delivered to a receiver.
@@ -178,15 +218,15 @@ pub(crate) async fn deliver<S: Sender>(
     last: bool,
 ) -> Option<Attempt> {
     let out = S::outgoing(sandbox, id)?;
-    let signature = signature_header(&out.secret, Utc::now().timestamp(), &out.body);
-    let result = S::http(sandbox)
+    let mut request = S::http(sandbox)
         .post(&out.url)
         .header(CONTENT_TYPE, out.content_type)
-        .header(USER_AGENT, out.user_agent)
-        .header(out.signature_header, signature)
-        .body(out.body)
-        .send()
-        .await;
+        .header(USER_AGENT, out.user_agent);
+    // Signed afresh on each attempt: a redelivery is the same bytes at a new time, as a vendor's is.
+    for (name, value) in out.signing.headers(&out.secret, Utc::now().timestamp(), &out.body) {
+        request = request.header(name, value);
+    }
+    let result = request.body(out.body).send().await;
     let (status, error) = match result {
         Ok(resp) => {
             let status = resp.status().as_u16();
@@ -308,6 +348,46 @@ mod tests {
         assert_eq!(
             signature_header("whsec_test", 1_700_000_000, r#"{"id":"evt_1"}"#),
             "t=1700000000,v1=c89214b5b5da833daed6f0b8c5bb6bd58cea9022bd80ccc78230f3942d632925"
+        );
+    }
+
+    #[test]
+    fn plugin_signature_is_hex_hmac_over_timestamp_dot_body() {
+        // Python: hmac.new(b"whsec_test", b'1700000000.{"id":"evt_1"}', hashlib.sha256).hexdigest()
+        // (the same MAC as Stripe's, carried bare in X-Signature).
+        let body = r#"{"id":"evt_1"}"#;
+        assert_eq!(
+            plugin_signature("whsec_test", 1_700_000_000, body),
+            "c89214b5b5da833daed6f0b8c5bb6bd58cea9022bd80ccc78230f3942d632925"
+        );
+        // Computed here over "<t>.<body>" with HMAC directly, not through the sandbox's helper.
+        let mut mac = Hmac::<Sha256>::new_from_slice(b"plugin-secret").unwrap();
+        mac.update(b"1712345678.");
+        mac.update(br#"{"type":"PATIENT_CREATED"}"#);
+        let expected = hex::encode(mac.finalize().into_bytes());
+        let got = plugin_signature("plugin-secret", 1_712_345_678, r#"{"type":"PATIENT_CREATED"}"#);
+        assert_eq!(got, expected);
+        assert_eq!(got, got.to_lowercase());
+        assert_eq!(got.len(), 64);
+        let headers = Signing::CanvasPlugin.headers("plugin-secret", 1_712_345_678, r#"{"type":"PATIENT_CREATED"}"#);
+        assert_eq!(
+            headers,
+            [("X-Timestamp", "1712345678".to_owned()), ("X-Signature", expected)]
+        );
+    }
+
+    #[test]
+    fn stripe_signing_keeps_its_one_header() {
+        let headers = Signing::Stripe {
+            header: "Stripe-Signature",
+        }
+        .headers("whsec_test", 1_700_000_000, r#"{"id":"evt_1"}"#);
+        assert_eq!(
+            headers,
+            [(
+                "Stripe-Signature",
+                "t=1700000000,v1=c89214b5b5da833daed6f0b8c5bb6bd58cea9022bd80ccc78230f3942d632925".to_owned()
+            )]
         );
     }
 }

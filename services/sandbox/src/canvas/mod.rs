@@ -1,6 +1,11 @@
 //! Canvas Medical: the OAuth token endpoint on the EMR host (served under `/canvas`) and the FHIR R4
 //! API on the `fumage-` host (served under `/canvas-fhir`), following the wire facts in
 //! `shared/reference/canvas.md`. State is in memory and starts from the demo clinic in [`seed`].
+//!
+//! The clinic's own Canvas plugin runs here too ([`plugin`]): a patient created over FHIR, and a
+//! prescription a physician writes, stops or adjusts (`/_sandbox/canvas/prescriptions`, standing
+//! in for the EMR's Prescribe command, [`prescribe`]), is announced to the Integration Service as a
+//! signed event.
 
 use std::fmt;
 
@@ -23,6 +28,8 @@ use crate::Sandbox;
 mod auth;
 mod fields;
 mod outcome;
+pub(crate) mod plugin;
+mod prescribe;
 mod resources;
 mod search;
 pub mod seed;
@@ -31,6 +38,9 @@ mod store;
 use outcome::{FhirError, FhirResult};
 use resources::Kind;
 use search::SearchRequest;
+
+/// The Canvas plugin's `X-Signature` (hex HMAC-SHA256 over `"<X-Timestamp>.<body>"`).
+pub use crate::webhook::plugin_signature;
 
 /// PDF uploads (DocumentReference) arrive base64-encoded in the JSON body.
 const MAX_BODY_BYTES: usize = 32 * 1024 * 1024;
@@ -77,9 +87,11 @@ pub(crate) fn fhir_router() -> Router<Sandbox> {
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
 }
 
-/// `/_sandbox/canvas`: test controls.
+/// `/_sandbox/canvas`: test controls: tokens, the plugin's webhook and events ([`plugin`]), and a
+/// physician's prescriptions ([`prescribe`]).
 pub(crate) fn control_router() -> Router<Sandbox> {
-    Router::new()
+    plugin::router()
+        .merge(prescribe::router())
         .route(
             "/expire-tokens",
             post(|AxumState(sandbox): AxumState<Sandbox>| async move {
@@ -170,6 +182,11 @@ fn create(sandbox: &Sandbox, kind: Kind, body: &[u8], host: &str) -> FhirResult<
     let mut canvas = sandbox.canvas();
     let resource = resources::create(kind, body, &mut canvas.store, now)?;
     let id = canvas.store.insert(kind, resource, now);
+    if kind == Kind::Patient {
+        // The portal_invite plugin announces every new patient; emitted under the lock that
+        // stored the patient, so it follows that patient's creation in the event order.
+        plugin::emit(sandbox, plugin::EventType::PatientCreated, &id, None);
+    }
     Ok((StatusCode::CREATED, [(LOCATION, location(host, kind, &id, "1"))]).into_response())
 }
 

@@ -161,8 +161,10 @@ fn demo_patient(i: usize, r: &Row) -> DemoPatient {
 
 const ICD10: &str = "http://hl7.org/fhir/sid/icd-10-cm";
 const LOINC: &str = "http://loinc.org";
-const UCUM: &str = "http://unitsofmeasure.org";
-const RXNORM: &str = "http://www.nlm.nih.gov/research/umls/rxnorm";
+pub(crate) const UCUM: &str = "http://unitsofmeasure.org";
+pub(crate) const RXNORM: &str = "http://www.nlm.nih.gov/research/umls/rxnorm";
+/// The pharmacy every prescription names, as Canvas writes a pharmacy into `performer.display`.
+pub(crate) const PHARMACY_DISPLAY: &str = "Name: Era Compounding Pharmacy|NCPDP ID: 0000000|Address: 1 Demo Way, Austin TX 78701|Phone: 5555550199|Fax: 5555550198";
 const MEDICATION_SYSTEM: &str = "http://era-demo.test/fhir/CodeSystem/glp1-medication";
 
 /// Comorbidities after the obesity diagnosis every patient has.
@@ -560,11 +562,7 @@ impl Chart {
             "id": seed_id("MedicationRequest", &format!("{}:{key}", p.id)),
             "status": status,
             "intent": "order",
-            "category": [{ "coding": [{
-                "system": "http://terminology.hl7.org/CodeSystem/medicationrequest-category",
-                "code": "outpatient",
-                "display": "Outpatient",
-            }] }],
+            "category": outpatient_category(),
             "reportedBoolean": false,
             "medicationCodeableConcept": {
                 "coding": [{ "system": RXNORM, "code": rxcui, "display": self.medication }],
@@ -576,18 +574,32 @@ impl Chart {
             "reasonCode": [{ "coding": [{ "system": ICD10, "code": self.obesity().0, "display": self.obesity().1 }] }],
             "dosageInstruction": [{
                 "text": format!("Inject {dose} mg subcutaneously once weekly"),
-                "timing": { "repeat": { "frequency": 1, "period": 1, "periodUnit": "wk" } },
+                "timing": weekly(),
                 "doseAndRate": [{ "doseQuantity": { "value": dose, "unit": "mg" } }],
             }],
             "dispenseRequest": {
                 "numberOfRepeatsAllowed": 2,
                 "quantity": { "value": 1, "unit": "mL" },
                 "expectedSupplyDuration": { "value": 28, "unit": "days", "system": UCUM, "code": "d" },
-                "performer": { "display": "Name: Era Compounding Pharmacy|NCPDP ID: 0000000|Address: 1 Demo Way, Austin TX 78701|Phone: 5555550199|Fax: 5555550198" },
+                "performer": { "display": PHARMACY_DISPLAY },
             },
             "substitution": { "allowedBoolean": false },
         })
     }
+}
+
+/// A MedicationRequest's `category`: every prescription of the clinic is outpatient.
+pub(crate) fn outpatient_category() -> Value {
+    json!([{ "coding": [{
+        "system": "http://terminology.hl7.org/CodeSystem/medicationrequest-category",
+        "code": "outpatient",
+        "display": "Outpatient",
+    }] }])
+}
+
+/// A weekly injection's `timing`.
+pub(crate) fn weekly() -> Value {
+    json!({ "repeat": { "frequency": 1, "period": 1, "periodUnit": "wk" } })
 }
 
 fn label(text: &str) -> Value {

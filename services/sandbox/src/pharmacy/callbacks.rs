@@ -28,7 +28,7 @@ use super::{
     Pharmacy,
 };
 use crate::{
-    webhook::{Attempt, Outgoing, Sender},
+    webhook::{Attempt, Outgoing, Sender, Signing},
     Sandbox,
 };
 
@@ -134,7 +134,9 @@ impl Sender for Pharmacies {
             body,
             content_type: "application/json",
             user_agent: format!("era-sandbox-{}/1.0", pharmacy.slug()),
-            signature_header: SIGNATURE_HEADER,
+            signing: Signing::Stripe {
+                header: SIGNATURE_HEADER,
+            },
         })
     }
 

@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 
 use super::{objects::Row, API_VERSION};
 use crate::{
-    webhook::{Attempt, Outgoing, Sender},
+    webhook::{Attempt, Outgoing, Sender, Signing},
     Sandbox,
 };
 
@@ -107,7 +107,9 @@ impl Sender for Stripe {
             secret: webhook.secret,
             content_type: "application/json; charset=utf-8",
             user_agent: "Stripe/1.0 (+https://stripe.com/docs/webhooks)".into(),
-            signature_header: "Stripe-Signature",
+            signing: Signing::Stripe {
+                header: "Stripe-Signature",
+            },
         })
     }
 
