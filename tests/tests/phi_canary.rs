@@ -1,9 +1,9 @@
 //! PHI never reaches the logs. The whole mesh runs in this process with every component's logs
 //! captured (era crates at debug, the rest at info, JSON with span fields); a patient with unique
 //! canary values goes through intake, search, the queue, records, an approval (card, note, pharmacy
-//! order, sync log), a telehealth visit booked, moved and cancelled (with its join link), and failing
-//! Canvas calls; then the captured logs are searched for every canary
-//! value.
+//! order, sync log), the Canvas plugin (a welcome, a prescription written in Canvas fulfilled and
+//! stopped), a telehealth visit booked, moved and cancelled (with its join link), and failing Canvas
+//! calls; then the captured logs are searched for every canary value.
 //!
 //! A test binary of its own, because it installs the process-wide log subscriber.
 
@@ -251,6 +251,105 @@ async fn no_canary_phi_appears_in_any_log() {
         canary.absent_from(&logs, "the sync log");
     }
 
+    // The Canvas plugin for the canary: their welcome (PATIENT_CREATED), a prescription written in
+    // Canvas fulfilled from the plugin's event (order, charge, notice), then stopped (the order
+    // cancelled, the charge listed for a refund).
+    {
+        let plugin = mesh
+            .sandbox
+            .put(mesh.sandbox_url("/_sandbox/canvas/webhook"))
+            .json(&json!({ "url": mesh.url("/api/webhooks/canvas"), "paused": true }))
+            .send()
+            .await
+            .unwrap();
+        assert!(plugin.status().is_success());
+        let welcome =
+            json!({ "id": format!("evt-welcome-{}", canary.tag), "type": "PATIENT_CREATED", "patientId": patient_id })
+                .to_string();
+        let welcomed = mesh
+            .post_signed(
+                "/api/webhooks/canvas/patient-created",
+                &era_tests::unix_now().to_string(),
+                &welcome,
+            )
+            .await;
+        assert_eq!(welcomed.status(), 200);
+        let written: Value = mesh
+            .sandbox
+            .post(mesh.sandbox_url("/_sandbox/canvas/prescriptions"))
+            .json(&json!({ "patientId": patient_id, "medication": "ondansetron", "doseLabel": "4 mg as needed" }))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let prescription = written["medicationRequestId"].as_str().unwrap().to_owned();
+        let deliver = |event: &str| {
+            mesh.sandbox
+                .post(mesh.sandbox_url("/_sandbox/canvas/deliver"))
+                .json(&json!({ "events": [event] }))
+                .send()
+        };
+        assert!(deliver(written["eventId"].as_str().unwrap())
+            .await
+            .unwrap()
+            .status()
+            .is_success());
+        let runs_of = || async {
+            let page: Value = mesh
+                .get(
+                    &format!("/api/admin/orchestration-runs?medicationRequestId={prescription}"),
+                    Some(&secret),
+                )
+                .await
+                .json()
+                .await
+                .unwrap();
+            page["items"].as_array().unwrap().clone()
+        };
+        let settled = |kind: &'static str| {
+            let runs_of = &runs_of;
+            async move {
+                for _ in 0..300 {
+                    let runs = runs_of().await;
+                    if runs.iter().any(|r| r["kind"] == kind && r["status"] == "succeeded") {
+                        return runs;
+                    }
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                }
+                panic!("no {kind} run succeeded");
+            }
+        };
+        let runs = settled("prescription").await;
+        canary.absent_from(&Value::Array(runs).to_string(), "a prescription run");
+        let stopped: Value = mesh
+            .sandbox
+            .post(mesh.sandbox_url(&format!("/_sandbox/canvas/prescriptions/{prescription}/stop")))
+            .json(&json!({}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert!(deliver(stopped["eventId"].as_str().unwrap())
+            .await
+            .unwrap()
+            .status()
+            .is_success());
+        let runs = settled("prescription_stop").await;
+        canary.absent_from(&Value::Array(runs).to_string(), "a stop run");
+        let reviews = mesh
+            .get("/api/admin/refund-reviews", Some(&secret))
+            .await
+            .text()
+            .await
+            .unwrap();
+        assert!(reviews.contains(&prescription), "{reviews}");
+        canary.absent_from(&reviews, "the refund reviews");
+    }
+
     // A telehealth visit for the canary: availability, a booking (a Zoom meeting, the Canvas
     // appointment, a confirmation by email and SMS to their chart's address and number with the join
     // link), a move and a cancellation. The join link must not reach a log either.
@@ -415,6 +514,10 @@ async fn no_canary_phi_appears_in_any_log() {
         "the pipeline's logs were captured"
     );
     assert!(logs.contains("appointment recorded"), "scheduling's logs were captured");
+    assert!(
+        logs.contains("prescription run recorded") && logs.contains("stop run recorded"),
+        "the plugin's runs were logged"
+    );
     assert!(logs.contains("zoom call"), "the zoom client's logs were captured");
     let join_url = join_url.to_lowercase();
     let passcode = join_url.split("pwd=").nth(1).unwrap_or(&join_url);

@@ -417,6 +417,8 @@ pub struct RefillView {
     pub order_id: String,
     pub canvas_patient_id: String,
     pub medication: String,
+    /// The dose it will be made with (a dose changed in Canvas applies to the refills to come).
+    pub dose_label: String,
     /// 1 for the first refill after the original fill.
     pub sequence: i32,
     /// scheduled, due, ordered, skipped or cancelled.
@@ -433,6 +435,7 @@ impl From<pb::Refill> for RefillView {
             order_id: r.order_id,
             canvas_patient_id: r.canvas_patient_id,
             medication: r.medication,
+            dose_label: r.dose_label,
             sequence: r.sequence,
             status: r.status,
             due_at: r.due_at.map(rfc3339),

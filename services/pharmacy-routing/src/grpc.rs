@@ -592,6 +592,7 @@ impl PharmacyRoutingService for RoutingService {
                     status: r.status,
                     due_at: Some(timestamp(r.due_at)),
                     run_id: r.run_id.map(|u| u.to_string()).unwrap_or_default(),
+                    dose_label: r.dose_label,
                 })
                 .collect(),
             page: Some(era_kit::time::next_page(next)),

@@ -57,7 +57,7 @@ impl Attempt {
 
 /// Lowercase hex HMAC-SHA256 keyed with `secret` over `"<t>.<body>"`: the MAC every sender's
 /// scheme carries.
-fn timestamped_hmac(secret: &str, t: i64, body: &str) -> String {
+fn timestamped_hmac(secret: &str, t: &str, body: &str) -> String {
     // HMAC takes keys of any length.
     let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("HMAC accepts any key length");
     mac.update(format!("{t}.").as_bytes());
@@ -68,12 +68,12 @@ fn timestamped_hmac(secret: &str, t: i64, body: &str) -> String {
 /// `t=<t>,v1=<hex>`: HMAC-SHA256 keyed with the webhook secret over `"<t>.<body>"` (Stripe's scheme,
 /// which the pharmacies' callbacks use too).
 pub fn signature_header(secret: &str, t: i64, body: &str) -> String {
-    format!("t={t},v1={}", timestamped_hmac(secret, t, body))
+    format!("t={t},v1={}", timestamped_hmac(secret, &t.to_string(), body))
 }
 
 /// The Canvas plugin's `X-Signature` for `X-Timestamp: <t>`: lowercase hex HMAC-SHA256(secret,
 /// `"<t>.<body>"`), as the edge verifies the clinic's plugin.
-pub fn plugin_signature(secret: &str, t: i64, body: &str) -> String {
+pub fn plugin_signature(secret: &str, t: &str, body: &str) -> String {
     timestamped_hmac(secret, t, body)
 }
 
@@ -87,19 +87,22 @@ pub(crate) const PLUGIN_SIGNATURE_HEADER: &str = "X-Signature";
 pub(crate) enum Signing {
     /// `<header>: t=<unix>,v1=<hex>` (Stripe's scheme, which the pharmacies' callbacks use too).
     Stripe { header: &'static str },
-    /// `X-Timestamp: <unix>` and `X-Signature: <hex>` (the clinic's Canvas plugin).
+    /// `X-Timestamp: <RFC 3339, microseconds>` and `X-Signature: <hex>` (the clinic's Canvas
+    /// plugin). The edge refuses a signature it has seen, so two deliveries of one event must not
+    /// share a timestamp: whole seconds would make a redelivery within the second a "replay".
     CanvasPlugin,
 }
 
 impl Signing {
     /// The headers carrying the signature of `body` made at `t`.
-    fn headers(self, secret: &str, t: i64, body: &str) -> Vec<(&'static str, String)> {
+    fn headers(self, secret: &str, at: chrono::DateTime<Utc>, body: &str) -> Vec<(&'static str, String)> {
         match self {
-            Signing::Stripe { header } => vec![(header, signature_header(secret, t, body))],
-            Signing::CanvasPlugin => vec![
-                (PLUGIN_TIMESTAMP_HEADER, t.to_string()),
-                (PLUGIN_SIGNATURE_HEADER, plugin_signature(secret, t, body)),
-            ],
+            Signing::Stripe { header } => vec![(header, signature_header(secret, at.timestamp(), body))],
+            Signing::CanvasPlugin => {
+                let t = at.to_rfc3339_opts(SecondsFormat::Micros, true);
+                let signature = plugin_signature(secret, &t, body);
+                vec![(PLUGIN_TIMESTAMP_HEADER, t), (PLUGIN_SIGNATURE_HEADER, signature)]
+            }
         }
     }
 }
@@ -223,7 +226,7 @@ pub(crate) async fn deliver<S: Sender>(
         .header(CONTENT_TYPE, out.content_type)
         .header(USER_AGENT, out.user_agent);
     // Signed afresh on each attempt: a redelivery is the same bytes at a new time, as a vendor's is.
-    for (name, value) in out.signing.headers(&out.secret, Utc::now().timestamp(), &out.body) {
+    for (name, value) in out.signing.headers(&out.secret, Utc::now(), &out.body) {
         request = request.header(name, value);
     }
     let result = request.body(out.body).send().await;
@@ -357,23 +360,22 @@ mod tests {
         // (the same MAC as Stripe's, carried bare in X-Signature).
         let body = r#"{"id":"evt_1"}"#;
         assert_eq!(
-            plugin_signature("whsec_test", 1_700_000_000, body),
+            plugin_signature("whsec_test", "1700000000", body),
             "c89214b5b5da833daed6f0b8c5bb6bd58cea9022bd80ccc78230f3942d632925"
         );
         // Computed here over "<t>.<body>" with HMAC directly, not through the sandbox's helper.
+        let t = "2024-04-05T19:34:38.123456Z";
         let mut mac = Hmac::<Sha256>::new_from_slice(b"plugin-secret").unwrap();
-        mac.update(b"1712345678.");
+        mac.update(format!("{t}.").as_bytes());
         mac.update(br#"{"type":"PATIENT_CREATED"}"#);
         let expected = hex::encode(mac.finalize().into_bytes());
-        let got = plugin_signature("plugin-secret", 1_712_345_678, r#"{"type":"PATIENT_CREATED"}"#);
+        let got = plugin_signature("plugin-secret", t, r#"{"type":"PATIENT_CREATED"}"#);
         assert_eq!(got, expected);
         assert_eq!(got, got.to_lowercase());
         assert_eq!(got.len(), 64);
-        let headers = Signing::CanvasPlugin.headers("plugin-secret", 1_712_345_678, r#"{"type":"PATIENT_CREATED"}"#);
-        assert_eq!(
-            headers,
-            [("X-Timestamp", "1712345678".to_owned()), ("X-Signature", expected)]
-        );
+        let at = chrono::DateTime::parse_from_rfc3339(t).unwrap().with_timezone(&Utc);
+        let headers = Signing::CanvasPlugin.headers("plugin-secret", at, r#"{"type":"PATIENT_CREATED"}"#);
+        assert_eq!(headers, [("X-Timestamp", t.to_owned()), ("X-Signature", expected)]);
     }
 
     #[test]
@@ -381,7 +383,11 @@ mod tests {
         let headers = Signing::Stripe {
             header: "Stripe-Signature",
         }
-        .headers("whsec_test", 1_700_000_000, r#"{"id":"evt_1"}"#);
+        .headers(
+            "whsec_test",
+            chrono::DateTime::from_timestamp(1_700_000_000, 0).unwrap(),
+            r#"{"id":"evt_1"}"#,
+        );
         assert_eq!(
             headers,
             [(

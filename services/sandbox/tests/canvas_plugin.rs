@@ -40,17 +40,15 @@ impl Delivery {
     }
 
     /// `X-Signature` is lowercase hex HMAC-SHA256(secret, "<X-Timestamp>.<raw body>") and the
-    /// timestamp is Unix seconds within 300 s, as the edge checks.
+    /// timestamp is RFC 3339 within 300 s, as the edge checks.
     fn signed_with(&self, secret: &str) -> bool {
         let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).unwrap();
         mac.update(self.timestamp.as_bytes());
         mac.update(b".");
         mac.update(&self.body);
         let expected = hex::encode(mac.finalize().into_bytes());
-        let fresh = self
-            .timestamp
-            .parse::<i64>()
-            .is_ok_and(|t| (Utc::now().timestamp() - t).abs() < 300);
+        let fresh = chrono::DateTime::parse_from_rfc3339(&self.timestamp)
+            .is_ok_and(|t| (Utc::now().timestamp() - t.timestamp()).abs() < 300);
         fresh && self.signature == expected
     }
 }

@@ -14,14 +14,15 @@ use crate::{payments::save_card, rx_queue::json_ok};
 
 /// A seeded open task the pipeline can fulfil: its patient's state is routed to `pharmacy`.
 #[derive(Clone, Debug)]
-struct Approvable {
-    task: String,
-    patient: String,
-    dose: String,
+pub(crate) struct Approvable {
+    pub(crate) task: String,
+    pub(crate) patient: String,
+    pub(crate) medication: String,
+    pub(crate) dose: String,
 }
 
 /// Open Rx Review tasks whose patients' states route (for their medication) to `pharmacy`.
-async fn approvable(mesh: &TestMesh, pharmacy: &str) -> Vec<Approvable> {
+pub(crate) async fn approvable(mesh: &TestMesh, pharmacy: &str) -> Vec<Approvable> {
     let mut canvas = mesh.canvas();
     let tasks = canvas
         .list_rx_review_tasks(mesh.admin_request(canvas::ListRxReviewTasksRequest {
@@ -66,6 +67,7 @@ async fn approvable(mesh: &TestMesh, pharmacy: &str) -> Vec<Approvable> {
             out.push(Approvable {
                 task: t.id,
                 patient: t.canvas_patient_id,
+                medication: dose.medication.clone(),
                 dose: dose.label.clone(),
             });
         }
@@ -85,7 +87,7 @@ async fn post(mesh: &TestMesh, path: &str, body: Value) -> reqwest::Response {
 }
 
 /// Approves `t` with its first dose through the edge; the answer's JSON (200 or 202).
-async fn approve(mesh: &TestMesh, t: &Approvable) -> Value {
+pub(crate) async fn approve(mesh: &TestMesh, t: &Approvable) -> Value {
     json_ok(
         post(
             mesh,
@@ -98,7 +100,7 @@ async fn approve(mesh: &TestMesh, t: &Approvable) -> Value {
 }
 
 /// The sandbox pharmacy's orders for our order id (the reference the pipeline sends).
-async fn pharmacy_orders(mesh: &TestMesh, slug: &str, reference: &str) -> Vec<Value> {
+pub(crate) async fn pharmacy_orders(mesh: &TestMesh, slug: &str, reference: &str) -> Vec<Value> {
     let all: Value = mesh
         .sandbox
         .get(mesh.sandbox_url(&format!("/_sandbox/pharmacy/{slug}/orders")))
@@ -117,7 +119,7 @@ async fn pharmacy_orders(mesh: &TestMesh, slug: &str, reference: &str) -> Vec<Va
         .collect()
 }
 
-async fn run_until_finished(mesh: &TestMesh, id: &str) -> pb::OrchestrationRun {
+pub(crate) async fn run_until_finished(mesh: &TestMesh, id: &str) -> pb::OrchestrationRun {
     let mut routing = mesh.pharmacy_routing();
     for _ in 0..600 {
         let run = routing
@@ -149,7 +151,7 @@ async fn task_status(mesh: &TestMesh, task: &str) -> i32 {
         .status
 }
 
-async fn charges(mesh: &TestMesh, patient: &str) -> Vec<payments::Charge> {
+pub(crate) async fn charges(mesh: &TestMesh, patient: &str) -> Vec<payments::Charge> {
     mesh.payments()
         .list_patient_payments(mesh.admin_request(payments::ListPatientPaymentsRequest {
             canvas_patient_id: patient.into(),
@@ -161,7 +163,7 @@ async fn charges(mesh: &TestMesh, patient: &str) -> Vec<payments::Charge> {
         .charges
 }
 
-async fn outbox_for(mesh: &TestMesh, patient: &str, kind: &str) -> usize {
+pub(crate) async fn outbox_for(mesh: &TestMesh, patient: &str, kind: &str) -> usize {
     let pool = sqlx::PgPool::connect(&mesh.database_url("notifications"))
         .await
         .unwrap();

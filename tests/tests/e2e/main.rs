@@ -12,6 +12,7 @@ mod notifications;
 mod ops;
 mod payments;
 mod plugin;
+mod prescriptions;
 mod routing;
 mod rx_queue;
 mod scheduling;

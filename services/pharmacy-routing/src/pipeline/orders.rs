@@ -289,6 +289,7 @@ pub(crate) struct RefillRow {
     pub(crate) status: String,
     pub(crate) due_at: DateTime<Utc>,
     pub(crate) run_id: Option<Uuid>,
+    pub(crate) dose_label: String,
 }
 
 /// Schedules the refills an order allows, one every `days_supply` days from now (once per order).
@@ -331,7 +332,7 @@ pub(crate) async fn refills(
 ) -> Result<Vec<RefillRow>> {
     let (at, id) = after.unzip();
     Ok(sqlx::query_as(
-        "select id, order_id, canvas_patient_id, medication, sequence, status, due_at, run_id from refills
+        "select id, order_id, canvas_patient_id, medication, sequence, status, due_at, run_id, dose_label from refills
          where canvas_patient_id = $1 and ($2::timestamptz is null or (due_at, id) > ($2, $3))
          order by due_at, id limit $4",
     )

@@ -10,8 +10,9 @@
 //! ```
 //!
 //! `medicationRequestId` is absent on PATIENT_CREATED. The raw body is signed as the edge verifies
-//! the plugin, which is not Stripe's scheme: `X-Timestamp: <unix seconds>` and `X-Signature: <hex
-//! HMAC-SHA256(canvas_plugin_secret, "<timestamp>.<body>")>`. Events are the notice, not the truth:
+//! the plugin, which is not Stripe's scheme: `X-Timestamp: <RFC 3339 with microseconds>` and
+//! `X-Signature: <hex HMAC-SHA256(canvas_plugin_secret, "<timestamp>.<body>")>` (each delivery has
+//! its own timestamp, so a redelivery within a second is not mistaken for a replay). Events are the notice, not the truth:
 //! the receiver reads the patient or MedicationRequest back from the FHIR API.
 //!
 //! Events are delivered by the shared queue in the order the changes happened (each is emitted
