@@ -22,6 +22,8 @@ pub enum Kind {
     OneTimeCode,
     MagicLink,
     Welcome,
+    RefillOrdered,
+    RefillOverdue,
 }
 
 /// A way a notification reaches someone.
@@ -219,16 +221,16 @@ const TEMPLATES: &[Template] = &[
         kind: Kind::RefillDue,
         code: "refill_due",
         pb: pb::NotificationType::RefillDue,
-        required: &["medication"],
+        required: &["medication", "due_date"],
         channels: &[Email, Portal],
-        subject: "Time to refill",
+        subject: "Your refill is coming up",
         email: &[
             "Hi {first_name},",
-            "Your {medication} refill is due. Confirm it in your portal and we will take care of the rest.",
+            "Your {medication} refill will be charged to your card on file and sent to your pharmacy on {due_date}. To change your card, or to ask for a pause, open your portal.",
         ],
-        sms: "YourEra: your refill is due. Confirm it in your portal.",
-        portal_title: "Refill due",
-        portal_body: "Your {medication} refill is due.",
+        sms: "YourEra: your refill will be charged and sent on {due_date}. Manage it in your portal.",
+        portal_title: "Refill coming up",
+        portal_body: "Your {medication} refill will be charged and sent on {due_date}.",
         portal_link: "/refills",
     },
     Template {
@@ -264,6 +266,38 @@ const TEMPLATES: &[Template] = &[
         portal_link: "/",
     },
     Template {
+        kind: Kind::RefillOrdered,
+        code: "refill_ordered",
+        pb: pb::NotificationType::RefillOrdered,
+        required: &["medication"],
+        channels: &[Email, Sms, Portal],
+        subject: "Your refill is on its way to the pharmacy",
+        email: &[
+            "Hi {first_name},",
+            "Your {medication} refill was charged to your card on file and sent to your pharmacy. We will let you know when it ships.",
+        ],
+        sms: "YourEra: your refill was sent to the pharmacy. We'll text you when it ships.",
+        portal_title: "Refill ordered",
+        portal_body: "Your {medication} refill was sent to your pharmacy.",
+        portal_link: "/refills",
+    },
+    Template {
+        kind: Kind::RefillOverdue,
+        code: "refill_overdue",
+        pb: pb::NotificationType::RefillOverdue,
+        required: &[],
+        channels: &[Email, Sms, Portal],
+        subject: "Your refill is on hold",
+        email: &[
+            "Hi {first_name},",
+            "We tried several times but could not charge the card on file for your refill, so it is on hold. Please update your card in the portal and we will send it.",
+        ],
+        sms: "YourEra: your refill is on hold because your card was declined. Please update it in your portal.",
+        portal_title: "Refill on hold",
+        portal_body: "Your card was declined. Update it to get your refill.",
+        portal_link: "/billing",
+    },
+    Template {
         kind: Kind::Welcome,
         code: "welcome",
         pb: pb::NotificationType::Welcome,
@@ -282,7 +316,7 @@ const TEMPLATES: &[Template] = &[
 ];
 
 impl Kind {
-    pub const ALL: [Kind; 12] = [
+    pub const ALL: [Kind; 14] = [
         Kind::PrescriptionApproved,
         Kind::PrescriptionDenied,
         Kind::PaymentFailed,
@@ -295,6 +329,8 @@ impl Kind {
         Kind::OneTimeCode,
         Kind::MagicLink,
         Kind::Welcome,
+        Kind::RefillOrdered,
+        Kind::RefillOverdue,
     ];
 
     fn template(self) -> &'static Template {
