@@ -293,6 +293,13 @@ pub struct PipelineConfig {
     /// past any request still being processed there.
     #[arg(long, env = "PIPELINE_LOOKUP_DELAY_SECS")]
     pub lookup_delay_secs: Option<u64>,
+    /// How many days before a refill's due date the patient gets the refill_due reminder.
+    #[arg(long, env = "REFILL_REMINDER_DAYS", default_value_t = 3)]
+    pub refill_reminder_days: u32,
+    /// After a refill's card is declined, how long until each retry (seconds, comma-separated); once
+    /// they are used up the refill is overdue. Default: a day, then three more.
+    #[arg(long, env = "REFILL_RETRY_SECS", value_delimiter = ',', default_values_t = [86_400u64, 259_200])]
+    pub refill_retry_secs: Vec<u64>,
     /// Tests only (never from the environment): stop this replica's pipeline at one point, as a crash would.
     #[arg(skip)]
     pub failpoint: Option<Failpoint>,
@@ -307,6 +314,8 @@ impl Default for PipelineConfig {
             sync_wait_ms: 8000,
             retry_max_secs: 300,
             lookup_delay_secs: None,
+            refill_reminder_days: 3,
+            refill_retry_secs: vec![86_400, 259_200],
             failpoint: None,
         }
     }
@@ -330,6 +339,15 @@ impl PipelineConfig {
             return Err(ConfigError::new(
                 "PIPELINE_RETRY_MAX_SECS",
                 "must be between 1 and 86400",
+            ));
+        }
+        if self.refill_reminder_days > 30 {
+            return Err(ConfigError::new("REFILL_REMINDER_DAYS", "must be between 0 and 30"));
+        }
+        if self.refill_retry_secs.len() > 10 || self.refill_retry_secs.iter().any(|s| !(1..=30 * 86_400).contains(s)) {
+            return Err(ConfigError::new(
+                "REFILL_RETRY_SECS",
+                "must be at most 10 waits, each between 1 second and 30 days",
             ));
         }
         Ok(())

@@ -26,6 +26,12 @@ pub enum Error {
     /// A prescription written in Canvas already fulfils this patient's medication.
     #[error("a prescription written in Canvas already fulfils this medication for the patient (run {run_id})")]
     AlreadyFulfilled { run_id: String },
+    #[error("refill {refill_id} is {status}: it cannot be {action}")]
+    RefillNotActionable {
+        refill_id: String,
+        status: String,
+        action: &'static str,
+    },
     /// The same task is being decided by several requests at once and this one lost every round.
     #[error("the task is being decided by another request; retry shortly")]
     Busy,
@@ -53,6 +59,7 @@ impl Error {
             Self::TaskNotOpen { .. } => Some("TASK_NOT_OPEN"),
             Self::TaskAlreadyDecided { .. } => Some("TASK_ALREADY_DECIDED"),
             Self::AlreadyFulfilled { .. } => Some("ALREADY_FULFILLED"),
+            Self::RefillNotActionable { .. } => Some("REFILL_NOT_ACTIONABLE"),
             Self::Unavailable(reason, _) => Some(reason),
             Self::InvalidArgument(_) | Self::Busy | Self::NotFound { .. } | Self::Db(_) | Self::Internal(_) => None,
         }
@@ -70,7 +77,8 @@ impl From<Error> for Status {
             | Error::NoLicensedPrescriber { .. }
             | Error::TaskNotOpen { .. }
             | Error::TaskAlreadyDecided { .. }
-            | Error::AlreadyFulfilled { .. } => with_reason(
+            | Error::AlreadyFulfilled { .. }
+            | Error::RefillNotActionable { .. } => with_reason(
                 Code::FailedPrecondition,
                 err.reason().unwrap_or_default(),
                 err.to_string(),
@@ -135,6 +143,15 @@ mod tests {
                 },
                 Code::FailedPrecondition,
                 Some("TASK_ALREADY_DECIDED"),
+            ),
+            (
+                Error::RefillNotActionable {
+                    refill_id: "r".into(),
+                    status: "ordered".into(),
+                    action: "skipped",
+                },
+                Code::FailedPrecondition,
+                Some("REFILL_NOT_ACTIONABLE"),
             ),
             (
                 Error::AlreadyFulfilled { run_id: "r".into() },

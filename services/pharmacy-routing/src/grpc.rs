@@ -17,6 +17,7 @@ use crate::{
     pipeline::{
         orders,
         prescriptions::{Handled, PrescriptionEvent},
+        refills::{self, Action as RefillAction, ActionRequest as RefillActionRequest},
         runs, Approval, Denial, Pipeline,
     },
     store::{self, Matrix, RouteRow, Snapshot, StateUpdate},
@@ -86,6 +87,43 @@ impl RoutingService {
                     .collect(),
                 shipped_at: s.shipped_at.map(timestamp),
                 delivered_at: s.delivered_at.map(timestamp),
+            })
+            .collect())
+    }
+
+    /// Refills as the API shows them, each with its history (runs and admin actions); the admins'
+    /// names only for staff.
+    async fn refills_view(&self, rows: Vec<orders::RefillRow>, staff: bool) -> Result<Vec<pb::Refill>> {
+        let ids: Vec<uuid::Uuid> = rows.iter().map(|r| r.id).collect();
+        let history = refills::history(self.pipeline.pool(), &ids).await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| pb::Refill {
+                history: history
+                    .iter()
+                    .filter(|h| h.refill_id == r.id)
+                    .map(|h| pb::RefillHistoryEntry {
+                        at: Some(timestamp(h.at)),
+                        kind: h.kind.clone(),
+                        run_id: h.run_id.map(|id| id.to_string()).unwrap_or_default(),
+                        run_status: h.run_status.clone(),
+                        failure_reason: h.failure_reason.clone(),
+                        actor: if staff { h.actor.clone() } else { String::new() },
+                        detail: h.detail.clone(),
+                    })
+                    .collect(),
+                id: r.id.to_string(),
+                order_id: r.order_id.to_string(),
+                canvas_patient_id: r.canvas_patient_id,
+                medication: r.medication,
+                sequence: r.sequence,
+                status: r.status,
+                due_at: Some(timestamp(r.due_at)),
+                run_id: r.run_id.map(|u| u.to_string()).unwrap_or_default(),
+                dose_label: r.dose_label,
+                reminded_at: r.reminded_at.map(timestamp),
+                attempts: r.attempts,
+                next_attempt_at: r.next_attempt_at.map(timestamp),
             })
             .collect())
     }
@@ -580,22 +618,68 @@ impl PharmacyRoutingService for RoutingService {
         let after = era_kit::time::page_cursor(&page.page_token).map_err(|v| Error::InvalidArgument(vec![v]))?;
         let mut rows = orders::refills(self.pipeline.pool(), &req.canvas_patient_id, after, limit + 1).await?;
         let next = more(&mut rows, limit).map(|r| (r.due_at, r.id));
+        // A patient reading their own schedule sees what happened, not which admin did it.
+        let staff = caller.require_staff().is_ok();
         Ok(Response::new(pb::ListRefillsResponse {
-            refills: rows
-                .into_iter()
-                .map(|r| pb::Refill {
-                    id: r.id.to_string(),
-                    order_id: r.order_id.to_string(),
-                    canvas_patient_id: r.canvas_patient_id,
-                    medication: r.medication,
-                    sequence: r.sequence,
-                    status: r.status,
-                    due_at: Some(timestamp(r.due_at)),
-                    run_id: r.run_id.map(|u| u.to_string()).unwrap_or_default(),
-                    dose_label: r.dose_label,
-                })
-                .collect(),
+            refills: self.refills_view(rows, staff).await?,
             page: Some(era_kit::time::next_page(next)),
+        }))
+    }
+
+    async fn refill_action(&self, request: Request<pb::RefillActionRequest>) -> RpcResult<pb::RefillActionResponse> {
+        let caller = Caller::of(&request)?.clone();
+        caller.require_staff()?;
+        let req = request.into_inner();
+        let mut bad = Vec::new();
+        let refill_id = uuid::Uuid::parse_str(req.refill_id.trim()).ok();
+        if refill_id.is_none() {
+            bad.push(FieldViolation::new(
+                "refill_id",
+                "is not a refill id this service issued",
+            ));
+        }
+        let action = match pb::RefillActionKind::try_from(req.action) {
+            Ok(pb::RefillActionKind::Skip) => Some(RefillAction::Skip),
+            Ok(pb::RefillActionKind::Pause) => Some(RefillAction::Pause),
+            Ok(pb::RefillActionKind::Resume) => Some(RefillAction::Resume),
+            Ok(pb::RefillActionKind::Cancel) => Some(RefillAction::Cancel),
+            Ok(pb::RefillActionKind::ProcessNow) => Some(RefillAction::ProcessNow),
+            Ok(pb::RefillActionKind::Dose) => Some(RefillAction::Dose),
+            Ok(pb::RefillActionKind::Unspecified) | Err(_) => None,
+        };
+        if action.is_none() {
+            bad.push(FieldViolation::new(
+                "action",
+                "must be skip, pause, resume, cancel, process_now or dose",
+            ));
+        }
+        if action == Some(RefillAction::Dose) && req.dose_label.trim().is_empty() {
+            bad.push(FieldViolation::new("dose_label", "is required to change the dose"));
+        }
+        if req.idempotency_key.len() > 200 {
+            bad.push(FieldViolation::new("idempotency_key", "must be at most 200 characters"));
+        }
+        let (Some(refill_id), Some(action), true) = (refill_id, action, bad.is_empty()) else {
+            return Err(Error::InvalidArgument(bad).into());
+        };
+        let done = self
+            .pipeline
+            .refill_action(RefillActionRequest {
+                refill_id,
+                action,
+                dose_label: req.dose_label.trim().to_owned(),
+                idempotency_key: req.idempotency_key,
+                actor: actor_of(&caller, req.actor),
+            })
+            .await?;
+        Ok(Response::new(pb::RefillActionResponse {
+            refill: self.refills_view(vec![done.refill], true).await?.pop(),
+            changed_refill_ids: done.changed.iter().map(ToString::to_string).collect(),
+            run: match done.run {
+                Some(run) => self.runs_view(vec![run]).await?.pop(),
+                None => None,
+            },
+            existing: done.existing,
         }))
     }
 
@@ -939,6 +1023,7 @@ fn run_kind(word: &str) -> pb::RunKind {
         "deny" => pb::RunKind::Denial,
         "prescription" => pb::RunKind::Prescription,
         "stop" => pb::RunKind::PrescriptionStop,
+        "refill" => pb::RunKind::Refill,
         _ => pb::RunKind::Unspecified,
     }
 }
@@ -949,6 +1034,7 @@ fn run_kind_word(k: pb::RunKind) -> &'static str {
         pb::RunKind::Denial => "deny",
         pb::RunKind::Prescription => "prescription",
         pb::RunKind::PrescriptionStop => "stop",
+        pb::RunKind::Refill => "refill",
         pb::RunKind::Unspecified => "",
     }
 }

@@ -41,18 +41,23 @@ pub async fn run(
     let pipeline = Arc::new(pipeline::Pipeline::new(&config, pool.clone(), matrix.clone())?);
     // Runs are durable and every write is fenced, so stopping the worker anywhere loses nothing:
     // a held run's lease runs out and another replica resumes it.
-    let worker = config
-        .pipeline
-        .worker
-        .then(|| tokio::spawn(pipeline::run_worker(pipeline.clone())));
+    let worker = config.pipeline.worker.then(|| {
+        (
+            tokio::spawn(pipeline::run_worker(pipeline.clone())),
+            // Refills come due on the same replicas that resume runs; rows are claimed with
+            // SKIP LOCKED, so replicas never start one refill twice.
+            tokio::spawn(pipeline::run_refill_clock(pipeline.clone())),
+        )
+    });
     let service = grpc::RoutingService::new(pool, matrix, pipeline);
     let served = GrpcServer::new(Authenticator::new(&config.service.auth))
         .tls(config.service.mesh.tls()?)
         .add_service(PharmacyRoutingServiceServer::new(service))
         .serve(listener, shutdown)
         .await;
-    if let Some(w) = worker {
-        w.abort();
+    if let Some((runs, refills)) = worker {
+        runs.abort();
+        refills.abort();
     }
     served
 }

@@ -11,6 +11,7 @@
 pub(crate) mod callbacks;
 pub(crate) mod orders;
 pub(crate) mod prescriptions;
+pub(crate) mod refills;
 pub(crate) mod runs;
 pub(crate) mod steps;
 mod stop;
@@ -41,7 +42,7 @@ use tonic::transport::Channel;
 use uuid::Uuid;
 
 use self::runs::{Inserted, NewRun, Run};
-pub(crate) use self::worker::run as run_worker;
+pub(crate) use self::{refills::run_clock as run_refill_clock, worker::run as run_worker};
 use crate::{
     config::{Config, FailAt, Failpoint},
     error::{Error, Result},
@@ -68,6 +69,9 @@ pub(crate) struct Pipeline {
     poll: Duration,
     sync_wait: Duration,
     retry_max: Duration,
+    /// The waits before each retry of a refill whose card was declined.
+    refill_retry: Vec<Duration>,
+    refill_reminder_days: u32,
     /// How long a possibly placed submission waits before we ask the pharmacy for it: past any
     /// request still in flight there.
     uncertain_wait: Duration,
@@ -110,6 +114,13 @@ impl Pipeline {
             poll: Duration::from_millis(config.pipeline.poll_ms),
             sync_wait: Duration::from_millis(config.pipeline.sync_wait_ms),
             retry_max: Duration::from_secs(config.pipeline.retry_max_secs),
+            refill_retry: config
+                .pipeline
+                .refill_retry_secs
+                .iter()
+                .map(|s| Duration::from_secs(*s))
+                .collect(),
+            refill_reminder_days: config.pipeline.refill_reminder_days,
             uncertain_wait: Duration::from_secs(
                 config
                     .pipeline
@@ -302,6 +313,8 @@ impl Pipeline {
             medication_request_id: None,
             target_run_id: None,
             cover_days: med.row.days_supply,
+            refill_id: None,
+            payment_reference: None,
         };
         match self.record(&new, arrived).await? {
             Recorded::New(run) => {
@@ -371,6 +384,8 @@ impl Pipeline {
             medication_request_id: None,
             target_run_id: None,
             cover_days: 0,
+            refill_id: None,
+            payment_reference: None,
         };
         match self.record(&new, arrived).await? {
             Recorded::New(run) => self.start_and_wait(run, deadline).await,

@@ -290,7 +290,14 @@ pub(crate) struct RefillRow {
     pub(crate) due_at: DateTime<Utc>,
     pub(crate) run_id: Option<Uuid>,
     pub(crate) dose_label: String,
+    pub(crate) reminded_at: Option<DateTime<Utc>>,
+    pub(crate) attempts: i32,
+    pub(crate) next_attempt_at: Option<DateTime<Utc>>,
 }
+
+/// The columns a [`RefillRow`] is read from.
+pub(crate) const REFILL_COLUMNS: &str = "id, order_id, canvas_patient_id, medication, sequence, status, due_at, \
+     run_id, dose_label, reminded_at, attempts, next_attempt_at";
 
 /// Schedules the refills an order allows, one every `days_supply` days from now (once per order).
 pub(crate) async fn schedule_refills(
@@ -331,11 +338,11 @@ pub(crate) async fn refills(
     limit: i64,
 ) -> Result<Vec<RefillRow>> {
     let (at, id) = after.unzip();
-    Ok(sqlx::query_as(
-        "select id, order_id, canvas_patient_id, medication, sequence, status, due_at, run_id, dose_label from refills
+    Ok(sqlx::query_as(&format!(
+        "select {REFILL_COLUMNS} from refills
          where canvas_patient_id = $1 and ($2::timestamptz is null or (due_at, id) > ($2, $3))
-         order by due_at, id limit $4",
-    )
+         order by due_at, id limit $4"
+    ))
     .bind(patient)
     .bind(at)
     .bind(id)

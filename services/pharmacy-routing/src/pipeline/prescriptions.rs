@@ -231,6 +231,8 @@ impl Pipeline {
             medication_request_id: Some(&p.id),
             target_run_id: None,
             cover_days: med.row.days_supply,
+            refill_id: None,
+            payment_reference: None,
         };
         match runs::insert(&self.pool, &new).await? {
             Inserted::New(run) => {
@@ -271,6 +273,8 @@ impl Pipeline {
             medication_request_id: Some(&p.id),
             target_run_id: Some(target.id),
             cover_days: 0,
+            refill_id: None,
+            payment_reference: None,
         };
         match runs::insert(&self.pool, &new).await? {
             Inserted::New(run) => {

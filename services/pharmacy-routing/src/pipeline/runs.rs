@@ -22,8 +22,8 @@ pub(crate) const APPROVE_STEPS: &[&str] = &[
     "task_completion",
 ];
 pub(crate) const DENY_STEPS: &[&str] = &["task_update", "notification"];
-/// A prescription written in Canvas: the approval's steps without the task's (there is none, and
-/// the prescriber documented it in Canvas).
+/// A prescription written in Canvas, and a refill: the approval's steps without the task's (there
+/// is none, and the prescriber documented it in Canvas). A refill re-decides the route live.
 pub(crate) const PRESCRIPTION_STEPS: &[&str] = &[
     "medication_config",
     "patient_lookup",
@@ -77,13 +77,15 @@ pub(crate) struct Run {
     pub(crate) updated_at: DateTime<Utc>,
     pub(crate) medication_request_id: Option<String>,
     pub(crate) target_run_id: Option<Uuid>,
+    pub(crate) refill_id: Option<Uuid>,
+    pub(crate) payment_reference: Option<String>,
 }
 
 /// The steps of a run of `kind`, in order.
 pub(crate) fn steps_of_kind(kind: &str) -> &'static [&'static str] {
     match kind {
         "deny" => DENY_STEPS,
-        "prescription" => PRESCRIPTION_STEPS,
+        "prescription" | "refill" => PRESCRIPTION_STEPS,
         "stop" => STOP_STEPS,
         _ => APPROVE_STEPS,
     }
@@ -96,7 +98,14 @@ impl Run {
 
     /// A run that orders and charges (and so can be stopped when its prescription is).
     pub(crate) fn fulfils(&self) -> bool {
-        matches!(self.kind.as_str(), "approve" | "prescription")
+        matches!(self.kind.as_str(), "approve" | "prescription" | "refill")
+    }
+
+    /// The reference payments keys the run's charge by (one charge per reference).
+    pub(crate) fn payment_reference(&self) -> String {
+        self.payment_reference
+            .clone()
+            .unwrap_or_else(|| format!("run:{}", self.id))
     }
 
     /// The step after `step`, or [`DONE`].
@@ -145,6 +154,9 @@ pub(crate) struct NewRun<'a> {
     /// For a fulfilment: how many days back another fulfilment of the same patient and medication
     /// covers this one (the medication's supply).
     pub(crate) cover_days: i32,
+    pub(crate) refill_id: Option<Uuid>,
+    /// The charge's reference when it is not `run:<id>`.
+    pub(crate) payment_reference: Option<String>,
 }
 
 /// What recording a run found.
@@ -164,21 +176,27 @@ pub(crate) enum Inserted {
 /// the same lock, so the two paths never both order.
 pub(crate) async fn insert(pool: &PgPool, run: &NewRun<'_>) -> Result<Inserted> {
     let mut tx = pool.begin().await?;
+    let inserted = insert_in(&mut tx, run).await?;
+    tx.commit().await?;
+    Ok(inserted)
+}
+
+/// As [`insert`], in the caller's transaction (a refill's run is recorded with the refill's change).
+pub(crate) async fn insert_in(tx: &mut Transaction<'_, Postgres>, run: &NewRun<'_>) -> Result<Inserted> {
     if matches!(run.kind, "approve" | "prescription") {
         sqlx::query("select pg_advisory_xact_lock(hashtextextended('fulfil:' || $1 || ':' || $2, 0))")
             .bind(run.canvas_patient_id)
             .bind(run.medication)
-            .execute(&mut *tx)
+            .execute(&mut **tx)
             .await?;
-        if let Some(covering) = covering(&mut tx, run).await? {
+        if let Some(covering) = covering(tx, run).await? {
             if run.kind == "prescription" {
                 sqlx::query("update orchestration_runs set medication_request_id = $2 where id = $1")
                     .bind(covering.id)
                     .bind(run.medication_request_id)
-                    .execute(&mut *tx)
+                    .execute(&mut **tx)
                     .await?;
             }
-            tx.commit().await?;
             return Ok(Inserted::Covered(covering));
         }
     }
@@ -186,9 +204,9 @@ pub(crate) async fn insert(pool: &PgPool, run: &NewRun<'_>) -> Result<Inserted> 
     let inserted: Option<Run> = sqlx::query_as(
         "insert into orchestration_runs (id, task_id, kind, canvas_patient_id, medication, dose_label, status,
              phase, practitioner_id, note_ciphertext, note_nonce, note_key_version, approved_by, idempotency_key,
-             lease_owner, lease_until, generation, medication_request_id, target_run_id)
+             lease_owner, lease_until, generation, medication_request_id, target_run_id, refill_id, payment_reference)
          values ($1, $2, $3, $4, $5, $6, 'running', $7, $8, $9, $10, $11, $12, $13, $14,
-             now() + make_interval(secs => $15), 1, $16, $17)
+             now() + make_interval(secs => $15), 1, $16, $17, $18, $19)
          on conflict do nothing
          returning *",
     )
@@ -209,7 +227,9 @@ pub(crate) async fn insert(pool: &PgPool, run: &NewRun<'_>) -> Result<Inserted> 
     .bind(run.lease_secs as f64)
     .bind(run.medication_request_id)
     .bind(run.target_run_id)
-    .fetch_optional(&mut *tx)
+    .bind(run.refill_id)
+    .bind(&run.payment_reference)
+    .fetch_optional(&mut **tx)
     .await?;
     let Some(inserted) = inserted else {
         return Ok(Inserted::Taken);
@@ -219,10 +239,9 @@ pub(crate) async fn insert(pool: &PgPool, run: &NewRun<'_>) -> Result<Inserted> 
             .bind(inserted.id)
             .bind(position as i32)
             .bind(name)
-            .execute(&mut *tx)
+            .execute(&mut **tx)
             .await?;
     }
-    tx.commit().await?;
     Ok(Inserted::New(inserted))
 }
 

@@ -217,8 +217,12 @@ impl Pipeline {
                         run.warnings.push(format!("{phase}: {detail}"));
                     }
                     runs::save(&mut tx, run, step).await?;
-                    if run.status == "succeeded" && run.fulfils() {
+                    if run.status == "succeeded" && run.fulfils() && run.kind != "refill" {
                         self.schedule_refills(&mut tx, run).await?;
+                    }
+                    if run.finished() && run.kind == "refill" {
+                        // The refill moves with its run's end, in the same commit.
+                        super::refills::run_finished(&mut tx, run, &self.refill_retry).await?;
                     }
                 }
                 Outcome::Fail { reason, detail } => {
@@ -277,6 +281,7 @@ impl Pipeline {
             subject: run.approved_by.clone(),
             role: match run.kind.as_str() {
                 "prescription" | "stop" => "practitioner",
+                "refill" => "system",
                 _ => "admin",
             }
             .into(),
@@ -403,8 +408,12 @@ impl Pipeline {
             canvas_patient_id: run.canvas_patient_id.clone(),
             amount_cents: run.amount_cents,
             currency: run.currency.clone(),
-            reference: format!("run:{}", run.id),
-            description: "YourEra prescription order".into(),
+            reference: run.payment_reference(),
+            description: if run.kind == "refill" {
+                "YourEra refill".into()
+            } else {
+                "YourEra prescription order".into()
+            },
             idempotency_key: format!("run:{}:payment_authorization", run.id),
             actor: self.actor(run),
         });
@@ -896,13 +905,13 @@ impl Pipeline {
             Err(_) => None,
         };
         let medication = name.unwrap_or_else(|| run.medication.clone());
-        self.send(
-            run,
-            notifications::NotificationType::PrescriptionApproved,
-            "notification",
-            &[("medication", medication)],
-        )
-        .await
+        let kind = if run.kind == "refill" {
+            notifications::NotificationType::RefillOrdered
+        } else {
+            notifications::NotificationType::PrescriptionApproved
+        };
+        self.send(run, kind, "notification", &[("medication", medication)])
+            .await
     }
 
     async fn hp_note(&self, run: &mut Run) -> Outcome {
@@ -1059,7 +1068,7 @@ impl Pipeline {
             // An authorisation whose answer was lost is still found by the run's reference.
             let req = self.request(payments::GetChargeRequest {
                 id: String::new(),
-                reference: format!("run:{}", run.id),
+                reference: run.payment_reference(),
             });
             match self.payments.clone().get_charge(req).await {
                 Ok(r) => run.charge_id = r.into_inner().charge.map(|c| c.id).unwrap_or_default(),

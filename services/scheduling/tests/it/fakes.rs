@@ -534,6 +534,7 @@ fake_service! {
         list_sync_logs(rv::ListSyncLogsRequest) -> rv::ListSyncLogsResponse;
         list_shipments(rv::ListShipmentsRequest) -> rv::ListShipmentsResponse;
         list_refills(rv::ListRefillsRequest) -> rv::ListRefillsResponse;
+        refill_action(rv::RefillActionRequest) -> rv::RefillActionResponse;
         handle_pharmacy_callback(rv::HandlePharmacyCallbackRequest) -> rv::HandlePharmacyCallbackResponse;
         fulfil_prescription(rv::FulfilPrescriptionRequest) -> rv::FulfilPrescriptionResponse;
         stop_prescription(rv::StopPrescriptionRequest) -> rv::StopPrescriptionResponse;
