@@ -44,6 +44,8 @@ use crate::{error, limits, routes};
         routes::sync_logs,
         routes::shipments,
         routes::refills,
+        routes::patient_refills,
+        routes::refill_action,
         routes::refund_reviews,
         routes::patient_shipments,
         routes::admin_appointments,

@@ -43,6 +43,10 @@ struct Cli {
     /// multiplied by it. Raise it for a fuzzer or a load test that calls the public routes in bursts.
     #[arg(long, env = "ERA_DEV_RATE_LIMIT_MULTIPLIER", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=100_000))]
     rate_limit_multiplier: u32,
+    /// pharmacy-routing's waits before each retry of a refill whose card was declined (seconds,
+    /// comma-separated): shorten them to watch a decline, its retries and the overdue notice.
+    #[arg(long, env = "REFILL_RETRY_SECS", value_delimiter = ',', default_values_t = [86_400u64, 259_200])]
+    refill_retry_secs: Vec<u64>,
     #[command(flatten)]
     logging: LoggingConfig,
 }
@@ -102,6 +106,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     };
     options.cors_allowed_origins = cli.cors_allowed_origins.clone();
     options.rate_limit_multiplier = cli.rate_limit_multiplier;
+    options.pipeline.refill_retry_secs = cli.refill_retry_secs.clone();
     // The local mesh behaves as deployed: the Canvas plugin announces new patients and
     // prescriptions to the edge.
     options.canvas_plugin_webhook = true;

@@ -7,10 +7,11 @@ use axum::{
         rejection::{PathRejection, QueryRejection},
         Path, Query, State,
     },
-    routing::get,
+    http::HeaderMap,
+    routing::{get, post},
     Router,
 };
-use era_proto::pharmacy_routing::v1 as pb;
+use era_proto::{common::v1::Actor, pharmacy_routing::v1 as pb};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
@@ -21,7 +22,7 @@ use super::{
 use crate::{
     auth::{Admin, Patient},
     error::{ApiError, ErrorBody},
-    routes::{grpc, ApiJson},
+    routes::{approvals::RunView, grpc, idempotency_key, ApiJson},
     AppState,
 };
 
@@ -32,6 +33,8 @@ pub(super) fn router() -> Router<AppState> {
         .route("/api/admin/sync-logs", get(sync_logs))
         .route("/api/admin/shipments/{patient_id}", get(shipments))
         .route("/api/admin/refills/{patient_id}", get(refills))
+        .route("/api/admin/refills/{patient_id}/{action}", post(refill_action))
+        .route("/api/patient-refills/{patient_id}", get(patient_refills))
         .route("/api/admin/refund-reviews", get(refund_reviews))
         .route("/api/patient-shipments/{patient_id}", get(patient_shipments))
 }
@@ -417,15 +420,39 @@ pub struct RefillView {
     pub order_id: String,
     pub canvas_patient_id: String,
     pub medication: String,
-    /// The dose it will be made with (a dose changed in Canvas applies to the refills to come).
+    /// The dose it will be made with (a dose changed in Canvas or by an admin applies to the
+    /// refills to come).
     pub dose_label: String,
     /// 1 for the first refill after the original fill.
     pub sequence: i32,
-    /// scheduled, due, ordered, skipped or cancelled.
+    /// scheduled, due (its run under way), ordered, skipped, cancelled, paused, payment_failed (the
+    /// card was declined; tried again at nextAttemptAt), overdue (declined on every retry) or failed
+    /// (for another reason: an admin decides).
     pub status: String,
     pub due_at: Option<String>,
-    /// The orchestration run that ordered it, once ordered.
+    /// The latest run for it.
     pub run_id: String,
+    /// When the refill_due reminder went out.
+    pub reminded_at: Option<String>,
+    /// Runs started for it.
+    pub attempts: i32,
+    pub next_attempt_at: Option<String>,
+    /// Oldest first: each run and each admin action.
+    pub history: Vec<RefillHistoryView>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RefillHistoryView {
+    pub at: Option<String>,
+    /// run, or the admin action: skip, pause, resume, cancel, process_now, dose.
+    pub kind: String,
+    pub run_id: String,
+    pub run_status: String,
+    pub failure_reason: String,
+    /// The admin who acted (shown to admins only).
+    pub actor: String,
+    pub detail: String,
 }
 
 impl From<pb::Refill> for RefillView {
@@ -440,6 +467,22 @@ impl From<pb::Refill> for RefillView {
             status: r.status,
             due_at: r.due_at.map(rfc3339),
             run_id: r.run_id,
+            reminded_at: r.reminded_at.map(rfc3339),
+            attempts: r.attempts,
+            next_attempt_at: r.next_attempt_at.map(rfc3339),
+            history: r
+                .history
+                .into_iter()
+                .map(|h| RefillHistoryView {
+                    at: h.at.map(rfc3339),
+                    kind: h.kind,
+                    run_id: h.run_id,
+                    run_status: h.run_status,
+                    failure_reason: h.failure_reason,
+                    actor: h.actor,
+                    detail: h.detail,
+                })
+                .collect(),
         }
     }
 }
@@ -451,7 +494,7 @@ pub struct RefillPage {
     pub next_page_token: String,
 }
 
-/// A patient's refill schedule.
+/// A patient's refill schedule and history, soonest first.
 #[utoipa::path(
     get, path = "/api/admin/refills/{patientId}", tag = "fulfilment",
     security(("admin_secret" = []), ("admin_jwt" = [])),
@@ -465,20 +508,148 @@ pub async fn refills(
     query: Result<Query<ListQuery>, QueryRejection>,
 ) -> Result<ApiJson<RefillPage>, ApiError> {
     let (Path(id), Query(q)) = (id?, query?);
+    list_refills(&state, &caller, id, q).await
+}
+
+/// The patient's own refills (schedule and what happened to each), soonest first: the patient's
+/// token, or `ADMIN_SECRET`.
+#[utoipa::path(
+    get, path = "/api/patient-refills/{patientId}", tag = "fulfilment",
+    security(("patient_jwt" = []), ("admin_secret" = [])),
+    params(("patientId" = String, Path, description = "Canvas patient id"), ListQuery),
+    responses(
+        (status = 200, body = RefillPage),
+        (status = 401, body = ErrorBody),
+        (status = 403, description = "another patient's refills, or an admin session", body = ErrorBody),
+    )
+)]
+pub async fn patient_refills(
+    State(state): State<AppState>,
+    patient: Patient,
+    id: Result<Path<String>, PathRejection>,
+    query: Result<Query<ListQuery>, QueryRejection>,
+) -> Result<ApiJson<RefillPage>, ApiError> {
+    let (Path(id), Query(q)) = (id?, query?);
+    patient.require(&id)?;
+    list_refills(&state, &patient.0, id, q).await
+}
+
+async fn list_refills(
+    state: &AppState,
+    caller: &era_kit::auth::Caller,
+    patient: String,
+    q: ListQuery,
+) -> Result<ApiJson<RefillPage>, ApiError> {
     let req = pb::ListRefillsRequest {
-        canvas_patient_id: id,
+        canvas_patient_id: patient,
         page: page(q.page_size, q.page_token),
     };
     let r = state
         .clients
         .routing
         .clone()
-        .list_refills(grpc(&state, &caller, req))
+        .list_refills(grpc(state, caller, req))
         .await?
         .into_inner();
     Ok(ApiJson(RefillPage {
         items: r.refills.into_iter().map(Into::into).collect(),
         next_page_token: r.page.map(|p| p.next_page_token).unwrap_or_default(),
+    }))
+}
+
+/// A dose change's body.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RefillActionBody {
+    /// For `dose`: one of the medication's catalogue doses.
+    pub dose_label: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RefillActionAnswer {
+    /// The refill as the action left it.
+    pub refill: Option<RefillView>,
+    /// Every refill the action changed (pause, resume, cancel and dose reach the later ones too).
+    pub changed_refill_ids: Vec<String>,
+    /// `process-now`: the refill's run.
+    pub run: Option<RunView>,
+    /// True when this Idempotency-Key's action was already done, or the refill was already under
+    /// way or ordered (processing it again is the same refill).
+    pub existing: bool,
+}
+
+/// An admin's action on a refill: `skip` it; `pause`, `resume` or `cancel` it and the refills after
+/// it; `process-now` (charge and order it now, e.g. when the patient asks early: twice is one
+/// refill); `dose` (body `{"doseLabel"}`: it and the later refills take another catalogue dose).
+/// Audited with the admin's identity; a repeated `Idempotency-Key` answers the first result.
+#[utoipa::path(
+    post, path = "/api/admin/refills/{refillId}/{action}", tag = "fulfilment",
+    security(("admin_secret" = []), ("admin_jwt" = [])),
+    params(
+        ("refillId" = String, Path, description = "the refill's id"),
+        ("action" = String, Path, description = "skip, pause, resume, cancel, process-now or dose"),
+        ("Idempotency-Key" = Option<String>, Header, description = "a repeat answers the first result"),
+    ),
+    request_body(content = Option<RefillActionBody>, description = "`{\"doseLabel\"}` for dose; nothing otherwise"),
+    responses(
+        (status = 200, body = RefillActionAnswer),
+        (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody),
+        (status = 404, description = "no such refill", body = ErrorBody),
+        (status = 422, description = "the refill's status does not allow the action (`refill_not_actionable`)", body = ErrorBody),
+    )
+)]
+pub async fn refill_action(
+    State(state): State<AppState>,
+    Admin(caller): Admin,
+    headers: HeaderMap,
+    path: Result<Path<(String, String)>, PathRejection>,
+    body: axum::body::Bytes,
+) -> Result<ApiJson<RefillActionAnswer>, ApiError> {
+    let Path((refill_id, action)) = path?;
+    let action = match action.as_str() {
+        "skip" => pb::RefillActionKind::Skip,
+        "pause" => pb::RefillActionKind::Pause,
+        "resume" => pb::RefillActionKind::Resume,
+        "cancel" => pb::RefillActionKind::Cancel,
+        "process-now" => pb::RefillActionKind::ProcessNow,
+        "dose" => pb::RefillActionKind::Dose,
+        _ => {
+            return Err(ApiError::field(
+                "action",
+                "must be skip, pause, resume, cancel, process-now or dose",
+            ))
+        }
+    };
+    let body: RefillActionBody = if body.iter().all(u8::is_ascii_whitespace) {
+        RefillActionBody::default()
+    } else {
+        serde_json::from_slice(&body)
+            .map_err(|_| ApiError::field("body", "must be {\"doseLabel\": \"...\"} or empty"))?
+    };
+    let req = pb::RefillActionRequest {
+        refill_id,
+        action: action as i32,
+        dose_label: body.dose_label.unwrap_or_default(),
+        idempotency_key: idempotency_key(&headers)?,
+        actor: Some(Actor {
+            subject: caller.subject.clone(),
+            role: "admin".into(),
+        }),
+    };
+    let r = state
+        .clients
+        .routing
+        .clone()
+        .refill_action(grpc(&state, &caller, req))
+        .await?
+        .into_inner();
+    Ok(ApiJson(RefillActionAnswer {
+        refill: r.refill.map(Into::into),
+        changed_refill_ids: r.changed_refill_ids,
+        run: r.run.map(Into::into),
+        existing: r.existing,
     }))
 }
 
