@@ -1,7 +1,7 @@
 //! PHI never reaches the logs. The whole mesh runs in this process with every component's logs
 //! captured (era crates at debug, the rest at info, JSON with span fields); a patient with unique
 //! canary values goes through intake, search, the queue, records, an approval (card, note, pharmacy
-//! order, sync log), the Canvas plugin (a welcome, a prescription written in Canvas fulfilled and
+//! order, sync log), a refill processed now, the Canvas plugin (a welcome, a prescription written in Canvas fulfilled and
 //! stopped), a telehealth visit booked, moved and cancelled (with its join link), and failing Canvas
 //! calls; then the captured logs are searched for every canary value.
 //!
@@ -249,6 +249,48 @@ async fn no_canary_phi_appears_in_any_log() {
             .unwrap();
         assert!(logs.contains("submit"), "{logs}");
         canary.absent_from(&logs, "the sync log");
+    }
+
+    // The canary's first refill, processed now by an admin: charged, ordered, announced.
+    {
+        let schedule: Value = mesh
+            .get(&format!("/api/admin/refills/{patient_id}"), Some(&secret))
+            .await
+            .json()
+            .await
+            .unwrap();
+        let refill = schedule["items"][0]["id"]
+            .as_str()
+            .expect("the fill scheduled refills")
+            .to_owned();
+        let now = mesh
+            .http
+            .post(mesh.url(&format!("/api/admin/refills/{refill}/process-now")))
+            .bearer_auth(&secret)
+            .header("idempotency-key", format!("canary-{}", canary.tag))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        canary.absent_from(&now, "a refill action's answer");
+        let mut ordered = false;
+        for _ in 0..300 {
+            let page = mesh
+                .get(&format!("/api/admin/refills/{patient_id}"), Some(&secret))
+                .await
+                .text()
+                .await
+                .unwrap();
+            canary.absent_from(&page, "the refill schedule");
+            if page.contains("\"ordered\"") {
+                ordered = true;
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        assert!(ordered, "the canary's refill was ordered");
     }
 
     // The Canvas plugin for the canary: their welcome (PATIENT_CREATED), a prescription written in
@@ -518,6 +560,7 @@ async fn no_canary_phi_appears_in_any_log() {
         logs.contains("prescription run recorded") && logs.contains("stop run recorded"),
         "the plugin's runs were logged"
     );
+    assert!(logs.contains("refill action"), "the refill's logs were captured");
     assert!(logs.contains("zoom call"), "the zoom client's logs were captured");
     let join_url = join_url.to_lowercase();
     let passcode = join_url.split("pwd=").nth(1).unwrap_or(&join_url);

@@ -13,6 +13,7 @@ mod ops;
 mod payments;
 mod plugin;
 mod prescriptions;
+mod refills;
 mod routing;
 mod rx_queue;
 mod scheduling;
