@@ -352,43 +352,30 @@ pub async fn prescription(
     if !v.first_time(&state).await? {
         return Ok(repeat());
     }
-    let event_id = v.event.clone();
-    let medication_request_id = v.prescription.clone().unwrap_or_default();
-    let canvas_patient_id = v.patient.clone();
-    let mut routing = state.clients.routing.clone();
-    let answer = if v.event_type == "PRESCRIPTION_CREATED" {
-        routing
-            .fulfil_prescription(grpc(
-                &state,
-                &plugin(),
-                routing::FulfilPrescriptionRequest {
-                    event_id,
-                    medication_request_id,
-                    canvas_patient_id,
-                },
-            ))
-            .await
-            .map(|r| {
-                let r = r.into_inner();
-                (r.outcome, r.run)
-            })
+    let event_type = if v.event_type == "PRESCRIPTION_CREATED" {
+        routing::PrescriptionEventType::Created
     } else {
-        routing
-            .stop_prescription(grpc(
-                &state,
-                &plugin(),
-                routing::StopPrescriptionRequest {
-                    event_id,
-                    medication_request_id,
-                    canvas_patient_id,
-                },
-            ))
-            .await
-            .map(|r| {
-                let r = r.into_inner();
-                (r.outcome, r.run)
-            })
+        routing::PrescriptionEventType::Updated
     };
+    let answer = state
+        .clients
+        .routing
+        .clone()
+        .handle_prescription_event(grpc(
+            &state,
+            &plugin(),
+            routing::HandlePrescriptionEventRequest {
+                event_id: v.event.clone(),
+                event_type: event_type as i32,
+                medication_request_id: v.prescription.clone().unwrap_or_default(),
+                canvas_patient_id: v.patient.clone(),
+            },
+        ))
+        .await
+        .map(|r| {
+            let r = r.into_inner();
+            (r.outcome, r.run)
+        });
     let (outcome, run) = match answer {
         Ok(answer) => answer,
         Err(s) if s.code() == tonic::Code::NotFound => {

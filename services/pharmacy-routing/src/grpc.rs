@@ -683,30 +683,14 @@ impl PharmacyRoutingService for RoutingService {
         }))
     }
 
-    async fn fulfil_prescription(
+    async fn handle_prescription_event(
         &self,
-        request: Request<pb::FulfilPrescriptionRequest>,
-    ) -> RpcResult<pb::FulfilPrescriptionResponse> {
+        request: Request<pb::HandlePrescriptionEventRequest>,
+    ) -> RpcResult<pb::HandlePrescriptionEventResponse> {
         Caller::of(&request)?.require_staff()?;
-        let req = request.into_inner();
-        let event = prescription_event(&req.event_id, &req.medication_request_id, &req.canvas_patient_id, true)?;
+        let event = prescription_event(request.into_inner())?;
         let (outcome, run, processed) = self.pipeline.prescription_event(event).await?;
-        Ok(Response::new(pb::FulfilPrescriptionResponse {
-            outcome: outcome_of(outcome) as i32,
-            run: self.runs_view(run.into_iter().collect()).await?.pop(),
-            processed,
-        }))
-    }
-
-    async fn stop_prescription(
-        &self,
-        request: Request<pb::StopPrescriptionRequest>,
-    ) -> RpcResult<pb::StopPrescriptionResponse> {
-        Caller::of(&request)?.require_staff()?;
-        let req = request.into_inner();
-        let event = prescription_event(&req.event_id, &req.medication_request_id, &req.canvas_patient_id, false)?;
-        let (outcome, run, processed) = self.pipeline.prescription_event(event).await?;
-        Ok(Response::new(pb::StopPrescriptionResponse {
+        Ok(Response::new(pb::HandlePrescriptionEventResponse {
             outcome: outcome_of(outcome) as i32,
             run: self.runs_view(run.into_iter().collect()).await?.pop(),
             processed,
@@ -1055,11 +1039,12 @@ fn outcome_of(h: Handled) -> pb::PrescriptionOutcome {
     }
 }
 
-/// A plugin event's ids, checked: every bad field is named.
-fn prescription_event(event_id: &str, prescription: &str, patient: &str, created: bool) -> Result<PrescriptionEvent> {
+/// A plugin event, checked: every bad field is named.
+fn prescription_event(req: pb::HandlePrescriptionEventRequest) -> Result<PrescriptionEvent> {
     let mut bad = Vec::new();
-    let event_ok = (1..=128).contains(&event_id.len())
-        && event_id
+    let event_ok = (1..=128).contains(&req.event_id.len())
+        && req
+            .event_id
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'));
     if !event_ok {
@@ -1068,22 +1053,30 @@ fn prescription_event(event_id: &str, prescription: &str, patient: &str, created
             "is required: 1-128 letters, digits, '-', '_', '.' or ':'",
         ));
     }
-    if !is_id(prescription) {
+    let created = match pb::PrescriptionEventType::try_from(req.event_type) {
+        Ok(pb::PrescriptionEventType::Created) => true,
+        Ok(pb::PrescriptionEventType::Updated) => false,
+        _ => {
+            bad.push(FieldViolation::new("event_type", "must be CREATED or UPDATED"));
+            false
+        }
+    };
+    if !is_id(&req.medication_request_id) {
         bad.push(FieldViolation::new(
             "medication_request_id",
             "is required (a Canvas id)",
         ));
     }
-    if !is_id(patient) {
+    if !is_id(&req.canvas_patient_id) {
         bad.push(FieldViolation::new("canvas_patient_id", "is required (a Canvas id)"));
     }
     if !bad.is_empty() {
         return Err(Error::InvalidArgument(bad));
     }
     Ok(PrescriptionEvent {
-        event_id: event_id.to_owned(),
-        medication_request_id: prescription.to_owned(),
-        canvas_patient_id: patient.to_owned(),
+        event_id: req.event_id,
+        medication_request_id: req.medication_request_id,
+        canvas_patient_id: req.canvas_patient_id,
         created,
     })
 }

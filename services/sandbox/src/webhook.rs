@@ -11,7 +11,7 @@ use axum::{
     extract::{Path, Query, State},
     http::StatusCode,
     response::{IntoResponse, Json, Response},
-    routing::post,
+    routing::{get, post},
     Router,
 };
 use chrono::{SecondsFormat, Utc};
@@ -136,6 +136,10 @@ pub(crate) trait Sender: Send + Sync + 'static {
     /// Records the attempt in the ledger.
     fn effect(sandbox: &Sandbox, id: &str, attempt: &Attempt);
     fn http(sandbox: &Sandbox) -> reqwest::Client;
+    /// Sets the receiver's URL (`Some(None)` clears it) and pause; `None` leaves each as it is.
+    fn set_webhook(sandbox: &Sandbox, url: Option<Option<String>>, paused: Option<bool>);
+    /// The control view of where events go (`GET /webhook`).
+    fn webhook_view(sandbox: &Sandbox) -> Value;
 }
 
 /// Events waiting for their first delivery, in emission order, drained by one worker task.
@@ -283,12 +287,27 @@ pub(crate) fn webhook_update(body: &Value) -> Result<(Option<Option<String>>, Op
     Ok((url, paused))
 }
 
-/// `POST /events/{id}/deliver?times=N` (the event again, N times in a row) and `POST /deliver
-/// {"events": [..]}` (exactly these, in this order).
+/// `GET`/`PUT /webhook` (where events go: `{"url": "http://..." | null, "paused": bool}`, an absent
+/// field left as it is), `POST /events/{id}/deliver?times=N` (the event again, N times in a row)
+/// and `POST /deliver {"events": [..]}` (exactly these, in this order).
 pub(crate) fn delivery_routes<S: Sender>() -> Router<Sandbox> {
     Router::new()
+        .route("/webhook", get(get_webhook::<S>).put(put_webhook::<S>))
         .route("/events/{id}/deliver", post(deliver_again::<S>))
         .route("/deliver", post(deliver_in_order::<S>))
+}
+
+async fn get_webhook<S: Sender>(State(sandbox): State<Sandbox>) -> Json<Value> {
+    Json(S::webhook_view(&sandbox))
+}
+
+async fn put_webhook<S: Sender>(State(sandbox): State<Sandbox>, Json(body): Json<Value>) -> Response {
+    let (url, paused) = match webhook_update(&body) {
+        Ok(update) => update,
+        Err(why) => return problem(StatusCode::BAD_REQUEST, why),
+    };
+    S::set_webhook(&sandbox, url, paused);
+    Json(S::webhook_view(&sandbox)).into_response()
 }
 
 #[derive(Debug, Deserialize)]

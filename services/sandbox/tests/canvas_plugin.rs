@@ -3,12 +3,10 @@
 //! patient created over FHIR, is a signed event POSTed to a receiver run here (its `X-Signature`
 //! checked with our own HMAC); redelivery, chosen order, pause, field errors, reset and the guard.
 
-use std::{
-    sync::{Arc, Mutex},
-    time::{Duration, Instant},
-};
+use std::time::{Duration, Instant};
 
-use axum::{body::Bytes, extract::State, http::HeaderMap, routing::post, Router};
+mod support;
+
 use chrono::{DateTime, Utc};
 use era_sandbox::{
     canvas::seed::{self, DemoPatient, ALI_NOLAN_ID, NEELIMA_SINGH_ID},
@@ -18,6 +16,7 @@ use hmac::{Hmac, Mac};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use sha2::Sha256;
+use support::{Received, Receiver};
 
 /// Not the default: the configured secret is the one that signs.
 const SECRET: &str = "plugin-secret-for-these-tests-0123456789";
@@ -53,64 +52,22 @@ impl Delivery {
     }
 }
 
-#[derive(Clone, Default)]
-struct Receiver {
-    got: Arc<Mutex<Vec<Delivery>>>,
-}
-
-impl Receiver {
-    /// Listens like the edge does, under `/api/webhooks/canvas`; returns that base URL.
-    async fn start() -> (String, Receiver) {
-        let receiver = Receiver::default();
-        let app = Router::new()
-            .route("/api/webhooks/canvas/prescription", post(receive))
-            .route("/api/webhooks/canvas/patient-created", post(receive))
-            .with_state(receiver.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}/api/webhooks/canvas", listener.local_addr().unwrap());
-        tokio::spawn(async move { axum::serve(listener, app).await });
-        (url, receiver)
-    }
-
-    fn all(&self) -> Vec<Delivery> {
-        self.got.lock().unwrap().clone()
-    }
-
-    /// Waits until at least `n` deliveries arrived.
-    async fn wait_for(&self, n: usize) -> Vec<Delivery> {
-        let started = Instant::now();
-        loop {
-            let got = self.all();
-            if got.len() >= n {
-                return got;
-            }
-            assert!(
-                started.elapsed() < Duration::from_secs(10),
-                "expected {n} deliveries, got {}",
-                got.len()
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
+impl From<Received> for Delivery {
+    fn from(r: Received) -> Self {
+        Self {
+            timestamp: r.header("x-timestamp"),
+            signature: r.header("x-signature"),
+            user_agent: r.header("user-agent"),
+            content_type: r.header("content-type"),
+            path: r.path,
+            body: r.body,
         }
     }
 }
 
-async fn receive(State(r): State<Receiver>, uri: axum::http::Uri, headers: HeaderMap, body: Bytes) -> &'static str {
-    let header = |name: &str| {
-        headers
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default()
-            .to_owned()
-    };
-    r.got.lock().unwrap().push(Delivery {
-        path: uri.path().to_owned(),
-        timestamp: header("x-timestamp"),
-        signature: header("x-signature"),
-        user_agent: header("user-agent"),
-        content_type: header("content-type"),
-        body: body.to_vec(),
-    });
-    "{}"
+/// A receiver listening like the edge does, under `/api/webhooks/canvas`.
+async fn receiver() -> (String, Receiver<Delivery>) {
+    Receiver::start("/api/webhooks/canvas", 0).await
 }
 
 struct Canvas {
@@ -258,7 +215,7 @@ fn is_recent(rfc3339: &str) -> bool {
 
 #[tokio::test]
 async fn a_prescription_is_a_fhir_medication_request_announced_by_one_signed_event() {
-    let (url, receiver) = Receiver::start().await;
+    let (url, receiver) = receiver().await;
     let canvas = start(Some(url.clone())).await;
     let alabama = patient_in("AL");
     let (id, event_id) = canvas.prescribe(&alabama.id, "semaglutide", "0.25 mg weekly").await;
@@ -385,7 +342,7 @@ async fn ondansetron_is_tablets_as_needed_from_the_states_prescriber() {
 
 #[tokio::test]
 async fn adjusting_and_stopping_are_new_versions_announced_as_prescription_updated() {
-    let (url, receiver) = Receiver::start().await;
+    let (url, receiver) = receiver().await;
     let canvas = start(Some(url)).await;
     let patient = patient_in("GA");
     let (id, created) = canvas.prescribe(&patient.id, "semaglutide", "0.25 mg weekly").await;
@@ -522,7 +479,7 @@ async fn adjusting_and_stopping_are_new_versions_announced_as_prescription_updat
 
 #[tokio::test]
 async fn events_are_delivered_again_and_in_a_chosen_order() {
-    let (url, receiver) = Receiver::start().await;
+    let (url, receiver) = receiver().await;
     let canvas = start(None).await;
     let patient = patient_in("FL");
     // No URL: stored, not sent.
@@ -715,7 +672,7 @@ async fn prescription_errors_name_the_field() {
 
 #[tokio::test]
 async fn a_patient_created_over_fhir_is_announced_by_portal_invite() {
-    let (url, receiver) = Receiver::start().await;
+    let (url, receiver) = receiver().await;
     let canvas = start(Some(url)).await;
     let resp = canvas
         .http
@@ -775,7 +732,7 @@ async fn a_patient_created_over_fhir_is_announced_by_portal_invite() {
 
 #[tokio::test]
 async fn reset_forgets_events_and_prescriptions_but_keeps_the_webhook() {
-    let (url, receiver) = Receiver::start().await;
+    let (url, receiver) = receiver().await;
     let mut canvas = start(None).await;
     canvas
         .control(Method::PUT, "/canvas/webhook", Some(json!({ "url": url })))

@@ -4,21 +4,10 @@
 //! our reference id before submitting again, signed callbacks to a
 //! receiver run here (checked with our own HMAC), the `/_sandbox/pharmacy` controls, and reset.
 
-use std::{
-    sync::{
-        atomic::{AtomicUsize, Ordering},
-        Arc, Mutex,
-    },
-    time::{Duration, Instant},
-};
+use std::time::{Duration, Instant};
 
-use axum::{
-    body::Bytes,
-    extract::{Path, State},
-    http::HeaderMap,
-    routing::post,
-    Router,
-};
+mod support;
+
 use base64::Engine;
 use chrono::Utc;
 use era_sandbox::{pharmacy::pioneerrx, LifeFileAccount, Sandbox, SandboxConfig};
@@ -26,6 +15,7 @@ use hmac::{Hmac, Mac};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256, Sha512};
+use support::{Received, Receiver};
 
 const PRX_KEY: &str = era_sandbox::state::DEFAULT_PIONEERRX_API_KEY;
 const PRX_SECRET: &str = era_sandbox::state::DEFAULT_PIONEERRX_SHARED_SECRET;
@@ -302,73 +292,21 @@ impl Callback {
     }
 }
 
-#[derive(Clone, Default)]
-struct Receiver {
-    got: Arc<Mutex<Vec<Callback>>>,
-    /// Answer 500 to this many callbacks first.
-    fail_first: Arc<AtomicUsize>,
-}
-
-impl Receiver {
-    /// Listens like the edge does, at `/api/webhooks/pharmacy/{pharmacy}`; returns the base URL.
-    async fn start(fail_first: usize) -> (String, Receiver) {
-        let receiver = Receiver::default();
-        receiver.fail_first.store(fail_first, Ordering::SeqCst);
-        let app = Router::new()
-            .route("/api/webhooks/pharmacy/{pharmacy}", post(receive))
-            .with_state(receiver.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}/api/webhooks/pharmacy", listener.local_addr().unwrap());
-        tokio::spawn(async move { axum::serve(listener, app).await });
-        (url, receiver)
-    }
-
-    fn all(&self) -> Vec<Callback> {
-        self.got.lock().unwrap().clone()
-    }
-
-    /// Waits until at least `n` callbacks arrived.
-    async fn wait_for(&self, n: usize) -> Vec<Callback> {
-        let started = Instant::now();
-        loop {
-            let got = self.all();
-            if got.len() >= n {
-                return got;
-            }
-            assert!(
-                started.elapsed() < Duration::from_secs(10),
-                "expected {n} callbacks, got {}",
-                got.len()
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
+impl From<Received> for Callback {
+    fn from(r: Received) -> Self {
+        Self {
+            pharmacy: r.path.rsplit('/').next().unwrap_or_default().to_owned(),
+            signature: r.header("x-pharmacy-signature"),
+            body: r.body,
+            answered: r.answered,
         }
     }
 }
 
-/// Records a callback; answers 500 while `fail_first` lasts, then 200.
-async fn receive(
-    State(r): State<Receiver>,
-    Path(pharmacy): Path<String>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> axum::http::StatusCode {
-    let failing = r
-        .fail_first
-        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
-        .is_ok();
-    let answered = if failing { 500 } else { 200 };
-    let signature = headers
-        .get("x-pharmacy-signature")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_owned();
-    r.got.lock().unwrap().push(Callback {
-        pharmacy,
-        signature,
-        body: body.to_vec(),
-        answered,
-    });
-    axum::http::StatusCode::from_u16(answered).unwrap()
+/// A receiver listening like the edge does, at `/api/webhooks/pharmacy/{pharmacy}`; it answers 500
+/// to the first `fail_first` callbacks.
+async fn receiver(fail_first: usize) -> (String, Receiver<Callback>) {
+    Receiver::start("/api/webhooks/pharmacy", fail_first).await
 }
 
 /// Verifies `X-Pharmacy-Signature: t=<unix>,v1=<hex HMAC-SHA256(secret, "<t>.<body>")>`, `t`
@@ -973,7 +911,7 @@ async fn lifefile_finds_each_pharmacys_orders_by_reference_id() {
 
 #[tokio::test]
 async fn status_changes_are_signed_callbacks_to_each_pharmacys_path() {
-    let (url, receiver) = Receiver::start(0).await;
+    let (url, receiver) = receiver(0).await;
     let s = start_with(SandboxConfig {
         pharmacy_webhook_url: Some(url),
         ..Default::default()
@@ -1069,7 +1007,7 @@ async fn status_changes_are_signed_callbacks_to_each_pharmacys_path() {
 
 #[tokio::test]
 async fn cancellations_and_rejections_are_called_back_with_their_reason() {
-    let (url, receiver) = Receiver::start(0).await;
+    let (url, receiver) = receiver(0).await;
     let s = start().await;
     s.set_webhook(json!({ "url": url })).await;
     let a = s.prx_place("ref-a").await;
@@ -1111,7 +1049,7 @@ async fn cancellations_and_rejections_are_called_back_with_their_reason() {
 
 #[tokio::test]
 async fn callbacks_can_be_delivered_again_and_in_a_chosen_order() {
-    let (url, receiver) = Receiver::start(0).await;
+    let (url, receiver) = receiver(0).await;
     let s = start().await;
     s.set_webhook(json!({ "url": url, "paused": true })).await;
     let id = s.lf_place("boothwyn", "ref-order").await;
@@ -1188,7 +1126,7 @@ async fn callbacks_can_be_delivered_again_and_in_a_chosen_order() {
 
 #[tokio::test]
 async fn a_failed_callback_is_retried_and_its_state_kept() {
-    let (url, receiver) = Receiver::start(2).await;
+    let (url, receiver) = receiver(2).await;
     let s = start().await;
     s.set_webhook(json!({ "url": url })).await;
     s.prx_place("ref-retry").await;
@@ -1285,7 +1223,7 @@ async fn reject_next_refuses_only_that_pharmacys_next_order() {
 
 #[tokio::test]
 async fn reset_forgets_orders_and_events_but_keeps_the_webhook() {
-    let (url, receiver) = Receiver::start(0).await;
+    let (url, receiver) = receiver(0).await;
     let s = start().await;
     s.set_webhook(json!({ "url": url.clone() })).await;
     let id = s.prx_place("ref-reset").await;
@@ -1314,7 +1252,7 @@ async fn reset_forgets_orders_and_events_but_keeps_the_webhook() {
 
 #[tokio::test]
 async fn orders_can_advance_on_their_own_for_the_demo() {
-    let (url, receiver) = Receiver::start(0).await;
+    let (url, receiver) = receiver(0).await;
     let s = start_with(SandboxConfig {
         pharmacy_webhook_url: Some(url),
         pharmacy_auto_advance_secs: Some(0),

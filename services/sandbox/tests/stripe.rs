@@ -3,20 +3,16 @@
 //! idempotency, signed webhook delivery (checked here with our own HMAC), the ledger's effects and
 //! reset.
 
-use std::{
-    sync::{
-        atomic::{AtomicUsize, Ordering},
-        Arc, Mutex,
-    },
-    time::{Duration, Instant},
-};
+use std::{sync::Arc, time::Duration};
 
-use axum::{body::Bytes, extract::State, http::HeaderMap, routing::post, Router};
+mod support;
+
 use era_sandbox::{stripe::seed, Sandbox, SandboxConfig};
 use hmac::{Hmac, Mac};
 use reqwest::{header::HeaderMap as ReqHeaders, Method, StatusCode};
 use serde_json::{json, Value};
 use sha2::Sha256;
+use support::{Received, Receiver};
 
 const KEY: &str = era_sandbox::state::DEFAULT_STRIPE_SECRET_KEY;
 const WHSEC: &str = era_sandbox::state::DEFAULT_STRIPE_WEBHOOK_SECRET;
@@ -192,66 +188,12 @@ impl Delivery {
     }
 }
 
-#[derive(Clone, Default)]
-struct Receiver {
-    got: Arc<Mutex<Vec<Delivery>>>,
-    /// Answer 500 to this many deliveries first.
-    fail_first: Arc<AtomicUsize>,
-}
-
-impl Receiver {
-    async fn start(fail_first: usize) -> (String, Receiver) {
-        let receiver = Receiver::default();
-        receiver.fail_first.store(fail_first, Ordering::SeqCst);
-        let app = Router::new()
-            .route(
-                "/hook",
-                post(
-                    |State(r): State<Receiver>, headers: HeaderMap, body: Bytes| async move {
-                        let failing = r
-                            .fail_first
-                            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
-                            .is_ok();
-                        let answered = if failing { 500 } else { 200 };
-                        let signature = headers
-                            .get("stripe-signature")
-                            .and_then(|v| v.to_str().ok())
-                            .unwrap_or_default()
-                            .to_owned();
-                        r.got.lock().unwrap().push(Delivery {
-                            signature,
-                            body: body.to_vec(),
-                            answered,
-                        });
-                        axum::http::StatusCode::from_u16(answered).unwrap()
-                    },
-                ),
-            )
-            .with_state(receiver.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}/hook", listener.local_addr().unwrap());
-        tokio::spawn(async move { axum::serve(listener, app).await });
-        (url, receiver)
-    }
-
-    fn all(&self) -> Vec<Delivery> {
-        self.got.lock().unwrap().clone()
-    }
-
-    /// Waits until at least `n` deliveries arrived.
-    async fn wait_for(&self, n: usize) -> Vec<Delivery> {
-        let started = Instant::now();
-        loop {
-            let got = self.all();
-            if got.len() >= n {
-                return got;
-            }
-            assert!(
-                started.elapsed() < Duration::from_secs(10),
-                "expected {n} deliveries, got {}",
-                got.len()
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
+impl From<Received> for Delivery {
+    fn from(r: Received) -> Self {
+        Self {
+            signature: r.header("stripe-signature"),
+            body: r.body,
+            answered: r.answered,
         }
     }
 }
@@ -1090,7 +1032,7 @@ async fn coupons_say_whether_they_are_valid_and_promotion_codes_find_them() {
 
 #[tokio::test]
 async fn events_are_stored_and_delivered_signed() {
-    let (url, receiver) = Receiver::start(0).await;
+    let (url, receiver) = Receiver::<Delivery>::start("/hook", 0).await;
     let s = start().await;
     let (status, w) = s
         .control(Method::PUT, "/stripe/webhook", Some(json!({ "url": url })))
@@ -1153,7 +1095,7 @@ async fn events_are_stored_and_delivered_signed() {
 
 #[tokio::test]
 async fn a_webhook_url_can_be_configured_at_start_and_paused() {
-    let (url, receiver) = Receiver::start(0).await;
+    let (url, receiver) = Receiver::<Delivery>::start("/hook", 0).await;
     let s = start_with(Sandbox::with_config(SandboxConfig {
         stripe_webhook_url: Some(url),
         ..Default::default()
@@ -1174,7 +1116,7 @@ async fn a_webhook_url_can_be_configured_at_start_and_paused() {
 
 #[tokio::test]
 async fn events_can_be_delivered_again_and_in_a_chosen_order() {
-    let (url, receiver) = Receiver::start(0).await;
+    let (url, receiver) = Receiver::<Delivery>::start("/hook", 0).await;
     let s = start().await;
     s.control(
         Method::PUT,
@@ -1230,7 +1172,7 @@ async fn events_can_be_delivered_again_and_in_a_chosen_order() {
 
 #[tokio::test]
 async fn a_failed_delivery_is_retried() {
-    let (url, receiver) = Receiver::start(2).await;
+    let (url, receiver) = Receiver::<Delivery>::start("/hook", 2).await;
     let s = start().await;
     s.control(Method::PUT, "/stripe/webhook", Some(json!({ "url": url })))
         .await;

@@ -702,6 +702,21 @@ async fn crash_and_resume(mesh: &TestMesh, t: &Approvable, step: &str, at: FailA
     assert_fulfilled_once(mesh, t, &run, mark).await;
 }
 
+/// A new pharmacy-routing replica (no worker, a 2 s lease) whose pipeline stops at `step`/`at` as a
+/// kill would; the mesh's own replica resumes what it leaves once the lease runs out.
+pub(crate) async fn stopping_replica(mesh: &TestMesh, step: &str, at: FailAt) -> era_tests::Replica {
+    mesh.start_routing_replica(PipelineConfig {
+        worker: false,
+        lease_secs: 2,
+        poll_ms: 100,
+        sync_wait_ms: 500,
+        lookup_delay_secs: Some(1),
+        failpoint: Some(Failpoint { step: step.into(), at }),
+        ..Default::default()
+    })
+    .await
+}
+
 /// Approves `t` on a new replica whose pipeline stops at `step`/`at` as a kill would; answers the
 /// replica (keep it until the run is resumed elsewhere) and the run as its short wait left it.
 async fn approve_on_stopping_replica(
@@ -710,17 +725,7 @@ async fn approve_on_stopping_replica(
     step: &str,
     at: FailAt,
 ) -> (era_tests::Replica, pb::OrchestrationRun) {
-    let replica = mesh
-        .start_routing_replica(PipelineConfig {
-            worker: false,
-            lease_secs: 2,
-            poll_ms: 100,
-            sync_wait_ms: 500,
-            lookup_delay_secs: Some(1),
-            failpoint: Some(Failpoint { step: step.into(), at }),
-            ..Default::default()
-        })
-        .await;
+    let replica = stopping_replica(mesh, step, at).await;
     let run = mesh
         .routing_client(&replica.url)
         .approve_task(mesh.admin_request(pb::ApproveTaskRequest {

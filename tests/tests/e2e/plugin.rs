@@ -29,6 +29,40 @@ async fn welcomes(mesh: &TestMesh, patient: &str) -> i64 {
     n
 }
 
+/// Sends forgeries of `body` to the plugin's `route`: unsigned, stale either way, `tampered` sent
+/// under `body`'s signature, and signed with another key; each is refused with its reason.
+pub(crate) async fn forgeries_are_refused(mesh: &TestMesh, route: &str, body: &str, tampered: &str) {
+    let send = |ts: Option<(&str, String)>, body: &str| {
+        let mut req = mesh
+            .http
+            .post(mesh.url(route))
+            .header("content-type", "application/json")
+            .body(body.to_owned());
+        if let Some((ts, signature)) = ts {
+            req = req.header("x-timestamp", ts).header("x-signature", signature);
+        }
+        req.send()
+    };
+    let unsigned = send(None, body).await.unwrap();
+    assert_eq!(error_code(unsigned, 401).await, "missing_signature");
+    for skew in [-301, 301] {
+        let stale = mesh.post_signed(route, &(unix_now() + skew).to_string(), body).await;
+        assert_eq!(error_code(stale, 401).await, "stale_timestamp", "{skew}");
+    }
+    let ts = unix_now().to_string();
+    let forged = send(Some((&ts, mesh.canvas_signature(&ts, body.as_bytes()))), tampered)
+        .await
+        .unwrap();
+    assert_eq!(error_code(forged, 401).await, "invalid_signature");
+    let other_key = era_edge::auth::hmac::sign(
+        &era_kit::SecretString::from("another-plugin-secret-0123456789abcdef"),
+        &ts,
+        body.as_bytes(),
+    );
+    let wrong = send(Some((&ts, other_key)), body).await.unwrap();
+    assert_eq!(error_code(wrong, 401).await, "invalid_signature");
+}
+
 #[tokio::test]
 async fn a_patient_created_in_canvas_is_welcomed_once_and_forgeries_change_nothing() {
     let mesh = TestMesh::start().await;
@@ -65,48 +99,9 @@ async fn a_patient_created_in_canvas_is_welcomed_once_and_forgeries_change_nothi
     };
     let body = event("evt-created-1");
 
-    // Forgeries: no signature, stale either way, tampered, another key, a replay of a good one.
-    let unsigned = mesh
-        .http
-        .post(mesh.url(ROUTE))
-        .header("content-type", "application/json")
-        .body(body.clone())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(error_code(unsigned, 401).await, "missing_signature");
-    for skew in [-301, 301] {
-        let stale = mesh.post_signed(ROUTE, &(unix_now() + skew).to_string(), &body).await;
-        assert_eq!(error_code(stale, 401).await, "stale_timestamp", "{skew}");
-    }
+    // Forgeries: no signature, stale either way, tampered, another key (a replay comes below).
+    forgeries_are_refused(&mesh, ROUTE, &body, &event("evt-forged")).await;
     let ts = unix_now().to_string();
-    let tampered = mesh
-        .http
-        .post(mesh.url(ROUTE))
-        .header("content-type", "application/json")
-        .header("x-timestamp", &ts)
-        .header("x-signature", mesh.canvas_signature(&ts, body.as_bytes()))
-        .body(event("evt-forged"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(error_code(tampered, 401).await, "invalid_signature");
-    let other_key = era_edge::auth::hmac::sign(
-        &era_kit::SecretString::from("another-plugin-secret-0123456789abcdef"),
-        &ts,
-        body.as_bytes(),
-    );
-    let wrong = mesh
-        .http
-        .post(mesh.url(ROUTE))
-        .header("content-type", "application/json")
-        .header("x-timestamp", &ts)
-        .header("x-signature", other_key)
-        .body(body.clone())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(error_code(wrong, 401).await, "invalid_signature");
     assert_eq!(
         edge_count(
             &mesh,

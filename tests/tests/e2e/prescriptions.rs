@@ -3,14 +3,17 @@
 //! prescription from Canvas and fulfils it once (however often, and in whatever order, the event
 //! arrives), never twice when an approval already fulfils it, and undoes it when Canvas stops it.
 
-use era_pharmacy_routing::config::{FailAt, Failpoint, PipelineConfig};
+use era_pharmacy_routing::config::FailAt;
 use era_proto::{payments::v1 as payments, pharmacy_routing::v1 as pb};
 use era_tests::{error_code, unix_now, TestMesh};
 use serde_json::{json, Value};
 
 use crate::{
-    approval::{approvable, approve, charges, outbox_for, pharmacy_orders, run_until_finished, Approvable},
+    approval::{
+        approvable, approve, charges, outbox_for, pharmacy_orders, run_until_finished, stopping_replica, Approvable,
+    },
     payments::save_card,
+    plugin::forgeries_are_refused,
     rx_queue::json_ok,
 };
 
@@ -208,47 +211,7 @@ async fn forged_prescription_events_are_refused_and_start_nothing() {
     })
     .to_string();
 
-    let unsigned = mesh
-        .http
-        .post(mesh.url(ROUTE))
-        .header("content-type", "application/json")
-        .body(body.clone())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(error_code(unsigned, 401).await, "missing_signature");
-    for skew in [-301, 301] {
-        let stale = mesh.post_signed(ROUTE, &(unix_now() + skew).to_string(), &body).await;
-        assert_eq!(error_code(stale, 401).await, "stale_timestamp", "{skew}");
-    }
-    let ts = unix_now().to_string();
-    let tampered = mesh
-        .http
-        .post(mesh.url(ROUTE))
-        .header("content-type", "application/json")
-        .header("x-timestamp", &ts)
-        .header("x-signature", mesh.canvas_signature(&ts, body.as_bytes()))
-        .body(body.replace("evt-rx-forged", "evt-rx-other"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(error_code(tampered, 401).await, "invalid_signature");
-    let other_key = era_edge::auth::hmac::sign(
-        &era_kit::SecretString::from("another-plugin-secret-0123456789abcdef"),
-        &ts,
-        body.as_bytes(),
-    );
-    let wrong = mesh
-        .http
-        .post(mesh.url(ROUTE))
-        .header("content-type", "application/json")
-        .header("x-timestamp", &ts)
-        .header("x-signature", other_key)
-        .body(body.clone())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(error_code(wrong, 401).await, "invalid_signature");
+    forgeries_are_refused(&mesh, ROUTE, &body, &body.replace("evt-rx-forged", "evt-rx-other")).await;
 
     // Nothing reached routing: no event answered, no run, no hold on the card.
     assert_eq!(
@@ -263,16 +226,7 @@ async fn forged_prescription_events_are_refused_and_start_nothing() {
     let good = mesh.post_signed(ROUTE, &ts, &body).await;
     let ack = json_ok(good).await;
     assert_eq!(ack["outcome"], "started", "{ack}");
-    let replay = mesh
-        .http
-        .post(mesh.url(ROUTE))
-        .header("content-type", "application/json")
-        .header("x-timestamp", &ts)
-        .header("x-signature", mesh.canvas_signature(&ts, body.as_bytes()))
-        .body(body.clone())
-        .send()
-        .await
-        .unwrap();
+    let replay = mesh.post_signed(ROUTE, &ts, &body).await;
     assert_eq!(error_code(replay, 401).await, "replayed_request");
 
     // Signed but wrong: another patient, an unknown prescription, a missing id.
@@ -544,20 +498,12 @@ async fn fulfil_on_stopping_replica(
     step: &str,
     at: FailAt,
 ) -> (era_tests::Replica, pb::OrchestrationRun) {
-    let replica = mesh
-        .start_routing_replica(PipelineConfig {
-            worker: false,
-            lease_secs: 2,
-            poll_ms: 100,
-            lookup_delay_secs: Some(1),
-            failpoint: Some(Failpoint { step: step.into(), at }),
-            ..Default::default()
-        })
-        .await;
+    let replica = stopping_replica(mesh, step, at).await;
     let answer = mesh
         .routing_client(&replica.url)
-        .fulfil_prescription(mesh.admin_request(pb::FulfilPrescriptionRequest {
+        .handle_prescription_event(mesh.admin_request(pb::HandlePrescriptionEventRequest {
             event_id: format!("evt-{step}-{at:?}"),
+            event_type: pb::PrescriptionEventType::Created as i32,
             medication_request_id: prescription.into(),
             canvas_patient_id: t.patient.clone(),
         }))

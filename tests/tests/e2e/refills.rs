@@ -6,13 +6,15 @@
 
 use std::time::Duration;
 
-use era_pharmacy_routing::config::{FailAt, Failpoint, PipelineConfig};
+use era_pharmacy_routing::config::FailAt;
 use era_proto::{payments::v1 as payments, pharmacy_routing::v1 as pb};
 use era_tests::{error_code, TestMesh};
 use serde_json::{json, Value};
 
 use crate::{
-    approval::{approvable, approve, charges, outbox_for, pharmacy_orders, run_until_finished, Approvable},
+    approval::{
+        approvable, approve, charges, outbox_for, pharmacy_orders, run_until_finished, stopping_replica, Approvable,
+    },
     payments::save_card,
     rx_queue::json_ok,
 };
@@ -425,16 +427,7 @@ async fn process_on_stopping_replica(
     step: &str,
     at: FailAt,
 ) -> (era_tests::Replica, pb::OrchestrationRun) {
-    let replica = mesh
-        .start_routing_replica(PipelineConfig {
-            worker: false,
-            lease_secs: 2,
-            poll_ms: 100,
-            lookup_delay_secs: Some(1),
-            failpoint: Some(Failpoint { step: step.into(), at }),
-            ..Default::default()
-        })
-        .await;
+    let replica = stopping_replica(mesh, step, at).await;
     let answer = mesh
         .routing_client(&replica.url)
         .refill_action(mesh.admin_request(pb::RefillActionRequest {

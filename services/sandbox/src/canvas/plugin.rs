@@ -317,19 +317,25 @@ impl Sender for Plugin {
     fn http(sandbox: &Sandbox) -> reqwest::Client {
         sandbox.canvas_plugin().http.clone()
     }
+
+    fn set_webhook(sandbox: &Sandbox, url: Option<Option<String>>, paused: Option<bool>) {
+        sandbox.canvas_plugin().set_webhook(url, paused);
+    }
+
+    fn webhook_view(sandbox: &Sandbox) -> Value {
+        webhook_json(sandbox)
+    }
 }
 
 /// The plugin's controls: its webhook, its events, deliveries on demand.
 pub(crate) fn router() -> Router<Sandbox> {
-    crate::webhook::delivery_routes::<Plugin>()
-        .route("/webhook", get(get_webhook).put(put_webhook))
-        .route("/events", get(list_events))
+    crate::webhook::delivery_routes::<Plugin>().route("/events", get(list_events))
 }
 
 /// The target, pause and each route's URL. The secret is left out: under era-dev it is the mesh's
 /// `ADMIN_JWT_SECRET`, which signs admin sessions, and the sandbox's control token must not lead
 /// to it.
-fn webhook_json(sandbox: &Sandbox) -> Value {
+pub(crate) fn webhook_json(sandbox: &Sandbox) -> Value {
     let w = sandbox.canvas_plugin().webhook();
     json!({
         "url": w.url,
@@ -339,20 +345,6 @@ fn webhook_json(sandbox: &Sandbox) -> Value {
             "patientCreated": w.url_for(EventType::PatientCreated),
         },
     })
-}
-
-async fn get_webhook(State(sandbox): State<Sandbox>) -> Json<Value> {
-    Json(webhook_json(&sandbox))
-}
-
-/// `{"url": "http://..." | null, "paused": bool}`; an absent field is left as it is.
-async fn put_webhook(State(sandbox): State<Sandbox>, Json(body): Json<Value>) -> Response {
-    let (url, paused) = match crate::webhook::webhook_update(&body) {
-        Ok(update) => update,
-        Err(why) => return problem(StatusCode::BAD_REQUEST, why),
-    };
-    sandbox.canvas_plugin().set_webhook(url, paused);
-    Json(webhook_json(&sandbox)).into_response()
 }
 
 #[derive(Debug, Deserialize)]

@@ -169,4 +169,12 @@ impl Sender for Pharmacies {
     fn http(sandbox: &Sandbox) -> reqwest::Client {
         sandbox.pharmacy().http.clone()
     }
+
+    fn set_webhook(sandbox: &Sandbox, url: Option<Option<String>>, paused: Option<bool>) {
+        sandbox.pharmacy().set_webhook(url, paused);
+    }
+
+    fn webhook_view(sandbox: &Sandbox) -> Value {
+        super::control::webhook_json(sandbox)
+    }
 }

@@ -31,7 +31,6 @@ use crate::{webhook::problem, Sandbox};
 
 pub(crate) fn router() -> Router<Sandbox> {
     crate::webhook::delivery_routes::<super::callbacks::Pharmacies>()
-        .route("/webhook", get(get_webhook).put(put_webhook))
         .route("/events", get(list_events))
         .route("/{pharmacy}/orders", get(list_orders))
         .route("/{pharmacy}/orders/{order_id}/advance", post(advance))
@@ -45,7 +44,7 @@ fn no_pharmacy(slug: &str) -> Response {
     )
 }
 
-fn webhook_json(sandbox: &Sandbox) -> Value {
+pub(crate) fn webhook_json(sandbox: &Sandbox) -> Value {
     let w = sandbox.pharmacy().webhook();
     let urls: serde_json::Map<String, Value> = Pharmacy::ALL
         .iter()
@@ -56,20 +55,6 @@ fn webhook_json(sandbox: &Sandbox) -> Value {
         .map(|p| (p.slug().to_owned(), json!(w.secrets.of(p.slug()))))
         .collect();
     json!({ "url": w.url, "paused": w.paused, "secrets": secrets, "urls": urls })
-}
-
-async fn get_webhook(State(sandbox): State<Sandbox>) -> Json<Value> {
-    Json(webhook_json(&sandbox))
-}
-
-/// `{"url": "http://..." | null, "paused": bool}`; an absent field is left as it is.
-async fn put_webhook(State(sandbox): State<Sandbox>, Json(body): Json<Value>) -> Response {
-    let (url, paused) = match crate::webhook::webhook_update(&body) {
-        Ok(update) => update,
-        Err(why) => return problem(StatusCode::BAD_REQUEST, why),
-    };
-    sandbox.pharmacy().set_webhook(url, paused);
-    Json(webhook_json(&sandbox)).into_response()
 }
 
 #[derive(Debug, Deserialize)]

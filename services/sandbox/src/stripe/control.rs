@@ -18,7 +18,6 @@ use crate::{stripe::errors::StripeResult, webhook::problem, Sandbox};
 
 pub(crate) fn router() -> Router<Sandbox> {
     crate::webhook::delivery_routes::<super::events::Stripe>()
-        .route("/webhook", get(get_webhook).put(put_webhook))
         .route("/events", get(list_events))
         .route("/coupons/{id}/redeem", post(redeem_coupon))
         .route("/promotion_codes/{id}/redeem", post(redeem_promotion_code))
@@ -36,23 +35,9 @@ pub(crate) fn router() -> Router<Sandbox> {
         )
 }
 
-fn webhook_json(sandbox: &Sandbox) -> Value {
+pub(crate) fn webhook_json(sandbox: &Sandbox) -> Value {
     let w = sandbox.stripe().webhook();
     json!({ "url": w.url, "paused": w.paused, "secret": w.secret })
-}
-
-async fn get_webhook(State(sandbox): State<Sandbox>) -> Json<Value> {
-    Json(webhook_json(&sandbox))
-}
-
-/// `{"url": "http://..." | null, "paused": bool}`; an absent field is left as it is.
-async fn put_webhook(State(sandbox): State<Sandbox>, Json(body): Json<Value>) -> Response {
-    let (url, paused) = match crate::webhook::webhook_update(&body) {
-        Ok(update) => update,
-        Err(why) => return problem(StatusCode::BAD_REQUEST, why),
-    };
-    sandbox.stripe().set_webhook(url, paused);
-    Json(webhook_json(&sandbox)).into_response()
 }
 
 /// Every event, oldest first, with its delivery status and attempts.

@@ -131,6 +131,14 @@ impl Sender for Stripe {
     fn http(sandbox: &Sandbox) -> reqwest::Client {
         sandbox.stripe().http.clone()
     }
+
+    fn set_webhook(sandbox: &Sandbox, url: Option<Option<String>>, paused: Option<bool>) {
+        sandbox.stripe().set_webhook(url, paused);
+    }
+
+    fn webhook_view(sandbox: &Sandbox) -> Value {
+        super::control::webhook_json(sandbox)
+    }
 }
 
 #[cfg(test)]

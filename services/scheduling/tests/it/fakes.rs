@@ -536,8 +536,7 @@ fake_service! {
         list_refills(rv::ListRefillsRequest) -> rv::ListRefillsResponse;
         refill_action(rv::RefillActionRequest) -> rv::RefillActionResponse;
         handle_pharmacy_callback(rv::HandlePharmacyCallbackRequest) -> rv::HandlePharmacyCallbackResponse;
-        fulfil_prescription(rv::FulfilPrescriptionRequest) -> rv::FulfilPrescriptionResponse;
-        stop_prescription(rv::StopPrescriptionRequest) -> rv::StopPrescriptionResponse;
+        handle_prescription_event(rv::HandlePrescriptionEventRequest) -> rv::HandlePrescriptionEventResponse;
         list_refund_reviews(rv::ListRefundReviewsRequest) -> rv::ListRefundReviewsResponse;
     }
 }
