@@ -14,6 +14,7 @@ use crate::{
     },
     payments::save_card,
     plugin::forgeries_are_refused,
+    refills::refills,
     rx_queue::json_ok,
 };
 
@@ -29,6 +30,14 @@ async fn plugin_paused(mesh: &TestMesh) {
         .await
         .unwrap();
     assert!(resp.status().is_success(), "{:?}", resp.text().await);
+}
+
+/// The plugin pointed at the edge (paused), and a patient routed to GMP with a saved card.
+async fn patient_with_card(mesh: &TestMesh) -> Approvable {
+    plugin_paused(mesh).await;
+    let t = approvable(mesh, "gmp").await.remove(0);
+    save_card(mesh, &t.patient, "pm_card_visa").await.unwrap();
+    t
 }
 
 /// A physician writes the prescription in Canvas: answers its MedicationRequest id and the event id.
@@ -107,18 +116,6 @@ async fn edge_outcomes(mesh: &TestMesh, event: &str) -> Vec<String> {
     rows
 }
 
-async fn refills(mesh: &TestMesh, patient: &str) -> Vec<pb::Refill> {
-    mesh.pharmacy_routing()
-        .list_refills(mesh.admin_request(pb::ListRefillsRequest {
-            canvas_patient_id: patient.into(),
-            ..Default::default()
-        }))
-        .await
-        .unwrap()
-        .into_inner()
-        .refills
-}
-
 /// The one run of the prescription, once it ended.
 async fn finished_run(mesh: &TestMesh, prescription: &str, kind: &str) -> pb::OrchestrationRun {
     let runs: Vec<Value> = runs_of(mesh, prescription)
@@ -133,9 +130,7 @@ async fn finished_run(mesh: &TestMesh, prescription: &str, kind: &str) -> pb::Or
 #[tokio::test]
 async fn a_prescription_written_in_canvas_is_fulfilled_once_however_often_it_is_announced() {
     let mesh = TestMesh::start().await;
-    plugin_paused(&mesh).await;
-    let t = approvable(&mesh, "gmp").await.remove(0);
-    save_card(&mesh, &t.patient, "pm_card_visa").await.unwrap();
+    let t = patient_with_card(&mesh).await;
     let mark = mesh.ledger_mark().await;
     let (prescription, event) = prescribe(&mesh, &t).await;
 
@@ -198,9 +193,7 @@ async fn a_prescription_written_in_canvas_is_fulfilled_once_however_often_it_is_
 #[tokio::test]
 async fn forged_prescription_events_are_refused_and_start_nothing() {
     let mesh = TestMesh::start().await;
-    plugin_paused(&mesh).await;
-    let t = approvable(&mesh, "gmp").await.remove(0);
-    save_card(&mesh, &t.patient, "pm_card_visa").await.unwrap();
+    let t = patient_with_card(&mesh).await;
     let (prescription, _) = prescribe(&mesh, &t).await;
     let body = json!({
         "id": "evt-rx-forged",
@@ -259,9 +252,7 @@ async fn forged_prescription_events_are_refused_and_start_nothing() {
 #[tokio::test]
 async fn a_prescription_an_approval_already_fulfils_orders_nothing_more() {
     let mesh = TestMesh::start().await;
-    plugin_paused(&mesh).await;
-    let t = approvable(&mesh, "gmp").await.remove(0);
-    save_card(&mesh, &t.patient, "pm_card_visa").await.unwrap();
+    let t = patient_with_card(&mesh).await;
     let approved = approve(&mesh, &t).await;
     let approval = run_until_finished(&mesh, approved["run"]["id"].as_str().unwrap()).await;
     assert_eq!(approval.status, pb::RunStatus::Succeeded as i32, "{approval:?}");
@@ -294,9 +285,7 @@ async fn a_prescription_an_approval_already_fulfils_orders_nothing_more() {
 #[tokio::test]
 async fn an_approval_of_a_medication_canvas_already_fulfils_is_refused() {
     let mesh = TestMesh::start().await;
-    plugin_paused(&mesh).await;
-    let t = approvable(&mesh, "gmp").await.remove(0);
-    save_card(&mesh, &t.patient, "pm_card_visa").await.unwrap();
+    let t = patient_with_card(&mesh).await;
     let (prescription, event) = prescribe(&mesh, &t).await;
     deliver(&mesh, &[&event]).await;
     finished_run(&mesh, &prescription, "prescription").await;
@@ -318,9 +307,7 @@ async fn an_approval_of_a_medication_canvas_already_fulfils_is_refused() {
 #[tokio::test]
 async fn a_prescription_stopped_before_it_ships_is_cancelled_and_its_charge_listed_for_refund() {
     let mesh = TestMesh::start().await;
-    plugin_paused(&mesh).await;
-    let t = approvable(&mesh, "gmp").await.remove(0);
-    save_card(&mesh, &t.patient, "pm_card_visa").await.unwrap();
+    let t = patient_with_card(&mesh).await;
     let (prescription, created) = prescribe(&mesh, &t).await;
     deliver(&mesh, &[&created]).await;
     let run = finished_run(&mesh, &prescription, "prescription").await;
@@ -371,9 +358,7 @@ async fn a_prescription_stopped_while_it_is_being_fulfilled_releases_the_hold() 
         o.pipeline.lookup_delay_secs = Some(1);
     })
     .await;
-    plugin_paused(&mesh).await;
-    let t = approvable(&mesh, "gmp").await.remove(0);
-    save_card(&mesh, &t.patient, "pm_card_visa").await.unwrap();
+    let t = patient_with_card(&mesh).await;
     let (prescription, _) = prescribe(&mesh, &t).await;
 
     // A replica takes the prescription and stops, as if killed, right before the pharmacy order:

@@ -40,7 +40,8 @@ async fn filled(mesh: &TestMesh, t: &Approvable) -> Vec<pb::Refill> {
     refills
 }
 
-async fn refills(mesh: &TestMesh, patient: &str) -> Vec<pb::Refill> {
+/// A patient's refills, soonest first.
+pub(crate) async fn refills(mesh: &TestMesh, patient: &str) -> Vec<pb::Refill> {
     mesh.pharmacy_routing()
         .list_refills(mesh.admin_request(pb::ListRefillsRequest {
             canvas_patient_id: patient.into(),
