@@ -14,7 +14,7 @@ use crate::{
     },
     payments::save_card,
     plugin::forgeries_are_refused,
-    refills::refills,
+    refills::{process_on_stopping_replica, refills},
     rx_queue::json_ok,
 };
 
@@ -398,6 +398,50 @@ async fn a_prescription_stopped_while_it_is_being_fulfilled_releases_the_hold() 
         )
         .await,
         0
+    );
+}
+
+#[tokio::test]
+async fn a_stop_reaches_a_refill_under_way_and_the_refills_to_come() {
+    let mesh = TestMesh::start_with(|o| {
+        o.pipeline.lease_secs = 2;
+        o.pipeline.poll_ms = 100;
+        o.pipeline.lookup_delay_secs = Some(1);
+    })
+    .await;
+    let t = patient_with_card(&mesh).await;
+    let (prescription, created) = prescribe(&mesh, &t).await;
+    deliver(&mesh, &[&created]).await;
+    finished_run(&mesh, &prescription, "prescription").await;
+    let [first, second]: [pb::Refill; 2] = refills(&mesh, &t.patient).await.try_into().unwrap();
+
+    // The first refill is under way on a replica that stops right before ordering (card held).
+    let (replica, refill_run) =
+        process_on_stopping_replica(&mesh, &first.id, "pharmacy_sync", FailAt::BeforeCall).await;
+    charges_once(&mesh, &t.patient, payments::ChargeStatus::Authorized).await;
+
+    let stopped = stop_in_canvas(&mesh, &prescription).await;
+    deliver(&mesh, &[&stopped]).await;
+    let stop = finished_run(&mesh, &prescription, "prescription_stop").await;
+    assert_eq!(stop.status, pb::RunStatus::Succeeded as i32, "{stop:?}");
+    let refill_run = run_until_finished(&mesh, &refill_run.id).await;
+    drop(replica);
+    assert_eq!(refill_run.failure_reason, "prescription_stopped", "{refill_run:?}");
+    let now: Vec<pb::Refill> = refills(&mesh, &t.patient).await;
+    for r in [&first, &second] {
+        let r = now.iter().find(|n| n.id == r.id).unwrap();
+        assert_eq!(r.status, "cancelled", "{r:?}");
+    }
+    let held: Vec<_> = charges(&mesh, &t.patient)
+        .await
+        .into_iter()
+        .filter(|c| c.id == refill_run.payment_id)
+        .collect();
+    assert_eq!(held.len(), 1);
+    assert_eq!(
+        held[0].status,
+        payments::ChargeStatus::Canceled as i32,
+        "the refill's hold was released"
     );
 }
 

@@ -422,7 +422,7 @@ async fn a_refill_goes_to_the_pharmacy_the_routing_names_on_its_due_date() {
 }
 
 /// Processes `refill` now on a new replica whose pipeline stops at `step`/`at` as a kill would.
-async fn process_on_stopping_replica(
+pub(crate) async fn process_on_stopping_replica(
     mesh: &TestMesh,
     refill: &str,
     step: &str,

@@ -312,12 +312,12 @@ impl Pipeline {
             .execute(&mut *tx)
             .await?;
         sqlx::query(
-            "update refills set dose_label = $2
-             where order_id in (select id from pharmacy_orders where run_id = $1)
-               and status in ('scheduled', 'due')",
+            "update refills set dose_label = $2, updated_at = now()
+             where order_id in (select id from pharmacy_orders where run_id = $1) and status = any($3)",
         )
         .bind(target.id)
         .bind(&dose.label)
+        .bind(super::refills::OPEN)
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;

@@ -48,7 +48,7 @@ pub(crate) enum Action {
 }
 
 /// Statuses in which nothing is under way and nothing was ordered.
-const OPEN: &[&str] = &["scheduled", "paused", "payment_failed", "overdue", "failed"];
+pub(crate) const OPEN: &[&str] = &["scheduled", "paused", "payment_failed", "overdue", "failed"];
 
 impl Action {
     pub(crate) fn as_str(self) -> &'static str {

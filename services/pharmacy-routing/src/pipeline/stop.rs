@@ -9,7 +9,7 @@ use era_proto::payments::v1::{self as payments, ChargeStatus};
 use uuid::Uuid;
 
 use super::{
-    orders,
+    orders, refills,
     runs::{self, Run},
     steps::{cents, done, passing, Outcome},
     Pipeline,
@@ -158,6 +158,8 @@ impl Pipeline {
         Ok(())
     }
 
+    /// Cancels the refills still to come; one under way is stopped like any fulfilment run (it
+    /// undoes what it did before its capture, and its end cancels the refill).
     pub(super) async fn cancel_refills(&self, run: &mut Run) -> Outcome {
         let Some(target) = run.target_run_id else {
             return done("no refills");
@@ -166,20 +168,31 @@ impl Pipeline {
             let Ok(mut tx) = runs::fenced(&self.pool, run.id, run.generation).await? else {
                 return Ok(None);
             };
-            let updated = sqlx::query(
-                "update refills set status = 'cancelled'
-                 where order_id in (select id from pharmacy_orders where run_id = $1)
-                   and status in ('scheduled', 'due')",
+            let cancelled = sqlx::query(
+                "update refills set status = 'cancelled', updated_at = now()
+                 where order_id in (select id from pharmacy_orders where run_id = $1) and status = any($2)",
+            )
+            .bind(target)
+            .bind(refills::OPEN)
+            .execute(&mut *tx)
+            .await?;
+            let stopped = sqlx::query(
+                "update orchestration_runs set stop_requested_at = coalesce(stop_requested_at, now())
+                 where kind = 'refill' and status in ('pending', 'running') and refill_id in (
+                     select r.id from refills r join pharmacy_orders o on o.id = r.order_id
+                     where o.run_id = $1 and r.status = 'due')",
             )
             .bind(target)
             .execute(&mut *tx)
             .await?;
             tx.commit().await?;
-            Ok::<_, crate::error::Error>(Some(updated.rows_affected()))
+            Ok::<_, crate::error::Error>(Some((cancelled.rows_affected(), stopped.rows_affected())))
         }
         .await;
         match cancelled {
-            Ok(Some(n)) => done(format!("{n} refills cancelled")),
+            Ok(Some((0, 0))) => done("no refills to come"),
+            Ok(Some((n, 0))) => done(format!("{n} refills cancelled")),
+            Ok(Some((n, m))) => done(format!("{n} refills cancelled; {m} under way asked to stop")),
             Ok(None) => Outcome::Retry("the run was taken over".into()),
             Err(e) => Outcome::Retry(format!("the refills could not be cancelled ({e})")),
         }
