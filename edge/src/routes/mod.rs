@@ -8,6 +8,7 @@ pub mod identity;
 pub mod logins;
 pub mod notifications;
 pub mod ops;
+pub mod patient_detail;
 pub mod patients;
 pub mod payments;
 pub mod plugin;
@@ -31,7 +32,7 @@ use crate::{error::ApiError, AppState};
 
 pub use self::{
     appointments::*, approvals::*, auth::*, fulfilment::*, identity::*, logins::*, notifications::*, ops::*,
-    patients::*, payments::*, plugin::*, routing::*, rx_queue::*, webhooks::*,
+    patient_detail::*, patients::*, payments::*, plugin::*, routing::*, rx_queue::*, webhooks::*,
 };
 
 /// The whole edge.
@@ -48,6 +49,7 @@ pub fn router(state: AppState) -> Router {
         .merge(fulfilment::router())
         .merge(appointments::router())
         .merge(patients::router())
+        .merge(patient_detail::router())
         .merge(identity::router())
         .merge(webhooks::router())
         .merge(plugin::router())

@@ -17,7 +17,7 @@ use era_proto::canvas::v1 as pb;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use super::views::{AddressView, AnswerView, IntakeRecordSummaryView, IntakeRecordView, PatientView, PrescriptionView};
+use super::views::{AddressView, AnswerView, IntakeRecordView, PatientView, PrescriptionView};
 use crate::{
     auth::{Admin, Patient},
     error::{ApiError, ErrorBody, FieldError},
@@ -31,7 +31,6 @@ pub const INTAKE_MAX_BYTES: usize = 256 * 1024;
 pub(super) fn router() -> Router<AppState> {
     Router::new()
         .route("/api/admin/patients", get(search_patients))
-        .route("/api/admin/patients/{id}", get(patient_detail))
         .route("/api/admin/prescriptions/{patient_id}", get(prescriptions))
         .route("/api/patient-records/{patient_id}", get(patient_records))
         // An intake is a form: a quarter of a megabyte is ample, and the public route should not
@@ -93,67 +92,6 @@ pub async fn search_patients(
     Ok(ApiJson(PatientPage {
         items: resp.patients.into_iter().map(Into::into).collect(),
         next_page_token: resp.page.map(|p| p.next_page_token).unwrap_or_default(),
-    }))
-}
-
-#[derive(Debug, Serialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct PatientDetail {
-    pub patient: Option<PatientView>,
-    /// Intake records, newest first.
-    pub intake_records: Vec<IntakeRecordSummaryView>,
-    /// Prescriptions from Canvas, newest first.
-    pub prescriptions: Vec<PrescriptionView>,
-    /// Telehealth appointments, latest start first (the first page).
-    pub appointments: Vec<super::appointments::AppointmentView>,
-}
-
-/// One patient: demographics, intake records and prescriptions from canvas, and their appointments
-/// from scheduling.
-#[utoipa::path(
-    get, path = "/api/admin/patients/{id}", tag = "patients",
-    security(("admin_secret" = []), ("admin_jwt" = [])),
-    params(("id" = String, Path, description = "Canvas patient id")),
-    responses((status = 200, body = PatientDetail), (status = 404, body = ErrorBody), (status = 401, body = ErrorBody))
-)]
-pub async fn patient_detail(
-    State(state): State<AppState>,
-    Admin(caller): Admin,
-    id: Result<Path<String>, PathRejection>,
-) -> Result<ApiJson<PatientDetail>, ApiError> {
-    let Path(id) = id?;
-    let req = pb::GetPatientRequest {
-        canvas_patient_id: id,
-        view: pb::PatientView::Full as i32,
-    };
-    let appointments = era_proto::scheduling::v1::ListAppointmentsRequest {
-        canvas_patient_id: req.canvas_patient_id.clone(),
-        ..Default::default()
-    };
-    let (resp, appointments) = tokio::try_join!(
-        async {
-            state
-                .clients
-                .canvas
-                .clone()
-                .get_patient(grpc(&state, &caller, req))
-                .await
-        },
-        async {
-            state
-                .clients
-                .scheduling
-                .clone()
-                .list_appointments(grpc(&state, &caller, appointments))
-                .await
-        },
-    )?;
-    let (resp, appointments) = (resp.into_inner(), appointments.into_inner());
-    Ok(ApiJson(PatientDetail {
-        patient: resp.patient.map(Into::into),
-        intake_records: resp.intake_records.into_iter().map(Into::into).collect(),
-        prescriptions: resp.prescriptions.into_iter().map(Into::into).collect(),
-        appointments: appointments.appointments.into_iter().map(Into::into).collect(),
     }))
 }
 

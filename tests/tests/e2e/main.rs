@@ -10,6 +10,7 @@ mod logins;
 mod mesh_tls;
 mod notifications;
 mod ops;
+mod patient_detail;
 mod payments;
 mod plugin;
 mod prescriptions;
