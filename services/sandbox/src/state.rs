@@ -145,6 +145,10 @@ pub struct SandboxConfig {
     /// The Zoom account's users, who can host meetings (`/users/{id or email}/meetings`); more can
     /// be added at run time with `POST /_sandbox/zoom/users`.
     pub zoom_users: Vec<ZoomUser>,
+    /// The FedEx project's API key and secret key, sent as `client_id` and `client_secret` in the
+    /// form body of `/fedex/oauth/token`.
+    pub fedex_client_id: String,
+    pub fedex_client_secret: String,
     /// The token `/_sandbox` (control, ledger, inbox) requires as `Authorization: Bearer <token>`
     /// (or, for the inbox page, a cookie it sets). `None` leaves the control plane open: only for a
     /// sandbox built in-process by a test; the binary and era-dev always set one.
@@ -228,6 +232,8 @@ impl Default for SandboxConfig {
             zoom_client_id: DEFAULT_ZOOM_CLIENT_ID.into(),
             zoom_client_secret: DEFAULT_ZOOM_CLIENT_SECRET.into(),
             zoom_users: default_zoom_users(),
+            fedex_client_id: DEFAULT_FEDEX_CLIENT_ID.into(),
+            fedex_client_secret: DEFAULT_FEDEX_CLIENT_SECRET.into(),
             control_token: None,
             allowed_hosts: Vec::new(),
         }
@@ -320,6 +326,9 @@ pub const DEFAULT_ZOOM_ACCOUNT_ID: &str = "era-sandbox-zoom-account";
 /// The Zoom OAuth client a default sandbox accepts.
 pub const DEFAULT_ZOOM_CLIENT_ID: &str = "era-sandbox-zoom-client";
 pub const DEFAULT_ZOOM_CLIENT_SECRET: &str = "era-sandbox-zoom-client-secret";
+/// The FedEx API key and secret key a default sandbox accepts.
+pub const DEFAULT_FEDEX_CLIENT_ID: &str = "era-sandbox-fedex-client";
+pub const DEFAULT_FEDEX_CLIENT_SECRET: &str = "era-sandbox-fedex-client-secret";
 /// The demo clinic's two clinicians as Zoom users (the Canvas seed's practitioners).
 pub const ZOOM_ALI_NOLAN_USER_ID: &str = "aLiN0lAnQ7eRa1dEmOzQxw";
 pub const ZOOM_ALI_NOLAN_EMAIL: &str = "ali.nolan@era-demo.test";
