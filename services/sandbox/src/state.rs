@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use chrono::{SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::{canvas, hubspot, inbox, pharmacy, sendgrid, stripe, twilio, zoom};
+use crate::{canvas, fedex, hubspot, inbox, pharmacy, sendgrid, stripe, twilio, zoom};
 
 /// One call to a vendor route, or one effect a vendor recorded. An effect has method `EFFECT`, its
 /// kind as `path` (e.g. `payment_intent.succeeded`), no status, and names the object it touched.
@@ -382,6 +382,7 @@ pub struct Sandbox {
     inbox: Arc<inbox::Inbox>,
     pharmacy: Arc<pharmacy::Handle>,
     zoom: Arc<zoom::Handle>,
+    fedex: Arc<fedex::Handle>,
 }
 
 impl Default for Sandbox {
@@ -413,6 +414,7 @@ impl Sandbox {
             inbox: Arc::default(),
             pharmacy,
             zoom,
+            fedex: Arc::default(),
         }
     }
 
@@ -458,6 +460,10 @@ impl Sandbox {
         &self.zoom
     }
 
+    pub(crate) fn fedex(&self) -> &fedex::Handle {
+        &self.fedex
+    }
+
     /// Every email, SMS and conversation reply the simulators accepted, for `/_sandbox/inbox`.
     pub(crate) fn inbox(&self) -> &inbox::Inbox {
         &self.inbox
@@ -470,7 +476,8 @@ impl Sandbox {
     /// what they sent and SendGrid's simulated rate limit; HubSpot gets its demo inboxes back; the
     /// pharmacies forget every order, callback event and pending reject-next but keep the callback
     /// target set at run time; Zoom forgets every meeting, token, rate-limit count and user added
-    /// at run time, and its limits go back to the defaults; the inbox page is emptied).
+    /// at run time, and its limits go back to the defaults; FedEx forgets every parcel, token and
+    /// throttle count, and its throttle goes back to FedEx's figures; the inbox page is emptied).
     pub fn reset(&self) {
         *self.lock() = Inner::default();
         *self.canvas() = canvas::State::seeded();
@@ -482,6 +489,7 @@ impl Sandbox {
         self.inbox.clear();
         self.pharmacy.reset();
         self.zoom.reset(&self.config);
+        self.fedex.reset();
     }
 
     pub fn add_fault(&self, fault: Fault) {
