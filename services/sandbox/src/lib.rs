@@ -25,7 +25,8 @@
 //!   `/fedex/oauth/token` with `fedex_client_id` and `fedex_client_secret` (`FEDEX_CLIENT_ID`,
 //!   `FEDEX_CLIENT_SECRET`), and the Track API at `/fedex/track/v1/trackingnumbers`, up to 30
 //!   numbers a request, an unknown number answered 200 with its error inside, behind FedEx's
-//!   per-project throttle; see [`fedex`]); parcels move at `/_sandbox/fedex`;
+//!   per-project throttle; see [`fedex`]). The pharmacies' shipped orders are trackable there;
+//!   parcels move at `/_sandbox/fedex`;
 //! - the compounding pharmacies (see [`pharmacy`]): PioneerRx, GMP's system (`/pioneerrx`, an
 //!   assumed order API behind PioneerRx's documented request signing; see [`pharmacy::pioneerrx`]),
 //!   and Boothwyn and Strive, two LifeFile instances (`/boothwyn/lfapi/v1`, `/strive/lfapi/v1`;

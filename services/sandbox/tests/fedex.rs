@@ -1,15 +1,15 @@
 //! The FedEx simulator over real HTTP: API Authorization and its errors, the Track API's answer for
 //! several numbers at once in FedEx's shape, an unknown number answered 200 with its error inside,
-//! 401 without a token or with an expired one, the throttle's 429, the 30-number ceiling, parcels
-//! advanced through every status (and a delivery exception) at `/_sandbox/fedex`, ledger effects,
-//! and reset.
+//! 401 without a token or with an expired one, the throttle's 429, the 30-number ceiling, a
+//! pharmacy order that ships becoming trackable, parcels advanced through every status (and a
+//! delivery exception) at `/_sandbox/fedex`, ledger effects, and reset.
 
 use std::time::Duration;
 
 use chrono::{DateTime, FixedOffset};
 use era_sandbox::{
     state::{DEFAULT_FEDEX_CLIENT_ID, DEFAULT_FEDEX_CLIENT_SECRET},
-    Sandbox,
+    LifeFileAccount, Sandbox,
 };
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
@@ -585,6 +585,101 @@ async fn more_than_thirty_numbers_are_refused() {
         .await;
     assert_eq!(not_json.fedex_error(400).0, "BAD.REQUEST.ERROR");
     assert_eq!(s.effects("track.request").await.len(), 1, "only the 30 were tracked");
+}
+
+/// A Boothwyn (LifeFile) order shipping to Colorado, by Dr Singh.
+fn lifefile_order(reference: &str) -> Value {
+    json!({
+        "message": { "id": format!("msg-{reference}"), "sentTime": "2026-01-05T10:00:00Z" },
+        "order": {
+            "general": { "memo": "", "referenceId": reference },
+            "prescriber": {
+                "npi": "1164633533", "licenseState": "CO", "licenseNumber": "DEMO-MD-CO",
+                "firstName": "Neelima", "lastName": "Singh", "phone": "(555) 555-0100",
+                "email": "neelima@example.test"
+            },
+            "practice": { "id": 1001 },
+            "patient": {
+                "firstName": "Pat", "lastName": "Example", "gender": "f", "dateOfBirth": "1985-04-12",
+                "address1": "1 Main St", "address2": "", "city": "Denver", "state": "CO", "zip": "80202",
+                "country": "US", "phoneMobile": "(555) 555-0100", "email": "pat@example.test"
+            },
+            "shipping": {
+                "recipientType": "patient", "recipientFirstName": "Pat", "recipientLastName": "Example",
+                "recipientPhone": "(555) 555-0100", "recipientEmail": "pat@example.test",
+                "addressLine1": "1 Main St", "addressLine2": "", "city": "Denver", "state": "CO",
+                "zipCode": "80202", "country": "US", "service": 7
+            },
+            "billing": { "payorType": "doc" },
+            "rxs": [{
+                "rxType": "new", "drugName": "Compounded semaglutide injection", "drugStrength": "2.5mg/mL",
+                "drugForm": "injection", "lfProductID": 4410, "foreignRxNumber": format!("rx-{reference}"),
+                "quantity": "2", "quantityUnits": "mL",
+                "directions": "Inject 0.1 mL (0.25 mg) under the skin once weekly",
+                "refills": 2, "dateWritten": "2026-01-05", "daysSupply": 28
+            }]
+        }
+    })
+}
+
+#[tokio::test]
+async fn a_pharmacy_order_that_ships_is_trackable_at_fedex() {
+    let s = start().await;
+    let token = s.token().await;
+    let a = LifeFileAccount::boothwyn();
+    let placed = s
+        .send(
+            s.http
+                .post(format!("{}/boothwyn/lfapi/v1/order", s.base))
+                .basic_auth(&a.username, Some(&a.password))
+                .header("X-Vendor-ID", &a.vendor_id)
+                .header("X-Location-ID", &a.location_id)
+                .header("X-API-Network-ID", &a.network_id)
+                .json(&lifefile_order("ref-fedex-1")),
+        )
+        .await
+        .expect(200);
+    let order_id = placed["data"]["orderId"].as_u64().unwrap().to_string();
+    let advance = |status: &'static str| {
+        let path = format!("/pharmacy/boothwyn/orders/{order_id}/advance");
+        let s = &s;
+        async move {
+            let (code, v) = s.control(Method::POST, &path, Some(json!({ "status": status }))).await;
+            assert_eq!(code, 200, "{v}");
+            v
+        }
+    };
+    advance("processing").await;
+    let (_, fedex) = s.control(Method::GET, "/fedex/shipments", None).await;
+    assert_eq!(fedex["shipments"], json!([]), "nothing to track before it ships");
+
+    let shipped = advance("shipped").await;
+    assert_eq!(shipped["carrier"], "fedex");
+    let number = shipped["trackingNumber"].as_str().unwrap().to_owned();
+    let r = s.track_one(&token, &number).await;
+    assert!(r.get("error").is_none(), "{r}");
+    assert_eq!(r["latestStatusDetail"]["code"], "PU");
+    assert_eq!(scans(&r), pairs(&[("PU", "PU"), ("OC", "IN")]));
+    assert!(date_of(&r, "ACTUAL_PICKUP").is_some());
+    let (_, fedex) = s.control(Method::GET, "/fedex/shipments", None).await;
+    assert_eq!(fedex["shipments"][0]["trackingNumber"], number.as_str());
+    assert_eq!(fedex["shipments"][0]["source"], "pharmacy:boothwyn");
+    // FedEx is told nothing about who the parcel is for.
+    assert!(!fedex.to_string().contains("Example") && !fedex.to_string().contains("80202"));
+    let registered = s.effects("shipment.registered").await;
+    assert_eq!(registered.len(), 1);
+    assert_eq!(registered[0]["object"], number.as_str());
+    assert_eq!(registered[0]["detail"], "picked_up");
+
+    // Delivered at the pharmacy is delivered at FedEx.
+    advance("delivered").await;
+    let r = s.track_one(&token, &number).await;
+    assert_eq!(r["latestStatusDetail"]["code"], "DL");
+    assert_eq!(
+        scans(&r),
+        pairs(&[("DL", "DL"), ("OD", "IT"), ("IT", "IT"), ("PU", "PU"), ("OC", "IN")])
+    );
+    assert!(date_of(&r, "ACTUAL_DELIVERY").is_some());
 }
 
 #[tokio::test]

@@ -4,8 +4,10 @@
 //! `/fedex/track/v1/trackingnumbers` ([`track`]), in FedEx's error envelope ([`errors`]) and
 //! behind its per-project throttle ([`limits`]).
 //!
-//! The parcels it knows ([`shipments`]) are the ones a test registers. They move when a test says
-//! so, as time would, at `/_sandbox/fedex` ([`control`]). Ledger effects: `token.issued`, `track.request` (how many
+//! The parcels it knows ([`shipments`]) are the ones the pharmacy simulators ship (an order that
+//! ships hands FedEx its tracking number, picked up; one reported delivered is delivered at FedEx
+//! too) and any a test registers. They move when a test says so, as time would, at
+//! `/_sandbox/fedex` ([`control`]). Ledger effects: `token.issued`, `track.request` (how many
 //! numbers, how many found), `shipment.registered` and `shipment.advanced` (the tracking number
 //! and status; FedEx is never told who the parcel is for).
 
@@ -24,6 +26,7 @@ mod track;
 
 pub(crate) use control::router as control_router;
 pub(crate) use errors::injected_body;
+pub(crate) use shipments::from_pharmacy;
 pub use shipments::Status;
 
 /// Everything FedEx remembers; reset forgets it all.

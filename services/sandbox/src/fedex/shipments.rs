@@ -557,6 +557,29 @@ pub(crate) fn advance(sandbox: &Sandbox, number: &str, to: Option<Status>) -> Re
     Ok(shipment)
 }
 
+/// A pharmacy handed FedEx a parcel (its order shipped): the number becomes known, picked up; and
+/// when the pharmacy reports it delivered, FedEx shows it delivered too. Safe to call again.
+pub(crate) fn from_pharmacy(sandbox: &Sandbox, number: &str, pharmacy: &str, delivered: bool) {
+    let known = sandbox.fedex().state().shipments.get(number).map(Shipment::status);
+    let status = match known {
+        Some(s) => s,
+        None => match register(
+            sandbox,
+            Some(number.to_owned()),
+            Status::PickedUp,
+            &format!("pharmacy:{pharmacy}"),
+        ) {
+            Ok(s) => s.status(),
+            // Registered meanwhile by a concurrent change: it is known either way.
+            Err(_) => Status::PickedUp,
+        },
+    };
+    if delivered && status != Status::Delivered {
+        // A conflict means a concurrent call delivered it first.
+        let _ = advance(sandbox, number, Some(Status::Delivered));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use chrono::TimeZone;
