@@ -87,6 +87,10 @@ pub struct Secrets {
     pub zoom_account_id: String,
     pub zoom_client_id: String,
     pub zoom_client_secret: SecretString,
+    /// The FedEx project's API key and secret key the (later) FedEx client uses and the sandbox's
+    /// FedEx accepts (`FEDEX_CLIENT_ID`, `FEDEX_CLIENT_SECRET`).
+    pub fedex_client_id: String,
+    pub fedex_client_secret: SecretString,
     /// The token the sandbox's control plane (`/_sandbox`: ledger, faults, inbox) requires.
     pub sandbox_control_token: SecretString,
 }
@@ -100,6 +104,8 @@ impl std::fmt::Debug for Secrets {
 /// The Zoom account and app ids era-dev uses when the environment names none.
 pub const DEV_ZOOM_ACCOUNT_ID: &str = "era-dev-zoom-account";
 pub const DEV_ZOOM_CLIENT_ID: &str = "era-dev-zoom-client";
+/// The FedEx API key era-dev uses when the environment names none.
+pub const DEV_FEDEX_CLIENT_ID: &str = "era-dev-fedex-client";
 
 /// `1:<32 random bytes, base64>`, the shape of `RECORDS_KEYS`.
 pub fn random_records_key() -> SecretString {
@@ -171,6 +177,8 @@ impl Secrets {
             zoom_account_id: DEV_ZOOM_ACCOUNT_ID.into(),
             zoom_client_id: DEV_ZOOM_CLIENT_ID.into(),
             zoom_client_secret: random_secret(),
+            fedex_client_id: DEV_FEDEX_CLIENT_ID.into(),
+            fedex_client_secret: random_secret(),
             sandbox_control_token: random_secret(),
         }
     }
@@ -201,6 +209,7 @@ impl Secrets {
         let boothwyn_webhook_secret = take("BOOTHWYN_WEBHOOK_SECRET");
         let strive_webhook_secret = take("STRIVE_WEBHOOK_SECRET");
         let zoom_client_secret = take("ZOOM_CLIENT_SECRET");
+        let fedex_client_secret = take("FEDEX_CLIENT_SECRET");
         let sandbox_control_token = take("SANDBOX_CONTROL_TOKEN");
         let (records_keys, records_active_key) = match std::env::var("RECORDS_KEYS") {
             Ok(v) if !v.is_empty() => (
@@ -264,6 +273,7 @@ impl Secrets {
         let canvas_client_id = given("CANVAS_CLIENT_ID", "era-dev-canvas");
         let zoom_account_id = given("ZOOM_ACCOUNT_ID", DEV_ZOOM_ACCOUNT_ID);
         let zoom_client_id = given("ZOOM_CLIENT_ID", DEV_ZOOM_CLIENT_ID);
+        let fedex_client_id = given("FEDEX_CLIENT_ID", DEV_FEDEX_CLIENT_ID);
         (
             Self {
                 admin_secret,
@@ -290,6 +300,8 @@ impl Secrets {
                 zoom_account_id,
                 zoom_client_id,
                 zoom_client_secret,
+                fedex_client_id,
+                fedex_client_secret,
                 sandbox_control_token,
             },
             generated,
@@ -568,6 +580,34 @@ pub fn scheduling_config(
     }
 }
 
+/// Where the mesh reaches FedEx and with what: the sandbox's `/fedex` (a client's
+/// `FEDEX_BASE_URL`, under which it asks `/oauth/token` and `/track/v1/trackingnumbers`) and the
+/// project's API key and secret key, for the FedEx client's settings.
+#[derive(Clone)]
+pub struct FedexAccess {
+    pub base_url: String,
+    pub client_id: String,
+    pub client_secret: SecretString,
+}
+
+impl std::fmt::Debug for FedexAccess {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FedexAccess")
+            .field("base_url", &self.base_url)
+            .field("client_id", &self.client_id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// FedEx as the sandbox at `sandbox_url` serves it, with the mesh's credentials.
+pub fn fedex_access(secrets: &Secrets, sandbox_url: &str) -> FedexAccess {
+    FedexAccess {
+        base_url: format!("{sandbox_url}/fedex"),
+        client_id: secrets.fedex_client_id.clone(),
+        client_secret: secrets.fedex_client_secret.clone(),
+    }
+}
+
 /// The URL of database `name` on the server of `server_url`.
 pub fn database_url(server_url: &str, name: &str) -> anyhow::Result<String> {
     let mut url: reqwest::Url = server_url.parse().context("not a valid PostgreSQL URL")?;
@@ -663,6 +703,8 @@ impl Mesh {
             zoom_account_id: options.secrets.zoom_account_id.clone(),
             zoom_client_id: options.secrets.zoom_client_id.clone(),
             zoom_client_secret: options.secrets.zoom_client_secret.expose_secret().to_owned(),
+            fedex_client_id: options.secrets.fedex_client_id.clone(),
+            fedex_client_secret: options.secrets.fedex_client_secret.expose_secret().to_owned(),
             control_token: Some(options.secrets.sandbox_control_token.expose_secret().to_owned()),
             ..Default::default()
         };
@@ -870,6 +912,11 @@ impl Mesh {
             stops,
             tasks,
         })
+    }
+
+    /// FedEx at this mesh's sandbox, with the credentials the sandbox accepts.
+    pub fn fedex(&self) -> FedexAccess {
+        fedex_access(&self.secrets, &self.sandbox_url)
     }
 
     /// Waits until the edge reports every service SERVING.

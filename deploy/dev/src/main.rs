@@ -145,6 +145,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         ("STRIVE_WEBHOOK_SECRET", &s.strive_webhook_secret),
         ("TWILIO_AUTH_TOKEN", &s.twilio_auth_token),
         ("ZOOM_CLIENT_SECRET", &s.zoom_client_secret),
+        ("FEDEX_CLIENT_SECRET", &s.fedex_client_secret),
         ("SANDBOX_CONTROL_TOKEN", &s.sandbox_control_token),
     ] {
         // A secret the operator set is theirs to know; printing it would copy it into terminals

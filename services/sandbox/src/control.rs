@@ -1,6 +1,6 @@
 //! `/_sandbox`: reset, the ledger, fault injection, the inbox of sent email and SMS, and per-vendor
 //! controls (`/_sandbox/canvas`, `/_sandbox/stripe`, `/_sandbox/sendgrid`, `/_sandbox/hubspot`,
-//! `/_sandbox/pharmacy`, `/_sandbox/zoom`).
+//! `/_sandbox/pharmacy`, `/_sandbox/zoom`, `/_sandbox/fedex`).
 
 use std::collections::BTreeMap;
 
@@ -29,6 +29,7 @@ pub(crate) fn router() -> Router<Sandbox> {
         .nest("/hubspot", crate::hubspot::control_router())
         .nest("/pharmacy", crate::pharmacy::control_router())
         .nest("/zoom", crate::zoom::control_router())
+        .nest("/fedex", crate::fedex::control_router())
 }
 
 async fn reset(State(sandbox): State<Sandbox>) -> StatusCode {

@@ -2,8 +2,9 @@
 //! prefix, keeps its state in memory, and records every effect in a ledger that tests read. Faults
 //! (an error status, latency, a dropped connection) can be injected for the next N calls to a route.
 //!
-//! Vendors are filled in by the issues that integrate them; until then a prefix answers 404 in a
-//! JSON body that says the route is not simulated yet. Simulated:
+//! Every vendor prefix is simulated; a path under one that its simulator does not cover answers
+//! 404 in a JSON body that says the route is not simulated (Canvas's FHIR API and Stripe answer
+//! such paths in their own error shapes instead). Simulated:
 //! - Canvas (`/canvas` for OAuth, `/canvas-fhir` for FHIR R4; see [`canvas`]), with the clinic's
 //!   Canvas plugin: a patient created over FHIR, and a prescription a physician writes, stops or
 //!   adjusts (`/_sandbox/canvas/prescriptions`), is a JSON event POSTed to
@@ -20,6 +21,12 @@
 //!   status callbacks; see [`twilio`]);
 //! - HubSpot (`/hubspot`: the v3 Conversations inbox API over a seeded demo account; see
 //!   [`hubspot`]);
+//! - FedEx (`/fedex`, a client's `FEDEX_BASE_URL`: OAuth client credentials at
+//!   `/fedex/oauth/token` with `fedex_client_id` and `fedex_client_secret` (`FEDEX_CLIENT_ID`,
+//!   `FEDEX_CLIENT_SECRET`), and the Track API at `/fedex/track/v1/trackingnumbers`, up to 30
+//!   numbers a request, an unknown number answered 200 with its error inside, behind FedEx's
+//!   per-project throttle; see [`fedex`]). The pharmacies' shipped orders are trackable there;
+//!   parcels move at `/_sandbox/fedex`;
 //! - the compounding pharmacies (see [`pharmacy`]): PioneerRx, GMP's system (`/pioneerrx`, an
 //!   assumed order API behind PioneerRx's documented request signing; see [`pharmacy::pioneerrx`]),
 //!   and Boothwyn and Strive, two LifeFile instances (`/boothwyn/lfapi/v1`, `/strive/lfapi/v1`;
@@ -43,6 +50,7 @@ use tokio::net::TcpListener;
 
 pub mod canvas;
 mod control;
+pub mod fedex;
 mod guard;
 pub mod hubspot;
 mod inbox;
@@ -116,6 +124,7 @@ fn vendor_router(vendor: &'static str) -> Router<Sandbox> {
         "sendgrid" => sendgrid::router(),
         "twilio" => twilio::router(),
         "hubspot" => hubspot::router(),
+        "fedex" => fedex::router(),
         "pioneerrx" => pharmacy::pioneerrx::router(),
         "boothwyn" => pharmacy::lifefile::router(pharmacy::Pharmacy::Boothwyn),
         "strive" => pharmacy::lifefile::router(pharmacy::Pharmacy::Strive),
@@ -152,7 +161,14 @@ async fn record_and_inject(State(sandbox): State<Sandbox>, req: Request, next: N
     let response = match action {
         Some(FaultAction::Status { status, body }) => {
             let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-            let body = body.unwrap_or_else(|| serde_json::json!({ "error": { "message": "injected fault" } }));
+            let body = body.unwrap_or_else(|| {
+                // FedEx clients read its envelope on every error, so a made-up one wears it too.
+                if path.starts_with("/fedex/") {
+                    fedex::injected_body(status)
+                } else {
+                    serde_json::json!({ "error": { "message": "injected fault" } })
+                }
+            });
             let mut response = (status, Json(body)).into_response();
             if path.starts_with("/stripe/") {
                 stripe::stamp(&mut response);

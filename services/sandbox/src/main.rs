@@ -85,6 +85,17 @@ struct Config {
         hide_env_values = true
     )]
     zoom_client_secret: String,
+    /// The FedEx project's API key (`client_id` at `/fedex/oauth/token`).
+    #[arg(long, env = "FEDEX_CLIENT_ID", default_value = era_sandbox::state::DEFAULT_FEDEX_CLIENT_ID)]
+    fedex_client_id: String,
+    /// The FedEx project's secret key (`client_secret`).
+    #[arg(
+        long,
+        env = "FEDEX_CLIENT_SECRET",
+        default_value = era_sandbox::state::DEFAULT_FEDEX_CLIENT_SECRET,
+        hide_env_values = true
+    )]
+    fedex_client_secret: String,
     /// The API key SendGrid's mail/send accepts (`Authorization: Bearer ...`).
     #[arg(
         long,
@@ -329,6 +340,8 @@ async fn main() -> ExitCode {
         zoom_client_id: config.zoom_client_id,
         zoom_client_secret: config.zoom_client_secret,
         zoom_users: era_sandbox::state::default_zoom_users(),
+        fedex_client_id: config.fedex_client_id,
+        fedex_client_secret: config.fedex_client_secret,
         control_token: Some(config.control_token),
         allowed_hosts: config
             .allowed_hosts

@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use chrono::{SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::{canvas, hubspot, inbox, pharmacy, sendgrid, stripe, twilio, zoom};
+use crate::{canvas, fedex, hubspot, inbox, pharmacy, sendgrid, stripe, twilio, zoom};
 
 /// One call to a vendor route, or one effect a vendor recorded. An effect has method `EFFECT`, its
 /// kind as `path` (e.g. `payment_intent.succeeded`), no status, and names the object it touched.
@@ -145,6 +145,10 @@ pub struct SandboxConfig {
     /// The Zoom account's users, who can host meetings (`/users/{id or email}/meetings`); more can
     /// be added at run time with `POST /_sandbox/zoom/users`.
     pub zoom_users: Vec<ZoomUser>,
+    /// The FedEx project's API key and secret key, sent as `client_id` and `client_secret` in the
+    /// form body of `/fedex/oauth/token`.
+    pub fedex_client_id: String,
+    pub fedex_client_secret: String,
     /// The token `/_sandbox` (control, ledger, inbox) requires as `Authorization: Bearer <token>`
     /// (or, for the inbox page, a cookie it sets). `None` leaves the control plane open: only for a
     /// sandbox built in-process by a test; the binary and era-dev always set one.
@@ -228,6 +232,8 @@ impl Default for SandboxConfig {
             zoom_client_id: DEFAULT_ZOOM_CLIENT_ID.into(),
             zoom_client_secret: DEFAULT_ZOOM_CLIENT_SECRET.into(),
             zoom_users: default_zoom_users(),
+            fedex_client_id: DEFAULT_FEDEX_CLIENT_ID.into(),
+            fedex_client_secret: DEFAULT_FEDEX_CLIENT_SECRET.into(),
             control_token: None,
             allowed_hosts: Vec::new(),
         }
@@ -320,6 +326,9 @@ pub const DEFAULT_ZOOM_ACCOUNT_ID: &str = "era-sandbox-zoom-account";
 /// The Zoom OAuth client a default sandbox accepts.
 pub const DEFAULT_ZOOM_CLIENT_ID: &str = "era-sandbox-zoom-client";
 pub const DEFAULT_ZOOM_CLIENT_SECRET: &str = "era-sandbox-zoom-client-secret";
+/// The FedEx API key and secret key a default sandbox accepts.
+pub const DEFAULT_FEDEX_CLIENT_ID: &str = "era-sandbox-fedex-client";
+pub const DEFAULT_FEDEX_CLIENT_SECRET: &str = "era-sandbox-fedex-client-secret";
 /// The demo clinic's two clinicians as Zoom users (the Canvas seed's practitioners).
 pub const ZOOM_ALI_NOLAN_USER_ID: &str = "aLiN0lAnQ7eRa1dEmOzQxw";
 pub const ZOOM_ALI_NOLAN_EMAIL: &str = "ali.nolan@era-demo.test";
@@ -373,6 +382,7 @@ pub struct Sandbox {
     inbox: Arc<inbox::Inbox>,
     pharmacy: Arc<pharmacy::Handle>,
     zoom: Arc<zoom::Handle>,
+    fedex: Arc<fedex::Handle>,
 }
 
 impl Default for Sandbox {
@@ -404,6 +414,7 @@ impl Sandbox {
             inbox: Arc::default(),
             pharmacy,
             zoom,
+            fedex: Arc::default(),
         }
     }
 
@@ -449,6 +460,10 @@ impl Sandbox {
         &self.zoom
     }
 
+    pub(crate) fn fedex(&self) -> &fedex::Handle {
+        &self.fedex
+    }
+
     /// Every email, SMS and conversation reply the simulators accepted, for `/_sandbox/inbox`.
     pub(crate) fn inbox(&self) -> &inbox::Inbox {
         &self.inbox
@@ -461,7 +476,8 @@ impl Sandbox {
     /// what they sent and SendGrid's simulated rate limit; HubSpot gets its demo inboxes back; the
     /// pharmacies forget every order, callback event and pending reject-next but keep the callback
     /// target set at run time; Zoom forgets every meeting, token, rate-limit count and user added
-    /// at run time, and its limits go back to the defaults; the inbox page is emptied).
+    /// at run time, and its limits go back to the defaults; FedEx forgets every parcel, token and
+    /// throttle count, and its throttle goes back to FedEx's figures; the inbox page is emptied).
     pub fn reset(&self) {
         *self.lock() = Inner::default();
         *self.canvas() = canvas::State::seeded();
@@ -473,6 +489,7 @@ impl Sandbox {
         self.inbox.clear();
         self.pharmacy.reset();
         self.zoom.reset(&self.config);
+        self.fedex.reset();
     }
 
     pub fn add_fault(&self, fault: Fault) {

@@ -5,9 +5,10 @@
 //! All three keep their orders in one store ([`orders`]) and behave as real pharmacies do where it
 //! matters to the mesh: an order POSTed twice is two orders (no idempotency key exists), an NPI
 //! that fails its check digit ([`npi`]) or a ship-to state the pharmacy does not serve is refused,
-//! and an order moves `received` → `processing` → `shipped` (FedEx tracking assigned) →
-//! `delivered`, or ends `cancelled` or `rejected`. Each status change is a signed JSON callback
-//! POSTed to `{pharmacy_webhook_url}/{pharmacy}` ([`callbacks`]). Orders move when a test says so
+//! and an order moves `received` → `processing` → `shipped` (FedEx tracking assigned, and the
+//! number trackable at the FedEx simulator, [`crate::fedex`]) → `delivered`, or ends `cancelled`
+//! or `rejected`. Each status change is a signed JSON callback POSTed to
+//! `{pharmacy_webhook_url}/{pharmacy}` ([`callbacks`]). Orders move when a test says so
 //! (`/_sandbox/pharmacy`, [`control`]) or, with `pharmacy_auto_advance_secs`, on their own.
 
 use std::{

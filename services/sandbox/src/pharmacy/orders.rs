@@ -82,7 +82,8 @@ pub(crate) struct Shipment {
 }
 
 impl Shipment {
-    /// A FedEx parcel: tracking numbers like `7946…`, 12 digits, as FedEx Express's are.
+    /// A FedEx parcel: tracking numbers like `7946…`, 12 digits, as FedEx Express's are. (The FedEx
+    /// simulator learns the number when the order ships; see [`crate::fedex`].)
     fn fedex(at: DateTime<Utc>) -> Self {
         let number = format!("7946{:08}", rand::thread_rng().gen_range(0..100_000_000u32));
         Self {
@@ -342,6 +343,18 @@ fn change(
         emit(sandbox, &mut st, &order, now);
         order
     };
+    // The parcel is FedEx's now: its number becomes trackable there, picked up, and delivered when
+    // the pharmacy says so. Told after the pharmacy's lock is released, so the two never nest.
+    if let Some(s) = order.shipment.as_ref().filter(|s| s.carrier == "fedex") {
+        if matches!(target, Status::Shipped | Status::Delivered) {
+            crate::fedex::from_pharmacy(
+                sandbox,
+                &s.tracking_number,
+                pharmacy.slug(),
+                target == Status::Delivered,
+            );
+        }
+    }
     let (kind, detail) = match target {
         Status::Cancelled => ("order.cancelled", pharmacy.slug()),
         other => ("order.status", other.as_str()),
