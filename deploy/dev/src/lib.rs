@@ -501,6 +501,12 @@ pub fn pharmacy_routing_config(
             timeout_secs: 20,
         },
         pipeline,
+        carriers: c::CarrierAccounts {
+            fedex_base_url: format!("{sandbox_url}/fedex"),
+            fedex_client_id: secrets.fedex_client_id.clone(),
+            fedex_client_secret: secrets.fedex_client_secret.clone(),
+            ..Default::default()
+        },
     }
 }
 

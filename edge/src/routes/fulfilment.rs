@@ -310,11 +310,43 @@ pub struct ShipmentView {
     /// e.g. fedex.
     pub carrier: String,
     pub tracking_number: String,
+    /// shipped, out_for_delivery, delivered or exception.
     pub status: String,
     /// Tracking events, as the pharmacy and carrier reported them.
     pub events: Vec<ShipmentEventView>,
     pub shipped_at: Option<String>,
     pub delivered_at: Option<String>,
+    /// The carrier's own tracking (FedEx), at most 30 minutes old while FedEx answers; older, with
+    /// its `trackedAt`, when it does not.
+    pub tracking: Option<TrackingView>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TrackingView {
+    /// FedEx's tracking page for the number.
+    pub url: String,
+    /// False while FedEx does not know the number yet.
+    pub found: bool,
+    /// FedEx's code (OC, PU, IT, OD, DL, DE) and its words.
+    pub status_code: String,
+    pub description: String,
+    pub estimated_delivery_begins: Option<String>,
+    pub estimated_delivery_ends: Option<String>,
+    pub delivered_at: Option<String>,
+    /// The carrier's scans, newest first ("City, ST" only).
+    pub scans: Vec<TrackingScanView>,
+    /// When FedEx was last asked.
+    pub tracked_at: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TrackingScanView {
+    pub at: Option<String>,
+    pub status_code: String,
+    pub description: String,
+    pub location: String,
 }
 
 impl From<pb::Shipment> for ShipmentView {
@@ -338,6 +370,26 @@ impl From<pb::Shipment> for ShipmentView {
                 .collect(),
             shipped_at: s.shipped_at.map(rfc3339),
             delivered_at: s.delivered_at.map(rfc3339),
+            tracking: s.tracking.map(|t| TrackingView {
+                url: t.url,
+                found: t.found,
+                status_code: t.status_code,
+                description: t.description,
+                estimated_delivery_begins: t.estimated_delivery_begins.map(rfc3339),
+                estimated_delivery_ends: t.estimated_delivery_ends.map(rfc3339),
+                delivered_at: t.delivered_at.map(rfc3339),
+                scans: t
+                    .scans
+                    .into_iter()
+                    .map(|scan| TrackingScanView {
+                        at: scan.at.map(rfc3339),
+                        status_code: scan.status_code,
+                        description: scan.description,
+                        location: scan.location,
+                    })
+                    .collect(),
+                tracked_at: t.tracked_at.map(rfc3339),
+            }),
         }
     }
 }

@@ -139,32 +139,32 @@ const TEMPLATES: &[Template] = &[
         kind: Kind::ShipmentCreated,
         code: "shipment_created",
         pb: pb::NotificationType::ShipmentCreated,
-        required: &["tracking_number"],
+        required: &["tracking_number", "tracking_url"],
         channels: &[Email, Sms, Portal],
         subject: "Your order has shipped",
         email: &[
             "Hi {first_name},",
-            "Your order is on its way. Tracking number: {tracking_number}.",
+            "Your order is on its way. Tracking number: {tracking_number}. Follow it at {tracking_url}.",
         ],
-        sms: "YourEra: your order shipped. Tracking: {tracking_number}",
+        sms: "YourEra: your order shipped. Track it: {tracking_url}",
         portal_title: "Order shipped",
-        portal_body: "Your order is on its way. Tracking number {tracking_number}.",
+        portal_body: "Your order is on its way. Tracking number {tracking_number}: {tracking_url}",
         portal_link: "/shipments",
     },
     Template {
         kind: Kind::ShipmentUpdated,
         code: "shipment_updated",
         pb: pb::NotificationType::ShipmentUpdated,
-        required: &["tracking_number", "status"],
-        channels: &[Email, Portal],
+        required: &["tracking_number", "status", "tracking_url"],
+        channels: &[Email, Sms, Portal],
         subject: "An update on your shipment",
         email: &[
             "Hi {first_name},",
-            "Your shipment {tracking_number} is now: {status}.",
+            "Your shipment {tracking_number} is now: {status}. Follow it at {tracking_url}.",
         ],
-        sms: "YourEra: shipment {tracking_number} is now {status}.",
+        sms: "YourEra: your shipment is now {status}. Track it: {tracking_url}",
         portal_title: "Shipment update",
-        portal_body: "Shipment {tracking_number}: {status}.",
+        portal_body: "Shipment {tracking_number}: {status}. {tracking_url}",
         portal_link: "/shipments",
     },
     Template {
@@ -570,7 +570,7 @@ mod tests {
         assert!(!body.contains("sema"));
         assert_eq!(
             missing(Kind::ShipmentUpdated, &vars(&[("tracking_number", "1Z")])),
-            ["status"]
+            ["status", "tracking_url"]
         );
     }
 

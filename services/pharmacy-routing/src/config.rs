@@ -23,6 +23,8 @@ pub struct Config {
     pub pharmacies: PharmacyAccounts,
     #[command(flatten)]
     pub pipeline: PipelineConfig,
+    #[command(flatten)]
+    pub carriers: CarrierAccounts,
 }
 
 impl AsRef<ServiceConfig> for Config {
@@ -54,7 +56,88 @@ impl Config {
                 self.service.mesh.external_url(var, base)?;
             }
         }
-        self.pipeline.validate()
+        self.pipeline.validate()?;
+        self.carriers.validate(&self.service)
+    }
+}
+
+/// FedEx's Track API, for the shipments the pharmacies send by FedEx. Without a base URL a
+/// shipment shows what the pharmacy's callbacks said.
+#[derive(Clone, clap::Args)]
+pub struct CarrierAccounts {
+    /// FedEx's API host (`https://apis.fedex.com`; the sandbox's `/fedex` locally).
+    #[arg(long, env = "FEDEX_BASE_URL", default_value = "")]
+    pub fedex_base_url: String,
+    #[arg(long, env = "FEDEX_CLIENT_ID", default_value = "")]
+    pub fedex_client_id: String,
+    #[arg(long, env = "FEDEX_CLIENT_SECRET", default_value = "", hide_env_values = true)]
+    pub fedex_client_secret: SecretString,
+    /// Seconds one FedEx request may take.
+    #[arg(long, env = "FEDEX_TIMEOUT_SECS", default_value_t = 10)]
+    pub fedex_timeout_secs: u64,
+    /// How long a tracking answer is shown before FedEx is asked again (at most 30 minutes).
+    #[arg(long, env = "TRACKING_CACHE_SECS", default_value_t = 1800)]
+    pub tracking_cache_secs: u64,
+}
+
+impl fmt::Debug for CarrierAccounts {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CarrierAccounts")
+            .field("fedex_base_url", &self.fedex_base_url)
+            .field("tracking_cache_secs", &self.tracking_cache_secs)
+            .finish_non_exhaustive()
+    }
+}
+
+impl CarrierAccounts {
+    fn validate(&self, service: &ServiceConfig) -> Result<(), ConfigError> {
+        if !(1..=1800).contains(&self.tracking_cache_secs) {
+            return Err(ConfigError::new(
+                "TRACKING_CACHE_SECS",
+                "must be between 1 and 1800 (tracking shown to patients is at most 30 minutes old)",
+            ));
+        }
+        if self.fedex_base_url.is_empty() {
+            return Ok(());
+        }
+        service.mesh.external_url("FEDEX_BASE_URL", &self.fedex_base_url)?;
+        if self.fedex_client_id.is_empty() {
+            return Err(ConfigError::new("FEDEX_CLIENT_ID", "is required with FEDEX_BASE_URL"));
+        }
+        if self.fedex_client_secret.expose_secret().is_empty() {
+            return Err(ConfigError::new(
+                "FEDEX_CLIENT_SECRET",
+                "is required with FEDEX_BASE_URL",
+            ));
+        }
+        if !(1..=60).contains(&self.fedex_timeout_secs) {
+            return Err(ConfigError::new("FEDEX_TIMEOUT_SECS", "must be between 1 and 60"));
+        }
+        Ok(())
+    }
+
+    /// The FedEx client, when FedEx is configured.
+    pub fn fedex(&self) -> Option<crate::carriers::fedex::Fedex> {
+        (!self.fedex_base_url.is_empty()).then(|| {
+            crate::carriers::fedex::Fedex::new(
+                &self.fedex_base_url,
+                &self.fedex_client_id,
+                self.fedex_client_secret.clone(),
+                Duration::from_secs(self.fedex_timeout_secs),
+            )
+        })
+    }
+}
+
+impl Default for CarrierAccounts {
+    fn default() -> Self {
+        Self {
+            fedex_base_url: String::new(),
+            fedex_client_id: String::new(),
+            fedex_client_secret: SecretString::from(""),
+            fedex_timeout_secs: 10,
+            tracking_cache_secs: 1800,
+        }
     }
 }
 

@@ -65,6 +65,14 @@ impl RoutingService {
     /// Shipments as the API shows them, with their tracking events.
     async fn shipments_view(&self, rows: Vec<orders::ShipmentRow>) -> Result<Vec<pb::Shipment>> {
         let ids: Vec<uuid::Uuid> = rows.iter().map(|s| s.id).collect();
+        let fedex: Vec<String> = rows
+            .iter()
+            .filter(|s| s.carrier.eq_ignore_ascii_case("fedex") && !s.tracking_number.is_empty())
+            .map(|s| s.tracking_number.clone())
+            .collect();
+        let tracking = self.pipeline.tracking(&fedex).await?;
+        // Read after tracking: a status FedEx just moved shows here too.
+        let rows = orders::shipments_by_id(self.pipeline.pool(), &ids).await?;
         let events = orders::events_of(self.pipeline.pool(), &ids).await?;
         Ok(rows
             .into_iter()
@@ -74,7 +82,7 @@ impl RoutingService {
                 canvas_patient_id: s.canvas_patient_id,
                 pharmacy_id: s.pharmacy_id,
                 carrier: s.carrier,
-                tracking_number: s.tracking_number,
+                tracking_number: s.tracking_number.clone(),
                 status: s.status,
                 events: events
                     .iter()
@@ -87,6 +95,26 @@ impl RoutingService {
                     .collect(),
                 shipped_at: s.shipped_at.map(timestamp),
                 delivered_at: s.delivered_at.map(timestamp),
+                tracking: tracking.get(s.tracking_number.as_str()).map(|t| pb::Tracking {
+                    url: crate::carriers::fedex::tracking_url(&t.tracking_number),
+                    found: t.found,
+                    status_code: t.status_code.clone(),
+                    description: t.description.clone(),
+                    estimated_delivery_begins: t.estimated_begins.map(timestamp),
+                    estimated_delivery_ends: t.estimated_ends.map(timestamp),
+                    delivered_at: t.delivered_at.map(timestamp),
+                    scans: t
+                        .scans
+                        .iter()
+                        .map(|scan| pb::TrackingScan {
+                            at: scan.at.map(timestamp),
+                            status_code: scan.code.clone(),
+                            description: scan.description.clone(),
+                            location: scan.location.clone(),
+                        })
+                        .collect(),
+                    tracked_at: Some(timestamp(t.fetched_at)),
+                }),
             })
             .collect())
     }

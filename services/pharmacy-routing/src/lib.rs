@@ -13,6 +13,7 @@ use era_proto::pharmacy_routing::v1::pharmacy_routing_service_server::PharmacyRo
 use sqlx::{migrate::Migrator, PgPool};
 use tokio::net::TcpListener;
 
+pub mod carriers;
 pub mod config;
 pub mod domain;
 pub mod error;
@@ -44,9 +45,10 @@ pub async fn run(
     let worker = config.pipeline.worker.then(|| {
         (
             tokio::spawn(pipeline::run_worker(pipeline.clone())),
-            // Refills come due on the same replicas that resume runs; rows are claimed with
-            // SKIP LOCKED, so replicas never start one refill twice.
-            tokio::spawn(pipeline::run_refill_clock(pipeline.clone())),
+            // Refills come due and shipments are tracked on the same replicas that resume runs;
+            // refills are claimed with SKIP LOCKED and tracking refreshed under a lock, so replicas
+            // never start one refill twice or ask FedEx twice.
+            tokio::spawn(pipeline::run_clock(pipeline.clone())),
         )
     });
     let service = grpc::RoutingService::new(pool, matrix, pipeline);

@@ -18,3 +18,4 @@ mod refills;
 mod routing;
 mod rx_queue;
 mod scheduling;
+mod tracking;

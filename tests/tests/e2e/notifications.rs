@@ -233,7 +233,13 @@ async fn a_notification_goes_out_once_on_each_of_its_channels() {
         .collect();
     assert_eq!(
         fields,
-        ["recipient.email", "variables.status", "canvas_patient_id", "reference"],
+        [
+            "recipient.email",
+            "variables.status",
+            "variables.tracking_url",
+            "canvas_patient_id",
+            "reference"
+        ],
         "{err:?}"
     );
     // Sign-in codes and links come from the login flow only.
@@ -397,7 +403,14 @@ async fn one_channel_failing_does_not_hold_back_another_and_bad_numbers_are_not_
             phone: "+15005550004".into(),
             ..Default::default()
         }),
-        variables: [("tracking_number".to_owned(), "1Z999".to_owned())].into(),
+        variables: [
+            ("tracking_number".to_owned(), "1Z999".to_owned()),
+            (
+                "tracking_url".to_owned(),
+                "https://www.fedex.com/fedextrack/?trknbr=1Z999".to_owned(),
+            ),
+        ]
+        .into(),
         channels: vec![pb::Channel::Sms as i32],
         dedupe_key: "ship-blocked".into(),
         ..Default::default()

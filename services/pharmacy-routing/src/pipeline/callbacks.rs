@@ -38,8 +38,8 @@ fn parse(body: &[u8], pharmacy: &str, callback_id: &str) -> Result<Callback> {
     if text("eventId") != callback_id {
         return Err(Error::field("callback_id", "differs from the body's eventId"));
     }
-    // One secret signs every pharmacy's callbacks, so the path is not signed: the body must name
-    // the pharmacy whose path it came to, or a callback could be replayed against another's orders.
+    // The edge checked the signature with the secret of the pharmacy the path names; the body must
+    // name that pharmacy too, so a callback replayed to another pharmacy's path applies to nothing.
     let named = match text("pharmacy").to_lowercase().as_str() {
         "pioneerrx" | "gmp" => "gmp".to_owned(),
         other => other.to_owned(),
@@ -272,6 +272,10 @@ impl Pipeline {
             cb.tracking_number.clone()
         };
         variables.push(("tracking_number".to_owned(), tracking));
+        variables.push((
+            "tracking_url".to_owned(),
+            tracking_link(&cb.carrier, &cb.tracking_number),
+        ));
         let req = era_kit::client::request(
             notifications::SendNotificationRequest {
                 notification_type: kind as i32,
@@ -294,6 +298,15 @@ impl Pipeline {
                 ))
             }
         }
+    }
+}
+
+/// Where the patient follows a parcel: the carrier's page when we know it, else their portal.
+pub(crate) fn tracking_link(carrier: &str, number: &str) -> String {
+    if carrier.eq_ignore_ascii_case("fedex") && !number.is_empty() {
+        crate::carriers::fedex::tracking_url(number)
+    } else {
+        "the Shipments page of your portal".to_owned()
     }
 }
 

@@ -15,6 +15,7 @@ pub(crate) mod refills;
 pub(crate) mod runs;
 pub(crate) mod steps;
 mod stop;
+pub(crate) mod tracking;
 mod worker;
 
 use std::{
@@ -42,7 +43,7 @@ use tonic::transport::Channel;
 use uuid::Uuid;
 
 use self::runs::{Inserted, NewRun, Run};
-pub(crate) use self::{refills::run_clock as run_refill_clock, worker::run as run_worker};
+pub(crate) use self::{refills::run_clock, worker::run as run_worker};
 use crate::{
     config::{Config, FailAt, Failpoint},
     error::{Error, Result},
@@ -72,6 +73,9 @@ pub(crate) struct Pipeline {
     /// The waits before each retry of a refill whose card was declined.
     refill_retry: Vec<Duration>,
     refill_reminder_days: u32,
+    /// FedEx, when configured; how long a tracking answer is served.
+    fedex: Option<crate::carriers::fedex::Fedex>,
+    tracking_cache: Duration,
     /// How long a possibly placed submission waits before we ask the pharmacy for it: past any
     /// request still in flight there.
     uncertain_wait: Duration,
@@ -121,6 +125,8 @@ impl Pipeline {
                 .map(|s| Duration::from_secs(*s))
                 .collect(),
             refill_reminder_days: config.pipeline.refill_reminder_days,
+            fedex: config.carriers.fedex(),
+            tracking_cache: Duration::from_secs(config.carriers.tracking_cache_secs),
             uncertain_wait: Duration::from_secs(
                 config
                     .pipeline

@@ -268,6 +268,16 @@ pub(crate) async fn shipments_of(pool: &PgPool, orders: &[Uuid]) -> Result<Vec<S
         .await?)
 }
 
+/// These shipments as they stand now, in the order given.
+pub(crate) async fn shipments_by_id(pool: &PgPool, ids: &[Uuid]) -> Result<Vec<ShipmentRow>> {
+    let mut rows: Vec<ShipmentRow> = sqlx::query_as("select * from shipments where id = any($1)")
+        .bind(ids)
+        .fetch_all(pool)
+        .await?;
+    rows.sort_by_key(|r| ids.iter().position(|id| *id == r.id));
+    Ok(rows)
+}
+
 /// The tracking events of these shipments, oldest first.
 pub(crate) async fn events_of(pool: &PgPool, shipments: &[Uuid]) -> Result<Vec<ShipmentEventRow>> {
     Ok(sqlx::query_as(

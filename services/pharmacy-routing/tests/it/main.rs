@@ -103,6 +103,7 @@ pub(crate) fn config(service: era_kit::config::ServiceConfig) -> era_pharmacy_ro
             worker: false,
             ..Default::default()
         },
+        carriers: c::CarrierAccounts::default(),
     }
 }
 
