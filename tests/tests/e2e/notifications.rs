@@ -237,6 +237,7 @@ async fn a_notification_goes_out_once_on_each_of_its_channels() {
             "recipient.email",
             "variables.status",
             "variables.tracking_url",
+            "recipient.phone",
             "canvas_patient_id",
             "reference"
         ],

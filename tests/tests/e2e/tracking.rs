@@ -211,3 +211,71 @@ async fn fedex_tracking_is_cached_moves_the_shipment_once_per_status_and_survive
     let theirs = mesh.get("/api/patient-shipments/someoneelse0001", Some(&own)).await;
     assert_eq!(error_code(theirs, 403).await, "forbidden");
 }
+
+#[tokio::test]
+async fn fedex_throttling_holds_every_reader_until_its_wait_has_passed() {
+    let mesh = TestMesh::start_with(|o| o.pipeline.poll_ms = 100).await;
+    let t = approvable(&mesh, "gmp").await.remove(0);
+    save_card(&mesh, &t.patient, "pm_card_visa").await.unwrap();
+    let body = approve(&mesh, &t).await;
+    let run = run_until_finished(&mesh, body["run"]["id"].as_str().unwrap()).await;
+    let order = pharmacy_orders(&mesh, "pioneerrx", &run.pharmacy_order_id)
+        .await
+        .remove(0);
+    let external = order["orderId"].as_str().unwrap().to_owned();
+    let resp = mesh
+        .sandbox
+        .post(mesh.sandbox_url(&format!("/_sandbox/pharmacy/pioneerrx/orders/{external}/advance")))
+        .json(&json!({ "status": "shipped" }))
+        .send()
+        .await
+        .unwrap();
+    assert!(resp.status().is_success());
+    shipment_once(&mesh, &t.patient, |s| s["tracking"]["found"] == true).await;
+
+    // One call a window at FedEx: the next is answered 429, and then nobody asks again.
+    let resp = mesh
+        .sandbox
+        .put(mesh.sandbox_url("/_sandbox/fedex/limits"))
+        .json(&json!({ "requests_per_window": 1, "window_secs": 600 }))
+        .send()
+        .await
+        .unwrap();
+    assert!(resp.status().is_success(), "{:?}", resp.text().await);
+    let throttled = || async {
+        let pool = sqlx::PgPool::connect(&mesh.database_url("pharmacy_routing"))
+            .await
+            .unwrap();
+        let held: Option<bool> =
+            sqlx::query_scalar("select until > now() from carrier_throttles where carrier = 'fedex'")
+                .fetch_optional(&pool)
+                .await
+                .unwrap();
+        pool.close().await;
+        held == Some(true)
+    };
+    for _ in 0..4 {
+        if throttled().await {
+            break;
+        }
+        expire_tracking(&mesh).await;
+        let s = shipment(&mesh, &t.patient).await;
+        assert_eq!(
+            s["tracking"]["statusCode"], "PU",
+            "the last known status is still shown: {s}"
+        );
+    }
+    assert!(throttled().await, "FedEx's 429 is recorded for every replica");
+    let mark = mesh.ledger_mark().await;
+    for _ in 0..3 {
+        expire_tracking(&mesh).await;
+        let s = shipment(&mesh, &t.patient).await;
+        assert_eq!(s["tracking"]["statusCode"], "PU", "{s}");
+        assert!(s["tracking"]["trackedAt"].is_string());
+    }
+    assert_eq!(
+        fedex_calls(&mesh, mark).await,
+        0,
+        "nobody asks FedEx while its wait lasts"
+    );
+}

@@ -43,7 +43,7 @@ use tonic::transport::Channel;
 use uuid::Uuid;
 
 use self::runs::{Inserted, NewRun, Run};
-pub(crate) use self::{refills::run_clock, worker::run as run_worker};
+pub(crate) use self::worker::{run as run_worker, run_clock};
 use crate::{
     config::{Config, FailAt, Failpoint},
     error::{Error, Result},

@@ -23,23 +23,6 @@ use crate::error::{Error, Result};
 /// Who a refill the schedule starts acts as.
 const SCHEDULE: &str = "refill-schedule";
 
-/// Each replica's clock: refill reminders, refills that came due, overdue notices, and FedEx
-/// tracking of the shipments not yet delivered.
-pub(crate) async fn run_clock(pipeline: Arc<Pipeline>) {
-    loop {
-        if pipeline.halted() {
-            return;
-        }
-        if let Err(e) = pipeline.refill_tick().await {
-            tracing::warn!(error = %e, "the refill clock could not run");
-        }
-        if let Err(e) = pipeline.tracking_tick().await {
-            tracing::warn!(error = %e, "shipments could not be tracked");
-        }
-        tokio::time::sleep(pipeline.poll).await;
-    }
-}
-
 /// An admin's action on a refill.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Action {

@@ -1,6 +1,7 @@
-//! Each replica's worker: takes runs that are due and whose lease is free or ran out (a replica
-//! crashed, or a step was put back for later) and drives them, one at a time. `FOR UPDATE SKIP
-//! LOCKED` and the generation bump make two replicas never hold the same run at once.
+//! Each replica's worker and clock. The worker takes runs that are due and whose lease is free or
+//! ran out (a replica crashed, or a step was put back for later) and drives them, one at a time.
+//! `FOR UPDATE SKIP LOCKED` and the generation bump make two replicas never hold the same run at
+//! once. The clock advances refills and tracks shipments.
 
 use std::sync::Arc;
 
@@ -22,5 +23,22 @@ pub(crate) async fn run(pipeline: Arc<Pipeline>) {
                 tokio::time::sleep(pipeline.poll).await;
             }
         }
+    }
+}
+
+/// Each replica's clock: refill reminders, refills that came due, overdue notices, and FedEx
+/// tracking of the shipments not yet delivered.
+pub(crate) async fn run_clock(pipeline: Arc<Pipeline>) {
+    loop {
+        if pipeline.halted() {
+            return;
+        }
+        if let Err(e) = pipeline.refill_tick().await {
+            tracing::warn!(error = %e, "the refill clock could not run");
+        }
+        if let Err(e) = pipeline.tracking_tick().await {
+            tracing::warn!(error = %e, "shipments could not be tracked");
+        }
+        tokio::time::sleep(pipeline.poll).await;
     }
 }
