@@ -54,6 +54,28 @@ async fn shipment_once(mesh: &TestMesh, patient: &str, ready: impl Fn(&Value) ->
     panic!("the shipment never got there: {}", shipment(mesh, patient).await);
 }
 
+/// A patient's approved order, shipped by the pharmacy (its callback records the shipment).
+async fn shipped(mesh: &TestMesh) -> (crate::approval::Approvable, pb::OrchestrationRun) {
+    let t = approvable(mesh, "gmp").await.remove(0);
+    save_card(mesh, &t.patient, "pm_card_visa").await.unwrap();
+    let body = approve(mesh, &t).await;
+    let run = run_until_finished(mesh, body["run"]["id"].as_str().unwrap()).await;
+    assert_eq!(run.status, pb::RunStatus::Succeeded as i32, "{run:?}");
+    let order = pharmacy_orders(mesh, "pioneerrx", &run.pharmacy_order_id)
+        .await
+        .remove(0);
+    let external = order["orderId"].as_str().unwrap().to_owned();
+    let resp = mesh
+        .sandbox
+        .post(mesh.sandbox_url(&format!("/_sandbox/pharmacy/pioneerrx/orders/{external}/advance")))
+        .json(&json!({ "status": "shipped" }))
+        .send()
+        .await
+        .unwrap();
+    assert!(resp.status().is_success(), "{:?}", resp.text().await);
+    (t, run)
+}
+
 async fn advance_at_fedex(mesh: &TestMesh, number: &str, to: &str) {
     let resp = mesh
         .sandbox
@@ -68,23 +90,7 @@ async fn advance_at_fedex(mesh: &TestMesh, number: &str, to: &str) {
 #[tokio::test]
 async fn fedex_tracking_is_cached_moves_the_shipment_once_per_status_and_survives_fedex_down() {
     let mesh = TestMesh::start_with(|o| o.pipeline.poll_ms = 100).await;
-    let t = approvable(&mesh, "gmp").await.remove(0);
-    save_card(&mesh, &t.patient, "pm_card_visa").await.unwrap();
-    let body = approve(&mesh, &t).await;
-    let run = run_until_finished(&mesh, body["run"]["id"].as_str().unwrap()).await;
-    assert_eq!(run.status, pb::RunStatus::Succeeded as i32, "{run:?}");
-    let order = pharmacy_orders(&mesh, "pioneerrx", &run.pharmacy_order_id)
-        .await
-        .remove(0);
-    let external = order["orderId"].as_str().unwrap().to_owned();
-    let resp = mesh
-        .sandbox
-        .post(mesh.sandbox_url(&format!("/_sandbox/pharmacy/pioneerrx/orders/{external}/advance")))
-        .json(&json!({ "status": "shipped" }))
-        .send()
-        .await
-        .unwrap();
-    assert!(resp.status().is_success(), "{:?}", resp.text().await);
+    let (t, run) = shipped(&mesh).await;
 
     // Shipped by the pharmacy's callback, then tracked at FedEx (by the clock or the first read).
     let s = shipment_once(&mesh, &t.patient, |s| s["tracking"]["found"] == true).await;
@@ -215,22 +221,7 @@ async fn fedex_tracking_is_cached_moves_the_shipment_once_per_status_and_survive
 #[tokio::test]
 async fn fedex_throttling_holds_every_reader_until_its_wait_has_passed() {
     let mesh = TestMesh::start_with(|o| o.pipeline.poll_ms = 100).await;
-    let t = approvable(&mesh, "gmp").await.remove(0);
-    save_card(&mesh, &t.patient, "pm_card_visa").await.unwrap();
-    let body = approve(&mesh, &t).await;
-    let run = run_until_finished(&mesh, body["run"]["id"].as_str().unwrap()).await;
-    let order = pharmacy_orders(&mesh, "pioneerrx", &run.pharmacy_order_id)
-        .await
-        .remove(0);
-    let external = order["orderId"].as_str().unwrap().to_owned();
-    let resp = mesh
-        .sandbox
-        .post(mesh.sandbox_url(&format!("/_sandbox/pharmacy/pioneerrx/orders/{external}/advance")))
-        .json(&json!({ "status": "shipped" }))
-        .send()
-        .await
-        .unwrap();
-    assert!(resp.status().is_success());
+    let (t, _) = shipped(&mesh).await;
     shipment_once(&mesh, &t.patient, |s| s["tracking"]["found"] == true).await;
 
     // One call a window at FedEx: the next is answered 429, and then nobody asks again.
