@@ -87,8 +87,8 @@ pub struct Secrets {
     pub zoom_account_id: String,
     pub zoom_client_id: String,
     pub zoom_client_secret: SecretString,
-    /// The FedEx project's API key and secret key the (later) FedEx client uses and the sandbox's
-    /// FedEx accepts (`FEDEX_CLIENT_ID`, `FEDEX_CLIENT_SECRET`).
+    /// The FedEx project's API key and secret key pharmacy-routing's FedEx client uses and the
+    /// sandbox's FedEx accepts (`FEDEX_CLIENT_ID`, `FEDEX_CLIENT_SECRET`).
     pub fedex_client_id: String,
     pub fedex_client_secret: SecretString,
     /// The token the sandbox's control plane (`/_sandbox`: ledger, faults, inbox) requires.
@@ -501,11 +501,14 @@ pub fn pharmacy_routing_config(
             timeout_secs: 20,
         },
         pipeline,
-        carriers: c::CarrierAccounts {
-            fedex_base_url: format!("{sandbox_url}/fedex"),
-            fedex_client_id: secrets.fedex_client_id.clone(),
-            fedex_client_secret: secrets.fedex_client_secret.clone(),
-            ..Default::default()
+        carriers: {
+            let fedex = fedex_access(secrets, sandbox_url);
+            c::CarrierAccounts {
+                fedex_base_url: fedex.base_url,
+                fedex_client_id: fedex.client_id,
+                fedex_client_secret: fedex.client_secret,
+                ..Default::default()
+            }
         },
     }
 }
